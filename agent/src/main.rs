@@ -1,0 +1,3 @@
+//! `podroute-agent`: the node agent.
+
+fn main() {}

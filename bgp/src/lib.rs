@@ -1,0 +1,1 @@
+//! BGP protocol core for podroute (sans-IO).

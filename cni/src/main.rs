@@ -1,0 +1,3 @@
+//! `podroute`: the CNI plugin.
+
+fn main() {}
