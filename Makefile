@@ -1,0 +1,70 @@
+# podroute — the two commands a user needs are `make demo` and `make test`.
+# Both need Linux, root (network namespaces) and, the first time, network access to Debian's
+# packages and the Go module proxy (the control plane is built from source and cached).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
+export DEBIAN_FRONTEND := noninteractive
+
+CARGO ?= cargo
+LAB ?= demo
+# Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
+# plugins (chain partners and benchmark baseline), and small tools the tests call.
+APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
+	openssl procps psmisc kmod ca-certificates curl
+FUZZ_SECONDS ?= 10
+
+.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke test demo lab-down clean
+
+help:
+	@echo "make demo      bring up a 3-node lab with a BIRD router and show it (root)"
+	@echo "make lab-down  tear the demo lab down"
+	@echo "make test      install what is needed and run every test tier (root)"
+
+root:
+	@if [ "$$(id -u)" != 0 ]; then echo "error: this needs root (network namespaces); run it as root, e.g. with sudo" >&2; exit 1; fi
+
+# Installs missing Debian packages only; a machine that has them all makes no apt call.
+deps: root
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "deps: all Debian packages present"; fi
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (stable) with rustup" >&2; exit 1; }
+	@command -v go >/dev/null || { echo "error: Go not found; it builds the lab's kube-apiserver and etcd: apt-get install golang-go (>= 1.24) or install from go.dev" >&2; exit 1; }
+
+control-plane:
+	@tests/scripts/control-plane.sh >/dev/null
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Tier 1: pure unit tests, no root.
+unit-test:
+	$(CARGO) test --workspace
+
+# Tiers 2 and 3: kernel tests in private namespaces and the lab's end-to-end tests (root).
+root-test: root
+	$(CARGO) test --workspace -- --ignored --test-threads=2
+	@leaked=$$(ip netns list); if [ -n "$$leaked" ]; then echo "error: tests leaked namespaces: $$leaked" >&2; exit 1; fi
+
+fuzz-smoke:
+	@if [ -x fuzz/run.sh ]; then fuzz/run.sh $(FUZZ_SECONDS); else echo "fuzz: no targets yet"; fi
+
+test: deps control-plane lint build unit-test root-test fuzz-smoke
+	@echo "make test: all tiers passed"
+
+demo: deps control-plane
+	$(CARGO) build --workspace --bins
+	tests/scripts/demo.sh $(LAB)
+
+lab-down: root
+	$(CARGO) run -q -p podroute-lab -- down --name $(LAB)
+
+clean:
+	$(CARGO) clean
