@@ -11,9 +11,11 @@ set -euo pipefail
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
 CNI_VERSION=v1.3.0
+# Bump when the build itself changes (flags, patches) so old caches are not reused.
+BUILD_REVISION=2
 
 cache_root=${PODROUTE_CACHE:-$HOME/.cache/podroute}
-dest="$cache_root/control-plane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-cni-$CNI_VERSION"
+dest="$cache_root/control-plane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-cni-$CNI_VERSION-r$BUILD_REVISION"
 bin="$dest/bin"
 wanted=(kube-apiserver kubectl etcd cnitool)
 
@@ -68,11 +70,20 @@ import (
 )
 GO
   (cd "$mod" && go mod tidy >/dev/null 2>&1 || go mod tidy)
+  # Stamp the version the way Kubernetes' own build does, so clients and the server's
+  # compatibility checks see v1.34.x rather than v0.0.0-master.
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local ldflags=""
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
   log "compiling kube-apiserver (the longest step)"
-  (cd "$mod" && go build -trimpath -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver"
   log "compiling kubectl"
-  (cd "$mod" && go build -trimpath -o "$bin/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
+  (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$bin/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
   mv "$bin/kubectl.tmp" "$bin/kubectl"
 }
 
