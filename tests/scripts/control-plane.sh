@@ -33,7 +33,12 @@ if have_all; then
 fi
 
 if ! command -v go >/dev/null 2>&1; then
-  log "error: Go is not installed; install Go >= 1.24 (e.g. 'apt-get install golang-go' or from go.dev) and re-run"
+  log "error: Go is not installed; install Go >= 1.24 (https://go.dev/dl/) and re-run"
+  exit 1
+fi
+go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$go_minor" ] || [ "$go_minor" -lt 24 ]; then
+  log "error: $(go env GOVERSION) is too old to build Kubernetes $K8S_VERSION; install Go >= 1.24 (https://go.dev/dl/)"
   exit 1
 fi
 
