@@ -1,0 +1,402 @@
+//! Command line and environment configuration of the agent.
+//!
+//! [`Cli`] is what clap parses (flags, each with an environment variable so a DaemonSet can set it);
+//! [`Cli::validate`] turns it into a [`Config`] or one [`ConfigError`] that says what is wrong.
+//! Nothing here touches the network or the API server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Route protocol numbers the kernel and other daemons own (`/etc/iproute2/rt_protos`):
+/// unspec, redirect, kernel, boot, static. podroute must never claim them, or its dumps and
+/// deletes, which are filtered by protocol, would take routes it did not create.
+const RESERVED_ROUTE_PROTOCOLS: [u8; 5] = [0, 1, 2, 3, 4];
+
+/// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
+const AS_TRANS: u32 = 23456;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `podroute-agent`: distributes pod CIDR routes between Kubernetes nodes over iBGP.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "podroute-agent", version, about)]
+pub struct Cli {
+    /// Kubeconfig file. Without it the agent uses the in-cluster service account, then the
+    /// default kubeconfig locations.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Name of the Node object this agent runs on (set it from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Autonomous system number of the node mesh (iBGP: every node uses the same one).
+    #[arg(
+        long = "as-number",
+        env = "PODROUTE_AS_NUMBER",
+        default_value_t = 64512
+    )]
+    pub as_number: u32,
+
+    /// Address the BGP listener binds to. Default: the node IP of each family.
+    #[arg(long, env = "PODROUTE_LISTEN_ADDRESS")]
+    pub listen_address: Option<IpAddr>,
+
+    /// TCP port of the BGP listener and of outgoing connections to mesh peers.
+    #[arg(long, env = "PODROUTE_LISTEN_PORT", default_value_t = 179)]
+    pub listen_port: u16,
+
+    /// Kernel route protocol number that marks podroute's routes (`ip route ... proto N`).
+    #[arg(long, env = "PODROUTE_ROUTE_PROTOCOL", default_value_t = 80)]
+    pub route_protocol: u8,
+
+    /// Period of the full kernel route reconcile (e.g. `30s`, `2m`, `500ms`).
+    #[arg(long, env = "PODROUTE_RECONCILE_PERIOD", default_value = "30s", value_parser = parse_duration)]
+    pub reconcile_period: Duration,
+
+    /// Longest wait after start for the BGP initial sync (End-of-RIB) before stale routes
+    /// are removed anyway.
+    #[arg(long, env = "PODROUTE_STARTUP_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub startup_grace: Duration,
+
+    /// Log format.
+    #[arg(long, env = "PODROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "PODROUTE_HTTP_LISTEN", default_value = "0.0.0.0:9180")]
+    pub http_listen: SocketAddr,
+
+    /// Node IP(s) to use instead of the Node's InternalIP: at most one IPv4 and one IPv6,
+    /// comma separated. Takes precedence over the `podroute.io/node-ip` annotation.
+    #[arg(long, env = "PODROUTE_NODE_IP", value_delimiter = ',')]
+    pub node_ip: Vec<IpAddr>,
+
+    /// Where the CNI network configuration is written once the node is ready.
+    #[arg(
+        long,
+        env = "PODROUTE_CNI_CONFLIST",
+        default_value = "/etc/cni/net.d/10-podroute.conflist"
+    )]
+    pub cni_conflist: PathBuf,
+
+    /// Do not write the CNI network configuration (when something else manages it).
+    #[arg(long, env = "PODROUTE_NO_CNI_CONFLIST")]
+    pub no_cni_conflist: bool,
+
+    /// Hold time offered to mesh peers, in seconds (0 or at least 3, RFC 4271 §4.2).
+    #[arg(long, env = "PODROUTE_HOLD_TIME", default_value_t = 90)]
+    pub hold_time: u16,
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Explicit kubeconfig, or `None` for in-cluster / inferred configuration.
+    pub kubeconfig: Option<PathBuf>,
+    /// Name of the own Node object.
+    pub node_name: String,
+    /// AS number of the mesh.
+    pub as_number: u32,
+    /// BGP listener address override.
+    pub listen_address: Option<IpAddr>,
+    /// BGP TCP port.
+    pub bgp_port: u16,
+    /// Kernel route protocol number of podroute's routes.
+    pub route_protocol: u8,
+    /// Period of the full kernel reconcile.
+    pub reconcile_period: Duration,
+    /// Longest wait for the BGP initial sync before stale routes are removed.
+    pub startup_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// HTTP server address.
+    pub http_listen: SocketAddr,
+    /// Node IP override, at most one per family.
+    pub node_ip_override: NodeIpOverride,
+    /// CNI conflist to write when ready, or `None` to write none.
+    pub cni_conflist: Option<PathBuf>,
+    /// Hold time offered to peers, in seconds.
+    pub hold_time: u16,
+}
+
+/// Node IP(s) chosen by the operator, one per family at most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeIpOverride {
+    /// IPv4 node IP.
+    pub v4: Option<std::net::Ipv4Addr>,
+    /// IPv6 node IP.
+    pub v6: Option<std::net::Ipv6Addr>,
+}
+
+impl NodeIpOverride {
+    /// Builds the override from a list of addresses; two of one family is an error.
+    pub fn from_addrs(addrs: &[IpAddr]) -> Result<Self, NodeIpListError> {
+        let mut out = Self::default();
+        for addr in addrs {
+            match addr {
+                IpAddr::V4(a) if out.v4.is_none() => out.v4 = Some(*a),
+                IpAddr::V6(a) if out.v6.is_none() => out.v6 = Some(*a),
+                _ => return Err(NodeIpListError::TwoOfOneFamily(*addr)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// True if no address was given.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_none() && self.v6.is_none()
+    }
+}
+
+/// A node IP list with more than one address of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIpListError {
+    /// The address is the second one of its family.
+    #[error("more than one node IP of the family of {0}: give at most one IPv4 and one IPv6")]
+    TwoOfOneFamily(IpAddr),
+}
+
+/// An invalid configuration; the agent prints it and exits non-zero.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No node name given.
+    #[error(
+        "the node name is required: set NODE_NAME (downward API `spec.nodeName`) or --node-name"
+    )]
+    MissingNodeName,
+    /// AS number that cannot be used.
+    #[error(
+        "--as-number {0} is not usable: AS 0 and AS_TRANS 23456 are reserved (RFC 7607, RFC 6793)"
+    )]
+    ReservedAsNumber(u32),
+    /// Route protocol number owned by the kernel.
+    #[error(
+        "--route-protocol {0} is reserved for the kernel (0-4: unspec, redirect, kernel, boot, static); pick another, e.g. 80"
+    )]
+    ReservedRouteProtocol(u8),
+    /// Port 0.
+    #[error("--listen-port must not be 0")]
+    ZeroPort,
+    /// Zero reconcile period.
+    #[error("--reconcile-period must be longer than 0")]
+    ZeroReconcilePeriod,
+    /// Hold time of 1 or 2 seconds.
+    #[error("--hold-time {0} is invalid: it must be 0 or at least 3 seconds (RFC 4271 §4.2)")]
+    InvalidHoldTime(u16),
+    /// Bad node IP list.
+    #[error("--node-ip: {0}")]
+    NodeIp(#[from] NodeIpListError),
+    /// Unspecified or multicast node IP.
+    #[error("--node-ip {0} cannot be a node IP (unspecified, loopback or multicast)")]
+    UnusableNodeIp(IpAddr),
+    /// Empty CNI path.
+    #[error("--cni-conflist must not be empty (use --no-cni-conflist to write none)")]
+    EmptyCniPath,
+}
+
+impl Cli {
+    /// Checks every field and builds the [`Config`]; the first problem found is returned.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let node_name = self
+            .node_name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .ok_or(ConfigError::MissingNodeName)?;
+        if self.as_number == 0 || self.as_number == AS_TRANS {
+            return Err(ConfigError::ReservedAsNumber(self.as_number));
+        }
+        if RESERVED_ROUTE_PROTOCOLS.contains(&self.route_protocol) {
+            return Err(ConfigError::ReservedRouteProtocol(self.route_protocol));
+        }
+        if self.listen_port == 0 {
+            return Err(ConfigError::ZeroPort);
+        }
+        if self.reconcile_period.is_zero() {
+            return Err(ConfigError::ZeroReconcilePeriod);
+        }
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return Err(ConfigError::InvalidHoldTime(self.hold_time));
+        }
+        if let Some(bad) = self
+            .node_ip
+            .iter()
+            .find(|ip| ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+        {
+            return Err(ConfigError::UnusableNodeIp(*bad));
+        }
+        let node_ip_override = NodeIpOverride::from_addrs(&self.node_ip)?;
+        let cni_conflist = if self.no_cni_conflist {
+            None
+        } else if self.cni_conflist.as_os_str().is_empty() {
+            return Err(ConfigError::EmptyCniPath);
+        } else {
+            Some(self.cni_conflist)
+        };
+        Ok(Config {
+            kubeconfig: self.kubeconfig,
+            node_name,
+            as_number: self.as_number,
+            listen_address: self.listen_address,
+            bgp_port: self.listen_port,
+            route_protocol: self.route_protocol,
+            reconcile_period: self.reconcile_period,
+            startup_grace: self.startup_grace,
+            log_format: self.log_format,
+            http_listen: self.http_listen,
+            node_ip_override,
+            cni_conflist,
+            hold_time: self.hold_time,
+        })
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "" | "s" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value.saturating_mul(60)),
+        "h" => Duration::from_secs(value.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["podroute-agent"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("clap accepts the arguments")
+            .validate()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = parse(&["--node-name", "node-1"]).expect("valid");
+        assert_eq!(config.node_name, "node-1");
+        assert_eq!(config.as_number, 64512);
+        assert_eq!(config.bgp_port, 179);
+        assert_eq!(config.route_protocol, 80);
+        assert_eq!(config.reconcile_period, Duration::from_secs(30));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(
+            config.cni_conflist,
+            Some(PathBuf::from("/etc/cni/net.d/10-podroute.conflist"))
+        );
+        assert!(config.node_ip_override.is_empty());
+    }
+
+    #[test]
+    fn missing_node_name_is_one_clear_error() {
+        // NODE_NAME may be set in the test environment; a blank flag must still be rejected.
+        let err = parse(&["--node-name", "  "]).expect_err("blank name");
+        assert_eq!(err, ConfigError::MissingNodeName);
+        assert!(err.to_string().contains("NODE_NAME"));
+    }
+
+    #[test]
+    fn reserved_route_protocols_are_refused() {
+        for proto in ["0", "2", "4"] {
+            let err = parse(&["--node-name", "n", "--route-protocol", proto]).expect_err(proto);
+            assert!(
+                matches!(err, ConfigError::ReservedRouteProtocol(_)),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            parse(&["--node-name", "n", "--route-protocol", "5"]).map(|c| c.route_protocol),
+            Ok(5)
+        );
+    }
+
+    #[test]
+    fn reserved_as_numbers_are_refused() {
+        for asn in ["0", "23456"] {
+            let err = parse(&["--node-name", "n", "--as-number", asn]).expect_err(asn);
+            assert!(matches!(err, ConfigError::ReservedAsNumber(_)));
+        }
+        let four_octet = parse(&["--node-name", "n", "--as-number", "4200000000"]).expect("valid");
+        assert_eq!(four_octet.as_number, 4_200_000_000);
+    }
+
+    #[test]
+    fn route_protocol_above_255_is_a_parse_error() {
+        let result = Cli::try_parse_from(["podroute-agent", "--route-protocol", "256"]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn node_ip_override_takes_one_per_family() {
+        let config =
+            parse(&["--node-name", "n", "--node-ip", "198.18.0.7,fd00:198:18::7"]).expect("valid");
+        assert_eq!(
+            config.node_ip_override.v4,
+            Some("198.18.0.7".parse().expect("ip"))
+        );
+        assert_eq!(
+            config.node_ip_override.v6,
+            Some("fd00:198:18::7".parse().expect("ip"))
+        );
+
+        let err =
+            parse(&["--node-name", "n", "--node-ip", "198.18.0.7,198.18.0.8"]).expect_err("two v4");
+        assert!(matches!(err, ConfigError::NodeIp(_)));
+        let err = parse(&["--node-name", "n", "--node-ip", "0.0.0.0"]).expect_err("unspecified");
+        assert!(matches!(err, ConfigError::UnusableNodeIp(_)));
+    }
+
+    #[test]
+    fn hold_time_one_or_two_is_refused() {
+        assert!(matches!(
+            parse(&["--node-name", "n", "--hold-time", "2"]),
+            Err(ConfigError::InvalidHoldTime(2))
+        ));
+        assert!(parse(&["--node-name", "n", "--hold-time", "0"]).is_ok());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3d").is_err());
+        assert!(matches!(
+            parse(&["--node-name", "n", "--reconcile-period", "0s"]),
+            Err(ConfigError::ZeroReconcilePeriod)
+        ));
+    }
+
+    #[test]
+    fn cni_conflist_can_be_disabled() {
+        let config = parse(&["--node-name", "n", "--no-cni-conflist"]).expect("valid");
+        assert_eq!(config.cni_conflist, None);
+    }
+}

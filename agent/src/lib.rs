@@ -1,0 +1,8 @@
+//! podroute node agent: watches Nodes, runs the iBGP mesh, programs kernel routes.
+//!
+//! Data flows one way: Kubernetes API ([`watch`]) → [`view::ClusterView`] → BGP (mesh peers,
+//! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
+
+pub mod config;
+pub mod view;
+pub mod watch;
