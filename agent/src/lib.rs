@@ -4,5 +4,6 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod config;
+pub mod routes;
 pub mod view;
 pub mod watch;

@@ -1,0 +1,62 @@
+//! Kernel routes: what podroute wants in the kernel, how that differs from what is there, and
+//! the netlink reconciler that closes the gap.
+//!
+//! - [`desired`]: pure — the routes a node should hold, from the cluster view and the BGP RIB.
+//! - [`diff`]: pure — desired vs. the kernel's podroute-protocol routes → a [`diff::RoutePlan`].
+//! - [`kernel`]: netlink I/O — dump, resolve next hops, replace and delete in batches.
+//! - [`reconciler`]: the level-triggered loop body with its counters.
+
+pub mod desired;
+pub mod diff;
+pub mod kernel;
+pub mod reconciler;
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+/// The metric podroute installs a route with: the kernel's default of each family (0 for IPv4,
+/// 1024 for IPv6), so podroute's routes look like any plainly added route, and so dumps match
+/// what was written.
+pub fn install_priority(destination: &IpNetwork) -> u32 {
+    match destination {
+        IpNetwork::V4(_) => 0,
+        IpNetwork::V6(_) => 1024,
+    }
+}
+
+/// What podroute wants for one destination, before next-hop resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteIntent {
+    /// Forward to this node IP (a BGP next hop); resolved through the kernel's route to it.
+    Via(IpAddr),
+    /// Drop: the node's own pod CIDR, so traffic to unallocated pod IPs does not loop back out.
+    Blackhole,
+}
+
+/// A route as the kernel holds it (or should hold it): the part podroute compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KernelTarget {
+    /// `via <gateway> dev <oif>`.
+    Gateway {
+        /// Immediate next hop (the node IP itself, or the gateway of the route to it).
+        gateway: IpAddr,
+        /// Output interface index.
+        oif: u32,
+    },
+    /// `blackhole`.
+    Blackhole,
+    /// Anything else (multipath, unreachable, no gateway); never equal to a desired route.
+    Other,
+}
+
+/// One route of podroute's protocol found in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedRoute {
+    /// Destination prefix.
+    pub destination: IpNetwork,
+    /// Where it points.
+    pub target: KernelTarget,
+    /// Route metric (`RTA_PRIORITY`); podroute installs [`install_priority`].
+    pub priority: u32,
+}

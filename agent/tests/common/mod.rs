@@ -1,0 +1,76 @@
+//! Helpers for root tests: a private network namespace and a netlink handle inside it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs::File;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace named `pra-<pid>-<n>`, deleted on drop (even when a test fails).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Self {
+        let name = format!(
+            "pra-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip netns add {name}");
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `ip -n <ns> args...`, panics on failure, returns stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip -n {} {}: {}",
+            self.name,
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Opens an rtnetlink connection whose socket lives in this namespace.
+    pub async fn netlink(&self) -> rtnetlink::Handle {
+        let path = format!("/run/netns/{}", self.name);
+        let runtime = tokio::runtime::Handle::current();
+        // setns() changes only the calling thread, so a short-lived thread enters the
+        // namespace, creates the socket (which stays bound to it) and exits.
+        let (connection, handle, _) = std::thread::spawn(move || {
+            let file = File::open(&path).expect("open netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let _guard = runtime.enter();
+            rtnetlink::new_connection().expect("netlink socket")
+        })
+        .join()
+        .expect("netns thread");
+        tokio::spawn(connection);
+        handle
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
