@@ -4,6 +4,9 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod config;
+pub mod drift;
+pub mod peers;
 pub mod routes;
+pub mod sockopt;
 pub mod view;
 pub mod watch;

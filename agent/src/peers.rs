@@ -1,0 +1,198 @@
+//! BGP peers as data: the set of sessions the agent should run, and how it changed.
+//!
+//! Today the set is the node mesh (one iBGP session to every other node). Later, `BGPPeer`
+//! resources add top-of-rack peers to the same set. Running sessions are changed by applying a
+//! [`PeerChanges`] diff, so a node that comes, goes or changes IP touches only its own session.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::view::ClusterView;
+
+/// Where a peer comes from (decides import policy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerKind {
+    /// Another node of the mesh, by Node name: import only that Node's pod CIDRs.
+    Mesh {
+        /// The peer's Node name.
+        node: String,
+    },
+}
+
+/// Everything needed to run one BGP session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerSpec {
+    /// The peer's address (the session's remote end).
+    pub address: IpAddr,
+    /// The peer's AS number.
+    pub remote_as: u32,
+    /// Where the peer comes from.
+    pub kind: PeerKind,
+    /// TCP-MD5 password (RFC 2385), if any.
+    pub md5_password: Option<String>,
+    /// GTSM (RFC 5082): require TTL 255 on received packets and send with TTL 255.
+    pub gtsm: bool,
+}
+
+/// The set of peers, keyed by address (one session per remote address).
+pub type PeerSet = BTreeMap<IpAddr, PeerSpec>;
+
+/// Mesh options shared by every mesh session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeshOptions {
+    /// AS number of every node.
+    pub as_number: u32,
+    /// Password for every mesh session, if MD5 is used.
+    pub md5_password: Option<String>,
+    /// GTSM on mesh sessions (only when all nodes share an L2 segment).
+    pub gtsm: bool,
+}
+
+/// The mesh: one iBGP peer per other node that has an IP to reach it on.
+pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
+    let own_family_v4 = view.own.ips.v4.is_some();
+    view.peers
+        .values()
+        .filter_map(|node| {
+            // Sessions run over the family both ends have, IPv4 first (MP-BGP carries IPv6).
+            let address = match (own_family_v4, node.ips.v4, node.ips.v6, view.own.ips.v6) {
+                (true, Some(v4), _, _) => IpAddr::V4(v4),
+                (_, _, Some(v6), Some(_)) => IpAddr::V6(v6),
+                _ => return None,
+            };
+            Some((
+                address,
+                PeerSpec {
+                    address,
+                    remote_as: options.as_number,
+                    kind: PeerKind::Mesh {
+                        node: node.name.clone(),
+                    },
+                    md5_password: options.md5_password.clone(),
+                    gtsm: options.gtsm,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// How the peer set changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerChanges {
+    /// New peers: start a session.
+    pub added: Vec<PeerSpec>,
+    /// Peers gone: stop their session.
+    pub removed: Vec<IpAddr>,
+    /// Same address, different settings: restart that session only.
+    pub changed: Vec<PeerSpec>,
+}
+
+impl PeerChanges {
+    /// Computes what to do to go from `old` to `new`.
+    pub fn between(old: &PeerSet, new: &PeerSet) -> Self {
+        let mut changes = Self::default();
+        for (address, spec) in new {
+            match old.get(address) {
+                None => changes.added.push(spec.clone()),
+                Some(previous) if previous != spec => changes.changed.push(spec.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = old
+            .keys()
+            .filter(|a| !new.contains_key(a))
+            .copied()
+            .collect();
+        changes
+    }
+
+    /// True if nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeIpOverride;
+    use k8s_openapi::api::core::v1::Node;
+
+    fn node(name: &str, ip: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"podCIDRs": ["10.244.0.0/24"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+        }))
+        .expect("node")
+    }
+
+    fn peers(nodes: &[Node]) -> PeerSet {
+        let view =
+            ClusterView::from_nodes(nodes, "node-1", NodeIpOverride::default()).expect("view");
+        mesh_peers(
+            &view,
+            &MeshOptions {
+                as_number: 64512,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn one_ibgp_peer_per_other_node() {
+        let set = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            node("node-3", "198.18.0.3"),
+        ]);
+        let addresses: Vec<String> = set.keys().map(|a| a.to_string()).collect();
+        assert_eq!(addresses, ["198.18.0.2", "198.18.0.3"]);
+        assert!(set.values().all(|p| p.remote_as == 64512));
+    }
+
+    #[test]
+    fn node_changes_touch_only_their_own_session() {
+        let before = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            node("node-3", "198.18.0.3"),
+        ]);
+        let after = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            // node-3 changed IP, node-4 joined.
+            node("node-3", "198.18.0.33"),
+            node("node-4", "198.18.0.4"),
+        ]);
+        let changes = PeerChanges::between(&before, &after);
+        let added: Vec<String> = changes
+            .added
+            .iter()
+            .map(|p| p.address.to_string())
+            .collect();
+        assert_eq!(added, ["198.18.0.4", "198.18.0.33"], "ordered by address");
+        assert_eq!(
+            changes.removed,
+            vec!["198.18.0.3".parse::<IpAddr>().expect("ip")]
+        );
+        assert!(changes.changed.is_empty());
+        assert!(PeerChanges::between(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn changed_settings_restart_only_that_peer() {
+        let before = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            node("node-3", "198.18.0.3"),
+        ]);
+        let mut after = before.clone();
+        if let Some(p) = after.values_mut().next() {
+            p.md5_password = Some("secret".into());
+        }
+        let changes = PeerChanges::between(&before, &after);
+        assert_eq!(changes.changed.len(), 1);
+        assert!(changes.added.is_empty() && changes.removed.is_empty());
+    }
+}

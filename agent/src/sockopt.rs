@@ -1,0 +1,151 @@
+//! Socket options the standard library does not wrap: TCP-MD5 (RFC 2385) and GTSM (RFC 5082).
+//!
+//! This is the agent's only module with `unsafe`: each call is one `setsockopt(2)` on a socket
+//! the caller owns, with a value whose layout matches the kernel's.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `TCP_MD5SIG_MAXKEYLEN` from `<linux/tcp.h>`.
+pub const MD5_MAX_KEY_LEN: usize = 80;
+
+/// `struct tcp_md5sig` from `<linux/tcp.h>` (the `libc` crate does not define it).
+#[repr(C)]
+struct TcpMd5Sig {
+    tcpm_addr: libc::sockaddr_storage,
+    tcpm_flags: u8,
+    tcpm_prefixlen: u8,
+    tcpm_keylen: u16,
+    tcpm_ifindex: libc::c_int,
+    tcpm_key: [u8; MD5_MAX_KEY_LEN],
+}
+
+/// Sets (or, with an empty key, removes) the TCP-MD5 key for segments to and from `peer` on
+/// `socket` (RFC 2385 §2). On a listening socket it applies to connections accepted from
+/// `peer`; on a connecting socket it must be set before `connect`.
+pub fn set_tcp_md5(socket: BorrowedFd<'_>, peer: IpAddr, key: &[u8]) -> io::Result<()> {
+    if key.len() > MD5_MAX_KEY_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TCP-MD5 key longer than 80 bytes",
+        ));
+    }
+    // SAFETY: sockaddr_storage and the integer/byte fields are plain data for which all-zero
+    // bytes are a valid value.
+    let mut sig: TcpMd5Sig = unsafe { std::mem::zeroed() };
+    write_sockaddr(&mut sig.tcpm_addr, SocketAddr::new(peer, 0));
+    sig.tcpm_keylen = key.len() as u16; // at most 80, checked above
+    sig.tcpm_key[..key.len()].copy_from_slice(key);
+    setsockopt(socket, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
+}
+
+/// Enables GTSM (RFC 5082 §3): send with TTL (hop limit) 255 and drop received packets whose
+/// TTL is below 255, i.e. that did not come from a directly connected neighbour.
+pub fn set_gtsm(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    let max: libc::c_int = 255;
+    if ipv6 {
+        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &max)?;
+        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &max)
+    } else {
+        setsockopt(socket, libc::IPPROTO_IP, libc::IP_TTL, &max)?;
+        setsockopt(socket, libc::IPPROTO_IP, libc::IP_MINTTL, &max)
+    }
+}
+
+fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in
+            // (that is its purpose); the write stays in bounds.
+            unsafe {
+                std::ptr::write(std::ptr::from_mut(storage).cast::<libc::sockaddr_in>(), sin)
+            };
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe {
+                std::ptr::write(
+                    std::ptr::from_mut(storage).cast::<libc::sockaddr_in6>(),
+                    sin6,
+                )
+            };
+        }
+    }
+}
+
+fn setsockopt<T>(
+    socket: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `socket` is a valid open descriptor for the duration of the borrow; `value`
+    // points to a live, initialised `T` and the length passed is exactly its size, which is
+    // what the kernel reads for these options.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(value).cast::<libc::c_void>(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn md5_key_is_accepted_by_the_kernel_and_too_long_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        set_tcp_md5(
+            listener.as_fd(),
+            "127.0.0.2".parse().expect("ip"),
+            b"secret",
+        )
+        .expect("md5");
+        set_tcp_md5(listener.as_fd(), "127.0.0.2".parse().expect("ip"), b"").expect("remove md5");
+        let err = set_tcp_md5(
+            listener.as_fd(),
+            "127.0.0.2".parse().expect("ip"),
+            &[b'x'; 81],
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn gtsm_sets_ttl_255() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        set_gtsm(listener.as_fd(), false).expect("gtsm");
+        assert_eq!(listener.ttl().expect("ttl"), 255);
+    }
+}
