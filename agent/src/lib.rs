@@ -3,10 +3,16 @@
 //! Data flows one way: Kubernetes API ([`watch`]) → [`view::ClusterView`] → BGP (mesh peers,
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
+pub mod agent;
+pub mod cni_conf;
 pub mod config;
+pub mod context;
 pub mod drift;
+pub mod http;
+pub mod metrics;
 pub mod peers;
 pub mod routes;
 pub mod sockopt;
+pub mod speaker;
 pub mod view;
 pub mod watch;

@@ -1,0 +1,336 @@
+//! The agent's main loop: wires the Node watcher, the BGP speaker and the route reconciler.
+//!
+//! Level-triggered: any change of the view or of the BGP routes, and a periodic tick, runs one
+//! reconcile from the current state. Stale podroute routes are removed only once the view is
+//! complete (Node list done) and BGP has synced (End-of-RIB from every peer) or the start-up
+//! grace period is over. If the API server goes away the view stays as it was, so nothing
+//! changes until it returns.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cni_conf;
+use crate::config::Config;
+use crate::context::Context;
+use crate::drift::compute_drift;
+use crate::metrics::Metrics;
+use crate::peers::{MeshOptions, mesh_peers};
+use crate::routes::desired::{desired_routes, expected_routes};
+use crate::routes::kernel::{self, KernelError};
+use crate::routes::reconciler::RouteReconciler;
+use crate::speaker::session::SessionFactory;
+use crate::speaker::{BgpOutput, SpeakerError, SpeakerInput, run_speaker};
+use crate::view::{ClusterView, ViewError};
+use crate::watch::{ViewUpdate, run_node_watch};
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Kubernetes client configuration.
+    #[error("Kubernetes client configuration: {0}")]
+    KubeConfig(String),
+    /// The own node is unusable.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// Netlink could not be opened.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// The BGP speaker could not start.
+    #[error(transparent)]
+    Speaker(#[from] SpeakerError),
+    /// Metrics registry.
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// HTTP listener.
+    #[error("binding the HTTP server to {address}: {source}")]
+    HttpBind {
+        /// Address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::KubeConfig(_) => "kube_config",
+            Self::View(e) => e.metric_label(),
+            Self::Kernel(e) => e.metric_label(),
+            Self::Speaker(e) => e.metric_label(),
+            Self::Metrics(_) => "metrics",
+            Self::HttpBind { .. } => "http_bind",
+        }
+    }
+}
+
+/// Builds the Kubernetes client: explicit kubeconfig, else in-cluster, else the defaults.
+pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, AgentError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| AgentError::KubeConfig(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| AgentError::KubeConfig(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| AgentError::KubeConfig(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| AgentError::KubeConfig(e.to_string()))
+}
+
+/// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
+pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentError> {
+    let client = kube_client(config.kubeconfig.as_ref()).await?;
+    let ctx = Arc::new(Context::new(config, Metrics::new()?));
+
+    let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
+        .await
+        .map_err(|source| AgentError::HttpBind {
+            address: ctx.config.http_listen,
+            source,
+        })?;
+    tokio::spawn(crate::http::serve(ctx.clone(), http));
+
+    let (view_tx, mut view_rx) = watch::channel(ViewUpdate::initial());
+    tokio::spawn(run_node_watch(
+        Api::<Node>::all(client),
+        ctx.config.node_name.clone(),
+        ctx.config.node_ip_override,
+        view_tx,
+    ));
+
+    let (speaker_tx, speaker_rx) = watch::channel(None);
+    let (bgp_tx, mut bgp_rx) = watch::channel(BgpOutput::default());
+    let speaker = tokio::spawn(run_speaker(ctx.clone(), factory, speaker_rx, bgp_tx));
+
+    let mut reconciler = RouteReconciler::new(kernel::connect()?, ctx.config.route_protocol);
+    let mut tick = tokio::time::interval(ctx.config.reconcile_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut state = LoopState::default();
+    let mut speaker = std::pin::pin!(speaker);
+
+    loop {
+        tokio::select! {
+            changed = view_rx.changed() => if changed.is_err() { break },
+            changed = bgp_rx.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(started + ctx.config.startup_grace), if !state.grace_over => {
+                state.grace_over = true;
+            }
+            result = &mut speaker => {
+                return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Ok(()),
+                };
+            }
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
+                return Ok(());
+            }
+        }
+        let update = view_rx.borrow_and_update().clone();
+        let bgp = bgp_rx.borrow_and_update().clone();
+        step(
+            &ctx,
+            &mut reconciler,
+            &mut state,
+            &update,
+            &bgp,
+            &speaker_tx,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What the loop remembers between steps.
+#[derive(Debug, Default)]
+struct LoopState {
+    grace_over: bool,
+    conflist_written_for: Option<Vec<ipnetwork::IpNetwork>>,
+    logged_waiting_for_cidr: bool,
+    logged_view_error: Option<ViewError>,
+}
+
+/// One pass: view + BGP → speaker input, kernel routes, drift, readiness.
+async fn step(
+    ctx: &Context,
+    reconciler: &mut RouteReconciler,
+    state: &mut LoopState,
+    update: &ViewUpdate,
+    bgp: &BgpOutput,
+    speaker_tx: &watch::Sender<Option<SpeakerInput>>,
+) -> Result<(), AgentError> {
+    if !update.synced {
+        return Ok(());
+    }
+    let view: Arc<ClusterView> = match &update.view {
+        Ok(view) => {
+            state.logged_view_error = None;
+            view.clone()
+        }
+        Err(error) => {
+            // At start a wrong NODE_NAME is fatal; later (node deleted) keep routes, not ready.
+            if state.conflist_written_for.is_none() && matches!(error, ViewError::OwnNodeMissing(_))
+            {
+                return Err(error.clone().into());
+            }
+            if state.logged_view_error.as_ref() != Some(error) {
+                tracing::error!(%error, "no usable view of the own node; routes left as they are");
+                state.logged_view_error = Some(error.clone());
+            }
+            ctx.update_status(|s| {
+                s.ready = false;
+                s.not_ready_reason = Some(error.to_string());
+            });
+            return Ok(());
+        }
+    };
+    for problem in view
+        .own
+        .problems
+        .iter()
+        .chain(view.peers.values().flat_map(|p| &p.problems))
+    {
+        tracing::debug!(?problem, "Node problem");
+    }
+
+    let options = MeshOptions {
+        as_number: ctx.config.as_number,
+        md5_password: None,
+        gtsm: false,
+    };
+    let peers = mesh_peers(&view, &options);
+    let advertised: Vec<_> = view.own.routable_cidrs().collect();
+    let input = SpeakerInput {
+        peers: peers.clone(),
+        view: view.clone(),
+        advertised,
+    };
+    speaker_tx.send_if_modified(|current| {
+        let changed = current.as_ref() != Some(&input);
+        if changed {
+            *current = Some(input);
+        }
+        changed
+    });
+
+    let has_cidr = view.own_has_pod_cidr();
+    if !has_cidr && !state.logged_waiting_for_cidr {
+        tracing::info!(node = %view.own.name, "waiting for the node's pod CIDR (spec.podCIDRs)");
+        state.logged_waiting_for_cidr = true;
+    }
+
+    let remove_stale = bgp.initial_sync_done || state.grace_over;
+    let desired = desired_routes(&view, &bgp.learned);
+    let report = match reconciler.reconcile(&desired, remove_stale).await {
+        Ok(report) => Some(report),
+        Err(error) => {
+            tracing::warn!(%error, "route reconcile failed; retrying on the next change or tick");
+            ctx.metrics
+                .errors
+                .with_label_values(&[error.metric_label()])
+                .inc();
+            None
+        }
+    };
+    ctx.metrics.observe_route_counters(reconciler.counters());
+
+    let expected = expected_routes(&view);
+    let installed: Vec<_> = report
+        .as_ref()
+        .map(|r| r.installed.keys().copied().collect())
+        .unwrap_or_default();
+    let drift = compute_drift(&expected, &bgp.learned, &installed);
+    ctx.metrics.observe_drift(&drift);
+    if let Some(report) = &report {
+        ctx.metrics
+            .routes_installed
+            .set(report.installed.len() as i64);
+        ctx.metrics
+            .route_collisions
+            .set(report.plan.collisions.len() as i64);
+        ctx.metrics
+            .routes_unresolvable
+            .set(report.unresolvable.len() as i64);
+        for (destination, next_hop) in &report.unresolvable {
+            tracing::warn!(%destination, %next_hop, "next hop unreachable through the kernel's routes");
+        }
+    }
+
+    // Ready once the own pod CIDR is known and its routes (the blackholes) are in place.
+    let own_cidrs: Vec<_> = view.own.routable_cidrs().map(|(c, _)| c).collect();
+    let programmed = report
+        .as_ref()
+        .is_some_and(|r| own_cidrs.iter().all(|c| r.installed.contains_key(c)));
+    let ready = has_cidr && programmed;
+    if ready
+        && state.conflist_written_for.as_ref() != Some(&own_cidrs)
+        && write_conflist(ctx, &own_cidrs)
+    {
+        state.conflist_written_for = Some(own_cidrs.clone());
+    }
+    let reason = if !has_cidr {
+        Some("the node has no pod CIDR yet".to_owned())
+    } else if !programmed {
+        Some("routes not programmed yet".to_owned())
+    } else {
+        None
+    };
+    ctx.update_status(|s| {
+        s.ready = ready;
+        s.not_ready_reason = reason;
+        s.view_synced = true;
+        s.own_pod_cidrs = own_cidrs;
+        s.peers = peers.len();
+        s.stale_removal_allowed = remove_stale;
+        s.routes_installed = installed.len();
+        s.drift = drift;
+    });
+    Ok(())
+}
+
+/// Writes the conflist (if configured); true when done or not wanted.
+fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
+    let Some(path) = &ctx.config.cni_conflist else {
+        tracing::info!("node ready");
+        return true;
+    };
+    match cni_conf::write_atomic(path, &cni_conf::conflist(cidrs)) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "node ready; CNI configuration written");
+            true
+        }
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "writing the CNI configuration failed");
+            ctx.metrics
+                .errors
+                .with_label_values(&["cni_conflist"])
+                .inc();
+            false
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

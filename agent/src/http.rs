@@ -1,0 +1,72 @@
+//! The HTTP server: `/healthz` (the process serves), `/readyz` (the node's pod network is
+//! ready), `/metrics` (Prometheus text) and `/status` (JSON for operators).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::context::Context;
+
+/// Serves until the listener fails.
+pub async fn serve(ctx: Arc<Context>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(ctx)).await
+}
+
+/// The routes of the HTTP server.
+pub fn router(ctx: Arc<Context>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(ctx)
+}
+
+async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, String) {
+    let status = ctx.status();
+    if status.ready {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        let reason = status.not_ready_reason.unwrap_or_default();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+    }
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> String {
+    ctx.metrics.render()
+}
+
+async fn status(State(ctx): State<Arc<Context>>) -> String {
+    let s = ctx.status();
+    let list = |v: &[ipnetwork::IpNetwork]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let pairs = |v: &[(ipnetwork::IpNetwork, std::net::IpAddr)]| {
+        v.iter()
+            .map(|(p, n)| format!("{p} via {n}"))
+            .collect::<Vec<_>>()
+    };
+    let json = serde_json::json!({
+        "node": ctx.config.node_name,
+        "ready": s.ready,
+        "notReadyReason": s.not_ready_reason,
+        "viewSynced": s.view_synced,
+        "podCIDRs": list(&s.own_pod_cidrs),
+        "peers": s.peers,
+        "staleRemovalAllowed": s.stale_removal_allowed,
+        "routesInstalled": s.routes_installed,
+        "drift": {
+            "missingInRib": pairs(&s.drift.missing_in_rib),
+            "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),
+            "missingInKernel": list(&s.drift.missing_in_kernel),
+            "unexpectedInKernel": list(&s.drift.unexpected_in_kernel),
+        }
+    });
+    let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    text.push('\n');
+    text
+}

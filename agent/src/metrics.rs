@@ -1,0 +1,170 @@
+//! The agent's Prometheus registry: a few low-cardinality metrics.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::drift::DriftReport;
+use crate::routes::reconciler::RouteCounters;
+
+/// Every metric the agent exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// 1 when the node is ready (pod CIDR known, routes programmed).
+    pub ready: IntGauge,
+    /// podroute routes in the kernel after the last reconcile.
+    pub routes_installed: IntGauge,
+    /// Kernel route writes by operation (`replace`, `delete`).
+    pub route_writes: IntCounterVec,
+    /// podroute routes deleted by someone else and restored.
+    pub routes_restored: IntCounter,
+    /// Destinations currently held by a route of another protocol.
+    pub route_collisions: IntGauge,
+    /// Desired routes whose next hop the kernel cannot reach.
+    pub routes_unresolvable: IntGauge,
+    /// Errors by kind (`metric_label()` of the error).
+    pub errors: IntCounterVec,
+    /// Drift between API, RIB and kernel, by kind.
+    pub drift: IntGaugeVec,
+    /// BGP connections refused because the source is no configured peer.
+    pub bgp_rejected_connections: IntCounter,
+    /// Received BGP routes currently rejected by import policy.
+    pub bgp_rejected_routes: IntGauge,
+    /// BGP sessions by state.
+    pub bgp_sessions: IntGaugeVec,
+    last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("podroute".into()), None)?;
+        let ready = IntGauge::new("ready", "1 when the node's pod network is ready")?;
+        let routes_installed = IntGauge::new("routes_installed", "podroute routes in the kernel")?;
+        let route_writes = IntCounterVec::new(
+            Opts::new("route_writes_total", "kernel route writes"),
+            &["op"],
+        )?;
+        let routes_restored = IntCounter::new(
+            "routes_restored_total",
+            "podroute routes deleted by someone else and restored",
+        )?;
+        let route_collisions = IntGauge::new(
+            "route_collisions",
+            "destinations held by a route of another protocol",
+        )?;
+        let routes_unresolvable = IntGauge::new(
+            "routes_unresolvable",
+            "routes whose next hop cannot be reached",
+        )?;
+        let errors = IntCounterVec::new(Opts::new("errors_total", "errors by kind"), &["kind"])?;
+        let drift = IntGaugeVec::new(
+            Opts::new("drift_routes", "routes that differ from what the API says"),
+            &["kind"],
+        )?;
+        let bgp_rejected_connections = IntCounter::new(
+            "bgp_rejected_connections_total",
+            "BGP connections from sources that are no configured peer",
+        )?;
+        let bgp_rejected_routes = IntGauge::new(
+            "bgp_rejected_routes",
+            "received BGP routes rejected by import policy",
+        )?;
+        let bgp_sessions = IntGaugeVec::new(
+            Opts::new("bgp_sessions", "BGP sessions by state"),
+            &["state"],
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        registry.register(Box::new(routes_installed.clone()))?;
+        registry.register(Box::new(route_writes.clone()))?;
+        registry.register(Box::new(routes_restored.clone()))?;
+        registry.register(Box::new(route_collisions.clone()))?;
+        registry.register(Box::new(routes_unresolvable.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(drift.clone()))?;
+        registry.register(Box::new(bgp_rejected_connections.clone()))?;
+        registry.register(Box::new(bgp_rejected_routes.clone()))?;
+        registry.register(Box::new(bgp_sessions.clone()))?;
+        Ok(Self {
+            registry,
+            ready,
+            routes_installed,
+            route_writes,
+            routes_restored,
+            route_collisions,
+            routes_unresolvable,
+            errors,
+            drift,
+            bgp_rejected_connections,
+            bgp_rejected_routes,
+            bgp_sessions,
+            last_route_counters: Default::default(),
+        })
+    }
+
+    /// Adds what the reconciler counted since the last call.
+    pub fn observe_route_counters(&self, now: RouteCounters) {
+        let Ok(mut last) = self.last_route_counters.lock() else {
+            return;
+        };
+        self.route_writes
+            .with_label_values(&["replace"])
+            .inc_by(now.replaced.saturating_sub(last.replaced));
+        self.route_writes
+            .with_label_values(&["delete"])
+            .inc_by(now.deleted.saturating_sub(last.deleted));
+        self.routes_restored
+            .inc_by(now.restored.saturating_sub(last.restored));
+        self.errors
+            .with_label_values(&["netlink_write"])
+            .inc_by(now.errors.saturating_sub(last.errors));
+        *last = now;
+    }
+
+    /// Publishes a drift report.
+    pub fn observe_drift(&self, drift: &DriftReport) {
+        let set = |kind: &str, n: usize| self.drift.with_label_values(&[kind]).set(n as i64);
+        set("missing_in_rib", drift.missing_in_rib.len());
+        set("unexpected_in_rib", drift.unexpected_in_rib.len());
+        set("missing_in_kernel", drift.missing_in_kernel.len());
+        set("unexpected_in_kernel", drift.unexpected_in_kernel.len());
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_exported_as_deltas() {
+        let metrics = Metrics::new().expect("registry");
+        metrics.observe_route_counters(RouteCounters {
+            replaced: 3,
+            ..Default::default()
+        });
+        metrics.observe_route_counters(RouteCounters {
+            replaced: 5,
+            restored: 1,
+            ..Default::default()
+        });
+        let text = metrics.render();
+        assert!(
+            text.contains("podroute_route_writes_total{op=\"replace\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("podroute_routes_restored_total 1"), "{text}");
+    }
+}

@@ -1,0 +1,271 @@
+//! The BGP speaker: the listener, one task per peer, and the routes they bring in.
+//!
+//! Input is data: the [`PeerSet`] computed from the cluster view (later also from `BGPPeer`
+//! resources), the view (for import policy) and the routes to advertise. The speaker applies
+//! [`PeerChanges`] to the running tasks, so only the peers that changed are touched, and
+//! publishes [`BgpOutput`]: routes accepted by import policy and whether the initial sync is
+//! done (End-of-RIB from every peer).
+
+pub mod listener;
+pub mod peer;
+pub mod rib;
+pub mod session;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use ipnetwork::IpNetwork;
+use tokio::sync::{mpsc, watch};
+
+use crate::context::Context;
+use crate::peers::{PeerChanges, PeerSet};
+use crate::routes::desired::LearnedRoutes;
+use crate::view::ClusterView;
+use peer::{PeerEvent, PeerTask};
+use rib::{ReceivedRoutes, import};
+use session::{LocalSettings, SessionFactory};
+
+/// What the speaker should be doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerInput {
+    /// The sessions to run.
+    pub peers: PeerSet,
+    /// The cluster view (import policy, own addresses).
+    pub view: Arc<ClusterView>,
+    /// Routes to advertise to every peer: own pod CIDRs with the node IP as next hop.
+    pub advertised: Vec<(IpNetwork, IpAddr)>,
+}
+
+/// What the speaker learned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpOutput {
+    /// Best routes accepted by import policy.
+    pub learned: LearnedRoutes,
+    /// Every current peer has sent End-of-RIB since start (true with no peers).
+    pub initial_sync_done: bool,
+    /// Peers with an Established session.
+    pub established: usize,
+    /// Received routes rejected by import policy.
+    pub rejected: usize,
+}
+
+/// The speaker failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    /// The listener could not bind.
+    #[error("binding the BGP listener to {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SpeakerError {
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Bind { .. } => "bgp_bind",
+        }
+    }
+}
+
+/// Runs the speaker until `input` is closed.
+pub async fn run_speaker(
+    ctx: Arc<Context>,
+    factory: SessionFactory,
+    mut input: watch::Receiver<Option<SpeakerInput>>,
+    output: watch::Sender<BgpOutput>,
+) -> Result<(), SpeakerError> {
+    // Wait for the first view: the listener binds to the node IP.
+    let first = loop {
+        if let Some(first) = input.borrow_and_update().clone() {
+            break first;
+        }
+        if input.changed().await.is_err() {
+            return Ok(());
+        }
+    };
+    let own_ip = ctx
+        .config
+        .listen_address
+        .or(first.view.own.ips.session_address())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let address = SocketAddr::new(own_ip, ctx.config.bgp_port);
+    let listener =
+        Arc::new(listener::bind(address).map_err(|source| SpeakerError::Bind { address, source })?);
+    tracing::info!(%address, "BGP listener bound");
+    let routes: listener::PeerRoutes = Arc::default();
+    let metrics = ctx.metrics.clone();
+    tokio::spawn(listener::accept_loop(
+        listener.clone(),
+        routes.clone(),
+        move || {
+            metrics.bgp_rejected_connections.inc();
+        },
+    ));
+
+    let local = LocalSettings {
+        as_number: ctx.config.as_number,
+        router_id: router_id(&first.view),
+        address: first.view.own.ips.session_address().unwrap_or(own_ip),
+        hold_time: ctx.config.hold_time,
+    };
+    let (advertised_tx, advertised_rx) = watch::channel(Vec::new());
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let mut tasks: HashMap<IpAddr, PeerTask> = HashMap::new();
+    let mut current = SpeakerInput {
+        peers: PeerSet::new(),
+        ..first.clone()
+    };
+    let mut received = ReceivedRoutes::default();
+    let mut established = BTreeSet::new();
+    let mut end_of_rib = BTreeSet::new();
+    input.mark_changed();
+
+    loop {
+        tokio::select! {
+            changed = input.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let Some(next) = input.borrow_and_update().clone() else { continue };
+                let changes = PeerChanges::between(&current.peers, &next.peers);
+                for address in changes.removed.iter().chain(changes.changed.iter().map(|p| &p.address)) {
+                    if let Some(task) = tasks.remove(address) {
+                        tracing::info!(peer = %address, "stopping session");
+                        if let Ok(mut map) = routes.write() {
+                            map.remove(address);
+                        }
+                        task.stop().await;
+                        received.peer_down(*address);
+                        established.remove(address);
+                        end_of_rib.remove(address);
+                        let _ = listener::set_peer_md5(&listener, *address, None);
+                    }
+                }
+                for spec in changes.added.iter().chain(changes.changed.iter()) {
+                    if spec.md5_password.is_some()
+                        && let Err(error) = listener::set_peer_md5(&listener, spec.address, spec.md5_password.as_deref())
+                    {
+                        tracing::warn!(peer = %spec.address, %error, "setting the TCP-MD5 key failed");
+                    }
+                    tracing::info!(peer = %spec.address, kind = ?spec.kind, "starting session");
+                    let task = PeerTask::spawn(
+                        spec.clone(),
+                        local,
+                        ctx.config.bgp_port,
+                        factory.clone(),
+                        advertised_rx.clone(),
+                        events_tx.clone(),
+                    );
+                    if let Ok(mut map) = routes.write() {
+                        map.insert(spec.address, task.incoming.clone());
+                    }
+                    tasks.insert(spec.address, task);
+                }
+                advertised_tx.send_if_modified(|current| {
+                    let changed = *current != next.advertised;
+                    if changed {
+                        current.clone_from(&next.advertised);
+                    }
+                    changed
+                });
+                current = next;
+            }
+            Some((peer, event)) = events_rx.recv() => match event {
+                PeerEvent::Up => { established.insert(peer); }
+                PeerEvent::Update { announced, withdrawn } => received.update(peer, &announced, &withdrawn),
+                PeerEvent::EndOfRib => { end_of_rib.insert(peer); }
+                PeerEvent::Down => {
+                    established.remove(&peer);
+                    received.peer_down(peer);
+                }
+            },
+        }
+        let imported = import(&received, &current.peers, &current.view);
+        let out = BgpOutput {
+            initial_sync_done: current.peers.keys().all(|p| end_of_rib.contains(p)),
+            established: established.len(),
+            rejected: imported.rejected.len(),
+            learned: imported.learned,
+        };
+        ctx.metrics
+            .bgp_sessions
+            .with_label_values(&["established"])
+            .set(out.established as i64);
+        ctx.metrics.bgp_rejected_routes.set(out.rejected as i64);
+        output.send_if_modified(|current| {
+            let changed = *current != out;
+            if changed {
+                *current = out;
+            }
+            changed
+        });
+    }
+    for (_, task) in tasks.drain() {
+        task.stop().await;
+    }
+    Ok(())
+}
+
+/// The BGP identifier: the node's IPv4 address, or for IPv6-only nodes a stable value from
+/// the IPv6 address (RFC 6286 allows any non-zero AS-wide unique 32-bit value).
+fn router_id(view: &ClusterView) -> Ipv4Addr {
+    if let Some(v4) = view.own.ips.v4 {
+        return v4;
+    }
+    let octets = view.own.ips.v6.map(|v6| v6.octets()).unwrap_or_default();
+    let id = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    if id.is_unspecified() {
+        Ipv4Addr::new(0, 0, 0, 1)
+    } else {
+        id
+    }
+}
+
+/// The session implementation the agent binary uses.
+///
+/// Until `podroute-bgp` exposes its `Session`, this is a session that refuses to run and says
+/// so; the driver, listener and import policy around it are complete.
+pub fn default_session_factory() -> SessionFactory {
+    Arc::new(|_spec, _local| Box::new(unavailable::UnavailableSession::default()))
+}
+
+mod unavailable {
+    use std::net::IpAddr;
+    use std::time::Instant;
+
+    use ipnetwork::IpNetwork;
+
+    use super::session::{SessionCore, SessionEvent};
+
+    /// Closes every connection at once: no BGP core is linked in.
+    #[derive(Debug, Default)]
+    pub(super) struct UnavailableSession {
+        closed: bool,
+    }
+
+    impl SessionCore for UnavailableSession {
+        fn connected(&mut self, _now: Instant) {}
+        fn handle_bytes(&mut self, _now: Instant, _bytes: &[u8]) {}
+        fn handle_timeout(&mut self, _now: Instant) {}
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn poll_event(&mut self) -> Option<SessionEvent> {
+            if self.closed {
+                return None;
+            }
+            self.closed = true;
+            Some(SessionEvent::Closed(
+                "no BGP core linked into this build".into(),
+            ))
+        }
+        fn advertise(&mut self, _now: Instant, _routes: &[(IpNetwork, IpAddr)]) {}
+        fn stop(&mut self, _now: Instant) {}
+    }
+}

@@ -1,0 +1,294 @@
+//! One task per peer: get a TCP connection (connect actively with backoff, or take one the
+//! listener accepted), set TCP-MD5 and GTSM, and drive the sans-IO session over it.
+//!
+//! Connection collisions (RFC 4271 §6.8) are avoided in the mesh by construction: of two
+//! nodes, only the one with the lower session address connects; the other only accepts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::session::{LocalSettings, SessionEvent, SessionFactory};
+use crate::peers::PeerSpec;
+use crate::sockopt;
+
+/// How long an outgoing connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and longest wait between connection attempts.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What a peer task reports to the speaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The session is Established.
+    Up,
+    /// Routes received.
+    Update {
+        /// Announced prefixes with next hop.
+        announced: Vec<(IpNetwork, IpAddr)>,
+        /// Withdrawn prefixes.
+        withdrawn: Vec<IpNetwork>,
+    },
+    /// End-of-RIB received.
+    EndOfRib,
+    /// The session is down; its routes are gone.
+    Down,
+}
+
+/// The speaker's handle on a running peer task.
+#[derive(Debug)]
+pub struct PeerTask {
+    /// The spec the task runs with.
+    pub spec: PeerSpec,
+    /// Connections the listener accepted from this peer.
+    pub incoming: mpsc::Sender<TcpStream>,
+    stop: Option<oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl PeerTask {
+    /// Starts the task.
+    pub fn spawn(
+        spec: PeerSpec,
+        local: LocalSettings,
+        port: u16,
+        factory: SessionFactory,
+        advertised: watch::Receiver<Vec<(IpNetwork, IpAddr)>>,
+        events: mpsc::UnboundedSender<(IpAddr, PeerEvent)>,
+    ) -> Self {
+        let (incoming_tx, incoming_rx) = mpsc::channel(4);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let span = tracing::info_span!("peer", addr = %spec.address);
+        let runner = PeerRunner {
+            spec: spec.clone(),
+            local,
+            port,
+            factory,
+            advertised,
+            events,
+        };
+        let join = tokio::spawn(runner.run(incoming_rx, stop_rx).instrument(span));
+        Self {
+            spec,
+            incoming: incoming_tx,
+            stop: Some(stop_tx),
+            join,
+        }
+    }
+
+    /// Stops the session (Cease) and waits briefly for the task to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.join)
+            .await
+            .is_err()
+        {
+            self.join.abort();
+        }
+    }
+}
+
+struct PeerRunner {
+    spec: PeerSpec,
+    local: LocalSettings,
+    port: u16,
+    factory: SessionFactory,
+    advertised: watch::Receiver<Vec<(IpNetwork, IpAddr)>>,
+    events: mpsc::UnboundedSender<(IpAddr, PeerEvent)>,
+}
+
+/// Why driving a connection ended.
+enum DriveEnd {
+    /// Connection closed or session ended: reconnect after backoff.
+    Closed,
+    /// A newer incoming connection replaces this one.
+    Replaced(TcpStream),
+    /// The speaker stopped us.
+    Stopped,
+}
+
+impl PeerRunner {
+    /// Active side iff our address is lower (see module docs).
+    fn is_active(&self) -> bool {
+        self.local.address < self.spec.address
+    }
+
+    async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<TcpStream>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut backoff = BACKOFF_MIN;
+        let mut pending: Option<TcpStream> = None;
+        loop {
+            let stream = match pending.take() {
+                Some(stream) => stream,
+                None => tokio::select! {
+                    _ = &mut stop => return,
+                    Some(stream) = incoming.recv() => stream,
+                    result = self.connect(), if self.is_active() => match result {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::debug!(%error, "connect failed");
+                            tokio::select! {
+                                _ = &mut stop => return,
+                                Some(stream) = incoming.recv() => pending = Some(stream),
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            continue;
+                        }
+                    },
+                },
+            };
+            if let Err(error) = self.prepare_accepted(&stream) {
+                tracing::warn!(%error, "socket options on accepted connection failed");
+            }
+            let (end, established) = self.drive(stream, &mut incoming, &mut stop).await;
+            let _ = self.events.send((self.spec.address, PeerEvent::Down));
+            if established {
+                backoff = BACKOFF_MIN;
+            }
+            match end {
+                DriveEnd::Stopped => return,
+                DriveEnd::Replaced(stream) => pending = Some(stream),
+                DriveEnd::Closed => {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        Some(stream) = incoming.recv() => pending = Some(stream),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Connects to the peer from our node IP, with MD5 and GTSM set before the SYN.
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let socket = match self.spec.address {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(self.local.address, 0))?;
+        if let Some(password) = &self.spec.md5_password {
+            sockopt::set_tcp_md5(socket.as_fd(), self.spec.address, password.as_bytes())?;
+        }
+        if self.spec.gtsm {
+            sockopt::set_gtsm(socket.as_fd(), self.spec.address.is_ipv6())?;
+        }
+        let remote = SocketAddr::new(self.spec.address, self.port);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(remote))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// An accepted connection got MD5 from the listener; GTSM is set per peer here.
+    fn prepare_accepted(&self, stream: &TcpStream) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        if self.spec.gtsm {
+            sockopt::set_gtsm(stream.as_fd(), self.spec.address.is_ipv6())?;
+        }
+        Ok(())
+    }
+
+    /// Runs one session over `stream` until it ends. Returns how, and whether it had been
+    /// Established.
+    async fn drive(
+        &mut self,
+        mut stream: TcpStream,
+        incoming: &mut mpsc::Receiver<TcpStream>,
+        stop: &mut oneshot::Receiver<()>,
+    ) -> (DriveEnd, bool) {
+        let mut session = (self.factory)(&self.spec, self.local);
+        let mut established = false;
+        let mut buffer = vec![0u8; 64 * 1024];
+        session.connected(Instant::now().into_std());
+        self.advertised.mark_changed();
+        loop {
+            while let Some(event) = session.poll_event() {
+                match event {
+                    SessionEvent::Transmit(bytes) => {
+                        if let Err(error) = stream.write_all(&bytes).await {
+                            tracing::info!(%error, "write failed; session down");
+                            return (DriveEnd::Closed, established);
+                        }
+                    }
+                    SessionEvent::Established => {
+                        established = true;
+                        tracing::info!("session established");
+                        let _ = self.events.send((self.spec.address, PeerEvent::Up));
+                    }
+                    SessionEvent::Update {
+                        announced,
+                        withdrawn,
+                    } => {
+                        let _ = self.events.send((
+                            self.spec.address,
+                            PeerEvent::Update {
+                                announced,
+                                withdrawn,
+                            },
+                        ));
+                    }
+                    SessionEvent::EndOfRib { .. } => {
+                        let _ = self.events.send((self.spec.address, PeerEvent::EndOfRib));
+                    }
+                    SessionEvent::Closed(reason) => {
+                        tracing::info!(%reason, "session closed");
+                        return (DriveEnd::Closed, established);
+                    }
+                }
+            }
+            let deadline = session.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                read = stream.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => {
+                        tracing::info!("connection closed by peer");
+                        return (DriveEnd::Closed, established);
+                    }
+                    Ok(n) => session.handle_bytes(Instant::now().into_std(), &buffer[..n]),
+                },
+                _ = sleep_until(deadline) => session.handle_timeout(Instant::now().into_std()),
+                Ok(()) = self.advertised.changed() => {
+                    let routes = self.advertised.borrow_and_update().clone();
+                    session.advertise(Instant::now().into_std(), &routes);
+                }
+                Some(newer) = incoming.recv() => {
+                    tracing::info!("peer reconnected; replacing the old connection");
+                    return (DriveEnd::Replaced(newer), established);
+                }
+                _ = &mut *stop => {
+                    session.stop(Instant::now().into_std());
+                    while let Some(event) = session.poll_event() {
+                        if let SessionEvent::Transmit(bytes) = event {
+                            let _ = stream.write_all(&bytes).await;
+                        }
+                    }
+                    return (DriveEnd::Stopped, established);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
