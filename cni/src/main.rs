@@ -1,3 +1,32 @@
-//! `podroute`: the CNI plugin.
+//! `podroute`: the CNI plugin. Reads the network configuration on stdin and the `CNI_*`
+//! environment, prints the result (or the spec's error object) on stdout.
 
-fn main() {}
+use podroute_cni::commands;
+use podroute_cni::env::CniEnv;
+use podroute_cni::error::{CniError, ErrorCode};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    let env = match read {
+        Ok(_) => CniEnv::from_lookup(|k| std::env::var(k).ok()),
+        Err(e) => Err(CniError::with_details(
+            ErrorCode::Io,
+            "cannot read stdin",
+            e,
+        )),
+    };
+    let (output, code) = match commands::execute(env, &stdin) {
+        Ok(Some(result)) => (Some(result), ExitCode::SUCCESS),
+        Ok(None) => (None, ExitCode::SUCCESS),
+        Err(f) => (Some(f.error.to_json(&f.cni_version)), ExitCode::FAILURE),
+    };
+    if let Some(v) = output {
+        let mut out = std::io::stdout().lock();
+        // Nothing useful can be done when the runtime closed our stdout.
+        let _ = writeln!(out, "{v}");
+    }
+    code
+}

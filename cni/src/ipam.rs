@@ -1,0 +1,453 @@
+//! The built-in IPAM store: one folder per network, one file per allocated address.
+//!
+//! Layout of `<dataDir>/<network>/`:
+//! - `lock`: taken with `flock(LOCK_EX)` around every read-modify-write, so concurrent plugin
+//!   processes never hand out one address twice;
+//! - `<address>` (e.g. `10.244.1.7`, `fd00:10:244:1::7`): holds `<containerID>\n<ifname>\n`,
+//!   the attachment owning the address;
+//! - `last-v4`, `last-v6`: the last address handed out, so allocation goes round-robin and a
+//!   freed address is not reused at once (a late packet to the old pod does not reach a new one).
+//!
+//! The address file is written before any veth exists, so a plugin killed half-way leaves at
+//! worst a record that DEL or GC releases, never an interface without a record.
+
+use crate::config::{Attachment, PodRanges};
+use crate::error::{CniError, ErrorCode};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// IPv6 ranges are not scanned further than this many addresses for a free one (a /64 has
+/// 2^64; a node never holds that many pods).
+const MAX_V6_SCAN: u128 = 1 << 20;
+
+/// Errors of the IPAM store.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    /// Another plugin process held the lock for longer than the timeout.
+    #[error("IPAM lock {path} not obtained within {timeout:?}")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// Every address of a range is taken.
+    #[error("no free address left in {range}")]
+    Exhausted {
+        /// The range, as a CIDR string.
+        range: String,
+    },
+    /// A file system operation failed.
+    #[error("IPAM store {path}: {source}")]
+    Io {
+        /// File or folder concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl From<IpamError> for CniError {
+    fn from(e: IpamError) -> Self {
+        let code = match &e {
+            IpamError::LockTimeout { .. } => ErrorCode::TryAgainLater,
+            IpamError::Exhausted { .. } => ErrorCode::RangeExhausted,
+            IpamError::Io { .. } => ErrorCode::Io,
+        };
+        CniError::with_details(code, "IPAM failed", e)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IpamError + '_ {
+    move |source| IpamError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The store folder of one network (not yet locked).
+#[derive(Debug, Clone)]
+pub struct IpamStore {
+    dir: PathBuf,
+}
+
+/// The store with its lock held; the lock is released on drop.
+#[derive(Debug)]
+pub struct LockedStore {
+    dir: PathBuf,
+    _lock: File,
+}
+
+/// Addresses of one attachment, at most one per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Allocation {
+    /// The IPv4 address, if the network has an IPv4 range.
+    pub v4: Option<Ipv4Addr>,
+    /// The IPv6 address, if the network has an IPv6 range.
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl Allocation {
+    /// The addresses, IPv4 first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.v4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.v6.map(IpAddr::V6))
+            .collect()
+    }
+}
+
+impl IpamStore {
+    /// The store in `dir` (created on first lock).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Takes the store's lock, polling until `timeout` (then [`IpamError::LockTimeout`]).
+    pub fn lock(&self, timeout: Duration) -> Result<LockedStore, IpamError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let path = self.dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let deadline = Instant::now() + timeout;
+        // Short sleeps first: the lock is held for well under a millisecond per plugin run.
+        let mut pause = Duration::from_micros(200);
+        loop {
+            match file.try_lock() {
+                Ok(()) => {
+                    return Ok(LockedStore {
+                        dir: self.dir.clone(),
+                        _lock: file,
+                    });
+                }
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(source)) => return Err(IpamError::Io { path, source }),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(IpamError::LockTimeout { path, timeout });
+            }
+            thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl LockedStore {
+    /// Every record: address and owner (`None` when the file is unreadable or truncated, e.g.
+    /// written by a process killed mid-write; such records belong to no valid attachment).
+    pub fn records(&self) -> Result<Vec<(IpAddr, Option<Attachment>)>, IpamError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let Some(addr) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<IpAddr>().ok())
+            else {
+                continue;
+            };
+            let owner = fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|s| parse_owner(&s));
+            out.push((addr, owner));
+        }
+        Ok(out)
+    }
+
+    /// The addresses held by `owner`.
+    pub fn lookup(&self, owner: &Attachment) -> Result<Allocation, IpamError> {
+        let mut alloc = Allocation::default();
+        for (addr, o) in self.records()? {
+            if o.as_ref() == Some(owner) {
+                match addr {
+                    IpAddr::V4(a) => alloc.v4 = Some(a),
+                    IpAddr::V6(a) => alloc.v6 = Some(a),
+                }
+            }
+        }
+        Ok(alloc)
+    }
+
+    /// Gives `owner` one address per configured range; returns what it already holds when
+    /// called again for the same attachment (idempotent ADD).
+    pub fn allocate(
+        &self,
+        owner: &Attachment,
+        ranges: &PodRanges,
+    ) -> Result<Allocation, IpamError> {
+        let mut alloc = self.lookup(owner)?;
+        if let (Some(net), None) = (ranges.v4, alloc.v4) {
+            let first = u32::from(net.network()) as u128 + 1;
+            let last = u32::from(net.broadcast()) as u128 - 1;
+            let a = self.allocate_in(owner, "last-v4", first, last, &net.to_string(), |n| {
+                IpAddr::V4(Ipv4Addr::from(n as u32))
+            })?;
+            alloc.v4 = match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            };
+        }
+        if let (Some(net), None) = (ranges.v6, alloc.v6) {
+            // The all-zero host part is the subnet-router anycast address (RFC 4291
+            // section 2.6.1); skip it like an IPv4 network address.
+            let first = u128::from(net.network()) + 1;
+            let size = if net.prefix() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - net.prefix())) - 1
+            };
+            let last = u128::from(net.network()) + size;
+            let a = self.allocate_in(owner, "last-v6", first, last, &net.to_string(), |n| {
+                IpAddr::V6(Ipv6Addr::from(n))
+            })?;
+            alloc.v6 = match a {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            };
+        }
+        Ok(alloc)
+    }
+
+    fn allocate_in(
+        &self,
+        owner: &Attachment,
+        last_file: &str,
+        first: u128,
+        last: u128,
+        range: &str,
+        to_addr: impl Fn(u128) -> IpAddr,
+    ) -> Result<IpAddr, IpamError> {
+        let last_path = self.dir.join(last_file);
+        let previous = fs::read_to_string(&last_path)
+            .ok()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .map(|a| match a {
+                IpAddr::V4(a) => u32::from(a) as u128,
+                IpAddr::V6(a) => u128::from(a),
+            })
+            .filter(|n| (first..=last).contains(n));
+        let mut candidate = match previous {
+            Some(p) if p < last => p + 1,
+            _ => first,
+        };
+        let span = (last - first).saturating_add(1).min(MAX_V6_SCAN);
+        for _ in 0..span {
+            let addr = to_addr(candidate);
+            let path = self.dir.join(addr.to_string());
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(format_owner(owner).as_bytes())
+                        .map_err(io_err(&path))?;
+                    fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
+                    return Ok(addr);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(IpamError::Io { path, source: e }),
+            }
+            candidate = if candidate >= last {
+                first
+            } else {
+                candidate + 1
+            };
+        }
+        Err(IpamError::Exhausted {
+            range: range.to_owned(),
+        })
+    }
+
+    /// Frees every address of `owner`; returns what was freed (empty when it held none).
+    pub fn release(&self, owner: &Attachment) -> Result<Vec<IpAddr>, IpamError> {
+        let mut freed = Vec::new();
+        for (addr, o) in self.records()? {
+            if o.as_ref() == Some(owner) {
+                self.remove(addr)?;
+                freed.push(addr);
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Frees every record whose owner is not in `valid` (GC); returns the owners released
+    /// (`None` for unreadable records).
+    pub fn retain(&self, valid: &[Attachment]) -> Result<Vec<Option<Attachment>>, IpamError> {
+        let mut released = Vec::new();
+        for (addr, owner) in self.records()? {
+            let keep = owner.as_ref().is_some_and(|o| valid.contains(o));
+            if !keep {
+                self.remove(addr)?;
+                if !released.contains(&owner) {
+                    released.push(owner);
+                }
+            }
+        }
+        Ok(released)
+    }
+
+    fn remove(&self, addr: IpAddr) -> Result<(), IpamError> {
+        let path = self.dir.join(addr.to_string());
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IpamError::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn format_owner(owner: &Attachment) -> String {
+    format!("{}\n{}\n", owner.container_id, owner.ifname)
+}
+
+fn parse_owner(s: &str) -> Option<Attachment> {
+    let mut lines = s.lines();
+    let container_id = lines.next().filter(|l| !l.is_empty())?.to_owned();
+    let ifname = lines.next().filter(|l| !l.is_empty())?.to_owned();
+    Some(Attachment {
+        container_id,
+        ifname,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn owner(id: &str) -> Attachment {
+        Attachment {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+        }
+    }
+
+    fn ranges(v4: &str, v6: Option<&str>) -> PodRanges {
+        PodRanges {
+            v4: Some(v4.parse().expect("cidr")),
+            v6: v6.map(|s| s.parse().expect("cidr")),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, LockedStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let locked = IpamStore::new(dir.path().join("net"))
+            .lock(Duration::from_secs(1))
+            .expect("lock");
+        (dir, locked)
+    }
+
+    #[test]
+    fn fills_a_range_skipping_network_and_broadcast() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let got: HashSet<Ipv4Addr> = (0..6)
+            .map(|i| {
+                s.allocate(&owner(&format!("c{i}")), &r)
+                    .expect("alloc")
+                    .v4
+                    .expect("v4")
+            })
+            .collect();
+        let want: HashSet<Ipv4Addr> = (1..=6).map(|h| Ipv4Addr::new(10, 0, 0, h)).collect();
+        assert_eq!(got, want);
+        let err = s.allocate(&owner("c7"), &r).expect_err("full");
+        assert!(matches!(err, IpamError::Exhausted { .. }));
+        assert_eq!(CniError::from(err).code.as_u32(), 100);
+    }
+
+    #[test]
+    fn same_attachment_gets_the_same_addresses() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        let a = s.allocate(&owner("c"), &r).expect("alloc");
+        let b = s.allocate(&owner("c"), &r).expect("alloc");
+        assert_eq!(a, b);
+        assert_eq!(a.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(a.v6, Some("fd00::1".parse().expect("ip")));
+        let other = Attachment {
+            container_id: "c".into(),
+            ifname: "net1".into(),
+        };
+        assert_ne!(s.allocate(&other, &r).expect("alloc").v4, a.v4);
+    }
+
+    #[test]
+    fn release_frees_and_round_robin_does_not_reuse_at_once() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        assert_eq!(s.release(&owner("a")).expect("release"), a.addresses());
+        assert!(s.release(&owner("a")).expect("release again").is_empty());
+        let b = s.allocate(&owner("b"), &r).expect("alloc");
+        assert_ne!(a, b, "a just-freed address is not handed out first");
+        assert_eq!(
+            s.lookup(&owner("a")).expect("lookup"),
+            Allocation::default()
+        );
+    }
+
+    #[test]
+    fn gc_keeps_only_valid_attachments() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        for id in ["a", "b", "c"] {
+            s.allocate(&owner(id), &r).expect("alloc");
+        }
+        // A record truncated by a crash has no readable owner and must go too.
+        fs::write(s.dir.join("10.0.0.200"), "").expect("write");
+        let released = s.retain(&[owner("b")]).expect("gc");
+        assert_eq!(released.len(), 3);
+        let left: Vec<_> = s
+            .records()
+            .expect("records")
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(left, vec![Some(owner("b")), Some(owner("b"))]);
+    }
+
+    #[test]
+    fn lock_times_out_while_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = IpamStore::new(dir.path().join("net"));
+        let held = store.lock(Duration::from_secs(1)).expect("first lock");
+        let err = store
+            .lock(Duration::from_millis(30))
+            .expect_err("second lock must wait");
+        assert_eq!(CniError::from(err).code.as_u32(), 11);
+        drop(held);
+        assert!(store.lock(Duration::from_millis(30)).is_ok());
+    }
+
+    #[test]
+    fn concurrent_allocations_never_share_an_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = IpamStore::new(dir.path().join("net"));
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                thread::spawn(move || {
+                    let locked = store.lock(Duration::from_secs(10)).expect("lock");
+                    locked
+                        .allocate(&owner(&format!("c{i}")), &r)
+                        .expect("alloc")
+                })
+            })
+            .collect();
+        let allocs: Vec<Allocation> = handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect();
+        let v4: HashSet<_> = allocs.iter().map(|a| a.v4).collect();
+        let v6: HashSet<_> = allocs.iter().map(|a| a.v6).collect();
+        assert_eq!((v4.len(), v6.len()), (16, 16));
+    }
+}
