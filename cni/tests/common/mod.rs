@@ -56,6 +56,7 @@ impl Netns {
     pub fn delete(&self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -64,6 +65,7 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
             .status();
     }
 }
@@ -79,8 +81,8 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A "node": a namespace with an uplink-like dummy holding the node's addresses
-/// (198.18.0.1, fd00:198:18::1 from the lab plan), and a private IPAM data dir.
+/// A "node": a namespace holding the node's addresses (198.18.0.1, fd00:198:18::1 from the
+/// lab plan) on its loopback (no dummy module needed), and a private IPAM data dir.
 #[derive(Debug)]
 pub struct Node {
     pub ns: Netns,
@@ -93,16 +95,7 @@ pub const NODE_V6: &str = "fd00:198:18::1";
 impl Node {
     pub fn new() -> Self {
         let ns = Netns::new("node");
-        ns.sh(&["ip", "link", "add", "uplink", "type", "dummy"]);
-        ns.sh(&["ip", "link", "set", "uplink", "up"]);
-        ns.sh(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{NODE_V4}/32"),
-            "dev",
-            "uplink",
-        ]);
+        ns.sh(&["ip", "addr", "add", &format!("{NODE_V4}/32"), "dev", "lo"]);
         ns.sh(&[
             "ip",
             "-6",
@@ -110,7 +103,7 @@ impl Node {
             "add",
             &format!("{NODE_V6}/128"),
             "dev",
-            "uplink",
+            "lo",
             "nodad",
         ]);
         ns.sh(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);

@@ -1,0 +1,276 @@
+//! Kernel tests of the plugin (root): each test builds a private "node" namespace and pod
+//! namespaces, runs the `podroute` binary inside the node namespace and checks what a
+//! runtime and a pod would see.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+/// The address (without prefix) of the first IP of the given family in a result.
+fn result_ip(result: &Value, v6: bool) -> String {
+    result["ips"]
+        .as_array()
+        .expect("ips")
+        .iter()
+        .filter_map(|ip| ip["address"].as_str())
+        .find(|a| a.contains(':') == v6)
+        .and_then(|a| a.split('/').next())
+        .expect("an address of the family")
+        .to_owned()
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn add_check_del_del() {
+    let node = Node::new();
+    let pod = Netns::new("pod");
+    let conf = node.conf("1.1.0", false);
+    let cid = "c-add-check-del";
+
+    let result = ok_json(&node.plugin("ADD", &conf, Some(cid), Some(&pod.path())));
+    assert_eq!(result["cniVersion"], "1.1.0");
+    let v4 = result_ip(&result, false);
+    let v6 = result_ip(&result, true);
+    assert!(v4.starts_with("10.244.1."), "{v4}");
+    assert!(v6.starts_with("fd00:10:244:1::"), "{v6}");
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}, {"dst": "::/0", "gw": "fe80::1"}])
+    );
+
+    // The pod has its addresses and reaches the node over both families.
+    let addrs = pod.sh(&["ip", "addr", "show", "eth0"]);
+    assert!(addrs.contains(&format!("{v4}/32")), "{addrs}");
+    assert!(addrs.contains(&format!("{v6}/128")), "{addrs}");
+    assert!(ping(&pod, NODE_V4), "pod cannot ping the node over IPv4");
+    assert!(ping(&pod, NODE_V6), "pod cannot ping the node over IPv6");
+    // The node routes to the pod with podroute's protocol.
+    let host = result["interfaces"][0]["name"]
+        .as_str()
+        .expect("host veth")
+        .to_owned();
+    let routes = node.ns.sh(&["ip", "route", "show", "proto", "80"]);
+    assert!(routes.contains(&format!("{v4} dev {host}")), "{routes}");
+    let routes6 = node.ns.sh(&["ip", "-6", "route", "show", "proto", "80"]);
+    assert!(routes6.contains(&format!("{v6} dev {host}")), "{routes6}");
+    let proxy_arp = node
+        .ns
+        .sh(&["cat", &format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp")]);
+    assert_eq!(proxy_arp.trim(), "1");
+
+    // ADD again for the same container and interface: the same result, no new address.
+    let again = ok_json(&node.plugin("ADD", &conf, Some(cid), Some(&pod.path())));
+    assert_eq!(again, result);
+    assert_eq!(node.records().len(), 2);
+
+    // CHECK passes, then fails with a clear message once the pod's default route is gone.
+    assert_ok(&node.plugin(
+        "CHECK",
+        &with_prev(&conf, &result),
+        Some(cid),
+        Some(&pod.path()),
+    ));
+    pod.sh(&["ip", "route", "del", "default"]);
+    let err = err_json(&node.plugin(
+        "CHECK",
+        &with_prev(&conf, &result),
+        Some(cid),
+        Some(&pod.path()),
+    ));
+    assert_eq!(err["code"], 101);
+    assert!(
+        err["msg"]
+            .as_str()
+            .expect("msg")
+            .contains("route 0.0.0.0/0 via 169.254.1.1 is missing"),
+        "{err}"
+    );
+
+    // DEL removes the veth and frees the addresses; a second DEL still succeeds.
+    assert_ok(&node.plugin("DEL", &conf, Some(cid), Some(&pod.path())));
+    assert!(
+        node.host_veths().is_empty(),
+        "host veth left: {:?}",
+        node.host_veths()
+    );
+    assert!(
+        node.records().is_empty(),
+        "addresses left: {:?}",
+        node.records()
+    );
+    assert!(!pod.sh(&["ip", "link"]).contains("eth0"));
+    assert_ok(&node.plugin("DEL", &conf, Some(cid), Some(&pod.path())));
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn results_follow_the_config_version() {
+    let node = Node::new();
+    for version in ["0.4.0", "1.0.0"] {
+        let pod = Netns::new("pod");
+        let conf = node.conf(version, false);
+        let cid = format!("c-version-{version}");
+        let result = ok_json(&node.plugin("ADD", &conf, Some(&cid), Some(&pod.path())));
+        assert_eq!(result["cniVersion"], version);
+        assert_eq!(
+            result["ips"][0].get("version").is_some(),
+            version == "0.4.0"
+        );
+        assert!(result["interfaces"][1].get("mtu").is_none());
+        assert_ok(&node.plugin(
+            "CHECK",
+            &with_prev(&conf, &result),
+            Some(&cid),
+            Some(&pod.path()),
+        ));
+        assert_ok(&node.plugin("DEL", &conf, Some(&cid), Some(&pod.path())));
+    }
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn del_after_the_netns_is_gone() {
+    let node = Node::new();
+    let pod = Netns::new("pod");
+    let conf = node.conf("1.1.0", false);
+    ok_json(&node.plugin("ADD", &conf, Some("c-gone"), Some(&pod.path())));
+    assert_eq!(node.records().len(), 2);
+    pod.delete();
+    assert_ok(&node.plugin("DEL", &conf, Some("c-gone"), Some(&pod.path())));
+    assert!(
+        node.records().is_empty(),
+        "addresses left: {:?}",
+        node.records()
+    );
+    assert!(
+        node.host_veths().is_empty(),
+        "host veth left: {:?}",
+        node.host_veths()
+    );
+    // DEL of a container the plugin never saw also succeeds.
+    assert_ok(&node.plugin("DEL", &conf, Some("c-never-seen"), None));
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn hundred_concurrent_adds_get_distinct_reachable_addresses() {
+    const PODS: usize = 100;
+    let node = Node::new();
+    let conf = node.conf("1.1.0", true);
+    let pods: Vec<Netns> = (0..PODS).map(|_| Netns::new("pod")).collect();
+    let children: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            node.plugin_cmd(
+                "ADD",
+                &conf,
+                Some(&format!("c-many-{i}")),
+                Some(&pod.path()),
+                &[],
+            )
+        })
+        .collect();
+    let results: Vec<Value> = children
+        .into_iter()
+        .map(|c| ok_json(&c.wait_with_output().expect("wait")))
+        .collect();
+    let addrs: HashSet<String> = results.iter().map(|r| result_ip(r, false)).collect();
+    assert_eq!(addrs.len(), PODS, "addresses were shared");
+    assert_eq!(node.records().len(), PODS);
+    assert_eq!(node.host_veths().len(), PODS);
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(ping(pod, NODE_V4), "pod {i} cannot reach the node");
+    }
+}
+
+/// Starts an ADD that stalls at `stage`, waits until it says so, and kills it with SIGKILL.
+fn kill_add_at(node: &Node, conf: &Value, cid: &str, pod: &Netns, stage: &str) {
+    let mut child = node.plugin_cmd(
+        "ADD",
+        conf,
+        Some(cid),
+        Some(&pod.path()),
+        &[("PODROUTE_TEST_STALL", stage)],
+    );
+    let stderr = child.stderr.take().expect("stderr");
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("read stderr");
+    assert!(Instant::now() < deadline);
+    assert!(
+        line.contains(&format!("stalled at {stage}")),
+        "unexpected stderr: {line}"
+    );
+    child.kill().expect("SIGKILL the plugin");
+    let _ = child.wait();
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn kill_during_add_then_gc_leaks_nothing() {
+    let node = Node::new();
+    let conf = node.conf("1.1.0", false);
+    let keep = Netns::new("pod");
+    let kept = ok_json(&node.plugin("ADD", &conf, Some("c-keep"), Some(&keep.path())));
+    let killed_ipam = Netns::new("pod");
+    let killed_veth = Netns::new("pod");
+    kill_add_at(&node, &conf, "c-killed-ipam", &killed_ipam, "after-ipam");
+    kill_add_at(&node, &conf, "c-killed-veth", &killed_veth, "after-veth");
+    // The interrupted ADDs left records (and one veth) behind.
+    assert_eq!(node.records().len(), 6);
+    assert_eq!(node.host_veths().len(), 2);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c-keep", "ifname": "eth0"}]);
+    assert_ok(&node.plugin("GC", &gc, None, None));
+    assert_eq!(node.records().len(), 2, "records: {:?}", node.records());
+    let veths = node.host_veths();
+    assert_eq!(
+        veths,
+        vec![
+            kept["interfaces"][0]["name"]
+                .as_str()
+                .expect("name")
+                .to_owned()
+        ]
+    );
+    // The valid attachment still works.
+    assert!(ping(&keep, NODE_V4));
+    assert_ok(&node.plugin(
+        "CHECK",
+        &with_prev(&conf, &kept),
+        Some("c-keep"),
+        Some(&keep.path()),
+    ));
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn status_reports_agent_readiness() {
+    let node = Node::new();
+    let mut conf = node.conf("1.1.0", true);
+    let ready = node.data.path().join("ready");
+    conf["readinessFile"] = json!(ready);
+    let err = err_json(&node.plugin("STATUS", &conf, None, None));
+    assert_eq!(err["code"], 50);
+    std::fs::write(&ready, "").expect("touch");
+    assert_ok(&node.plugin("STATUS", &conf, None, None));
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn add_into_missing_netns_fails_without_leaking() {
+    let node = Node::new();
+    let conf = node.conf("1.1.0", true);
+    let missing = std::path::Path::new("/run/netns/prcni-does-not-exist");
+    let err = err_json(&node.plugin("ADD", &conf, Some("c-missing"), Some(missing)));
+    assert_eq!(err["code"], 5);
+    assert!(node.records().is_empty());
+}
