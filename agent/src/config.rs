@@ -69,6 +69,12 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_STARTUP_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub startup_grace: Duration,
 
+    /// How long routes from a mesh peer whose session dropped are kept while it restarts
+    /// (like a graceful-restart helper, RFC 4724 §4.2); `0s` drops them at once. Routes of a
+    /// Node deleted from the API go at once regardless.
+    #[arg(long, env = "PODROUTE_STALE_ROUTES_TIME", default_value = "120s", value_parser = parse_duration)]
+    pub stale_routes_time: Duration,
+
     /// Log format.
     #[arg(long, env = "PODROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -118,6 +124,8 @@ pub struct Config {
     pub reconcile_period: Duration,
     /// Longest wait for the BGP initial sync before stale routes are removed.
     pub startup_grace: Duration,
+    /// How long a dropped mesh peer's routes are kept.
+    pub stale_routes_time: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// HTTP server address.
@@ -252,6 +260,7 @@ impl Cli {
             route_protocol: self.route_protocol,
             reconcile_period: self.reconcile_period,
             startup_grace: self.startup_grace,
+            stale_routes_time: self.stale_routes_time,
             log_format: self.log_format,
             http_listen: self.http_listen,
             node_ip_override,

@@ -29,7 +29,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let error = anyhow::Error::from(error);
-            tracing::error!("{error:#}");
             eprintln!("podroute-agent: {error:#}");
             ExitCode::FAILURE
         }

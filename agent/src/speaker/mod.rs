@@ -6,6 +6,8 @@
 //! publishes [`BgpOutput`]: routes accepted by import policy and whether the initial sync is
 //! done (End-of-RIB from every peer).
 
+pub mod interim_session;
+pub mod interim_wire;
 pub mod listener;
 pub mod peer;
 pub mod rib;
@@ -141,7 +143,7 @@ pub async fn run_speaker(
                             map.remove(address);
                         }
                         task.stop().await;
-                        received.peer_down(*address);
+                        received.peer_removed(*address);
                         established.remove(address);
                         end_of_rib.remove(address);
                         let _ = listener::set_peer_md5(&listener, *address, None);
@@ -179,12 +181,22 @@ pub async fn run_speaker(
             Some((peer, event)) = events_rx.recv() => match event {
                 PeerEvent::Up => { established.insert(peer); }
                 PeerEvent::Update { announced, withdrawn } => received.update(peer, &announced, &withdrawn),
-                PeerEvent::EndOfRib => { end_of_rib.insert(peer); }
+                PeerEvent::EndOfRib(ipv6) => {
+                    end_of_rib.insert(peer);
+                    received.end_of_rib(peer, ipv6);
+                }
                 PeerEvent::Down => {
                     established.remove(&peer);
-                    received.peer_down(peer);
+                    let keep = ctx.config.stale_routes_time;
+                    let deadline = (!keep.is_zero()).then(|| std::time::Instant::now() + keep);
+                    received.peer_down(peer, deadline);
                 }
             },
+            _ = sleep_until_std(received.next_deadline()) => {
+                if received.expire(std::time::Instant::now()) {
+                    tracing::info!("stale routes of a peer that did not come back were dropped");
+                }
+            }
         }
         let imported = import(&received, &current.peers, &current.view);
         let out = BgpOutput {
@@ -212,6 +224,13 @@ pub async fn run_speaker(
     Ok(())
 }
 
+async fn sleep_until_std(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The BGP identifier: the node's IPv4 address, or for IPv6-only nodes a stable value from
 /// the IPv6 address (RFC 6286 allows any non-zero AS-wide unique 32-bit value).
 fn router_id(view: &ClusterView) -> Ipv4Addr {
@@ -227,45 +246,8 @@ fn router_id(view: &ClusterView) -> Ipv4Addr {
     }
 }
 
-/// The session implementation the agent binary uses.
-///
-/// Until `podroute-bgp` exposes its `Session`, this is a session that refuses to run and says
-/// so; the driver, listener and import policy around it are complete.
+/// The session implementation the agent binary uses: the interim iBGP session in this crate
+/// until `podroute-bgp` exposes its `Session` (then an adapter to it replaces this).
 pub fn default_session_factory() -> SessionFactory {
-    Arc::new(|_spec, _local| Box::new(unavailable::UnavailableSession::default()))
-}
-
-mod unavailable {
-    use std::net::IpAddr;
-    use std::time::Instant;
-
-    use ipnetwork::IpNetwork;
-
-    use super::session::{SessionCore, SessionEvent};
-
-    /// Closes every connection at once: no BGP core is linked in.
-    #[derive(Debug, Default)]
-    pub(super) struct UnavailableSession {
-        closed: bool,
-    }
-
-    impl SessionCore for UnavailableSession {
-        fn connected(&mut self, _now: Instant) {}
-        fn handle_bytes(&mut self, _now: Instant, _bytes: &[u8]) {}
-        fn handle_timeout(&mut self, _now: Instant) {}
-        fn poll_timeout(&self) -> Option<Instant> {
-            None
-        }
-        fn poll_event(&mut self) -> Option<SessionEvent> {
-            if self.closed {
-                return None;
-            }
-            self.closed = true;
-            Some(SessionEvent::Closed(
-                "no BGP core linked into this build".into(),
-            ))
-        }
-        fn advertise(&mut self, _now: Instant, _routes: &[(IpNetwork, IpAddr)]) {}
-        fn stop(&mut self, _now: Instant) {}
-    }
+    Arc::new(|spec, local| Box::new(interim_session::InterimSession::new(spec, local)))
 }

@@ -37,8 +37,8 @@ pub enum PeerEvent {
         /// Withdrawn prefixes.
         withdrawn: Vec<IpNetwork>,
     },
-    /// End-of-RIB received.
-    EndOfRib,
+    /// End-of-RIB received for IPv4 (`false`) or IPv6 (`true`).
+    EndOfRib(bool),
     /// The session is down; its routes are gone.
     Down,
 }
@@ -245,8 +245,10 @@ impl PeerRunner {
                             },
                         ));
                     }
-                    SessionEvent::EndOfRib { .. } => {
-                        let _ = self.events.send((self.spec.address, PeerEvent::EndOfRib));
+                    SessionEvent::EndOfRib { ipv6 } => {
+                        let _ = self
+                            .events
+                            .send((self.spec.address, PeerEvent::EndOfRib(ipv6)));
                     }
                     SessionEvent::Closed(reason) => {
                         tracing::info!(%reason, "session closed");

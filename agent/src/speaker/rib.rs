@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use ipnetwork::IpNetwork;
 
@@ -17,11 +18,24 @@ use crate::view::ClusterView;
 /// One peer's received routes.
 pub type AdjRibIn = BTreeMap<IpNetwork, IpAddr>;
 
+/// Routes kept from a session that went down, until it comes back and refreshes them or the
+/// deadline passes (the receiving side of RFC 4724 §4.2, applied to mesh peers so an agent
+/// restart makes no route flap on the other nodes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRoutes {
+    /// The routes as last received.
+    pub routes: AdjRibIn,
+    /// When they are dropped if not refreshed.
+    pub deadline: Instant,
+}
+
 /// Received routes of every peer, keyed by peer address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceivedRoutes {
     /// Adj-RIB-In per peer.
     pub per_peer: BTreeMap<IpAddr, AdjRibIn>,
+    /// Routes of peers whose session went down, retained for a while.
+    pub stale: BTreeMap<IpAddr, StaleRoutes>,
 }
 
 impl ReceivedRoutes {
@@ -42,9 +56,60 @@ impl ReceivedRoutes {
         }
     }
 
-    /// Forgets a peer whose session went down (its routes are withdrawn implicitly).
-    pub fn peer_down(&mut self, peer: IpAddr) {
+    /// Forgets a peer's routes at once (the peer was removed from the configuration).
+    pub fn peer_removed(&mut self, peer: IpAddr) {
         self.per_peer.remove(&peer);
+        self.stale.remove(&peer);
+    }
+
+    /// A session went down: its routes become stale until `deadline` (or are dropped at once
+    /// when `deadline` is `None`).
+    pub fn peer_down(&mut self, peer: IpAddr, deadline: Option<Instant>) {
+        let routes = self.per_peer.remove(&peer).unwrap_or_default();
+        match deadline {
+            Some(deadline) if !routes.is_empty() => {
+                // Routes still stale from an earlier drop stay (they were never refreshed).
+                let mut merged = self
+                    .stale
+                    .remove(&peer)
+                    .map(|s| s.routes)
+                    .unwrap_or_default();
+                merged.extend(routes);
+                self.stale.insert(
+                    peer,
+                    StaleRoutes {
+                        routes: merged,
+                        deadline,
+                    },
+                );
+            }
+            _ => {
+                self.stale.remove(&peer);
+            }
+        }
+    }
+
+    /// End-of-RIB for one family from `peer`: stale routes of that family that were not
+    /// announced again are gone (RFC 4724 §4.2).
+    pub fn end_of_rib(&mut self, peer: IpAddr, ipv6: bool) {
+        if let Some(stale) = self.stale.get_mut(&peer) {
+            stale.routes.retain(|prefix, _| prefix.is_ipv6() != ipv6);
+            if stale.routes.is_empty() {
+                self.stale.remove(&peer);
+            }
+        }
+    }
+
+    /// Drops stale routes whose deadline passed; true if any were dropped.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let before = self.stale.len();
+        self.stale.retain(|_, s| s.deadline > now);
+        self.stale.len() != before
+    }
+
+    /// The earliest stale deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.stale.values().map(|s| s.deadline).min()
     }
 }
 
@@ -61,7 +126,9 @@ pub struct Imported {
 /// that Node's IP (of the prefix's family) as next hop. Routes from unknown peers are rejected.
 pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) -> Imported {
     let mut out = Imported::default();
-    for (peer, rib) in &received.per_peer {
+    // Fresh routes first, so they win over stale ones of the same prefix.
+    let stale = received.stale.iter().map(|(peer, s)| (peer, &s.routes));
+    for (peer, rib) in stale.chain(received.per_peer.iter()) {
         let node = peers.get(peer).and_then(|spec| match &spec.kind {
             PeerKind::Mesh { node } => view.peers.get(node),
         });
@@ -72,6 +139,7 @@ pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) ->
             });
             if allowed {
                 out.learned.insert(*prefix, *next_hop);
+                out.rejected.retain(|(_, p, _)| p != prefix);
             } else {
                 out.rejected.push((*peer, *prefix, *next_hop));
             }
@@ -178,7 +246,50 @@ mod tests {
             &[(net("10.244.3.0/24"), ip("198.18.0.3"))],
             &[],
         );
-        received.peer_down(ip("198.18.0.3"));
+        received.peer_down(ip("198.18.0.3"), None);
+        assert!(import(&received, &peers, &view).learned.is_empty());
+    }
+
+    #[test]
+    fn routes_of_a_restarting_peer_stay_until_refreshed_or_expired() {
+        let view = view();
+        let peers = mesh_peers(
+            &view,
+            &MeshOptions {
+                as_number: 64512,
+                ..Default::default()
+            },
+        );
+        let now = Instant::now();
+        let deadline = now + std::time::Duration::from_secs(120);
+        let v4 = (net("10.244.3.0/24"), ip("198.18.0.3"));
+        let v6 = (net("fd00:10:244:3::/64"), ip("fd00:198:18::3"));
+        let mut received = ReceivedRoutes::default();
+        received.update(ip("198.18.0.3"), &[v4, v6], &[]);
+
+        received.peer_down(ip("198.18.0.3"), Some(deadline));
+        assert_eq!(
+            import(&received, &peers, &view).learned.len(),
+            2,
+            "kept while restarting"
+        );
+        assert_eq!(received.next_deadline(), Some(deadline));
+
+        // Back up: it re-announces only IPv4, then End-of-RIB for both families.
+        received.update(ip("198.18.0.3"), &[v4], &[]);
+        received.end_of_rib(ip("198.18.0.3"), false);
+        assert_eq!(
+            import(&received, &peers, &view).learned.len(),
+            2,
+            "IPv6 not yet synced"
+        );
+        received.end_of_rib(ip("198.18.0.3"), true);
+        let learned = import(&received, &peers, &view).learned;
+        assert_eq!(learned, LearnedRoutes::from([v4]));
+
+        received.peer_down(ip("198.18.0.3"), Some(deadline));
+        assert!(!received.expire(now));
+        assert!(received.expire(deadline));
         assert!(import(&received, &peers, &view).learned.is_empty());
     }
 }
