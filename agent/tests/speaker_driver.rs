@@ -151,6 +151,17 @@ async fn converge(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
     let port = 20000 + (std::process::id() % 20000) as u16;
+    mesh_scenario(factory(), port).await;
+}
+
+/// The same with the real (interim) BGP session: OPEN, KEEPALIVE, UPDATE, End-of-RIB on TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bgp_mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
+    let port = 40000 + (std::process::id() % 20000) as u16;
+    mesh_scenario(podroute_agent::speaker::default_session_factory(), port).await;
+}
+
+async fn mesh_scenario(factory: SessionFactory, port: u16) {
     let mut outputs = Vec::new();
     let mut inputs = Vec::new();
     let mut contexts = Vec::new();
@@ -158,7 +169,7 @@ async fn mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
         let ctx = context(own, port);
         let (in_tx, in_rx) = watch::channel(Some(input(own, &[1, 2, 3])));
         let (out_tx, out_rx) = watch::channel(BgpOutput::default());
-        tokio::spawn(run_speaker(ctx.clone(), factory(), in_rx, out_tx));
+        tokio::spawn(run_speaker(ctx.clone(), factory.clone(), in_rx, out_tx));
         inputs.push(in_tx);
         outputs.push(out_rx);
         contexts.push(ctx);
