@@ -6,7 +6,7 @@
 //! over the target (rename is atomic within a file system).
 
 use crate::config::{NetConf, PLUGIN_TYPE};
-use crate::version::LATEST;
+use crate::version::CniVersion;
 use ipnetwork::IpNetwork;
 use serde_json::{Value, json};
 use std::fs::{self, File};
@@ -30,6 +30,10 @@ pub struct Chain {
 /// What the agent knows about its node's pod network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeNetwork {
+    /// `cniVersion` of the list. 1.1.0 (the default) enables GC and STATUS; chaining
+    /// Debian's reference plugins (containernetworking-plugins 1.1.x, which stop at 1.0.0)
+    /// needs [`CniVersion::V1_0_0`].
+    pub cni_version: CniVersion,
     /// Network name; [`DEFAULT_NETWORK_NAME`] unless there is a reason to change it.
     pub name: String,
     /// The node's pod CIDR(s) (`spec.podCIDRs`), at most one per family.
@@ -50,6 +54,7 @@ impl NodeNetwork {
     /// A network with the defaults for the given pod CIDRs.
     pub fn new(pod_cidrs: Vec<IpNetwork>) -> Self {
         Self {
+            cni_version: CniVersion::V1_1_0,
             name: DEFAULT_NETWORK_NAME.to_owned(),
             pod_cidrs,
             mtu: None,
@@ -100,7 +105,7 @@ pub fn render(net: &NodeNetwork) -> Result<Value, ConflistError> {
     // Validate exactly what the runtime will hand the plugin: the plugin object plus the
     // list's name and cniVersion.
     let mut as_given = plugin.clone();
-    as_given["cniVersion"] = json!(LATEST);
+    as_given["cniVersion"] = json!(net.cni_version.as_str());
     as_given["name"] = json!(net.name);
     NetConf::parse(as_given.to_string().as_bytes()).map_err(ConflistError::Invalid)?;
 
@@ -111,7 +116,7 @@ pub fn render(net: &NodeNetwork) -> Result<Value, ConflistError> {
     if net.chain.bandwidth {
         plugins.push(json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}));
     }
-    Ok(json!({ "cniVersion": LATEST, "name": net.name, "plugins": plugins }))
+    Ok(json!({ "cniVersion": net.cni_version.as_str(), "name": net.name, "plugins": plugins }))
 }
 
 /// Writes the conflist for `net` to `path` atomically (temp file in the same folder, fsync,
@@ -176,6 +181,7 @@ mod tests {
             portmap: true,
             bandwidth: true,
         };
+        net.cni_version = CniVersion::V1_0_0;
         net.mtu = Some(1450);
         net.route_protocol = Some(81);
         let v = render(&net).expect("valid");
@@ -186,6 +192,7 @@ mod tests {
             .filter_map(|p| p["type"].as_str())
             .collect();
         assert_eq!(types, ["podroute", "portmap", "bandwidth"]);
+        assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["plugins"][0]["mtu"], 1450);
         assert_eq!(v["plugins"][0]["routeProtocol"], 81);
         assert_eq!(v["plugins"][1]["capabilities"]["portMappings"], true);
