@@ -1,0 +1,254 @@
+//! The Kubernetes side of a [`Lab`]: kubectl, the API server's life cycle, Node objects.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ipnetwork::IpNetwork;
+use serde_json::json;
+
+use crate::cmd;
+use crate::control_plane;
+use crate::error::{LabError, Result, file_err};
+use crate::lab::{Lab, LabNode};
+use crate::plan::MAX_NODES;
+use crate::process::{self, TERM_GRACE};
+use crate::router::Neighbor;
+
+impl Lab {
+    /// A kubectl command with kubeconfig `kubeconfig` and `args`, to run inside the
+    /// control-plane namespace (the only place besides the nodes that reaches 198.18.0.250).
+    pub fn kubectl_command<S: AsRef<OsStr>>(
+        &self,
+        kubeconfig: &Path,
+        args: &[S],
+    ) -> Result<Command> {
+        let bins = self.bins()?;
+        let mut c = cmd::in_ns(
+            &self.cp_ns(),
+            bins.kubectl(),
+            ["--kubeconfig".as_ref(), kubeconfig.as_os_str()],
+        );
+        c.args(args);
+        Ok(c)
+    }
+
+    /// Runs kubectl as admin and returns its output whatever its exit status.
+    pub fn kubectl_output<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Output> {
+        cmd::output(&mut self.kubectl_command(&self.kubeconfig(), args)?)
+    }
+
+    /// Runs kubectl with kubeconfig `kubeconfig` (e.g. from
+    /// [`Lab::service_account_kubeconfig`]) and returns its output whatever its exit status.
+    pub fn kubectl_as_output<S: AsRef<OsStr>>(
+        &self,
+        kubeconfig: &Path,
+        args: &[S],
+    ) -> Result<Output> {
+        cmd::output(&mut self.kubectl_command(kubeconfig, args)?)
+    }
+
+    /// Runs kubectl as admin and fails unless it succeeds; returns its stdout.
+    pub fn kubectl<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
+        cmd::run(&mut self.kubectl_command(&self.kubeconfig(), args)?)
+    }
+
+    /// The API server's log file.
+    pub fn apiserver_log(&self) -> PathBuf {
+        self.log_dir().join("kube-apiserver.log")
+    }
+
+    /// Starts kube-apiserver (again) and waits until it answers `/readyz`.
+    pub fn start_apiserver(&mut self) -> Result<()> {
+        let bins = self.bins()?;
+        let log = self.apiserver_log();
+        let child = process::spawn_logged(
+            cmd::in_ns(
+                &self.cp_ns(),
+                bins.kube_apiserver(),
+                control_plane::apiserver_args(&self.pki()),
+            ),
+            &log,
+            &self.dir.join("pids/kube-apiserver.pid"),
+        )?;
+        self.daemons.insert("kube-apiserver", child);
+        let cp = self.cp_ns();
+        let kubeconfig = self.kubeconfig();
+        let daemons = &mut self.daemons;
+        control_plane::wait_ready(&cp, &bins, &kubeconfig, &log, || {
+            daemons
+                .get_mut("kube-apiserver")
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        })
+    }
+
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL), leaving etcd and everything else running:
+    /// the "API server outage" of the agent's tests.
+    pub fn stop_apiserver(&mut self) -> Result<()> {
+        if let Some(mut child) = self.daemons.remove("kube-apiserver") {
+            let pid = i32::try_from(child.id()).unwrap_or(0);
+            process::terminate_all(&[pid], TERM_GRACE);
+            let _ = child.wait();
+        } else {
+            // Attached with `open`: the API server is not our child; find it by its pid file.
+            let pid_file = self.dir.join("pids/kube-apiserver.pid");
+            let text = fs::read_to_string(&pid_file).map_err(file_err(&pid_file))?;
+            if let Ok(pid) = text.trim().parse::<i32>()
+                && process::pids_referencing(&self.dir).contains(&pid)
+            {
+                process::terminate_all(&[pid], TERM_GRACE);
+            }
+        }
+        let _ = fs::remove_file(self.dir.join("pids/kube-apiserver.pid"));
+        Ok(())
+    }
+
+    /// Creates (or replaces the spec of) `node`'s Node object and sets its InternalIP(s) and a
+    /// Ready condition through the status subresource.
+    pub(crate) fn create_node_object(&self, node: &LabNode) -> Result<()> {
+        let cidrs: Vec<String> = node.pod_cidrs().iter().map(ToString::to_string).collect();
+        let path = self.dir.join(format!("node-{}.json", node.name));
+        let obj = control_plane::node_object(&node.name, &cidrs);
+        fs::write(&path, obj.to_string()).map_err(file_err(&path))?;
+        self.kubectl(&["apply".as_ref(), "-f".as_ref(), path.as_os_str()])?;
+        let ips: Vec<String> = node.ips().iter().map(ToString::to_string).collect();
+        let patch = control_plane::node_status_patch(&node.name, &ips).to_string();
+        self.kubectl(&[
+            "patch",
+            "node",
+            &node.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .map(drop)
+    }
+
+    /// Deletes the Node object `name` (the namespace stays: a node "removed from the cluster").
+    pub fn delete_node_object(&self, name: &str) -> Result<()> {
+        self.kubectl(&["delete", "node", name, "--ignore-not-found", "--wait=false"])
+            .map(drop)
+    }
+
+    /// Re-creates the Node object `name` (after [`Lab::delete_node_object`]) from the lab's plan.
+    pub fn create_node_object_again(&self, name: &str) -> Result<()> {
+        let node = self.node(name)?.clone();
+        self.create_node_object(&node)
+    }
+
+    /// Gives node `name` new pod CIDRs (one IPv4, optionally one IPv6).
+    ///
+    /// `spec.podCIDRs` cannot change once set, so, as when a real node re-registers, the Node
+    /// object is deleted and created again with the new CIDRs; watchers see a delete and an add.
+    pub fn set_pod_cidr(&mut self, name: &str, cidrs: &[IpNetwork]) -> Result<()> {
+        let idx = self
+            .state
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| LabError::UnknownNode {
+                lab: self.name.to_string(),
+                node: name.to_owned(),
+            })?;
+        let mut node = self.state.nodes[idx].clone();
+        let mut v4 = None;
+        let mut v6 = None;
+        for c in cidrs {
+            match c {
+                IpNetwork::V4(n) => v4 = Some(*n),
+                IpNetwork::V6(n) => v6 = Some(*n),
+            }
+        }
+        node.pod_cidr_v4 =
+            v4.ok_or_else(|| LabError::Invalid("set_pod_cidr needs an IPv4 CIDR".into()))?;
+        node.pod_cidr_v6 = v6;
+        self.delete_node_object(name)?;
+        self.create_node_object(&node)?;
+        self.state.nodes[idx] = node;
+        self.save_state()
+    }
+
+    /// Adds a node at runtime: the next `node<i>` namespace on the fabric, its Node object, and
+    /// the router's neighbour. Returns the new node.
+    pub fn add_node(&mut self) -> Result<LabNode> {
+        let index = self.state.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
+        if index > MAX_NODES {
+            return Err(LabError::Invalid(format!(
+                "a lab holds at most {MAX_NODES} nodes"
+            )));
+        }
+        let node = {
+            let ipv6 = self.state.ipv6;
+            let mut n = LabNode {
+                name: crate::names::node_name(index),
+                index,
+                netns: self.name.node_ns(index),
+                ipv4: crate::plan::node_v4(index),
+                ipv6: None,
+                pod_cidr_v4: crate::plan::pod_cidr_v4(index),
+                pod_cidr_v6: None,
+            };
+            if ipv6 {
+                n.ipv6 = Some(crate::plan::node_v6(index));
+                n.pod_cidr_v6 = Some(crate::plan::pod_cidr_v6(index));
+            }
+            n
+        };
+        self.state.nodes.push(node.clone());
+        self.save_state()?;
+        self.build_node(&node)?;
+        if self.state.control_plane {
+            self.create_node_object(&node)?;
+        }
+        if let Some(router) = self.router() {
+            let new: Vec<Neighbor> = node
+                .ips()
+                .into_iter()
+                .map(|addr| Neighbor {
+                    node: node.name.clone(),
+                    addr,
+                })
+                .collect();
+            router.add_neighbors(&new, &self.router_neighbors())?;
+            if router.kind() == crate::router::Tor::Gobgp {
+                // gobgpd re-reads its configuration file on SIGHUP.
+                let pid_file = self.dir.join("pids/router.pid");
+                let pid = fs::read_to_string(&pid_file).map_err(file_err(&pid_file))?;
+                let pid: i32 = pid
+                    .trim()
+                    .parse()
+                    .map_err(|_| LabError::Invalid("bad router pid file".into()))?;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGHUP,
+                )
+                .map_err(|e| LabError::Invalid(format!("cannot signal gobgpd: {e}")))?;
+            }
+        }
+        Ok(node)
+    }
+
+    /// A kubeconfig for ServiceAccount `namespace/name` (both created if missing), with a token
+    /// valid for 24 hours, written to `<lab dir>/kubeconfig-<namespace>-<name>`. The account
+    /// has no permissions until the caller binds it a role.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let manifest = json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } },
+                { "apiVersion": "v1", "kind": "ServiceAccount", "metadata": { "name": name, "namespace": namespace } },
+            ],
+        });
+        let path = self.dir.join(format!("sa-{namespace}-{name}.json"));
+        fs::write(&path, manifest.to_string()).map_err(file_err(&path))?;
+        self.kubectl(&["apply".as_ref(), "-f".as_ref(), path.as_os_str()])?;
+        let token = self.kubectl(&["create", "token", "-n", namespace, name, "--duration=24h"])?;
+        let config = control_plane::kubeconfig(&self.pki(), json!({ "token": token.trim() }));
+        let out = self.dir.join(format!("kubeconfig-{namespace}-{name}"));
+        fs::write(&out, config.to_string()).map_err(file_err(&out))?;
+        Ok(out)
+    }
+}

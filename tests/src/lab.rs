@@ -1,0 +1,694 @@
+//! [`Lab`]: bringing a lab up, attaching to a running one, and tearing it down.
+//!
+//! A lab is a fabric namespace with a bridge, N node namespaces on it, optionally a control-plane
+//! namespace with etcd and kube-apiserver, and optionally a router. `Lab::up` builds it;
+//! dropping the `Lab` (or [`Lab::down`]) removes it, so a failing test cleans up after itself.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use serde_json::Value;
+
+use crate::cmd;
+use crate::control_plane::{self, ControlPlaneBins};
+use crate::error::{LabError, Result, file_err};
+use crate::names::{self, LabName};
+use crate::pki::{self, PkiPaths};
+use crate::plan::{
+    self, APISERVER_V4, FABRIC_V4_PREFIX, FABRIC_V6_PREFIX, MAX_NODES, ROUTER_V4, ROUTER_V6,
+};
+use crate::process::{self, LabProcess};
+use crate::router::{self, Neighbor, Router, Tor};
+use crate::teardown::{self, DownReport};
+
+/// The fabric bridge inside `<lab>-fabric`.
+pub const FABRIC_BRIDGE: &str = "br0";
+/// Each node's (and the control plane's) interface on the fabric.
+pub const NODE_IFACE: &str = "eth0";
+/// The control plane's port on the fabric bridge.
+const CP_PORT: &str = "cp";
+/// How long a router gets to answer its client after starting.
+const ROUTER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What lab to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabConfig {
+    /// The lab's name; every namespace is prefixed with it. Tests use a unique one
+    /// (e.g. `t-updown-<pid>`) so they can run in parallel.
+    pub name: String,
+    /// How many node namespaces (`node1`..`nodeN`), 1 to 249.
+    pub nodes: u8,
+    /// Which router runs in the fabric namespace.
+    pub tor: Tor,
+    /// Give nodes IPv6 fabric addresses and IPv6 pod CIDRs too.
+    pub ipv6: bool,
+    /// Run etcd and kube-apiserver and create Node objects. Tests of the BGP speaker against a
+    /// router alone can turn this off to save the API server's start-up time.
+    pub control_plane: bool,
+}
+
+impl LabConfig {
+    /// A lab called `name` with `nodes` nodes, a control plane, no router, IPv4 only.
+    pub fn new(name: impl Into<String>, nodes: u8) -> Self {
+        Self {
+            name: name.into(),
+            nodes,
+            tor: Tor::None,
+            ipv6: false,
+            control_plane: true,
+        }
+    }
+
+    /// Sets the router.
+    pub fn tor(mut self, tor: Tor) -> Self {
+        self.tor = tor;
+        self
+    }
+
+    /// Turns IPv6 on or off.
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
+    /// Turns the control plane on or off.
+    pub fn control_plane(mut self, on: bool) -> Self {
+        self.control_plane = on;
+        self
+    }
+}
+
+/// One node of the lab: a network namespace with `eth0` on the fabric.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LabNode {
+    /// The node's name, also its Node object's name: `node1`, `node2`, ...
+    pub name: String,
+    /// 1-based index; the last byte of its fabric address.
+    pub index: u8,
+    /// The node's network namespace (`<lab>-node<index>`).
+    pub netns: String,
+    /// The node's fabric IPv4 address (198.18.0.`index`/24).
+    pub ipv4: Ipv4Addr,
+    /// The node's fabric IPv6 address (fd00:198:18::`index`/64) in an IPv6 lab.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The IPv4 pod CIDR in the Node object (10.244.`index`.0/24 unless changed).
+    pub pod_cidr_v4: Ipv4Network,
+    /// The IPv6 pod CIDR in the Node object in an IPv6 lab (fd00:10:244:`index`::/64).
+    pub pod_cidr_v6: Option<Ipv6Network>,
+}
+
+impl LabNode {
+    fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
+        Self {
+            name: names::node_name(index),
+            index,
+            netns: lab.node_ns(index),
+            ipv4: plan::node_v4(index),
+            ipv6: ipv6.then(|| plan::node_v6(index)),
+            pod_cidr_v4: plan::pod_cidr_v4(index),
+            pod_cidr_v6: ipv6.then(|| plan::pod_cidr_v6(index)),
+        }
+    }
+
+    /// The node's fabric addresses (IPv4 first).
+    pub fn ips(&self) -> Vec<IpAddr> {
+        std::iter::once(IpAddr::V4(self.ipv4))
+            .chain(self.ipv6.map(IpAddr::V6))
+            .collect()
+    }
+
+    /// The node's pod CIDRs (IPv4 first), as in its Node object's `spec.podCIDRs`.
+    pub fn pod_cidrs(&self) -> Vec<IpNetwork> {
+        std::iter::once(IpNetwork::V4(self.pod_cidr_v4))
+            .chain(self.pod_cidr_v6.map(IpNetwork::V6))
+            .collect()
+    }
+}
+
+/// What the lab directory's `lab.json` records, so the CLI can attach to a running lab.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LabState {
+    pub(crate) name: LabName,
+    pub(crate) tor: Tor,
+    pub(crate) ipv6: bool,
+    pub(crate) control_plane: bool,
+    pub(crate) bins: Option<ControlPlaneBins>,
+    pub(crate) nodes: Vec<LabNode>,
+    /// Seconds `up` took (0 while it is still running).
+    pub(crate) up_seconds: f64,
+}
+
+/// A running lab.
+///
+/// Made by [`Lab::up`] (owning: dropping it tears the lab down) or [`Lab::open`] (attached to a
+/// lab someone else brought up: dropping it leaves the lab running). All methods block.
+#[derive(Debug)]
+pub struct Lab {
+    pub(crate) name: LabName,
+    pub(crate) dir: PathBuf,
+    pub(crate) state: LabState,
+    /// Whether dropping this value tears the lab down.
+    owned: bool,
+    /// Daemons this process started (etcd, kube-apiserver, router), reaped at teardown.
+    pub(crate) daemons: BTreeMap<&'static str, Child>,
+    /// How many pods [`Lab::add_pod`] has placed on each node (picks the next address).
+    pub(crate) pods_per_node: BTreeMap<u8, u32>,
+}
+
+impl Lab {
+    /// Builds the lab described by `cfg` and waits until it is ready: namespaces wired, API
+    /// server answering `/readyz`, Node objects created, router running.
+    ///
+    /// On failure everything already made is removed before the error is returned.
+    pub fn up(cfg: &LabConfig) -> Result<Self> {
+        let name = LabName::new(&cfg.name)?;
+        if cfg.nodes == 0 || cfg.nodes > MAX_NODES {
+            return Err(LabError::Invalid(format!(
+                "--nodes must be 1 to {MAX_NODES}"
+            )));
+        }
+        preflight(cfg)?;
+        if !teardown::lab_namespaces(&name)?.is_empty() {
+            return Err(LabError::AlreadyUp {
+                name: name.to_string(),
+            });
+        }
+        // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
+        teardown::down(&name)?;
+        let bins = if cfg.control_plane {
+            Some(ControlPlaneBins::locate()?)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let dir = name.dir();
+        let state = LabState {
+            name: name.clone(),
+            tor: cfg.tor,
+            ipv6: cfg.ipv6,
+            control_plane: cfg.control_plane,
+            bins,
+            nodes: (1..=cfg.nodes)
+                .map(|i| LabNode::planned(&name, i, cfg.ipv6))
+                .collect(),
+            up_seconds: 0.0,
+        };
+        let mut lab = Self {
+            name,
+            dir,
+            state,
+            owned: true,
+            daemons: BTreeMap::new(),
+            pods_per_node: BTreeMap::new(),
+        };
+        // On error `lab` is dropped here, and its Drop removes whatever was built.
+        lab.build()?;
+        lab.state.up_seconds = started.elapsed().as_secs_f64();
+        lab.save_state()?;
+        Ok(lab)
+    }
+
+    /// Attaches to the running lab `name` (brought up by the CLI or another process). Dropping
+    /// the returned value leaves the lab running; call [`Lab::down`] to remove it.
+    pub fn open(name: &str) -> Result<Self> {
+        let name = LabName::new(name)?;
+        let dir = name.dir();
+        let path = dir.join("lab.json");
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(LabError::NotUp {
+                    name: name.to_string(),
+                });
+            }
+        };
+        let state: LabState = serde_json::from_str(&text).map_err(|e| LabError::BadState {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        if teardown::lab_namespaces(&name)?.is_empty() {
+            return Err(LabError::NotUp {
+                name: name.to_string(),
+            });
+        }
+        Ok(Self {
+            name,
+            dir,
+            state,
+            owned: false,
+            daemons: BTreeMap::new(),
+            pods_per_node: BTreeMap::new(),
+        })
+    }
+
+    /// Tears down lab `name` whether or not it is fully up (see [`teardown::down`]).
+    pub fn down_by_name(name: &str) -> Result<DownReport> {
+        teardown::down(&LabName::new(name)?)
+    }
+
+    /// Tears the lab down: every process, namespace and file it made.
+    pub fn down(mut self) -> Result<DownReport> {
+        self.owned = false;
+        self.teardown()
+    }
+
+    /// Leaves the lab running when this value is dropped (the CLI's `up` does this).
+    pub fn detach(mut self) {
+        self.owned = false;
+    }
+
+    fn teardown(&mut self) -> Result<DownReport> {
+        let report = teardown::down(&self.name);
+        // Reap our own children so they do not linger as zombies.
+        for (_, mut child) in std::mem::take(&mut self.daemons) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        report
+    }
+
+    /// The lab's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The lab's directory (`${PODROUTE_LAB_DIR:-/tmp/podroute-lab}/<lab>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where logs of the lab's processes go (`<lab dir>/logs`).
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// The lab's nodes, `node1` first.
+    pub fn nodes(&self) -> &[LabNode] {
+        &self.state.nodes
+    }
+
+    /// The node called `name` (`node1`, ...).
+    pub fn node(&self, name: &str) -> Result<&LabNode> {
+        self.state
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::UnknownNode {
+                lab: self.name.to_string(),
+                node: name.to_owned(),
+            })
+    }
+
+    /// Whether the lab has IPv6 addresses and pod CIDRs.
+    pub fn ipv6(&self) -> bool {
+        self.state.ipv6
+    }
+
+    /// How long `up` took, in seconds.
+    pub fn up_seconds(&self) -> f64 {
+        self.state.up_seconds
+    }
+
+    /// The fabric namespace (`<lab>-fabric`): bridge `br0` holding 198.18.0.254 (and
+    /// fd00:198:18::fe), where the router runs.
+    pub fn fabric_ns(&self) -> String {
+        self.name.fabric_ns()
+    }
+
+    /// The control-plane namespace (`<lab>-cp`).
+    pub fn cp_ns(&self) -> String {
+        self.name.cp_ns()
+    }
+
+    /// The network namespace behind a target name: `node<i>`, `cp`, `fabric`, or the name of a
+    /// pod made by [`Lab::add_pod`].
+    pub fn netns_of(&self, target: &str) -> Result<String> {
+        match target {
+            "cp" if self.state.control_plane => Ok(self.name.cp_ns()),
+            "fabric" => Ok(self.name.fabric_ns()),
+            _ => {
+                if let Ok(node) = self.node(target) {
+                    return Ok(node.netns.clone());
+                }
+                let pod_ns = self.name.pod_ns(target);
+                if names::check_pod_name(target).is_ok()
+                    && teardown::list_namespaces()?.contains(&pod_ns)
+                {
+                    return Ok(pod_ns);
+                }
+                Err(LabError::UnknownNode {
+                    lab: self.name.to_string(),
+                    node: target.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Runs `args` (program first) in `target`'s namespace (see [`Lab::netns_of`]) and returns
+    /// its output whatever its exit status.
+    pub fn exec<S: AsRef<OsStr>>(&self, target: &str, args: &[S]) -> Result<Output> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| LabError::Invalid("exec needs a command".into()))?;
+        cmd::output(&mut cmd::in_ns(&self.netns_of(target)?, program, rest))
+    }
+
+    /// Like [`Lab::exec`] but fails unless the command succeeds; returns its stdout.
+    pub fn exec_ok<S: AsRef<OsStr>>(&self, target: &str, args: &[S]) -> Result<String> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| LabError::Invalid("exec needs a command".into()))?;
+        cmd::run_in(&self.netns_of(target)?, program, rest)
+    }
+
+    /// Starts `program args...` in `target`'s namespace with extra environment `env`, its
+    /// stdout and stderr in `<lab dir>/logs/<target>-<name>.log`. The process is stopped by
+    /// dropping the returned handle, and in any case by `down`.
+    pub fn spawn<S: AsRef<OsStr>>(
+        &self,
+        target: &str,
+        name: &str,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Result<LabProcess> {
+        let ns = self.netns_of(target)?;
+        let label = format!("{target}-{name}");
+        let log = self.log_dir().join(format!("{label}.log"));
+        let pid_file = self.dir.join("pids").join(format!("{label}.pid"));
+        let mut c = cmd::in_ns(&ns, program, args);
+        c.envs(env.iter().copied());
+        let child = process::spawn_logged(c, &log, &pid_file)?;
+        Ok(LabProcess::new(name.to_owned(), child, log, pid_file))
+    }
+
+    /// The node's routes from every table, IPv4 then IPv6, as `ip -j route show table all`
+    /// prints them (objects with `dst`, `gateway`, `dev`, `protocol`, `table`, ...).
+    pub fn routes_json(&self, target: &str) -> Result<Value> {
+        let ns = self.netns_of(target)?;
+        let mut all = Vec::new();
+        for fam in ["-4", "-6"] {
+            let out = cmd::ip_in(&ns, ["-j", fam, "route", "show", "table", "all"])?;
+            let v: Value = serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
+                .map_err(|e| {
+                    LabError::Invalid(format!("ip -j route printed unexpected JSON: {e}"))
+                })?;
+            if let Value::Array(routes) = v {
+                all.extend(routes);
+            }
+        }
+        Ok(Value::Array(all))
+    }
+
+    /// The router in the fabric namespace, if the lab has one.
+    pub fn router(&self) -> Option<Router> {
+        (self.state.tor != Tor::None).then(|| {
+            Router::new(
+                self.state.tor,
+                self.dir.join("router"),
+                self.name.fabric_ns(),
+            )
+        })
+    }
+
+    /// The router's neighbours: every node address.
+    pub fn router_neighbors(&self) -> Vec<Neighbor> {
+        let mut v: Vec<Neighbor> = Vec::new();
+        for fam_v4 in [true, false] {
+            for n in &self.state.nodes {
+                let addr = if fam_v4 {
+                    Some(IpAddr::V4(n.ipv4))
+                } else {
+                    n.ipv6.map(IpAddr::V6)
+                };
+                if let Some(addr) = addr {
+                    v.push(Neighbor {
+                        node: n.name.clone(),
+                        addr,
+                    });
+                }
+            }
+        }
+        v
+    }
+
+    /// Runs the router's client (`birdc`, `gobgp` or `vtysh -c`) with `args` in the fabric
+    /// namespace.
+    pub fn router_exec(&self, args: &[&str]) -> Result<String> {
+        self.router()
+            .ok_or_else(|| LabError::Invalid("this lab has no router (--tor none)".into()))?
+            .exec(args)
+    }
+
+    pub(crate) fn save_state(&self) -> Result<()> {
+        let path = self.dir.join("lab.json");
+        let text = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| LabError::Invalid(format!("cannot serialise lab state: {e}")))?;
+        fs::write(&path, text).map_err(file_err(&path))
+    }
+
+    /// Builds everything in order; each step assumes the previous ones.
+    fn build(&mut self) -> Result<()> {
+        for sub in ["logs", "pids"] {
+            process::ensure_dir(&self.dir.join(sub))?;
+        }
+        self.save_state()?;
+        self.build_fabric()?;
+        for i in 0..self.state.nodes.len() {
+            let node = self.state.nodes[i].clone();
+            self.build_node(&node)?;
+        }
+        if self.state.control_plane {
+            self.build_control_plane()?;
+        }
+        if self.state.tor != Tor::None {
+            self.start_router()?;
+        }
+        Ok(())
+    }
+
+    fn build_fabric(&self) -> Result<()> {
+        let f = self.name.fabric_ns();
+        cmd::ip(["netns", "add", &f])?;
+        cmd::ip_in(&f, ["link", "set", "lo", "up"])?;
+        // No STP, so ports forward at once; no multicast snooping, so IPv6 neighbour discovery
+        // works without a querier.
+        cmd::ip_in(
+            &f,
+            [
+                "link",
+                "add",
+                "name",
+                FABRIC_BRIDGE,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
+        cmd::ip_in(
+            &f,
+            [
+                "addr",
+                "add",
+                &format!("{ROUTER_V4}/{FABRIC_V4_PREFIX}"),
+                "dev",
+                FABRIC_BRIDGE,
+            ],
+        )?;
+        if self.state.ipv6 {
+            cmd::ip_in(
+                &f,
+                [
+                    "addr",
+                    "add",
+                    &format!("{ROUTER_V6}/{FABRIC_V6_PREFIX}"),
+                    "dev",
+                    FABRIC_BRIDGE,
+                    "nodad",
+                ],
+            )?;
+        }
+        cmd::ip_in(&f, ["link", "set", FABRIC_BRIDGE, "up"])?;
+        enable_forwarding(&f)
+    }
+
+    /// Creates a namespace `ns` attached to the fabric through a veth: `port` on the bridge,
+    /// `eth0` inside `ns`.
+    fn attach_to_fabric(&self, ns: &str, port: &str, addrs: &[String]) -> Result<()> {
+        let f = self.name.fabric_ns();
+        cmd::ip(["netns", "add", ns])?;
+        cmd::ip_in(ns, ["link", "set", "lo", "up"])?;
+        // Both ends are created inside lab namespaces: nothing ever appears in the root namespace.
+        cmd::ip_in(
+            &f,
+            [
+                "link", "add", "name", port, "type", "veth", "peer", "name", NODE_IFACE, "netns",
+                ns,
+            ],
+        )?;
+        cmd::ip_in(&f, ["link", "set", port, "master", FABRIC_BRIDGE, "up"])?;
+        for a in addrs {
+            let mut args = vec!["addr", "add", a.as_str(), "dev", NODE_IFACE];
+            if a.contains(':') {
+                // Usable at once: DAD would hold the address tentative for a second or more.
+                args.push("nodad");
+            }
+            cmd::ip_in(ns, args)?;
+        }
+        cmd::ip_in(ns, ["link", "set", NODE_IFACE, "up"]).map(drop)
+    }
+
+    pub(crate) fn build_node(&self, node: &LabNode) -> Result<()> {
+        let mut addrs = vec![format!("{}/{FABRIC_V4_PREFIX}", node.ipv4)];
+        if let Some(v6) = node.ipv6 {
+            addrs.push(format!("{v6}/{FABRIC_V6_PREFIX}"));
+        }
+        self.attach_to_fabric(&node.netns, &names::fabric_port(node.index), &addrs)?;
+        enable_forwarding(&node.netns)
+    }
+
+    fn build_control_plane(&mut self) -> Result<()> {
+        let cp = self.name.cp_ns();
+        self.attach_to_fabric(
+            &cp,
+            CP_PORT,
+            &[format!("{APISERVER_V4}/{FABRIC_V4_PREFIX}")],
+        )?;
+        let pki_dir = self.dir.join("pki");
+        process::ensure_dir(&pki_dir)?;
+        let pki = pki::create(&pki_dir)?;
+        let kubeconfig = self.kubeconfig();
+        let text = serde_json::to_string_pretty(&control_plane::admin_kubeconfig(&pki))
+            .map_err(|e| LabError::Invalid(format!("cannot serialise kubeconfig: {e}")))?;
+        fs::write(&kubeconfig, text).map_err(file_err(&kubeconfig))?;
+
+        let bins = self.bins()?;
+        let etcd_dir = self.dir.join("etcd");
+        let etcd = process::spawn_logged(
+            cmd::in_ns(&cp, bins.etcd(), control_plane::etcd_args(&etcd_dir)),
+            &self.log_dir().join("etcd.log"),
+            &self.dir.join("pids/etcd.pid"),
+        )?;
+        self.daemons.insert("etcd", etcd);
+        self.start_apiserver()?;
+        for node in self.state.nodes.clone() {
+            self.create_node_object(&node)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bins(&self) -> Result<ControlPlaneBins> {
+        self.state.bins.clone().ok_or_else(|| {
+            LabError::Invalid("this lab has no control plane (--no-control-plane)".into())
+        })
+    }
+
+    pub(crate) fn pki(&self) -> PkiPaths {
+        PkiPaths::new(&self.dir.join("pki"))
+    }
+
+    /// The admin kubeconfig (`<lab dir>/kubeconfig`): user `system:masters`, server
+    /// `https://198.18.0.250:6443`, reachable from the lab's namespaces only.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn start_router(&mut self) -> Result<()> {
+        let Some(router) = self.router() else {
+            return Ok(());
+        };
+        process::ensure_dir(router.dir())?;
+        let neighbors = self.router_neighbors();
+        router::write_config(&router, &neighbors)?;
+        let argv = router.daemon_args();
+        let Some((prog, rest)) = argv.split_first() else {
+            return Ok(());
+        };
+        let child = process::spawn_logged(
+            cmd::in_ns(&self.name.fabric_ns(), prog, rest),
+            &router.log_path().with_file_name("daemon.log"),
+            &self.dir.join("pids/router.pid"),
+        )?;
+        self.daemons.insert("router", child);
+        let started = Instant::now();
+        loop {
+            if router.sessions_text().is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.daemons.get_mut("router")
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                let log = fs::read_to_string(router.log_path().with_file_name("daemon.log"))
+                    .unwrap_or_default();
+                return Err(LabError::Exited {
+                    what: "the router",
+                    tail: cmd::tail(&log, 3),
+                });
+            }
+            if started.elapsed() > ROUTER_READY_TIMEOUT {
+                return Err(LabError::Timeout {
+                    what: "the router",
+                    seconds: ROUTER_READY_TIMEOUT.as_secs(),
+                    log: router.dir().display().to_string(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned
+            && let Err(e) = self.teardown()
+        {
+            eprintln!("podroute-lab: tearing down lab {}: {e}", self.name);
+        }
+    }
+}
+
+/// Turns on IPv4 and IPv6 forwarding in namespace `ns`.
+fn enable_forwarding(ns: &str) -> Result<()> {
+    cmd::run_in(
+        ns,
+        "sysctl",
+        [
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ],
+    )
+    .map(drop)
+}
+
+/// Checks, before anything is created, that this host can run the lab.
+fn preflight(cfg: &LabConfig) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::NotRoot);
+    }
+    cmd::require("ip", "install iproute2: apt-get install iproute2")?;
+    if let Err(e) = cmd::ip(["netns", "list"]) {
+        return Err(LabError::NoNetns {
+            detail: e.to_string(),
+        });
+    }
+    cmd::require("sysctl", "install procps: apt-get install procps")?;
+    if cfg.control_plane {
+        cmd::require("openssl", "install openssl: apt-get install openssl")?;
+    }
+    if let Some((daemon, client, hint)) = router::programs(cfg.tor) {
+        cmd::require(daemon, hint)?;
+        cmd::require(client, hint)?;
+    }
+    Ok(())
+}

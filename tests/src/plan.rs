@@ -1,0 +1,113 @@
+//! The lab's address plan (DESIGN.md, "Address plan for the lab"): which addresses and pod CIDRs
+//! node `i` gets. Pure functions, so the plan is unit-tested without root.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+
+/// The fabric's IPv4 prefix length (198.18.0.0/24, RFC 2544 benchmarking space).
+pub const FABRIC_V4_PREFIX: u8 = 24;
+/// The fabric's IPv6 prefix length (fd00:198:18::/64).
+pub const FABRIC_V6_PREFIX: u8 = 64;
+/// The API server's fabric address.
+pub const APISERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
+/// The API server's secure port.
+pub const APISERVER_PORT: u16 = 6443;
+/// The router's fabric address (IPv4).
+pub const ROUTER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// The router's fabric address (IPv6).
+pub const ROUTER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 0xfe);
+/// The AS every lab speaker uses (iBGP; RFC 6996 private range).
+pub const LAB_AS: u32 = 64512;
+/// The gateway a lab pod routes through: a link-local address on the node side of its veth
+/// (the way Calico does it, so the pod's route never depends on the node's addresses).
+pub const POD_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The IPv6 gateway of a lab pod: a link-local address on the node side of its veth.
+pub const POD_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+/// Largest node index: .250 and above are the control plane and the router.
+pub const MAX_NODES: u8 = 249;
+
+/// Node `index`'s (1-based) fabric IPv4 address: 198.18.0.`index`.
+pub fn node_v4(index: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, index)
+}
+
+/// Node `index`'s fabric IPv6 address: fd00:198:18::`index` (hex digits, as written).
+pub fn node_v6(index: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, u16::from(index))
+}
+
+/// Node `index`'s IPv4 pod CIDR: 10.244.`index`.0/24.
+pub fn pod_cidr_v4(index: u8) -> Ipv4Network {
+    // A /24 with a valid prefix length never fails to build.
+    Ipv4Network::new(Ipv4Addr::new(10, 244, index, 0), 24).unwrap_or_else(|_| unreachable!())
+}
+
+/// Node `index`'s IPv6 pod CIDR: fd00:10:244:`index`::/64.
+pub fn pod_cidr_v6(index: u8) -> Ipv6Network {
+    let addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, u16::from(index), 0, 0, 0, 0);
+    Ipv6Network::new(addr, 64).unwrap_or_else(|_| unreachable!())
+}
+
+/// The `n`th (0-based) pod address handed out by [`crate::Lab::add_pod`] in `cidr`: host
+/// number `n + 10`, leaving the low addresses to the CNI plugin's tests. `None` when the CIDR
+/// is exhausted.
+pub fn pod_address(cidr: IpNetwork, n: u32) -> Option<IpAddr> {
+    let host = u128::from(n) + 10;
+    match cidr {
+        IpNetwork::V4(net) => {
+            let size = 1u128 << (32 - u32::from(net.prefix()));
+            if host >= size - 1 {
+                return None;
+            }
+            let base = u32::from(net.network());
+            u32::try_from(host)
+                .ok()
+                .map(|h| IpAddr::V4(Ipv4Addr::from(base + h)))
+        }
+        IpNetwork::V6(net) => {
+            let bits = 128 - u32::from(net.prefix());
+            if bits < 128 && host >= (1u128 << bits) {
+                return None;
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(u128::from(net.network()) + host)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_follow_the_design() {
+        assert_eq!(node_v4(1).to_string(), "198.18.0.1");
+        assert_eq!(node_v6(2).to_string(), "fd00:198:18::2");
+        assert_eq!(ROUTER_V6.to_string(), "fd00:198:18::fe");
+        assert_eq!(pod_cidr_v4(3).to_string(), "10.244.3.0/24");
+        assert_eq!(pod_cidr_v6(3).to_string(), "fd00:10:244:3::/64");
+    }
+
+    #[test]
+    fn pod_addresses_stay_inside_the_cidr() {
+        let v4 = IpNetwork::V4(pod_cidr_v4(1));
+        assert_eq!(
+            pod_address(v4, 0).map(|a| a.to_string()),
+            Some("10.244.1.10".into())
+        );
+        assert_eq!(
+            pod_address(v4, 244).map(|a| a.to_string()),
+            Some("10.244.1.254".into())
+        );
+        assert_eq!(
+            pod_address(v4, 245),
+            None,
+            "the broadcast address is not a pod's"
+        );
+        let v6 = IpNetwork::V6(pod_cidr_v6(1));
+        assert_eq!(
+            pod_address(v6, 0).map(|a| a.to_string()),
+            Some("fd00:10:244:1::a".into())
+        );
+    }
+}
