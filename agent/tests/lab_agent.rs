@@ -1,0 +1,372 @@
+//! End-to-end: `podroute-agent` on every node of a lab with a real kube-apiserver and BIRD as
+//! top-of-rack router (needs root: run by `make test`).
+//!
+//! Every wait is a bounded poll for a condition; the only fixed-length waits are observation
+//! windows in which *nothing* may happen (API server outage, agent restart).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal, Tor};
+
+/// Longest wait for routes to converge.
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn lab_name(tag: &str) -> String {
+    format!("ag{tag}{}", std::process::id() % 100_000)
+}
+
+/// Starts the agent binary in `node`'s namespace.
+fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
+    let kubeconfig = lab.kubeconfig();
+    let conflist = lab.dir().join(format!("cni-{}.conflist", node.name));
+    let args = [
+        "--kubeconfig".to_owned(),
+        kubeconfig.display().to_string(),
+        "--node-name".to_owned(),
+        node.name.clone(),
+        "--cni-conflist".to_owned(),
+        conflist.display().to_string(),
+        "--reconcile-period".to_owned(),
+        "2s".to_owned(),
+        "--startup-grace".to_owned(),
+        "20s".to_owned(),
+        "--hold-time".to_owned(),
+        "9".to_owned(),
+    ];
+    lab.spawn(
+        &node.name,
+        "agent",
+        env!("CARGO_BIN_EXE_podroute-agent"),
+        &args,
+        &[("RUST_LOG", "info,podroute_agent=debug")],
+    )
+    .expect("spawn agent")
+}
+
+/// podroute's routes on `node`: `blackhole <cidr>` or `<cidr> via <gateway>`.
+fn podroute_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
+    let routes = lab.routes_json(node).expect("routes");
+    routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["protocol"] == "80" || r["protocol"] == 80)
+        .map(|r| {
+            let dst = r["dst"].as_str().unwrap_or("?");
+            match r["gateway"].as_str() {
+                Some(gw) => format!("{dst} via {gw}"),
+                None => format!("{} {dst}", r["type"].as_str().unwrap_or("unicast")),
+            }
+        })
+        .collect()
+}
+
+/// Routes of every protocol but podroute's, exactly as `ip -j` prints them.
+fn foreign_routes(lab: &Lab, node: &str) -> Vec<serde_json::Value> {
+    let routes = lab.routes_json(node).expect("routes");
+    routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| !(r["protocol"] == "80" || r["protocol"] == 80))
+        .cloned()
+        .collect()
+}
+
+/// What `node` should hold when `cluster` are the nodes with Node objects.
+fn expected_routes(node: &LabNode, cluster: &[LabNode]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for other in cluster {
+        for (cidr, ip) in other.pod_cidrs().iter().zip(other.ips()) {
+            if other.name == node.name {
+                out.insert(format!("blackhole {cidr}"));
+            } else {
+                out.insert(format!("{cidr} via {ip}"));
+            }
+        }
+    }
+    out
+}
+
+/// Polls until `check` holds or `CONVERGE` passes.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < CONVERGE {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {CONVERGE:?} waiting for {what}");
+}
+
+/// Waits until every node in `on` holds exactly its expected routes.
+fn wait_converged(lab: &Lab, on: &[LabNode], cluster: &[LabNode], agents: &[LabProcess]) {
+    for node in on {
+        let expected = expected_routes(node, cluster);
+        let start = Instant::now();
+        loop {
+            let actual = podroute_routes(lab, &node.name);
+            if actual == expected {
+                eprintln!(
+                    "{}: converged in {:?}: {actual:?}",
+                    node.name,
+                    start.elapsed()
+                );
+                break;
+            }
+            if start.elapsed() > CONVERGE {
+                let logs: Vec<String> = agents.iter().map(|a| a.log()).collect();
+                panic!(
+                    "{}: routes did not converge\n expected {expected:?}\n actual   {actual:?}\nagent logs:\n{}",
+                    node.name,
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn ping_matrix(lab: &Lab, pods: &[LabPod]) {
+    let mut failures = Vec::new();
+    for from in pods {
+        for to in pods {
+            if from.name != to.name && !lab.ping(from, to.ipv4) {
+                failures.push(format!("{} -> {} ({})", from.name, to.name, to.ipv4));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "unreachable pods: {failures:?}");
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn mesh_routes_pods_reach_each_other_and_node_changes_follow() {
+    let mut lab = Lab::up(&LabConfig::new(lab_name("m"), 3).tor(Tor::Bird)).expect("lab up");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    wait_converged(&lab, &nodes, &nodes, &agents);
+
+    // Readiness: the CNI conflist appears once routes are programmed.
+    for node in &nodes {
+        let conflist = lab.dir().join(format!("cni-{}.conflist", node.name));
+        wait_for("the CNI conflist", || conflist.exists());
+    }
+
+    let mut pods = Vec::new();
+    for node in &nodes {
+        for suffix in ["a", "b"] {
+            let name = format!("p{}{suffix}", node.index);
+            pods.push(lab.add_pod(&node.name, &name).expect("add pod"));
+        }
+    }
+    ping_matrix(&lab, &pods);
+    eprintln!(
+        "ping matrix of {} pods: every pod reaches every other",
+        pods.len()
+    );
+
+    // A 4th node joins: its route appears everywhere, and it learns everyone's.
+    let node4 = lab.add_node().expect("add node");
+    agents.push(spawn_agent(&lab, &node4));
+    let cluster4 = lab.nodes().to_vec();
+    wait_converged(&lab, &cluster4, &cluster4, &agents);
+
+    // Its Node object is deleted: its route goes from every other node.
+    lab.delete_node_object(&node4.name).expect("delete node");
+    wait_converged(&lab, &nodes, &nodes, &agents);
+    if let Some(mut agent4) = agents.pop() {
+        let _ = agent4.terminate();
+    }
+
+    // node3's pod CIDR changes: the old route goes, the new one comes, everywhere.
+    let new_cidr = "10.244.33.0/24".parse().expect("cidr");
+    lab.set_pod_cidr("node3", &[new_cidr])
+        .expect("set pod cidr");
+    let cluster = lab.nodes()[..3].to_vec();
+    assert_eq!(cluster[2].pod_cidr_v4.to_string(), "10.244.33.0/24");
+    wait_converged(&lab, &cluster, &cluster, &agents);
+
+    for agent in &mut agents {
+        let _ = agent.terminate();
+    }
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn foreign_routes_api_outage_and_restarts_change_nothing() {
+    let mut lab = Lab::up(&LabConfig::new(lab_name("f"), 3).tor(Tor::Bird)).expect("lab up");
+    let nodes = lab.nodes().to_vec();
+
+    // Routes of other protocols on node1, one of them to node3's pod CIDR.
+    let foreign = [
+        vec![
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "dev",
+            "eth0",
+            "proto",
+            "kernel",
+        ],
+        vec![
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            "198.18.0.254",
+            "proto",
+            "static",
+        ],
+        vec![
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            "198.18.0.254",
+            "proto",
+            "bird",
+        ],
+        vec![
+            "route",
+            "add",
+            "100.64.0.0/16",
+            "via",
+            "198.18.0.254",
+            "proto",
+            "186",
+        ],
+        vec![
+            "route",
+            "add",
+            "blackhole",
+            "100.65.0.0/16",
+            "proto",
+            "boot",
+        ],
+        vec![
+            "route",
+            "add",
+            "10.244.3.0/24",
+            "via",
+            "198.18.0.3",
+            "proto",
+            "static",
+        ],
+    ];
+    for args in &foreign {
+        let mut cmd = vec!["ip"];
+        cmd.extend(args.iter().copied());
+        lab.exec_ok("node1", &cmd).expect("add foreign route");
+    }
+    let before = foreign_routes(&lab, "node1");
+
+    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    // node1 leaves 10.244.3.0/24 to the static route (a collision); the rest is as usual.
+    let mut expected1 = expected_routes(&nodes[0], &nodes);
+    expected1.remove("10.244.3.0/24 via 198.18.0.3");
+    wait_for("node1's routes", || {
+        podroute_routes(&lab, "node1") == expected1
+    });
+    wait_converged(&lab, &nodes[1..], &nodes, &agents);
+    assert_eq!(
+        foreign_routes(&lab, "node1"),
+        before,
+        "foreign routes changed at start"
+    );
+    let metrics = lab
+        .exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .expect("metrics");
+    assert!(metrics.contains("podroute_route_collisions 1"), "{metrics}");
+
+    // Watch every node's routing table from here on.
+    let monitors: Vec<LabProcess> = nodes
+        .iter()
+        .map(|n| {
+            lab.spawn(&n.name, "monitor", "ip", &["monitor", "route"], &[])
+                .expect("ip monitor")
+        })
+        .collect();
+    let quiet = |lab: &Lab, when: &str| {
+        for (node, monitor) in nodes.iter().zip(&monitors) {
+            let changes: Vec<String> = monitor
+                .log()
+                .lines()
+                .filter(|l| l.contains("proto 80"))
+                .map(str::to_owned)
+                .collect();
+            assert!(
+                changes.is_empty(),
+                "{} {when}: podroute routes changed: {changes:?}",
+                node.name
+            );
+        }
+        assert_eq!(
+            foreign_routes(lab, "node1"),
+            before,
+            "foreign routes changed {when}"
+        );
+    };
+
+    // API server away for a while (several reconcile periods): nothing changes.
+    lab.stop_apiserver().expect("stop apiserver");
+    std::thread::sleep(Duration::from_secs(10));
+    quiet(&lab, "during the API server outage");
+    lab.start_apiserver().expect("start apiserver");
+    std::thread::sleep(Duration::from_secs(10));
+    quiet(&lab, "after the API server came back");
+    for node in &nodes {
+        let status = lab
+            .exec_ok(
+                &node.name,
+                &["curl", "-sf", "http://127.0.0.1:9180/metrics"],
+            )
+            .expect("metrics");
+        assert!(
+            status.contains("podroute_bgp_sessions{state=\"established\"} 2"),
+            "{}: {status}",
+            node.name
+        );
+    }
+
+    // Agent restarts: SIGTERM on node2, kill -9 on node1; nothing is deleted or re-added,
+    // on the restarted node or on its peers.
+    let _ = agents[1].terminate();
+    agents[1] = spawn_agent(&lab, &nodes[1]);
+    agents[0].kill(Signal::SIGKILL).expect("kill -9");
+    let _ = agents[0].wait_timeout(Duration::from_secs(5));
+    assert_eq!(
+        foreign_routes(&lab, "node1"),
+        before,
+        "foreign routes changed by kill -9"
+    );
+    agents[0] = spawn_agent(&lab, &nodes[0]);
+    for node in &nodes {
+        wait_for("the agent to be ready", || {
+            lab.exec(&node.name, &["curl", "-sf", "http://127.0.0.1:9180/readyz"])
+                .is_ok_and(|o| o.status.success())
+        });
+    }
+    // Let the sessions re-establish and sync (End-of-RIB), then look.
+    wait_for("sessions re-established", || {
+        nodes.iter().all(|n| {
+            lab.exec_ok(&n.name, &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+                .is_ok_and(|m| m.contains("podroute_bgp_sessions{state=\"established\"} 2"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    quiet(&lab, "after agent restarts");
+    assert_eq!(podroute_routes(&lab, "node1"), expected1);
+
+    for agent in &mut agents {
+        let _ = agent.terminate();
+    }
+    assert_eq!(
+        foreign_routes(&lab, "node1"),
+        before,
+        "foreign routes changed at stop"
+    );
+    drop(monitors);
+}
