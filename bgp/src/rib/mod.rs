@@ -1,0 +1,472 @@
+//! The RIB: Loc-RIB with best-path selection, holding every peer's Adj-RIB-In.
+//!
+//! One table per family maps a prefix to its paths; a path is 8 bytes (interned
+//! attribute id + peer id), the best path is kept first, inline. A peer's Adj-RIB-In
+//! (RFC 4271 §3.2) is the set of paths with its id; [`Rib::adj_rib_in`] reads it out.
+//! Attributes are interned (one copy per distinct set, shared by `Arc`).
+//!
+//! Every change reports the prefixes whose best path changed ([`BestChange`]) so the
+//! driver programs the kernel from the differences only.
+
+mod attr_store;
+mod decision;
+mod hash;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+
+pub use decision::{Candidate, DEFAULT_LOCAL_PREF, select_best};
+
+use crate::message::{PathAttributes, canonical};
+use crate::session::ReceivedRoutes;
+use attr_store::{AttrId, AttrStore};
+use hash::BuildPrefixHasher;
+
+/// A peer registered in the RIB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(u32);
+
+impl PeerId {
+    /// The raw index (stable while the peer is registered).
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// What the decision process needs to know about a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's address (last tie-break).
+    pub address: IpAddr,
+    /// The peer's BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// The peer is in our AS.
+    pub ibgp: bool,
+}
+
+/// A change of best path for one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BestChange {
+    /// The prefix has a new best path (or its first one).
+    Best {
+        /// The prefix.
+        prefix: IpNetwork,
+        /// The peer the best path came from.
+        peer: PeerId,
+        /// Its attributes (next hop included).
+        attributes: Arc<PathAttributes>,
+    },
+    /// The prefix has no path left.
+    Unreachable {
+        /// The prefix.
+        prefix: IpNetwork,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Path {
+    attr: AttrId,
+    peer: u32,
+}
+
+/// The paths of one prefix: the best inline, the rest boxed (rare in a mesh where each
+/// pod CIDR has one origin), so an entry is 16 bytes.
+#[derive(Debug)]
+struct Entry {
+    best: Path,
+    // Box<Vec> on purpose: a thin 8-byte pointer keeps the entry at 16 bytes, where
+    // Option<Vec> would make it 32 (this is per prefix, a million times over).
+    #[allow(clippy::box_collection)]
+    others: Option<Box<Vec<Path>>>,
+}
+
+impl Entry {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(&self.best).chain(self.others.iter().flat_map(|o| o.iter()))
+    }
+}
+
+/// Table keys: IPv4 as address<<8|length in one u64; IPv6 as (address, length).
+type V4Table = HashMap<u64, Entry, BuildPrefixHasher>;
+type V6Table = HashMap<(u128, u8), Entry, BuildPrefixHasher>;
+
+/// Loc-RIB plus the Adj-RIB-In of every peer.
+#[derive(Debug, Default)]
+pub struct Rib {
+    peers: Vec<Option<PeerInfo>>,
+    free_peers: Vec<u32>,
+    attrs: AttrStore,
+    v4: V4Table,
+    v6: V6Table,
+}
+
+fn v4_key(n: &Ipv4Network) -> u64 {
+    (u64::from(u32::from(n.ip())) << 8) | u64::from(n.prefix())
+}
+
+fn v4_prefix(k: u64) -> IpNetwork {
+    let addr = Ipv4Addr::from((k >> 8) as u32);
+    Ipv4Network::new(addr, (k & 0xff) as u8)
+        .map_or_else(|_| IpNetwork::V4(Ipv4Network::from(addr)), IpNetwork::V4)
+}
+
+fn v6_prefix(k: (u128, u8)) -> IpNetwork {
+    let addr = Ipv6Addr::from(k.0);
+    Ipv6Network::new(addr, k.1)
+        .map_or_else(|_| IpNetwork::V6(Ipv6Network::from(addr)), IpNetwork::V6)
+}
+
+impl Rib {
+    /// An empty RIB.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a peer.
+    pub fn add_peer(&mut self, info: PeerInfo) -> PeerId {
+        match self.free_peers.pop() {
+            Some(i) => {
+                self.peers[i as usize] = Some(info);
+                PeerId(i)
+            }
+            None => {
+                self.peers.push(Some(info));
+                PeerId((self.peers.len() - 1) as u32)
+            }
+        }
+    }
+
+    /// Updates a peer's info (e.g. its router ID after OPEN). Best paths are recomputed
+    /// lazily: only on the next change of each prefix.
+    pub fn set_peer_info(&mut self, peer: PeerId, info: PeerInfo) {
+        if let Some(slot) = self.peers.get_mut(peer.0 as usize) {
+            *slot = Some(info);
+        }
+    }
+
+    /// Withdraws all of a peer's routes and unregisters it.
+    pub fn remove_peer(&mut self, peer: PeerId, changes: &mut Vec<BestChange>) {
+        self.clear_peer(peer, changes);
+        if let Some(slot) = self.peers.get_mut(peer.0 as usize)
+            && slot.take().is_some()
+        {
+            self.free_peers.push(peer.0);
+        }
+    }
+
+    /// Withdraws all of a peer's routes (its session went down), keeping it registered.
+    pub fn clear_peer(&mut self, peer: PeerId, changes: &mut Vec<BestChange>) {
+        let v4: Vec<IpNetwork> = self
+            .v4
+            .iter()
+            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .map(|(k, _)| v4_prefix(*k))
+            .collect();
+        let v6: Vec<IpNetwork> = self
+            .v6
+            .iter()
+            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .map(|(k, _)| v6_prefix(*k))
+            .collect();
+        self.withdraw(peer, &v4, changes);
+        self.withdraw(peer, &v6, changes);
+    }
+
+    /// Applies routes a session reported.
+    pub fn apply(&mut self, peer: PeerId, routes: &ReceivedRoutes, changes: &mut Vec<BestChange>) {
+        self.withdraw(peer, &routes.withdrawn, changes);
+        if let Some(a) = &routes.attributes {
+            self.announce(peer, &routes.announced, a, changes);
+        }
+    }
+
+    /// Adds or replaces `peer`'s path to each prefix, all with `attributes`.
+    pub fn announce(
+        &mut self,
+        peer: PeerId,
+        prefixes: &[IpNetwork],
+        attributes: &Arc<PathAttributes>,
+        changes: &mut Vec<BestChange>,
+    ) {
+        if self.peers.get(peer.0 as usize).is_none_or(Option::is_none) {
+            return;
+        }
+        let attr = self.attrs.intern(attributes);
+        let path = Path { attr, peer: peer.0 };
+        for prefix in prefixes {
+            let prefix = canonical(*prefix);
+            let change = match prefix {
+                IpNetwork::V4(n) => {
+                    let entry = self.v4.entry(v4_key(&n));
+                    upsert(entry, path, &mut self.attrs, &self.peers)
+                }
+                IpNetwork::V6(n) => {
+                    let entry = self.v6.entry((u128::from(n.ip()), n.prefix()));
+                    upsert(entry, path, &mut self.attrs, &self.peers)
+                }
+            };
+            if let Some(best) = change {
+                changes.push(BestChange::Best {
+                    prefix,
+                    peer: PeerId(best.peer),
+                    attributes: self.attrs.get(best.attr).clone(),
+                });
+            }
+        }
+        self.attrs.release_if_unused(attr);
+    }
+
+    /// Removes `peer`'s path to each prefix.
+    pub fn withdraw(
+        &mut self,
+        peer: PeerId,
+        prefixes: &[IpNetwork],
+        changes: &mut Vec<BestChange>,
+    ) {
+        for prefix in prefixes {
+            let prefix = canonical(*prefix);
+            let outcome = match prefix {
+                IpNetwork::V4(n) => {
+                    let key = v4_key(&n);
+                    let Some(entry) = self.v4.get_mut(&key) else {
+                        continue;
+                    };
+                    let o = remove_path(entry, peer.0, &mut self.attrs, &self.peers);
+                    if o == Removal::Empty {
+                        self.v4.remove(&key);
+                    }
+                    o
+                }
+                IpNetwork::V6(n) => {
+                    let key = (u128::from(n.ip()), n.prefix());
+                    let Some(entry) = self.v6.get_mut(&key) else {
+                        continue;
+                    };
+                    let o = remove_path(entry, peer.0, &mut self.attrs, &self.peers);
+                    if o == Removal::Empty {
+                        self.v6.remove(&key);
+                    }
+                    o
+                }
+            };
+            match outcome {
+                Removal::Empty => changes.push(BestChange::Unreachable { prefix }),
+                Removal::NewBest(best) => changes.push(BestChange::Best {
+                    prefix,
+                    peer: PeerId(best.peer),
+                    attributes: self.attrs.get(best.attr).clone(),
+                }),
+                Removal::NoChange => {}
+            }
+        }
+    }
+
+    /// The best path to `prefix`.
+    pub fn best(&self, prefix: &IpNetwork) -> Option<(PeerId, Arc<PathAttributes>)> {
+        let e = self.entry(prefix)?;
+        Some((PeerId(e.best.peer), self.attrs.get(e.best.attr).clone()))
+    }
+
+    /// Every path to `prefix`, best first.
+    pub fn paths(&self, prefix: &IpNetwork) -> Vec<(PeerId, Arc<PathAttributes>)> {
+        self.entry(prefix)
+            .map(|e| {
+                e.paths()
+                    .map(|p| (PeerId(p.peer), self.attrs.get(p.attr).clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every best path (the Loc-RIB), in no particular order.
+    pub fn best_routes(&self) -> impl Iterator<Item = (IpNetwork, PeerId, &Arc<PathAttributes>)> {
+        let v4 = self.v4.iter().map(|(k, e)| {
+            (
+                v4_prefix(*k),
+                PeerId(e.best.peer),
+                self.attrs.get(e.best.attr),
+            )
+        });
+        let v6 = self.v6.iter().map(|(k, e)| {
+            (
+                v6_prefix(*k),
+                PeerId(e.best.peer),
+                self.attrs.get(e.best.attr),
+            )
+        });
+        v4.chain(v6)
+    }
+
+    /// The routes `peer` sent (its Adj-RIB-In), in no particular order.
+    pub fn adj_rib_in(&self, peer: PeerId) -> Vec<(IpNetwork, Arc<PathAttributes>)> {
+        let mut out = Vec::new();
+        for (k, e) in &self.v4 {
+            if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
+                out.push((v4_prefix(*k), self.attrs.get(p.attr).clone()));
+            }
+        }
+        for (k, e) in &self.v6 {
+            if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
+                out.push((v6_prefix(*k), self.attrs.get(p.attr).clone()));
+            }
+        }
+        out
+    }
+
+    /// Number of prefixes with at least one path.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// True when no prefix has a path.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of distinct attribute sets held.
+    pub fn attribute_sets(&self) -> usize {
+        self.attrs.len()
+    }
+
+    fn entry(&self, prefix: &IpNetwork) -> Option<&Entry> {
+        match canonical(*prefix) {
+            IpNetwork::V4(n) => self.v4.get(&v4_key(&n)),
+            IpNetwork::V6(n) => self.v6.get(&(u128::from(n.ip()), n.prefix())),
+        }
+    }
+}
+
+/// Inserts or replaces a path; returns the new best path if it changed.
+fn upsert<K>(
+    entry: std::collections::hash_map::Entry<'_, K, Entry>,
+    path: Path,
+    attrs: &mut AttrStore,
+    peers: &[Option<PeerInfo>],
+) -> Option<Path> {
+    use std::collections::hash_map::Entry as E;
+    match entry {
+        E::Vacant(v) => {
+            attrs.incref(path.attr);
+            v.insert(Entry {
+                best: path,
+                others: None,
+            });
+            Some(path)
+        }
+        E::Occupied(mut o) => {
+            let e = o.get_mut();
+            if e.best.peer == path.peer {
+                if e.best.attr == path.attr {
+                    return None;
+                }
+                attrs.incref(path.attr);
+                attrs.decref(e.best.attr);
+                e.best = path;
+                if e.others.is_none() {
+                    return Some(path);
+                }
+            } else {
+                let others = e.others.get_or_insert_with(|| Box::new(Vec::new()));
+                match others.iter_mut().find(|p| p.peer == path.peer) {
+                    Some(p) if p.attr == path.attr => return None,
+                    Some(p) => {
+                        attrs.incref(path.attr);
+                        attrs.decref(p.attr);
+                        p.attr = path.attr;
+                    }
+                    None => {
+                        attrs.incref(path.attr);
+                        others.push(path);
+                    }
+                }
+            }
+            let old = e.best;
+            reselect(e, attrs, peers);
+            (e.best != old || e.best == path).then_some(e.best)
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Removal {
+    Empty,
+    NewBest(Path),
+    NoChange,
+}
+
+fn remove_path(
+    e: &mut Entry,
+    peer: u32,
+    attrs: &mut AttrStore,
+    peers: &[Option<PeerInfo>],
+) -> Removal {
+    if e.best.peer == peer {
+        attrs.decref(e.best.attr);
+        let Some(mut others) = e.others.take() else {
+            return Removal::Empty;
+        };
+        let Some(first) = others.pop() else {
+            return Removal::Empty;
+        };
+        e.best = first;
+        if !others.is_empty() {
+            e.others = Some(others);
+        }
+        reselect(e, attrs, peers);
+        return Removal::NewBest(e.best);
+    }
+    let Some(others) = e.others.as_mut() else {
+        return Removal::NoChange;
+    };
+    if let Some(i) = others.iter().position(|p| p.peer == peer) {
+        attrs.decref(others[i].attr);
+        others.swap_remove(i);
+        if others.is_empty() {
+            e.others = None;
+        }
+    }
+    Removal::NoChange
+}
+
+/// Runs the decision process over the entry's paths and moves the winner to `best`.
+fn reselect(e: &mut Entry, attrs: &AttrStore, peers: &[Option<PeerInfo>]) {
+    let Some(others) = e.others.as_mut() else {
+        return;
+    };
+    let all: Vec<Path> = std::iter::once(e.best)
+        .chain(others.iter().copied())
+        .collect();
+    let unknown = PeerInfo {
+        address: IpAddr::V4(Ipv4Addr::BROADCAST),
+        router_id: Ipv4Addr::BROADCAST,
+        ibgp: true,
+    };
+    let candidates: Vec<Candidate<'_>> = all
+        .iter()
+        .map(|p| {
+            let info = peers
+                .get(p.peer as usize)
+                .copied()
+                .flatten()
+                .unwrap_or(unknown);
+            Candidate {
+                attributes: attrs.get(p.attr),
+                ibgp: info.ibgp,
+                peer_router_id: info.router_id,
+                peer_address: info.address,
+            }
+        })
+        .collect();
+    let Some(best) = select_best(&candidates) else {
+        return;
+    };
+    if best != 0 {
+        let winner = all[best];
+        others.retain(|p| *p != winner);
+        others.push(e.best);
+        e.best = winner;
+    }
+}

@@ -1,0 +1,923 @@
+//! One peer's BGP session: the RFC 4271 §8 finite state machine, sans-IO.
+//!
+//! # Driving a session
+//!
+//! ```text
+//! let mut s = Session::new(config);
+//! s.handle(now, AdminEvent::Start);
+//! loop {
+//!     while let Some(action) = s.poll_action() {
+//!         match action {
+//!             Action::Connect => /* open TCP to the peer; then s.handle_connected(now)
+//!                                   or, on failure, s.handle_closed(now) */,
+//!             Action::Send(bytes) => /* write all of it to the connection */,
+//!             Action::Disconnect => /* close the connection */,
+//!             Action::Routes(r) => /* into the Rib; StateChanged away from Established
+//!                                     means: drop this peer's routes */,
+//!             _ => /* logs, metrics */,
+//!         }
+//!     }
+//!     wait for: bytes (s.handle_bytes), TCP closed (s.handle_closed), an accepted incoming
+//!     connection (s.handle_connected), s.poll_timeout() (s.handle_timeout), or a route
+//!     change to advertise (s.announce / s.withdraw / s.replace_routes).
+//! }
+//! ```
+//!
+//! Every state change goes through one function and is reported as
+//! [`Action::StateChanged`]. Timers are data ([`Timer`]); the driver only sleeps until
+//! [`Session::poll_timeout`]. A session handles one connection at a time; see
+//! [`crate::collision`] for two at once.
+
+mod adj_rib_out;
+mod timer;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ipnetwork::IpNetwork;
+
+pub use timer::Timer;
+
+use crate::counters::SessionCounters;
+use crate::message::{
+    AttributeFault, Capability, CodecContext, DecodeError, Family, GracefulRestart, Message,
+    Notification, Open, OpenError, PathAttributes, RouteRefresh, Update, cease, error_code,
+    frame_len,
+};
+use adj_rib_out::AdjRibOut;
+use timer::TimerTable;
+
+/// Hold time used while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
+const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+
+/// The six session states (RFC 4271 §8.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Refusing connections; waiting for Start (or the automatic restart).
+    Idle,
+    /// Waiting for our outgoing TCP connection.
+    Connect,
+    /// Waiting for an incoming TCP connection (or the ConnectRetry timer).
+    Active,
+    /// OPEN sent, waiting for the peer's.
+    OpenSent,
+    /// OPENs exchanged, waiting for the peer's KEEPALIVE.
+    OpenConfirm,
+    /// Exchanging UPDATEs.
+    Established,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Administrative inputs (RFC 4271 §8.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminEvent {
+    /// ManualStart (Event 1), or ManualStart_with_PassiveTcpEstablishment (Event 4) when
+    /// the config is passive. Also enables automatic restart after errors.
+    Start,
+    /// ManualStop (Event 2): NOTIFICATION Cease/Administrative Shutdown, then Idle with
+    /// no automatic restart.
+    Stop,
+    /// Administrative reset: NOTIFICATION Cease/Administrative Reset, then restart.
+    Reset,
+}
+
+/// What the session asks of the driver or tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a TCP connection to the peer, then call [`Session::handle_connected`] (or
+    /// [`Session::handle_closed`] if it fails).
+    Connect,
+    /// Write these bytes to the connection.
+    Send(Bytes),
+    /// Close the connection (after writing what was sent before).
+    Disconnect,
+    /// The state changed. Leaving Established means the peer's routes are gone.
+    StateChanged {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+    },
+    /// Routes from one received UPDATE for one family.
+    Routes(ReceivedRoutes),
+    /// The peer finished its initial announcement for a family (RFC 4724 §2).
+    EndOfRib(Family),
+    /// We sent this NOTIFICATION (the session is going down).
+    NotificationSent(Notification),
+    /// The peer sent this NOTIFICATION (the session is going down).
+    NotificationReceived(Notification),
+    /// An UPDATE error handled without a reset (RFC 7606), for logs.
+    UpdateFault(AttributeFault),
+}
+
+/// Routes learned from one UPDATE for one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedRoutes {
+    /// The family of every prefix here.
+    pub family: Family,
+    /// Prefixes announced, all with `attributes`.
+    pub announced: Vec<IpNetwork>,
+    /// The announced routes' attributes; `next_hop` is set for this family (the
+    /// MP_REACH_NLRI next hop for IPv6). `None` when nothing is announced.
+    pub attributes: Option<Arc<PathAttributes>>,
+    /// Prefixes withdrawn (including announcements RFC 7606 treats as withdrawn, and
+    /// routes dropped by loop detection).
+    pub withdrawn: Vec<IpNetwork>,
+}
+
+/// Configuration of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Our AS.
+    pub local_as: u32,
+    /// Our BGP identifier.
+    pub local_id: Ipv4Addr,
+    /// The AS the peer must announce (2/2 otherwise).
+    pub peer_as: u32,
+    /// Hold time we propose, seconds (0 or >= 3; default 90).
+    pub hold_time: u16,
+    /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120).
+    pub connect_retry: Duration,
+    /// How long to stay Idle after an error before restarting (default 5 s).
+    pub idle_hold: Duration,
+    /// Never connect out; wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment).
+    pub passive: bool,
+    /// Families we offer (default IPv4 and IPv6 unicast).
+    pub families: Vec<Family>,
+    /// Offer extended messages (RFC 8654).
+    pub extended_messages: bool,
+    /// Graceful restart capability to offer (RFC 4724), if any.
+    pub graceful_restart: Option<GracefulRestart>,
+}
+
+impl SessionConfig {
+    /// A config with the defaults above.
+    pub fn new(local_as: u32, local_id: Ipv4Addr, peer_as: u32) -> Self {
+        Self {
+            local_as,
+            local_id,
+            peer_as,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(30),
+            idle_hold: Duration::from_secs(5),
+            passive: false,
+            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
+            extended_messages: true,
+            graceful_restart: None,
+        }
+    }
+
+    /// True when the peer is in our AS (iBGP).
+    pub fn is_ibgp(&self) -> bool {
+        self.local_as == self.peer_as
+    }
+}
+
+/// What the OPEN exchange settled (RFC 4271 §4.2, RFC 5492).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The peer's OPEN.
+    pub remote_open: Open,
+    /// The peer's AS.
+    pub remote_as: u32,
+    /// The peer's BGP identifier.
+    pub remote_id: Ipv4Addr,
+    /// Negotiated hold time in seconds (0: no keepalives, no hold timer).
+    pub hold_time: u16,
+    /// Families both sides offered.
+    pub families: Vec<Family>,
+    /// Both support route refresh.
+    pub route_refresh: bool,
+    /// Codec settings (4-octet AS, extended messages).
+    pub codec: CodecContext,
+}
+
+impl Negotiated {
+    /// KEEPALIVE interval: a third of the hold time (RFC 4271 §10), `None` when 0.
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        (self.hold_time > 0).then(|| Duration::from_secs(u64::from(self.hold_time / 3).max(1)))
+    }
+}
+
+/// One peer's BGP session.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+    inbuf: BytesMut,
+    codec: CodecContext,
+    negotiated: Option<Negotiated>,
+    admin_up: bool,
+    adj_rib_out: AdjRibOut,
+    counters: SessionCounters,
+}
+
+impl Session {
+    /// A session in Idle. Nothing happens until [`AdminEvent::Start`].
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            state: State::Idle,
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            inbuf: BytesMut::new(),
+            codec: CodecContext::default(),
+            negotiated: None,
+            admin_up: false,
+            adj_rib_out: AdjRibOut::default(),
+            counters: SessionCounters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// What the OPEN exchange settled, from OpenConfirm on.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The peer's BGP identifier, once its OPEN was accepted (for [`crate::collision`]).
+    pub fn remote_id(&self) -> Option<Ipv4Addr> {
+        self.negotiated.as_ref().map(|n| n.remote_id)
+    }
+
+    /// The deadline of one timer, if armed.
+    pub fn timer(&self, timer: Timer) -> Option<Instant> {
+        self.timers.get(timer)
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &SessionCounters {
+        &self.counters
+    }
+
+    /// True if an incoming connection may be handed to [`Session::handle_connected`] now
+    /// (Connect or Active: RFC 4271 §8.2.2; Idle refuses connections).
+    pub fn accepts_connection(&self) -> bool {
+        matches!(self.state, State::Connect | State::Active)
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Administrative events (RFC 4271 §8.1.2).
+    pub fn handle(&mut self, now: Instant, event: AdminEvent) {
+        match event {
+            AdminEvent::Start => {
+                self.admin_up = true;
+                if self.state == State::Idle {
+                    self.start(now);
+                }
+            }
+            AdminEvent::Stop => {
+                self.admin_up = false;
+                self.close(now, Some(Notification::cease(cease::ADMIN_SHUTDOWN)));
+            }
+            AdminEvent::Reset => {
+                self.close(now, Some(Notification::cease(cease::ADMIN_RESET)));
+                if self.admin_up {
+                    self.timers.stop(Timer::IdleHold);
+                    self.start(now);
+                }
+            }
+        }
+    }
+
+    /// The TCP connection is up, outgoing or incoming (RFC 4271 Events 16/17
+    /// Tcp_CR_Acked/TcpConnectionConfirmed): send OPEN and go to OpenSent.
+    ///
+    /// In states that already have a connection this is ignored (the driver must not
+    /// hand over a second one; see [`crate::collision`]); in Idle the connection is
+    /// refused with [`Action::Disconnect`].
+    pub fn handle_connected(&mut self, now: Instant) {
+        match self.state {
+            State::Connect | State::Active => {
+                self.timers.stop(Timer::ConnectRetry);
+                self.inbuf.clear();
+                self.codec = CodecContext::default();
+                let open = self.local_open();
+                self.send(now, &Message::Open(open));
+                self.timers.set(Timer::Hold, now + OPEN_HOLD_TIME);
+                self.set_state(State::OpenSent);
+            }
+            State::Idle => self.actions.push_back(Action::Disconnect),
+            State::OpenSent | State::OpenConfirm | State::Established => {}
+        }
+    }
+
+    /// The TCP connection failed or closed (Events 18 TcpConnectionFails and the like).
+    pub fn handle_closed(&mut self, now: Instant) {
+        match self.state {
+            State::Idle => {}
+            State::Connect | State::Active => {
+                // Connect attempt failed: wait in Active for ConnectRetry (§8.2.2).
+                self.timers
+                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.set_state(State::Active);
+            }
+            State::OpenSent => {
+                // §8.2.2 OpenSent, Event 18: back to Active, ConnectRetry restarted.
+                self.reset_connection_state();
+                self.timers
+                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.set_state(State::Active);
+            }
+            State::OpenConfirm | State::Established => self.fail(now, None),
+        }
+    }
+
+    /// Bytes read from the connection. Partial messages are buffered.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if !matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        ) {
+            return;
+        }
+        self.inbuf.extend_from_slice(bytes);
+        loop {
+            if !matches!(
+                self.state,
+                State::OpenSent | State::OpenConfirm | State::Established
+            ) {
+                self.inbuf.clear();
+                return;
+            }
+            let len = match frame_len(&self.inbuf, self.codec.max_message_len()) {
+                Ok(Some(len)) => len,
+                Ok(None) => return,
+                Err(e) => {
+                    let e = DecodeError::from(e);
+                    self.counters.count_decode_error(&e);
+                    self.fail(now, Some(e.notification()));
+                    return;
+                }
+            };
+            let frame = self.inbuf.split_to(len);
+            match Message::decode(&frame, &self.codec) {
+                Ok(msg) => {
+                    self.counters.messages_in.count(msg.message_type());
+                    self.handle_message(now, msg);
+                }
+                Err(e) => {
+                    self.counters.count_decode_error(&e);
+                    self.fail(now, Some(e.notification()));
+                }
+            }
+        }
+    }
+
+    /// A deadline from [`Session::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            self.timer_expired(now, timer);
+        }
+    }
+
+    /// Sends NOTIFICATION Cease/Connection Collision Resolution and closes: this session
+    /// lost a collision (RFC 4271 §6.8, see [`crate::collision`]). The session stays Idle
+    /// without restarting; the driver drops it.
+    pub fn close_collision(&mut self, now: Instant) {
+        self.admin_up = false;
+        self.close(now, Some(Notification::cease(cease::CONNECTION_COLLISION)));
+    }
+
+    /// Refuses a connection on this session with Cease/Connection Rejected (RFC 4486),
+    /// for a driver that sets up a throwaway session for a connection it will not keep.
+    pub fn reject_connection(&mut self, now: Instant) {
+        self.admin_up = false;
+        self.close(now, Some(Notification::cease(cease::CONNECTION_REJECTED)));
+    }
+
+    /// Advertises `prefixes` with `attributes` (next hop required: IPv4 for IPv4
+    /// prefixes, IPv6 for IPv6 ones; prefixes of the other family are skipped). Returns
+    /// how many were taken. Sent now if Established, else at the next establishment.
+    ///
+    /// Our AS is prepended and LOCAL_PREF removed for eBGP; LOCAL_PREF defaults to 100 for
+    /// iBGP (RFC 4271 §5.1.2, §5.1.5).
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        prefixes: impl IntoIterator<Item = IpNetwork>,
+        attributes: PathAttributes,
+    ) -> usize {
+        let attrs = Arc::new(self.export(attributes));
+        let mut taken = 0;
+        for p in prefixes {
+            if next_hop_matches(&p, &attrs) {
+                self.adj_rib_out
+                    .insert(crate::message::canonical(p), attrs.clone());
+                taken += 1;
+            }
+        }
+        self.flush(now);
+        taken
+    }
+
+    /// Withdraws `prefixes` from the peer.
+    pub fn withdraw(&mut self, now: Instant, prefixes: impl IntoIterator<Item = IpNetwork>) {
+        for p in prefixes {
+            self.adj_rib_out.remove(&crate::message::canonical(p));
+        }
+        self.flush(now);
+    }
+
+    /// Makes the advertised set exactly `routes`, sending only the difference. Routes with
+    /// equal attributes share one attribute set (and UPDATEs).
+    pub fn replace_routes(
+        &mut self,
+        now: Instant,
+        routes: impl IntoIterator<Item = (IpNetwork, PathAttributes)>,
+    ) {
+        let mut shared: HashMap<PathAttributes, Arc<PathAttributes>> = HashMap::new();
+        let mut keep = std::collections::HashSet::new();
+        for (p, a) in routes {
+            let p = crate::message::canonical(p);
+            let attrs = match shared.get(&a) {
+                Some(x) => x.clone(),
+                None => {
+                    let x = Arc::new(self.export(a.clone()));
+                    shared.insert(a, x.clone());
+                    x
+                }
+            };
+            if next_hop_matches(&p, &attrs) {
+                self.adj_rib_out.insert(p, attrs);
+                keep.insert(p);
+            }
+        }
+        for p in self.adj_rib_out.prefixes() {
+            if !keep.contains(&p) {
+                self.adj_rib_out.remove(&p);
+            }
+        }
+        self.flush(now);
+    }
+
+    /// The routes we advertise, with the attributes as sent.
+    pub fn advertised(&self) -> impl Iterator<Item = (&IpNetwork, &Arc<PathAttributes>)> {
+        self.adj_rib_out.iter()
+    }
+
+    /// Number of routes we advertise.
+    pub fn advertised_len(&self) -> usize {
+        self.adj_rib_out.len()
+    }
+
+    // ---- internals ----
+
+    fn local_open(&self) -> Open {
+        let mut caps: Vec<Capability> = self
+            .config
+            .families
+            .iter()
+            .map(|f| Capability::Multiprotocol(*f))
+            .collect();
+        caps.push(Capability::RouteRefresh);
+        if self.config.extended_messages {
+            caps.push(Capability::ExtendedMessage);
+        }
+        if let Some(gr) = &self.config.graceful_restart {
+            caps.push(Capability::GracefulRestart(gr.clone()));
+        }
+        caps.push(Capability::FourOctetAs(self.config.local_as));
+        Open::new(
+            self.config.local_as,
+            self.config.hold_time,
+            self.config.local_id,
+            caps,
+        )
+    }
+
+    /// Applies the standard export rewrite for the peer type.
+    fn export(&self, mut a: PathAttributes) -> PathAttributes {
+        if self.config.is_ibgp() {
+            a.local_pref.get_or_insert(100);
+        } else {
+            a.as_path.prepend(self.config.local_as);
+            a.local_pref = None;
+            // Route-reflection attributes are non-transitive and iBGP-only (RFC 4456 §8).
+            a.originator_id = None;
+            a.cluster_list.clear();
+        }
+        a
+    }
+
+    /// The single place where the state changes (and is reported).
+    fn set_state(&mut self, to: State) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        if to == State::Established {
+            self.counters.established += 1;
+        }
+        if from == State::Established {
+            self.counters.dropped += 1;
+        }
+        self.actions.push_back(Action::StateChanged { from, to });
+    }
+
+    /// ManualStart / AutomaticStart (Events 1, 3, 4, 5).
+    fn start(&mut self, now: Instant) {
+        self.reset_connection_state();
+        if self.config.passive {
+            self.set_state(State::Active);
+        } else {
+            self.timers
+                .set(Timer::ConnectRetry, now + self.config.connect_retry);
+            self.set_state(State::Connect);
+            self.actions.push_back(Action::Connect);
+        }
+    }
+
+    fn reset_connection_state(&mut self) {
+        self.inbuf.clear();
+        self.codec = CodecContext::default();
+        self.negotiated = None;
+        self.timers.stop_all();
+        self.adj_rib_out.clear_dirty();
+    }
+
+    /// Sends an optional NOTIFICATION, disconnects and goes to Idle without restart.
+    fn close(&mut self, now: Instant, notification: Option<Notification>) {
+        let connected = matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        );
+        if connected && let Some(n) = notification {
+            self.send_notification(now, n);
+        }
+        if self.state != State::Idle {
+            self.actions.push_back(Action::Disconnect);
+        }
+        self.reset_connection_state();
+        self.set_state(State::Idle);
+    }
+
+    /// An error: NOTIFICATION (if any), Idle, and the automatic restart after IdleHold
+    /// while administratively up (RFC 4271 §8.1.1 DampPeerOscillations, simplified).
+    fn fail(&mut self, now: Instant, notification: Option<Notification>) {
+        self.close(now, notification);
+        if self.admin_up {
+            self.timers
+                .set(Timer::IdleHold, now + self.config.idle_hold);
+        }
+    }
+
+    fn send_notification(&mut self, now: Instant, n: Notification) {
+        self.counters.notifications_sent += 1;
+        self.send(now, &Message::Notification(n.clone()));
+        self.actions.push_back(Action::NotificationSent(n));
+    }
+
+    fn send(&mut self, now: Instant, msg: &Message) {
+        self.counters.messages_out.count(msg.message_type());
+        self.actions
+            .push_back(Action::Send(msg.to_bytes(&self.codec)));
+        self.restart_keepalive(now);
+    }
+
+    /// RFC 4271 §10: each KEEPALIVE or UPDATE sent restarts the KeepaliveTimer.
+    fn restart_keepalive(&mut self, now: Instant) {
+        if matches!(self.state, State::OpenConfirm | State::Established)
+            && let Some(iv) = self
+                .negotiated
+                .as_ref()
+                .and_then(Negotiated::keepalive_interval)
+        {
+            self.timers.set(Timer::Keepalive, now + iv);
+        }
+    }
+
+    fn restart_hold(&mut self, now: Instant) {
+        if let Some(n) = &self.negotiated
+            && n.hold_time > 0
+        {
+            self.timers.set(
+                Timer::Hold,
+                now + Duration::from_secs(u64::from(n.hold_time)),
+            );
+        }
+    }
+
+    fn timer_expired(&mut self, now: Instant, timer: Timer) {
+        match (self.state, timer) {
+            // Event 9 ConnectRetryTimer_Expires in Connect: drop the attempt, try again.
+            (State::Connect, Timer::ConnectRetry) => {
+                self.actions.push_back(Action::Disconnect);
+                self.timers
+                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.actions.push_back(Action::Connect);
+            }
+            // Event 9 in Active: try connecting out again.
+            (State::Active, Timer::ConnectRetry) if !self.config.passive => {
+                self.timers
+                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.set_state(State::Connect);
+                self.actions.push_back(Action::Connect);
+            }
+            // Event 10 HoldTimer_Expires.
+            (State::OpenSent | State::OpenConfirm | State::Established, Timer::Hold) => {
+                self.counters.errors.hold_timer_expired += 1;
+                self.fail(
+                    now,
+                    Some(Notification::new(
+                        error_code::HOLD_TIMER_EXPIRED,
+                        0,
+                        Bytes::new(),
+                    )),
+                );
+            }
+            // Event 11 KeepaliveTimer_Expires.
+            (State::OpenConfirm | State::Established, Timer::Keepalive) => {
+                self.send(now, &Message::Keepalive);
+            }
+            // Event 13 IdleHoldTimer_Expires: automatic restart.
+            (State::Idle, Timer::IdleHold) if self.admin_up => self.start(now),
+            _ => {}
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, msg: Message) {
+        match (self.state, msg) {
+            // Event 25 NotifMsg, any state: the peer is closing.
+            (_, Message::Notification(n)) => {
+                self.counters.notifications_received += 1;
+                self.actions.push_back(Action::NotificationReceived(n));
+                self.fail(now, None);
+            }
+            // Event 19 BGPOpen in OpenSent.
+            (State::OpenSent, Message::Open(open)) => match self.check_open(&open) {
+                Ok(negotiated) => {
+                    self.codec = negotiated.codec;
+                    self.negotiated = Some(negotiated);
+                    self.set_state(State::OpenConfirm);
+                    self.send(now, &Message::Keepalive);
+                    // The 4-minute OPEN hold timer gives way to the negotiated one (none
+                    // when the hold time is 0).
+                    self.timers.stop(Timer::Hold);
+                    self.restart_hold(now);
+                }
+                Err(e) => {
+                    self.counters.errors.open += 1;
+                    self.fail(now, Some(e.notification()));
+                }
+            },
+            // Event 26 KeepAliveMsg in OpenConfirm.
+            (State::OpenConfirm, Message::Keepalive) => {
+                self.restart_hold(now);
+                self.set_state(State::Established);
+                self.initial_sync(now);
+            }
+            // Event 26/27 in Established.
+            (State::Established, Message::Keepalive) => self.restart_hold(now),
+            (State::Established, Message::Update(update)) => {
+                self.restart_hold(now);
+                self.handle_update(update);
+            }
+            (State::Established, Message::RouteRefresh(rr)) => self.handle_route_refresh(now, rr),
+            // Anything else is unexpected in the state (RFC 6608 subcodes 1/2/3).
+            (state, _) => {
+                let subcode = match state {
+                    State::OpenSent => 1,
+                    State::OpenConfirm => 2,
+                    _ => 3,
+                };
+                self.counters.errors.fsm += 1;
+                self.fail(
+                    now,
+                    Some(Notification::new(error_code::FSM, subcode, Bytes::new())),
+                );
+            }
+        }
+    }
+
+    /// OPEN validation (RFC 4271 §6.2) and capability negotiation (RFC 5492).
+    fn check_open(&self, open: &Open) -> Result<Negotiated, OpenError> {
+        let remote_as = open.asn();
+        if open.hold_time == 1 || open.hold_time == 2 {
+            return Err(OpenError::UnacceptableHoldTime {
+                hold_time: open.hold_time,
+            });
+        }
+        if remote_as != self.config.peer_as {
+            return Err(OpenError::BadPeerAs {
+                received: remote_as,
+            });
+        }
+        // RFC 6286 §2.2: zero is invalid; equal to ours only matters within one AS.
+        if open.bgp_id.is_unspecified()
+            || (self.config.is_ibgp() && open.bgp_id == self.config.local_id)
+        {
+            return Err(OpenError::BadBgpIdentifier);
+        }
+        let hold_time = if self.config.hold_time == 0 || open.hold_time == 0 {
+            0
+        } else {
+            self.config.hold_time.min(open.hold_time)
+        };
+        let theirs = open.families();
+        let families = self
+            .config
+            .families
+            .iter()
+            .copied()
+            .filter(|f| theirs.contains(f))
+            .collect();
+        let four_octet_as = open.four_octet_as().is_some();
+        let extended_messages =
+            self.config.extended_messages && open.has_capability(&Capability::ExtendedMessage);
+        Ok(Negotiated {
+            remote_open: open.clone(),
+            remote_as,
+            remote_id: open.bgp_id,
+            hold_time,
+            families,
+            route_refresh: open.has_capability(&Capability::RouteRefresh),
+            codec: CodecContext {
+                four_octet_as,
+                extended_messages,
+            },
+        })
+    }
+
+    fn negotiated_families(&self) -> Vec<Family> {
+        self.negotiated
+            .as_ref()
+            .map(|n| n.families.clone())
+            .unwrap_or_default()
+    }
+
+    /// On reaching Established: send the whole Adj-RIB-Out, then End-of-RIB per family.
+    fn initial_sync(&mut self, now: Instant) {
+        self.adj_rib_out.mark_all(None);
+        self.flush(now);
+        for family in self.negotiated_families() {
+            self.send(now, &Message::Update(Update::end_of_rib(family)));
+        }
+    }
+
+    /// Sends pending Adj-RIB-Out changes if Established.
+    fn flush(&mut self, now: Instant) {
+        if self.state != State::Established {
+            return;
+        }
+        let families = self.negotiated_families();
+        let flushed = self.adj_rib_out.flush(&self.codec, &families);
+        self.counters.prefixes_sent += flushed.announced;
+        self.counters.withdrawals_sent += flushed.withdrawn;
+        if flushed.messages.is_empty() {
+            return;
+        }
+        for m in flushed.messages {
+            self.counters.messages_out.update += 1;
+            self.actions.push_back(Action::Send(m));
+        }
+        self.restart_keepalive(now);
+    }
+
+    fn handle_route_refresh(&mut self, now: Instant, rr: RouteRefresh) {
+        // RFC 2918 §4: re-advertise the Adj-RIB-Out for a family we negotiated; others are
+        // ignored. RFC 7313 demarcation subtypes (1, 2) are not requests.
+        if rr.subtype == 0 && self.negotiated_families().contains(&rr.family) {
+            self.adj_rib_out.mark_all(Some(rr.family));
+            self.flush(now);
+        }
+    }
+
+    fn handle_update(&mut self, update: Update) {
+        for f in &update.faults {
+            self.counters.errors.update += 1;
+            self.counters.rfc7606.count(f.action);
+            self.actions.push_back(Action::UpdateFault(*f));
+        }
+        if let Some(family) = update.end_of_rib_family() {
+            self.actions.push_back(Action::EndOfRib(family));
+            return;
+        }
+        let families = self.negotiated_families();
+        let withdraw_all = update.treat_as_withdraw() || self.is_looped(&update);
+        let Update {
+            withdrawn,
+            attributes,
+            mp_reach,
+            mp_unreach,
+            nlri,
+            ..
+        } = update;
+        let mut attributes = attributes.unwrap_or_default();
+        if !self.config.is_ibgp() {
+            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
+            attributes.local_pref = None;
+        }
+
+        let mut v4 = ReceivedRoutes::empty(Family::IPV4_UNICAST);
+        v4.withdrawn = withdrawn;
+        let mut mp = mp_reach.map(|m| {
+            let mut r = ReceivedRoutes::empty(m.family);
+            r.announced = m.nlri;
+            (r, m.next_hop)
+        });
+        let mut unreach = None;
+        if let Some(u) = mp_unreach {
+            if u.family == Family::IPV4_UNICAST {
+                v4.withdrawn.extend(u.withdrawn);
+            } else if let Some((r, _)) = mp.as_mut().filter(|(r, _)| r.family == u.family) {
+                r.withdrawn.extend(u.withdrawn);
+            } else {
+                let mut r = ReceivedRoutes::empty(u.family);
+                r.withdrawn = u.withdrawn;
+                unreach = Some(r);
+            }
+        }
+        v4.announced = nlri;
+        let mut out = Vec::with_capacity(3);
+        if !v4.announced.is_empty() {
+            v4.attributes = Some(Arc::new(attributes.clone()));
+        }
+        out.push(v4);
+        if let Some((mut r, next_hop)) = mp {
+            if !r.announced.is_empty() {
+                let mut a = attributes;
+                a.next_hop = Some(next_hop);
+                r.attributes = Some(Arc::new(a));
+            }
+            out.push(r);
+        }
+        out.extend(unreach);
+        for mut r in out {
+            if !families.contains(&r.family) {
+                continue;
+            }
+            self.counters.prefixes_received += r.announced.len() as u64;
+            self.counters.prefixes_withdrawn += r.withdrawn.len() as u64;
+            if withdraw_all {
+                let announced = std::mem::take(&mut r.announced);
+                r.withdrawn.extend(announced);
+                r.attributes = None;
+            }
+            self.counters.prefixes_accepted += r.announced.len() as u64;
+            if !r.announced.is_empty() || !r.withdrawn.is_empty() {
+                self.actions.push_back(Action::Routes(r));
+            }
+        }
+    }
+
+    /// Loop detection (RFC 4271 §9.1.2 for eBGP AS_PATH, RFC 4456 §8 ORIGINATOR_ID).
+    fn is_looped(&self, update: &Update) -> bool {
+        let Some(a) = &update.attributes else {
+            return false;
+        };
+        if self.config.is_ibgp() {
+            a.originator_id == Some(self.config.local_id)
+        } else {
+            a.as_path.contains(self.config.local_as)
+        }
+    }
+}
+
+impl ReceivedRoutes {
+    fn empty(family: Family) -> Self {
+        Self {
+            family,
+            announced: Vec::new(),
+            attributes: None,
+            withdrawn: Vec::new(),
+        }
+    }
+}
+
+fn next_hop_matches(prefix: &IpNetwork, attrs: &PathAttributes) -> bool {
+    use crate::message::NextHop;
+    matches!(
+        (prefix, attrs.next_hop),
+        (IpNetwork::V4(_), Some(NextHop::V4(_))) | (IpNetwork::V6(_), Some(NextHop::V6 { .. }))
+    )
+}
