@@ -289,6 +289,30 @@ fn foreign_routes_api_outage_and_restarts_change_nothing() {
                 .expect("ip monitor")
         })
         .collect();
+    // Positive control: the monitors see a change (a foreign route added and removed again).
+    for (node, monitor) in nodes.iter().zip(&monitors) {
+        wait_for("ip monitor to see a route change", || {
+            let _ = lab.exec(
+                &node.name,
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    "192.0.2.128/25",
+                    "dev",
+                    "eth0",
+                    "proto",
+                    "static",
+                ],
+            );
+            monitor.log().contains("192.0.2.128/25")
+        });
+        lab.exec_ok(
+            &node.name,
+            &["ip", "route", "del", "192.0.2.128/25", "proto", "static"],
+        )
+        .expect("remove control route");
+    }
     let quiet = |lab: &Lab, when: &str| {
         for (node, monitor) in nodes.iter().zip(&monitors) {
             let changes: Vec<String> = monitor
@@ -314,6 +338,10 @@ fn foreign_routes_api_outage_and_restarts_change_nothing() {
     lab.stop_apiserver().expect("stop apiserver");
     std::thread::sleep(Duration::from_secs(10));
     quiet(&lab, "during the API server outage");
+    assert!(
+        agents[0].log().contains("Node watch failed"),
+        "the agent did not notice the outage"
+    );
     lab.start_apiserver().expect("start apiserver");
     std::thread::sleep(Duration::from_secs(10));
     quiet(&lab, "after the API server came back");
