@@ -274,3 +274,53 @@ fn add_into_missing_netns_fails_without_leaking() {
     assert_eq!(err["code"], 5);
     assert!(node.records().is_empty());
 }
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn mtu_follows_the_uplink_unless_configured_and_route_protocol_is_configurable() {
+    let node = Node::new();
+    // An "uplink" with MTU 1400 holding the node's default route (both ends stay in the node
+    // namespace; the gateway is never sent anything).
+    node.ns.sh(&[
+        "ip", "link", "add", "name", "upl0", "mtu", "1400", "type", "veth", "peer", "name", "upl1",
+    ]);
+    node.ns.sh(&["ip", "link", "set", "upl0", "up"]);
+    node.ns.sh(&["ip", "link", "set", "upl1", "up"]);
+    node.ns.sh(&[
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.0.254",
+        "dev",
+        "upl0",
+        "onlink",
+    ]);
+
+    let pod = Netns::new("pod");
+    let conf = node.conf("1.1.0", true);
+    let result = ok_json(&node.plugin("ADD", &conf, Some("c-mtu-uplink"), Some(&pod.path())));
+    assert_eq!(result["interfaces"][1]["mtu"], 1400, "{result}");
+    assert!(pod.sh(&["ip", "link", "show", "eth0"]).contains("mtu 1400"));
+
+    let pod2 = Netns::new("pod");
+    let mut conf2 = node.conf("1.1.0", true);
+    conf2["mtu"] = json!(1300);
+    conf2["routeProtocol"] = json!(99);
+    let result2 = ok_json(&node.plugin("ADD", &conf2, Some("c-mtu-conf"), Some(&pod2.path())));
+    assert_eq!(result2["interfaces"][0]["mtu"], 1300);
+    assert!(
+        pod2.sh(&["ip", "link", "show", "eth0"])
+            .contains("mtu 1300")
+    );
+    let ip = result_ip(&result2, false);
+    let routes = node.ns.sh(&["ip", "route", "show", "proto", "99"]);
+    assert!(routes.contains(&ip), "no proto 99 route to {ip}: {routes}");
+    assert_ok(&node.plugin(
+        "CHECK",
+        &with_prev(&conf2, &result2),
+        Some("c-mtu-conf"),
+        Some(&pod2.path()),
+    ));
+}
