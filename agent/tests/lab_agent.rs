@@ -398,3 +398,46 @@ fn foreign_routes_api_outage_and_restarts_change_nothing() {
     );
     drop(monitors);
 }
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn dual_stack_mesh_routes_and_pods_reach_each_other() {
+    let mut lab =
+        Lab::up(&LabConfig::new(lab_name("d"), 3).tor(Tor::Bird).ipv6(true)).expect("lab up");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    // IPv6 pod CIDRs travel over the IPv4 sessions (MP-BGP) with IPv6 next hops.
+    wait_converged(&lab, &nodes, &nodes, &agents);
+    assert!(podroute_routes(&lab, "node1").contains("fd00:10:244:2::/64 via fd00:198:18::2"));
+
+    let mut pods = Vec::new();
+    for node in &nodes {
+        pods.push(
+            lab.add_pod(&node.name, &format!("p{}", node.index))
+                .expect("add pod"),
+        );
+    }
+    ping_matrix(&lab, &pods);
+    let mut failures = Vec::new();
+    for from in &pods {
+        for to in &pods {
+            if let Some(v6) = to.ipv6
+                && from.name != to.name
+                && !lab.ping(from, v6)
+            {
+                failures.push(format!("{} -> {} ({v6})", from.name, to.name));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "unreachable pods over IPv6: {failures:?}"
+    );
+    eprintln!(
+        "dual-stack ping matrix of {} pods: every pod reaches every other",
+        pods.len()
+    );
+    for agent in &mut agents {
+        let _ = agent.terminate();
+    }
+}
