@@ -47,6 +47,13 @@ impl Lab {
         if percent == 0 {
             return Ok(());
         }
+        // `numgen random mod 100` yields 0..=99, so `< 100` is out of its range: 100 % is a
+        // plain drop.
+        let matcher = if percent == 100 {
+            String::new()
+        } else {
+            format!("numgen random mod 100 < {percent} ")
+        };
         let rules = [
             format!("add table inet {LOSS_TABLE}"),
             format!(
@@ -55,12 +62,8 @@ impl Lab {
             format!(
                 "add chain inet {LOSS_TABLE} egress {{ type filter hook postrouting priority 300; }}"
             ),
-            format!(
-                "add rule inet {LOSS_TABLE} ingress iifname \"eth0\" numgen random mod 100 < {percent} drop"
-            ),
-            format!(
-                "add rule inet {LOSS_TABLE} egress oifname \"eth0\" numgen random mod 100 < {percent} drop"
-            ),
+            format!("add rule inet {LOSS_TABLE} ingress iifname \"eth0\" {matcher}drop"),
+            format!("add rule inet {LOSS_TABLE} egress oifname \"eth0\" {matcher}drop"),
         ];
         for r in rules {
             cmd::run_in(&ns, "nft", [r])?;

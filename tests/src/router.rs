@@ -107,6 +107,7 @@ pub fn bird_config(dir: &Path, neighbors: &[Neighbor]) -> String {
             c,
             "template bgp {name} {{\n  \
                local {local} as {LAB_AS};\n  \
+               direct;\n  \
                rr client;\n  \
                rr cluster id {ROUTER_V4};\n  \
                connect retry time 5;\n  \

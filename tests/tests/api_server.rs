@@ -25,7 +25,17 @@ fn api_server_refuses_the_unauthenticated_and_the_unprivileged() -> TestResult {
     let ca = lab.dir().join("pki/ca.crt");
     let ca = ca.to_string_lossy();
     let url = "https://198.18.0.250:6443/api/v1/nodes";
-    let curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &ca, url];
+    let curl = [
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        &ca,
+        url,
+    ];
     let anonymous = lab.exec_ok("cp", &curl)?;
     assert_eq!(anonymous, "403");
     let mut bad_token = curl.to_vec();

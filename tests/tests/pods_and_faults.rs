@@ -85,6 +85,12 @@ fn pods_ping_each_other_once_nodes_have_routes() -> TestResult {
     assert!(lab.ping(&a, c.ipv4));
     lab.netem_loss("node2", 100)?;
     assert!(!lab.ping(&a, c.ipv4));
+    lab.netem_loss("node2", 30)?;
+    let rules = lab.exec_ok(
+        "node2",
+        &["nft", "list", "table", "inet", "podroute_lab_loss"],
+    )?;
+    assert!(rules.contains("numgen random mod 100 < 30"), "{rules}");
     lab.clear_loss("node2")?;
     assert!(lab.ping(&a, c.ipv4));
 

@@ -21,7 +21,7 @@ fn node_speaker(lab: &Lab, node: &str) -> Result<LabProcess, Box<dyn std::error:
              protocol static {{ ipv4; route {cidr} blackhole; }}\n\
              protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n\
              protocol bgp tor {{ local {ip} as 64512; neighbor 198.18.0.254 as 64512;\n  \
-               connect retry time 2; ipv4 {{ import all; export where source = RTS_STATIC; }}; }}\n",
+               direct; connect retry time 2;\n  ipv4 {{ next hop self; import all; export where source = RTS_STATIC; }}; }}\n",
             ip = n.ipv4,
             cidr = n.pod_cidr_v4
         ),
