@@ -102,8 +102,10 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks for a list; there is nothing to list.
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and must not spend
+    // seconds creating veths.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
     }
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("add_del bench needs root (network namespaces); skipped");

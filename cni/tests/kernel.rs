@@ -61,6 +61,18 @@ fn add_check_del_del() {
         .ns
         .sh(&["cat", &format!("/proc/sys/net/ipv4/conf/{host}/proxy_arp")]);
     assert_eq!(proxy_arp.trim(), "1");
+    let proxy_ndp = node
+        .ns
+        .sh(&["ip", "-6", "neigh", "show", "proxy", "dev", &host]);
+    assert!(
+        proxy_ndp.contains("fe80::1"),
+        "no proxy NDP entry: {proxy_ndp}"
+    );
+    let pod_neigh = pod.sh(&["ip", "neigh", "show", "dev", "eth0"]);
+    assert!(
+        pod_neigh.contains("169.254.1.1") && pod_neigh.contains("PERMANENT"),
+        "{pod_neigh}"
+    );
 
     // ADD again for the same container and interface: the same result, no new address.
     let again = ok_json(&node.plugin("ADD", &conf, Some(cid), Some(&pod.path())));
