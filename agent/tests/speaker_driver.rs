@@ -1,6 +1,9 @@
-//! The BGP driver (listener, peer tasks, import policy, peer changes) with a scripted session
-//! speaking a line protocol over real TCP on loopback addresses. No root needed: 127.0.0.0/8
-//! is all on `lo`, so each "node" binds its own 127.0.0.x.
+//! The BGP driver (listener, peer tasks, import policy, peer changes) over real TCP on
+//! loopback addresses of a private network namespace (needs root): 127.0.0.0/8 is all on `lo`,
+//! so each "node" binds its own 127.0.0.x. Once with a scripted line-protocol session, once
+//! with the BGP session.
+
+mod common;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -148,17 +151,52 @@ async fn converge(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
-    let port = 20000 + (std::process::id() % 20000) as u16;
-    mesh_scenario(factory(), port).await;
+/// Runs `scenario` on a tokio runtime whose threads all live in a fresh network namespace.
+fn in_private_netns(scenario: impl std::future::Future<Output = ()> + Send + 'static) {
+    let ns = common::Netns::new();
+    let path = format!("/run/netns/{}", ns.name);
+    let result = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        // Worker threads are created from this thread and so start in the same namespace.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Guard the premise: a worker thread is in the private namespace, not the host's.
+        let expected = format!(
+            "net:[{}]",
+            std::fs::metadata(&path)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .expect("netns inode")
+        );
+        let task = runtime.spawn(async { std::fs::read_link("/proc/thread-self/ns/net") });
+        let on_worker = runtime.block_on(task).expect("task").expect("readlink");
+        assert_eq!(on_worker.to_string_lossy(), expected);
+        runtime.block_on(scenario);
+    })
+    .join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
 }
 
-/// The same with the real (interim) BGP session: OPEN, KEEPALIVE, UPDATE, End-of-RIB on TCP.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bgp_mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
-    let port = 40000 + (std::process::id() % 20000) as u16;
-    mesh_scenario(podroute_agent::speaker::default_session_factory(), port).await;
+#[test]
+#[ignore = "needs root: run by make test"]
+fn mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
+    in_private_netns(mesh_scenario(factory(), 1179));
+}
+
+/// The same with the BGP session: OPEN, KEEPALIVE, UPDATE, End-of-RIB on TCP.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn bgp_mesh_learns_peer_cidrs_refuses_strangers_and_follows_node_changes() {
+    in_private_netns(mesh_scenario(
+        podroute_agent::speaker::default_session_factory(),
+        179,
+    ));
 }
 
 async fn mesh_scenario(factory: SessionFactory, port: u16) {
