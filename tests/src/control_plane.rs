@@ -190,7 +190,7 @@ pub(crate) fn wait_ready(
             return Err(LabError::Timeout {
                 what: "kube-apiserver",
                 seconds: APISERVER_READY_TIMEOUT.as_secs(),
-                log: log.display().to_string(),
+                tail: cmd::tail(&std::fs::read_to_string(log).unwrap_or_default(), 3),
             });
         }
         thread::sleep(Duration::from_millis(250));

@@ -88,21 +88,21 @@ pub enum LabError {
         source: io::Error,
     },
     /// A lab component did not come up in time.
-    #[error("{what} did not become ready within {seconds} s; see {log}")]
+    #[error("{what} did not become ready within {seconds} s; its log ends: {tail}")]
     Timeout {
         /// The component.
         what: &'static str,
         /// How long we waited.
         seconds: u64,
-        /// Where its log is.
-        log: String,
+        /// The last lines of its log (the log itself goes with the lab directory).
+        tail: String,
     },
     /// A lab process exited while the lab was starting.
     #[error("{what} exited during startup: {tail}")]
     Exited {
         /// The component.
         what: &'static str,
-        /// The last lines of its log.
+        /// The last lines of its log (the log itself goes with the lab directory).
         tail: String,
     },
     /// The lab's state file is not what this version writes.

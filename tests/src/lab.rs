@@ -638,7 +638,11 @@ impl Lab {
                 return Err(LabError::Timeout {
                     what: "the router",
                     seconds: ROUTER_READY_TIMEOUT.as_secs(),
-                    log: router.dir().display().to_string(),
+                    tail: cmd::tail(
+                        &fs::read_to_string(router.log_path().with_file_name("daemon.log"))
+                            .unwrap_or_default(),
+                        3,
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(100));

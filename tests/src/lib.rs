@@ -13,7 +13,41 @@
 //!
 //! `<lab>-cp` runs etcd and a real kube-apiserver (RBAC on, service-account tokens signed); each
 //! node has a Node object with its InternalIP(s) and pod CIDR(s). Nothing is ever added to the
-//! root network namespace.
+//! root network namespace: the root namespace cannot reach the lab, so kubectl and every other
+//! client run inside a lab namespace ([`Lab::kubectl`], [`Lab::exec`], [`Lab::spawn`]).
+//!
+//! # API at a glance (all blocking)
+//!
+//! | call | what it does |
+//! |---|---|
+//! | [`Lab::up`]`(&LabConfig::new(name, n).tor(Tor::Bird).ipv6(true))` | build a lab; `Drop` tears it down |
+//! | [`Lab::open`]`(name)` / [`Lab::down`] / [`Lab::down_by_name`] | attach to a running lab / remove one |
+//! | [`Lab::nodes`], [`Lab::node`] | [`LabNode`]: name, netns, ipv4/ipv6, pod_cidr_v4/v6 |
+//! | [`Lab::kubeconfig`], [`Lab::kubectl`], [`Lab::kubectl_output`] | admin access (inside `<lab>-cp`) |
+//! | [`Lab::service_account_kubeconfig`] | a token kubeconfig for a ServiceAccount (no rights until bound) |
+//! | [`Lab::exec`], [`Lab::exec_ok`] | run a command in `node<i>`, `cp`, `fabric` or a pod |
+//! | [`Lab::spawn`] | start a long-running process there, logged to `<lab dir>/logs/` ([`LabProcess`]) |
+//! | [`Lab::add_pod`], [`Lab::remove_pod`], [`Lab::ping`], [`Lab::ping_from`] | pods (veth + /32, proto static host route) and reachability |
+//! | [`Lab::routes_json`] | `ip -j route show table all`, IPv4 then IPv6 |
+//! | [`Lab::link_down`], [`Lab::link_up`], [`Lab::netem_loss`], [`Lab::clear_loss`] | faults on a node's fabric link |
+//! | [`Lab::stop_apiserver`], [`Lab::start_apiserver`] | an API-server outage |
+//! | [`Lab::add_node`], [`Lab::delete_node_object`], [`Lab::set_pod_cidr`] | change the cluster at runtime |
+//! | [`Lab::router`], [`Lab::router_exec`], [`Router::sessions`] | the top-of-rack router and its sessions |
+//!
+//! # The lab directory
+//!
+//! `${PODROUTE_LAB_DIR:-/tmp/podroute-lab}/<lab>/` (outside the repository), removed by `down`:
+//!
+//! ```text
+//! lab.json            what `up` built (nodes, router, binaries), read by `podroute-lab status`
+//! kubeconfig          admin kubeconfig (system:masters), server https://198.18.0.250:6443
+//! pki/                lab CA, API server serving cert, admin client cert, service-account keys
+//! etcd/               etcd's data
+//! node-<node>.json    the Node objects applied
+//! router/             router config (bird.conf | gobgpd.toml | bgpd.conf), bird.ctl, logs
+//! logs/               etcd.log, kube-apiserver.log, <target>-<name>.log of spawned processes
+//! pids/               pid files of the lab's processes
+//! ```
 //!
 //! ```no_run
 //! use podroute_lab::{Lab, LabConfig, Tor};
