@@ -212,20 +212,6 @@ impl Lab {
                 })
                 .collect();
             router.add_neighbors(&new, &self.router_neighbors())?;
-            if router.kind() == crate::router::Tor::Gobgp {
-                // gobgpd re-reads its configuration file on SIGHUP.
-                let pid_file = self.dir.join("pids/router.pid");
-                let pid = fs::read_to_string(&pid_file).map_err(file_err(&pid_file))?;
-                let pid: i32 = pid
-                    .trim()
-                    .parse()
-                    .map_err(|_| LabError::Invalid("bad router pid file".into()))?;
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGHUP,
-                )
-                .map_err(|e| LabError::Invalid(format!("cannot signal gobgpd: {e}")))?;
-            }
         }
         Ok(node)
     }

@@ -616,7 +616,7 @@ impl Lab {
         let child = process::spawn_logged(
             cmd::in_ns(&self.name.fabric_ns(), prog, rest),
             &router.log_path().with_file_name("daemon.log"),
-            &self.dir.join("pids/router.pid"),
+            &router.pid_file(),
         )?;
         self.daemons.insert("router", child);
         let started = Instant::now();

@@ -261,6 +261,14 @@ impl Router {
         })
     }
 
+    /// The router daemon's pid file (`<lab dir>/pids/router.pid`).
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .unwrap_or(&self.dir)
+            .join("pids/router.pid")
+    }
+
     /// BIRD's control socket.
     pub fn bird_socket(&self) -> PathBuf {
         self.dir.join("bird.ctl")
@@ -420,29 +428,20 @@ impl Router {
                 self.exec(&["configure"]).map(drop)
             }
             Tor::Gobgp => {
+                // gobgpd re-reads its configuration file on SIGHUP, adding new neighbours
+                // without touching established sessions.
                 write_config(self, all)?;
-                for n in new {
-                    let (local, fam) = match n.addr {
-                        IpAddr::V4(_) => (ROUTER_V4.to_string(), "ipv4-unicast"),
-                        IpAddr::V6(_) => (ROUTER_V6.to_string(), "ipv6-unicast"),
-                    };
-                    let addr = n.addr.to_string();
-                    let asn = LAB_AS.to_string();
-                    self.exec(&[
-                        "neighbor",
-                        "add",
-                        &addr,
-                        "as",
-                        &asn,
-                        "local-addr",
-                        &local,
-                        "route-reflector-client",
-                        &ROUTER_V4.to_string(),
-                        "family",
-                        fam,
-                    ])?;
-                }
-                Ok(())
+                let pid_file = self.pid_file();
+                let pid = std::fs::read_to_string(&pid_file)
+                    .map_err(crate::error::file_err(&pid_file))?;
+                let pid: i32 = pid.trim().parse().map_err(|_| {
+                    LabError::Invalid(format!("bad pid file {}", pid_file.display()))
+                })?;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGHUP,
+                )
+                .map_err(|e| LabError::Invalid(format!("cannot signal gobgpd: {e}")))
             }
             Tor::Frr => {
                 write_config(self, all)?;

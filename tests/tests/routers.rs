@@ -86,6 +86,22 @@ fn router_peers_with_every_node(tor: Tor) -> TestResult {
         lab.routes_json("node2")?
     );
 
+    // A node added at runtime becomes a neighbour without restarting the router.
+    let mut lab = lab;
+    let node4 = lab.add_node()?;
+    let sessions = router.sessions(&lab.router_neighbors())?;
+    for ip in node4.ips() {
+        assert!(
+            sessions.iter().any(|s| s.neighbor == ip),
+            "{ip} missing: {}",
+            router.sessions_text()?
+        );
+    }
+    assert!(
+        sessions.iter().any(|s| s.established),
+        "existing sessions survive: {sessions:?}"
+    );
+
     drop(lab);
     assert_gone(&name);
     Ok(())
