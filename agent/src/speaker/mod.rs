@@ -6,8 +6,7 @@
 //! publishes [`BgpOutput`]: routes accepted by import policy and whether the initial sync is
 //! done (End-of-RIB from every peer).
 
-pub mod interim_session;
-pub mod interim_wire;
+pub mod bgp_session;
 pub mod listener;
 pub mod peer;
 pub mod rib;
@@ -246,8 +245,7 @@ fn router_id(view: &ClusterView) -> Ipv4Addr {
     }
 }
 
-/// The session implementation the agent binary uses: the interim iBGP session in this crate
-/// until `podroute-bgp` exposes its `Session` (then an adapter to it replaces this).
+/// The session implementation the agent binary uses: `podroute_bgp`'s core session.
 pub fn default_session_factory() -> SessionFactory {
-    Arc::new(|spec, local| Box::new(interim_session::InterimSession::new(spec, local)))
+    Arc::new(|spec, local| Box::new(bgp_session::CoreSession::new(spec, local)))
 }
