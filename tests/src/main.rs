@@ -220,7 +220,14 @@ fn print_status(lab: &Lab) -> Result<()> {
                 .command(&[query])
                 .get_args()
                 .skip(3)
-                .map(|a| a.to_string_lossy().into_owned())
+                .map(|a| {
+                    let a = a.to_string_lossy();
+                    if a.contains(' ') {
+                        format!("'{a}'")
+                    } else {
+                        a.into_owned()
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         );
