@@ -290,7 +290,18 @@ pub struct PathAttributes {
 
 /// Appends one attribute with the right length form.
 pub(crate) fn put_attr(buf: &mut BytesMut, flags: u8, type_code: u8, value: &[u8]) {
-    if value.len() > 255 {
+    put_attr_ext(buf, flags, type_code, value, false);
+}
+
+/// Appends one attribute, with the 2-octet length when it is needed or `force_ext`.
+pub(crate) fn put_attr_ext(
+    buf: &mut BytesMut,
+    flags: u8,
+    type_code: u8,
+    value: &[u8],
+    force_ext: bool,
+) {
+    if value.len() > 255 || force_ext {
         buf.put_u8(flags | attr_flags::EXTENDED_LENGTH);
         buf.put_u8(type_code);
         buf.put_u16(u16::try_from(value.len()).unwrap_or(u16::MAX));

@@ -21,6 +21,11 @@
 //! single attributes are recorded in [`Update::faults`] with their action: the attribute
 //! is dropped (attribute-discard) or every prefix announced is to be taken as withdrawn
 //! (treat-as-withdraw, see [`Update::treat_as_withdraw`]).
+//!
+//! Encoding puts MP_REACH_NLRI (always with the extended length) and MP_UNREACH_NLRI
+//! first (RFC 7606 §5.1), the other attributes in type order. That is byte for byte what
+//! BIRD 2 sends; FRR (extended length on AS_PATH) and GoBGP (type order throughout) send
+//! different but equivalent bytes.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -29,7 +34,7 @@ use ipnetwork::IpNetwork;
 
 use super::attributes::{
     AS_TRANS, Aggregator, AsPath, AsPathSegment, NextHop, Origin, PathAttributes, RawAttribute,
-    SegmentType, attr_flags, attr_type, put_attr,
+    SegmentType, attr_flags, attr_type, put_attr, put_attr_ext,
 };
 use super::error::{ErrorAction, UpdateError};
 use super::nlri::{Family, decode_prefixes, encode_prefix};
@@ -153,9 +158,8 @@ impl Update {
         }
         fill_u16_len(buf, pos);
         let pos = put_u16_placeholder(buf);
-        if let Some(a) = &self.attributes {
-            a.encode_low(buf, ctx.four_octet_as);
-        }
+        // RFC 7606 §5.1: MP_REACH_NLRI/MP_UNREACH_NLRI first, so a receiver can find the
+        // prefixes even if a later attribute is malformed; the rest in type order.
         if let Some(mp) = &self.mp_reach {
             encode_mp_reach(buf, mp);
         }
@@ -163,6 +167,7 @@ impl Update {
             encode_mp_unreach(buf, mp);
         }
         if let Some(a) = &self.attributes {
+            a.encode_low(buf, ctx.four_octet_as);
             a.encode_high(buf, ctx.four_octet_as);
         }
         fill_u16_len(buf, pos);
@@ -201,7 +206,15 @@ pub(crate) fn encode_mp_reach(buf: &mut BytesMut, mp: &MpReach) {
     for p in &mp.nlri {
         encode_prefix(&mut v, p);
     }
-    put_attr(buf, attr_flags::OPTIONAL, attr_type::MP_REACH_NLRI, &v);
+    // Always the 2-octet length form, as BIRD and FRR send it: the value grows with the
+    // prefixes, and the packer then need not account for the header changing size.
+    put_attr_ext(
+        buf,
+        attr_flags::OPTIONAL,
+        attr_type::MP_REACH_NLRI,
+        &v,
+        true,
+    );
 }
 
 pub(crate) fn encode_mp_unreach(buf: &mut BytesMut, mp: &MpUnreach) {
