@@ -696,3 +696,45 @@ fn preflight(cfg: &LabConfig) -> Result<()> {
     }
     Ok(())
 }
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes; returns whether it
+/// did. Lab tests wait with this instead of sleeping a fixed time.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Lab {
+    /// The routes of `target` (see [`Lab::routes_json`]) whose destination is `dst` (as `ip`
+    /// prints it: `10.244.2.0/24`, a host route without `/32`), from any table.
+    pub fn routes_to(&self, target: &str, dst: &str) -> Result<Vec<Value>> {
+        let Value::Array(all) = self.routes_json(target)? else {
+            return Ok(Vec::new());
+        };
+        Ok(all.into_iter().filter(|r| r["dst"] == dst).collect())
+    }
+
+    /// Waits up to `timeout` for `target` to have a route to `dst` with route protocol
+    /// `protocol` (as `ip -j` prints it: a name from rt_protos such as `static`, `bird`, or the
+    /// number, e.g. `80` for podroute's routes when rt_protos does not name it).
+    pub fn wait_for_route(
+        &self,
+        target: &str,
+        dst: &str,
+        protocol: &str,
+        timeout: Duration,
+    ) -> bool {
+        wait_until(timeout, || {
+            self.routes_to(target, dst)
+                .is_ok_and(|routes| routes.iter().any(|r| r["protocol"] == protocol))
+        })
+    }
+}

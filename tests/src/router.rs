@@ -544,6 +544,25 @@ pub(crate) fn parse_frr_neighbors(text: &str) -> Result<Vec<RouterSession>> {
         .collect())
 }
 
+impl Router {
+    /// Waits up to `timeout` until the router reports an established session with every
+    /// address in `peers`; returns whether it did.
+    pub fn wait_established(
+        &self,
+        neighbors: &[Neighbor],
+        peers: &[IpAddr],
+        timeout: std::time::Duration,
+    ) -> bool {
+        crate::lab::wait_until(timeout, || {
+            self.sessions(neighbors).is_ok_and(|s| {
+                peers
+                    .iter()
+                    .all(|p| s.iter().any(|s| s.neighbor == *p && s.established))
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{TestResult, assert_gone, unique, wait_until};
+use common::{TestResult, assert_gone, unique};
 use podroute_lab::{Lab, LabConfig, LabProcess, Tor};
 
 /// Starts a BIRD in `node` that peers with the router and originates the node's pod CIDR.
@@ -62,29 +62,21 @@ fn router_peers_with_every_node(tor: Tor) -> TestResult {
     let _s2 = node_speaker(&lab, "node2")?;
     let node1: IpAddr = "198.18.0.1".parse()?;
     let node2: IpAddr = "198.18.0.2".parse()?;
-    let up = wait_until(Duration::from_secs(45), || {
-        router.sessions(&lab.router_neighbors()).is_ok_and(|s| {
-            s.iter()
-                .filter(|s| s.established && (s.neighbor == node1 || s.neighbor == node2))
-                .count()
-                == 2
-        })
-    });
+    let up = router.wait_established(
+        &lab.router_neighbors(),
+        &[node1, node2],
+        Duration::from_secs(45),
+    );
     assert!(up, "sessions: {}", router.sessions_text()?);
-    let reflected = wait_until(Duration::from_secs(20), || {
-        lab.routes_json("node2").is_ok_and(|r| {
-            r.as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|r| r["dst"] == "10.244.1.0/24" && r["gateway"] == "198.18.0.1")
-            })
-        })
-    });
+    let reflected = lab.wait_for_route("node2", "10.244.1.0/24", "bird", Duration::from_secs(20));
     assert!(
         reflected,
         "router table: {}\nnode2 routes: {}",
         router.routes_text()?,
         lab.routes_json("node2")?
     );
+    let via = lab.routes_to("node2", "10.244.1.0/24")?;
+    assert_eq!(via[0]["gateway"], "198.18.0.1", "{via:?}");
 
     // A node added at runtime becomes a neighbour without restarting the router.
     let mut lab = lab;
