@@ -308,7 +308,7 @@ fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
         tracing::info!("node ready");
         return true;
     };
-    match cni_conf::write_atomic(path, &cni_conf::conflist(cidrs)) {
+    match cni_conf::write(path, cidrs, ctx.config.route_protocol) {
         Ok(()) => {
             tracing::info!(path = %path.display(), "node ready; CNI configuration written");
             true
