@@ -166,6 +166,7 @@ pub(crate) fn wait_ready(
 ) -> Result<()> {
     let started = Instant::now();
     loop {
+        crate::cancel::check()?;
         let out = cmd::output(&mut cmd::in_ns(
             cp_ns,
             bins.kubectl(),

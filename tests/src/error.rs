@@ -113,6 +113,9 @@ pub enum LabError {
         /// The parse error.
         detail: String,
     },
+    /// `up` was interrupted (Ctrl-C or SIGTERM) and removed what it had made.
+    #[error("interrupted; everything made so far was removed")]
+    Interrupted,
     /// A request the lab cannot satisfy (bad argument from the caller).
     #[error("{0}")]
     Invalid(String),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use serde_json::Value;
 
+use crate::cancel;
 use crate::cmd;
 use crate::control_plane::{self, ControlPlaneBins};
 use crate::error::{LabError, Result, file_err};
@@ -208,7 +209,10 @@ impl Lab {
             pods_per_node: BTreeMap::new(),
         };
         // On error `lab` is dropped here, and its Drop removes whatever was built.
-        lab.build()?;
+        // A Ctrl-C also kills the short-lived command `up` was running (same process group);
+        // report the interruption rather than that command's failure.
+        lab.build()
+            .map_err(|e| cancel::check().err().unwrap_or(e))?;
         lab.state.up_seconds = started.elapsed().as_secs_f64();
         lab.save_state()?;
         Ok(lab)
@@ -459,18 +463,22 @@ impl Lab {
             process::ensure_dir(&self.dir.join(sub))?;
         }
         self.save_state()?;
+        cancel::check()?;
         self.build_fabric()?;
         for i in 0..self.state.nodes.len() {
+            cancel::check()?;
             let node = self.state.nodes[i].clone();
             self.build_node(&node)?;
         }
         if self.state.control_plane {
+            cancel::check()?;
             self.build_control_plane()?;
         }
         if self.state.tor != Tor::None {
+            cancel::check()?;
             self.start_router()?;
         }
-        Ok(())
+        cancel::check()
     }
 
     fn build_fabric(&self) -> Result<()> {
@@ -621,6 +629,7 @@ impl Lab {
         self.daemons.insert("router", child);
         let started = Instant::now();
         loop {
+            cancel::check()?;
             if router.sessions_text().is_ok() {
                 return Ok(());
             }

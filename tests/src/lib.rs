@@ -59,6 +59,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cancel;
 mod cmd;
 pub mod control_plane;
 pub mod error;

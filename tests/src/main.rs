@@ -97,6 +97,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             name,
         } => {
             let tor: Tor = tor.parse()?;
+            // Ctrl-C while building removes the half-built lab instead of leaving it.
+            podroute_lab::cancel::install_signal_handlers()?;
             let started = Instant::now();
             let cfg = LabConfig {
                 name,

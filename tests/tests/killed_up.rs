@@ -51,3 +51,28 @@ fn down_after_up_was_killed_while_wiring_nodes() -> TestResult {
     let fabric = format!("{name}-fabric");
     kill_up_then_down(&name, || namespaces_of(&name).contains(&fabric))
 }
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn ctrl_c_during_up_removes_the_half_built_lab() -> TestResult {
+    let name = unique("sigint");
+    let pid_file = podroute_lab::names::lab_root()
+        .join(&name)
+        .join("pids/etcd.pid");
+    let up = Command::new(CLI)
+        .args(["up", "--nodes", "2", "--tor", "bird", "--name", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let reached = wait_until(Duration::from_secs(60), || pid_file.exists());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(up.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    let out = up.wait_with_output()?;
+    assert!(reached, "up never started etcd");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // No `down` here: up removed everything itself.
+    assert_gone(&name);
+    Ok(())
+}
