@@ -100,6 +100,16 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_NO_CNI_CONFLIST")]
     pub no_cni_conflist: bool,
 
+    /// File holding the TCP-MD5 password (RFC 2385) of every mesh session (e.g. a mounted
+    /// Secret); a trailing newline is ignored. Every node must use the same one.
+    #[arg(long, env = "PODROUTE_MESH_PASSWORD_FILE")]
+    pub mesh_password_file: Option<PathBuf>,
+
+    /// GTSM (RFC 5082) on mesh sessions: send with TTL 255 and accept only TTL 255, i.e. only
+    /// directly connected nodes. Leave off when nodes are in different subnets.
+    #[arg(long, env = "PODROUTE_MESH_GTSM")]
+    pub mesh_gtsm: bool,
+
     /// Hold time offered to mesh peers, in seconds (0 or at least 3, RFC 4271 §4.2).
     #[arg(long, env = "PODROUTE_HOLD_TIME", default_value_t = 90)]
     pub hold_time: u16,
@@ -136,6 +146,10 @@ pub struct Config {
     pub cni_conflist: Option<PathBuf>,
     /// Hold time offered to peers, in seconds.
     pub hold_time: u16,
+    /// TCP-MD5 password of mesh sessions.
+    pub mesh_md5_password: Option<String>,
+    /// GTSM on mesh sessions.
+    pub mesh_gtsm: bool,
 }
 
 /// Node IP(s) chosen by the operator, one per family at most.
@@ -208,6 +222,14 @@ pub enum ConfigError {
     /// Unspecified or multicast node IP.
     #[error("--node-ip {0} cannot be a node IP (unspecified, loopback or multicast)")]
     UnusableNodeIp(IpAddr),
+    /// The mesh password file cannot be read.
+    #[error("--mesh-password-file {path}: {reason}")]
+    MeshPassword {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (unreadable, empty, longer than 80 bytes).
+        reason: String,
+    },
     /// Empty CNI path.
     #[error("--cni-conflist must not be empty (use --no-cni-conflist to write none)")]
     EmptyCniPath,
@@ -251,7 +273,13 @@ impl Cli {
         } else {
             Some(self.cni_conflist)
         };
+        let mesh_md5_password = match &self.mesh_password_file {
+            Some(path) => Some(read_password(path)?),
+            None => None,
+        };
         Ok(Config {
+            mesh_md5_password,
+            mesh_gtsm: self.mesh_gtsm,
             kubeconfig: self.kubeconfig,
             node_name,
             as_number: self.as_number,
@@ -268,6 +296,24 @@ impl Cli {
             hold_time: self.hold_time,
         })
     }
+}
+
+/// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's limit) after removing a trailing
+/// newline.
+fn read_password(path: &std::path::Path) -> Result<String, ConfigError> {
+    let fail = |reason: String| ConfigError::MeshPassword {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let password = text.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
+        return Err(fail("longer than 80 bytes, the TCP-MD5 key limit".into()));
+    }
+    Ok(password)
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
@@ -401,6 +447,30 @@ mod tests {
             parse(&["--node-name", "n", "--reconcile-period", "0s"]),
             Err(ConfigError::ZeroReconcilePeriod)
         ));
+    }
+
+    #[test]
+    fn mesh_password_is_read_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("password");
+        std::fs::write(&good, "s3cret\n").expect("write");
+        let path = good.to_string_lossy().into_owned();
+        let config = parse(&["--node-name", "n", "--mesh-password-file", &path]).expect("valid");
+        assert_eq!(config.mesh_md5_password.as_deref(), Some("s3cret"));
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let path = empty.to_string_lossy().into_owned();
+        let err = parse(&["--node-name", "n", "--mesh-password-file", &path]).expect_err("empty");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = parse(&[
+            "--node-name",
+            "n",
+            "--mesh-password-file",
+            "/nonexistent/pw",
+        ])
+        .expect_err("missing");
+        assert!(matches!(err, ConfigError::MeshPassword { .. }));
     }
 
     #[test]

@@ -46,13 +46,23 @@ pub fn set_tcp_md5(socket: BorrowedFd<'_>, peer: IpAddr, key: &[u8]) -> io::Resu
 /// Enables GTSM (RFC 5082 §3): send with TTL (hop limit) 255 and drop received packets whose
 /// TTL is below 255, i.e. that did not come from a directly connected neighbour.
 pub fn set_gtsm(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    set_ttl_255(socket, ipv6)?;
     let max: libc::c_int = 255;
     if ipv6 {
-        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &max)?;
         setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &max)
     } else {
-        setsockopt(socket, libc::IPPROTO_IP, libc::IP_TTL, &max)?;
         setsockopt(socket, libc::IPPROTO_IP, libc::IP_MINTTL, &max)
+    }
+}
+
+/// Sends with TTL (hop limit) 255. Set on the listening socket, so that the SYN-ACK to a GTSM
+/// peer already carries TTL 255: the peer's minimum-TTL check applies to it too.
+pub fn set_ttl_255(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
+    let max: libc::c_int = 255;
+    if ipv6 {
+        setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &max)
+    } else {
+        setsockopt(socket, libc::IPPROTO_IP, libc::IP_TTL, &max)
     }
 }
 

@@ -100,6 +100,10 @@ fn node(n: u8) -> Node {
 }
 
 fn input(own: u8, nodes: &[u8]) -> SpeakerInput {
+    input_with_password(own, nodes, None)
+}
+
+fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> SpeakerInput {
     let nodes: Vec<Node> = nodes.iter().map(|n| node(*n)).collect();
     let view = Arc::new(
         ClusterView::from_nodes(&nodes, &format!("node-{own}"), NodeIpOverride::default())
@@ -109,7 +113,8 @@ fn input(own: u8, nodes: &[u8]) -> SpeakerInput {
         &view,
         &MeshOptions {
             as_number: 64512,
-            ..Default::default()
+            md5_password: password.map(str::to_owned),
+            gtsm: true,
         },
     );
     let advertised = view.own.routable_cidrs().collect();
@@ -258,4 +263,51 @@ async fn mesh_scenario(factory: SessionFactory, port: u16) {
         out.learned
             .contains_key(&"10.244.2.0/24".parse().expect("net"))
     );
+}
+
+/// TCP-MD5: nodes 1 and 2 share the password and peer; node 3 has another one and gets no
+/// session with anyone (the kernel drops its unsigned/wrongly signed segments). GTSM is on for
+/// all (loopback keeps TTL 255).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn md5_password_mismatch_gets_no_session() {
+    in_private_netns(async {
+        let port = 2179;
+        let mut outputs = Vec::new();
+        for (own, password) in [(1u8, "s3cret"), (2, "s3cret"), (3, "other")] {
+            let (_in_tx, in_rx) =
+                watch::channel(Some(input_with_password(own, &[1, 2, 3], Some(password))));
+            let (out_tx, out_rx) = watch::channel(BgpOutput::default());
+            tokio::spawn(run_speaker(
+                context(own, port),
+                podroute_agent::speaker::default_session_factory(),
+                in_rx,
+                out_tx,
+            ));
+            // Keep the input sender alive for the whole test.
+            std::mem::forget(_in_tx);
+            outputs.push(out_rx);
+        }
+        let out = converge(&mut outputs[0], |o| {
+            o.established == 1 && o.learned.len() == 1
+        })
+        .await;
+        assert!(
+            out.learned
+                .contains_key(&"10.244.2.0/24".parse().expect("net"))
+        );
+        converge(&mut outputs[1], |o| {
+            o.established == 1 && o.learned.len() == 1
+        })
+        .await;
+        // A few connect attempts (5 s timeout each) later, node 3 still has nothing.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let three = outputs[2].borrow().clone();
+        assert_eq!(
+            (three.established, three.learned.len()),
+            (0, 0),
+            "{three:?}"
+        );
+        assert_eq!(outputs[0].borrow().established, 1);
+    });
 }

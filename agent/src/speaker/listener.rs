@@ -19,13 +19,16 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Peer address → the channel of its task.
 pub type PeerRoutes = Arc<RwLock<HashMap<IpAddr, mpsc::Sender<TcpStream>>>>;
 
-/// Binds the listener (with `SO_REUSEADDR`, so a restarted agent can bind at once).
+/// Binds the listener (with `SO_REUSEADDR`, so a restarted agent can bind at once). It sends
+/// with TTL 255 for every peer (harmless for peers without GTSM, required for those with it);
+/// the minimum-TTL check is set per accepted connection.
 pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    sockopt::set_ttl_255(socket.as_fd(), address.is_ipv6())?;
     socket.bind(address)?;
     socket.listen(128)
 }
