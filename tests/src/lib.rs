@@ -63,6 +63,7 @@ pub mod cancel;
 mod cmd;
 pub mod control_plane;
 pub mod error;
+mod fabric;
 mod faults;
 mod kube;
 pub mod lab;
