@@ -51,8 +51,12 @@ pub struct MeshOptions {
 /// The mesh: one iBGP peer per other node that has an IP to reach it on.
 pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
     let own_family_v4 = view.own.ips.v4.is_some();
+    let own_ips: Vec<IpAddr> = view.own.ips.all().collect();
     view.peers
         .values()
+        // A Node claiming one of our own IPs (stale object, misconfiguration) is no peer: a
+        // session to ourselves would only fail.
+        .filter(|node| !node.ips.all().any(|ip| own_ips.contains(&ip)))
         .filter_map(|node| {
             // Sessions run over the family both ends have, IPv4 first (MP-BGP carries IPv6).
             let address = match (own_family_v4, node.ips.v4, node.ips.v6, view.own.ips.v6) {
@@ -149,6 +153,17 @@ mod tests {
         let addresses: Vec<String> = set.keys().map(|a| a.to_string()).collect();
         assert_eq!(addresses, ["198.18.0.2", "198.18.0.3"]);
         assert!(set.values().all(|p| p.remote_as == 64512));
+    }
+
+    #[test]
+    fn a_node_with_our_own_ip_is_no_peer() {
+        let set = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("old-node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+        ]);
+        let addresses: Vec<String> = set.keys().map(|a| a.to_string()).collect();
+        assert_eq!(addresses, ["198.18.0.2"]);
     }
 
     #[test]

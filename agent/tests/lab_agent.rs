@@ -18,13 +18,18 @@ fn lab_name(tag: &str) -> String {
 
 /// Starts the agent binary in `node`'s namespace.
 fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
+    spawn_agent_as(lab, node, &node.name, &[])
+}
+
+/// Starts the agent in `node`'s namespace as Node `node_name`, with `extra` arguments.
+fn spawn_agent_as(lab: &Lab, node: &LabNode, node_name: &str, extra: &[&str]) -> LabProcess {
     let kubeconfig = lab.kubeconfig();
-    let conflist = lab.dir().join(format!("cni-{}.conflist", node.name));
-    let args = [
+    let conflist = lab.dir().join(format!("cni-{node_name}.conflist"));
+    let mut args = vec![
         "--kubeconfig".to_owned(),
         kubeconfig.display().to_string(),
         "--node-name".to_owned(),
-        node.name.clone(),
+        node_name.to_owned(),
         "--cni-conflist".to_owned(),
         conflist.display().to_string(),
         "--reconcile-period".to_owned(),
@@ -34,6 +39,7 @@ fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
         "--hold-time".to_owned(),
         "9".to_owned(),
     ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     lab.spawn(
         &node.name,
         "agent",
@@ -440,4 +446,61 @@ fn dual_stack_mesh_routes_and_pods_reach_each_other() {
     for agent in &mut agents {
         let _ = agent.terminate();
     }
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn wrong_node_name_fails_and_a_node_without_pod_cidr_waits_not_ready() {
+    let lab = Lab::up(&LabConfig::new(lab_name("r"), 1)).expect("lab up");
+    let node1 = lab.nodes()[0].clone();
+
+    // A NODE_NAME that matches no Node: one clear error, non-zero exit.
+    let mut wrong = spawn_agent_as(&lab, &node1, "nodo1", &[]);
+    let status = wrong.wait_timeout(CONVERGE).expect("the agent must exit");
+    assert!(!status.success());
+    assert!(wrong.log().contains("NODE_NAME"), "{}", wrong.log());
+
+    // A Node without pod CIDR (and without addresses: the IP comes from --node-ip).
+    let path = lab.dir().join("node-bare.json");
+    std::fs::write(
+        &path,
+        r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"bare"}}"#,
+    )
+    .expect("write node");
+    lab.kubectl(&["apply", "-f", &path.display().to_string()])
+        .expect("create node");
+    let mut agent = spawn_agent_as(&lab, &node1, "bare", &["--node-ip", "198.18.0.1"]);
+    let readyz = || {
+        lab.exec(&node1.name, &["curl", "-s", "http://127.0.0.1:9180/readyz"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    wait_for("not ready: no pod CIDR", || {
+        readyz().contains("no pod CIDR")
+    });
+    let conflist = lab.dir().join("cni-bare.conflist");
+    assert!(
+        !conflist.exists(),
+        "no conflist before the node has a pod CIDR"
+    );
+
+    // The pod CIDR is assigned: blackhole route, conflist, ready.
+    lab.kubectl(&[
+        "patch",
+        "node",
+        "bare",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"podCIDR":"10.244.9.0/24","podCIDRs":["10.244.9.0/24"]}}"#,
+    ])
+    .expect("assign pod CIDR");
+    wait_for("ready", || readyz().starts_with("ready"));
+    assert!(conflist.exists());
+    assert!(podroute_routes(&lab, &node1.name).contains("blackhole 10.244.9.0/24"));
+    let waiting = agent
+        .log()
+        .matches("waiting for the node's pod CIDR")
+        .count();
+    assert_eq!(waiting, 1, "logged once: {}", agent.log());
+    let _ = agent.terminate();
 }
