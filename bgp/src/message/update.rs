@@ -599,7 +599,20 @@ impl AttributeParser {
                 }
             }
         }
-        segments.extend(as4.segments);
+        let mut as4 = as4.segments.into_iter();
+        if let Some(first) = as4.next() {
+            // Join the kept head and the AS4 tail into one sequence where they meet.
+            match segments.last_mut() {
+                Some(last)
+                    if last.kind == SegmentType::Sequence
+                        && first.kind == SegmentType::Sequence =>
+                {
+                    last.asns.extend(first.asns);
+                }
+                _ => segments.push(first),
+            }
+        }
+        segments.extend(as4);
         self.attrs.as_path = AsPath { segments };
     }
 }
