@@ -2,7 +2,8 @@
 //! veth pair, a /32 for the pod, a default route, a host route) on the same machine, in one
 //! run, iterations interleaved so both see the same noise. Needs root.
 //!
-//! `cargo bench -p podroute-cni --bench add_del` (`BENCH_ITERATIONS`, default 200).
+//! `cargo bench -p podroute-cni --bench add_del` (`BENCH_ITERATIONS`, default 200;
+//! `BENCH_DUAL_STACK=1` gives both plugins an IPv6 range too).
 //!
 //! The bench process enters a private "node" namespace itself (setns on its only thread), so
 //! the plugins it spawns inherit it directly: no `ip netns exec` in the measured time.
@@ -121,13 +122,22 @@ fn main() {
     let node_ns = File::open(node.path()).expect("open node netns");
     setns(&node_ns, CloneFlags::CLONE_NEWNET).expect("enter node netns");
 
+    let dual = std::env::var("BENCH_DUAL_STACK").is_ok_and(|v| v == "1");
+    let mut podroute_ranges = vec![json!({"subnet": "10.244.1.0/24"})];
+    let mut ptp_ranges = vec![json!([{"subnet": "10.245.1.0/24"}])];
+    let mut ptp_routes = vec![json!({"dst": "0.0.0.0/0"})];
+    if dual {
+        podroute_ranges.push(json!({"subnet": "fd00:10:244:1::/64"}));
+        ptp_ranges.push(json!([{"subnet": "fd00:10:245:1::/64"}]));
+        ptp_routes.push(json!({"dst": "::/0"}));
+    }
     let plugins = [
         Plugin {
             name: "podroute",
             bin: PODROUTE,
             conf: json!({
                 "cniVersion": "1.0.0", "name": "bench-podroute", "type": "podroute", "mtu": 1500,
-                "ranges": [{"subnet": "10.244.1.0/24"}], "dataDir": data.path(),
+                "ranges": podroute_ranges, "dataDir": data.path(),
             }),
         },
         Plugin {
@@ -137,8 +147,8 @@ fn main() {
                 "cniVersion": "1.0.0", "name": "bench-ptp", "type": "ptp", "ipMasq": false, "mtu": 1500,
                 "ipam": {
                     "type": "host-local", "dataDir": data.path(),
-                    "ranges": [[{"subnet": "10.245.1.0/24"}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "ranges": ptp_ranges,
+                    "routes": ptp_routes,
                 },
             }),
         },
@@ -158,7 +168,8 @@ fn main() {
         }
     }
 
-    println!("ADD+DEL latency, {iterations} iterations each (ms): p50 / p90 / p99");
+    let family = if dual { "dual-stack" } else { "IPv4" };
+    println!("ADD+DEL latency, {family}, {iterations} iterations each (ms): p50 / p90 / p99");
     let mut totals = Vec::new();
     for (p, s) in plugins.iter().zip(samples.iter_mut()) {
         let [a50, a90, a99] = stats(&mut s.add);
