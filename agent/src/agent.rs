@@ -270,12 +270,14 @@ async fn step(
         }
     }
 
-    // Ready once the own pod CIDR is known and its routes (the blackholes) are in place.
+    // Ready once the own pod CIDR is known and its routes (the blackholes) are in place ...
     let own_cidrs: Vec<_> = view.own.routable_cidrs().map(|(c, _)| c).collect();
     let programmed = report
         .as_ref()
         .is_some_and(|r| own_cidrs.iter().all(|c| r.installed.contains_key(c)));
-    let ready = has_cidr && programmed;
+    // ... and the initial BGP sync is done (or given up on), so a new node's pods do not start
+    // before it can reach the others.
+    let ready = has_cidr && programmed && remove_stale;
     if ready
         && state.conflist_written_for.as_ref() != Some(&own_cidrs)
         && write_conflist(ctx, &own_cidrs)
@@ -286,6 +288,8 @@ async fn step(
         Some("the node has no pod CIDR yet".to_owned())
     } else if !programmed {
         Some("routes not programmed yet".to_owned())
+    } else if !remove_stale {
+        Some("waiting for the initial BGP sync (End-of-RIB from every peer)".to_owned())
     } else {
         None
     };
