@@ -104,24 +104,41 @@ impl Lab {
         Ok(())
     }
 
-    /// Creates (or replaces the spec of) `node`'s Node object and sets its InternalIP(s) and a
-    /// Ready condition through the status subresource.
+    /// Creates (or updates the spec of) one Node object.
     pub(crate) fn create_node_object(&self, node: &LabNode) -> Result<()> {
-        let cidrs: Vec<String> = node.pod_cidrs().iter().map(ToString::to_string).collect();
-        let path = self.dir.join(format!("node-{}.json", node.name));
-        let obj = control_plane::node_object(&node.name, &cidrs);
-        fs::write(&path, obj.to_string()).map_err(file_err(&path))?;
-        self.kubectl(&["apply".as_ref(), "-f".as_ref(), path.as_os_str()])?;
-        let ips: Vec<String> = node.ips().iter().map(ToString::to_string).collect();
-        let patch = control_plane::node_status_patch(&node.name, &ips).to_string();
+        self.create_node_objects(std::slice::from_ref(node))
+    }
+
+    /// Creates (or updates the spec of) the Node objects of `nodes` and sets their InternalIP(s)
+    /// and a Ready condition through the status subresource: two kubectl calls whatever the
+    /// number of nodes (`kubectl apply` ignores `status`, so the second one writes the status
+    /// subresource).
+    pub(crate) fn create_node_objects(&self, nodes: &[LabNode]) -> Result<()> {
+        let mut specs = Vec::new();
+        let mut statuses = Vec::new();
+        for node in nodes {
+            let cidrs: Vec<String> = node.pod_cidrs().iter().map(ToString::to_string).collect();
+            specs.push(control_plane::node_object(&node.name, &cidrs));
+            let ips: Vec<String> = node.ips().iter().map(ToString::to_string).collect();
+            let mut status = control_plane::node_status_patch(&node.name, &ips);
+            status["apiVersion"] = json!("v1");
+            status["kind"] = json!("Node");
+            status["metadata"] = json!({ "name": node.name });
+            statuses.push(status);
+        }
+        let list = |items: Vec<serde_json::Value>| json!({ "apiVersion": "v1", "kind": "List", "items": items });
+        let spec_file = self.dir.join("node-objects.json");
+        fs::write(&spec_file, list(specs).to_string()).map_err(file_err(&spec_file))?;
+        self.kubectl(&["apply".as_ref(), "-f".as_ref(), spec_file.as_os_str()])?;
+        let status_file = self.dir.join("node-status.json");
+        fs::write(&status_file, list(statuses).to_string()).map_err(file_err(&status_file))?;
+        // `replace` (an unconditional update of the status subresource) rather than a
+        // server-side apply, which refuses two InternalIP addresses: it keys addresses by type.
         self.kubectl(&[
-            "patch",
-            "node",
-            &node.name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
+            "replace".as_ref(),
+            "--subresource=status".as_ref(),
+            "-f".as_ref(),
+            status_file.as_os_str(),
         ])
         .map(drop)
     }

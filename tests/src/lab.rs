@@ -503,10 +503,7 @@ impl Lab {
         )?;
         self.daemons.insert("etcd", etcd);
         self.start_apiserver()?;
-        for node in self.state.nodes.clone() {
-            self.create_node_object(&node)?;
-        }
-        Ok(())
+        self.create_node_objects(&self.state.nodes)
     }
 
     pub(crate) fn bins(&self) -> Result<ControlPlaneBins> {

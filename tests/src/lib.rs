@@ -43,7 +43,7 @@
 //! kubeconfig          admin kubeconfig (system:masters), server https://198.18.0.250:6443
 //! pki/                lab CA, API server serving cert, admin client cert, service-account keys
 //! etcd/               etcd's data
-//! node-<node>.json    the Node objects applied
+//! node-objects.json  the Node objects applied; node-status.json their status
 //! router/             router config (bird.conf | gobgpd.toml | bgpd.conf), bird.ctl, logs
 //! logs/               etcd.log, kube-apiserver.log, <target>-<name>.log of spawned processes
 //! pids/               pid files of the lab's processes
