@@ -79,7 +79,10 @@ impl CniEnv {
         if let Some(args) = non_empty("CNI_ARGS") {
             // CNI_ARGS is "K=V;K2=V2"; podroute reads none, but a malformed value is the
             // runtime's bug and the spec says to report it.
-            if args.split(';').any(|kv| !kv.contains('=')) {
+            if args
+                .split(';')
+                .any(|kv| !kv.is_empty() && !kv.contains('='))
+            {
                 return Err(invalid(format!(
                     "CNI_ARGS {args:?} is not a list of KEY=VALUE pairs"
                 )));
@@ -161,6 +164,12 @@ mod tests {
             let err = add_with(key, value).expect_err(key);
             assert_eq!(err.code, ErrorCode::InvalidEnv, "{key}={value:?}");
         }
+    }
+
+    #[test]
+    fn kubelet_style_cni_args_are_accepted() {
+        let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;";
+        assert!(add_with("CNI_ARGS", Some(args)).is_ok());
     }
 
     #[test]
