@@ -198,6 +198,13 @@ fn print_status(lab: &Lab) -> Result<()> {
             lab.kubeconfig().display()
         );
         println!("kubectl     podroute-lab kubectl --name {name} -- get nodes -o wide");
+        if let Ok(kubectl) = lab.kubectl_command(&lab.kubeconfig(), &["get", "nodes"]) {
+            let argv: Vec<String> = kubectl
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            println!("            or: ip {}", argv.join(" "));
+        }
         match lab.kubectl(&["get", "nodes", "-o", NODE_COLUMNS]) {
             Ok(out) => print!("{out}"),
             Err(e) => println!("            (API server not answering: {e})"),
