@@ -125,6 +125,7 @@ pub async fn run_speaker(
     let mut received = ReceivedRoutes::default();
     let mut established = BTreeSet::new();
     let mut end_of_rib = BTreeSet::new();
+    let mut logged_rejections = BTreeSet::new();
     input.mark_changed();
 
     loop {
@@ -198,6 +199,12 @@ pub async fn run_speaker(
             }
         }
         let imported = import(&received, &current.peers, &current.view);
+        // Log each rejected route once, when it first appears.
+        let now_rejected: BTreeSet<_> = imported.rejected.iter().copied().collect();
+        for (peer, prefix, next_hop) in now_rejected.difference(&logged_rejections) {
+            tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop");
+        }
+        logged_rejections = now_rejected;
         let out = BgpOutput {
             initial_sync_done: current.peers.keys().all(|p| end_of_rib.contains(p)),
             established: established.len(),
