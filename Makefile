@@ -11,7 +11,7 @@ LAB ?= demo
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
 # plugins (chain partners and benchmark baseline), and small tools the tests call.
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
-	openssl procps psmisc kmod ca-certificates curl
+	openssl procps psmisc kmod ca-certificates curl iptables nftables
 FUZZ_SECONDS ?= 10
 
 .PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke test demo lab-down clean
