@@ -302,6 +302,7 @@ async fn step(
         s.stale_removal_allowed = remove_stale;
         s.routes_installed = installed.len();
         s.drift = drift;
+        s.bgp_peers = bgp.peers.clone();
     });
     Ok(())
 }

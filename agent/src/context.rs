@@ -27,6 +27,8 @@ pub struct AgentStatus {
     pub routes_installed: usize,
     /// Last drift report.
     pub drift: DriftReport,
+    /// BGP peers and their sessions.
+    pub bgp_peers: Vec<crate::speaker::PeerStatus>,
 }
 
 /// One per agent, shared by every task.

@@ -59,6 +59,12 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
         "peers": s.peers,
         "staleRemovalAllowed": s.stale_removal_allowed,
         "routesInstalled": s.routes_installed,
+        "bgpPeers": s.bgp_peers.iter().map(|p| serde_json::json!({
+            "address": p.address.to_string(),
+            "source": p.source,
+            "established": p.established,
+            "synced": p.synced,
+        })).collect::<Vec<_>>(),
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),
             "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),

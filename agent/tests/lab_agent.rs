@@ -161,6 +161,32 @@ fn mesh_routes_pods_reach_each_other_and_node_changes_follow() {
         wait_for("the CNI conflist", || conflist.exists());
     }
 
+    // /status: ready, both sessions up and synced, no drift between API, RIB and kernel.
+    wait_for("a clean /status on node1", || {
+        let Ok(text) = lab.exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/status"])
+        else {
+            return false;
+        };
+        let Ok(status) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return false;
+        };
+        let peers = status["bgpPeers"].as_array().cloned().unwrap_or_default();
+        let drift_clean = [
+            "missingInRib",
+            "unexpectedInRib",
+            "missingInKernel",
+            "unexpectedInKernel",
+        ]
+        .iter()
+        .all(|k| status["drift"][k].as_array().is_some_and(Vec::is_empty));
+        status["ready"] == true
+            && peers.len() == 2
+            && peers
+                .iter()
+                .all(|p| p["established"] == true && p["synced"] == true)
+            && drift_clean
+    });
+
     let mut pods = Vec::new();
     for node in &nodes {
         for suffix in ["a", "b"] {

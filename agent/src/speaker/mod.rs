@@ -49,6 +49,21 @@ pub struct BgpOutput {
     pub established: usize,
     /// Received routes rejected by import policy.
     pub rejected: usize,
+    /// Every configured peer and how its session is.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// One peer as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Peer address.
+    pub address: IpAddr,
+    /// Where it comes from (`mesh:<node>`).
+    pub source: String,
+    /// The session is Established.
+    pub established: bool,
+    /// It sent End-of-RIB since the agent started.
+    pub synced: bool,
 }
 
 /// The speaker failed to start.
@@ -210,6 +225,18 @@ pub async fn run_speaker(
             established: established.len(),
             rejected: imported.rejected.len(),
             learned: imported.learned,
+            peers: current
+                .peers
+                .values()
+                .map(|spec| PeerStatus {
+                    address: spec.address,
+                    source: match &spec.kind {
+                        crate::peers::PeerKind::Mesh { node } => format!("mesh:{node}"),
+                    },
+                    established: established.contains(&spec.address),
+                    synced: end_of_rib.contains(&spec.address),
+                })
+                .collect(),
         };
         ctx.metrics
             .bgp_sessions
