@@ -571,11 +571,66 @@ impl Lab {
     }
 }
 
+/// Set (to anything but `0`) to keep a test's lab running when its `Lab` is dropped, to look
+/// at it after a failure; remove it with `podroute-lab down --name <lab>`.
+pub const KEEP_ENV: &str = "PODROUTE_LAB_KEEP";
+/// Set (to anything but `0`) to save every lab's logs when it is torn down; they are saved
+/// anyway when a test panics.
+pub const KEEP_LOGS_ENV: &str = "PODROUTE_LAB_KEEP_LOGS";
+
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Lab {
+    /// Copies the lab's logs (its processes' and the router's) to
+    /// `<lab root>/<lab>-logs-<unix seconds>/`, outside the lab directory that `down` removes.
+    pub fn save_logs(&self) -> Result<PathBuf> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let dest = names::lab_root().join(format!("{}-logs-{stamp}", self.name));
+        process::ensure_dir(&dest)?;
+        for src in [self.log_dir(), self.dir.join("router")] {
+            let Ok(entries) = fs::read_dir(&src) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let from = e.path();
+                if from.extension().is_some_and(|x| x == "log") {
+                    let to = dest.join(e.file_name());
+                    fs::copy(&from, &to).map_err(file_err(&to))?;
+                }
+            }
+        }
+        Ok(dest)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
-        if self.owned
-            && let Err(e) = self.teardown()
-        {
+        if !self.owned {
+            return;
+        }
+        if env_flag(KEEP_ENV) {
+            eprintln!(
+                "podroute-lab: keeping lab {} ({KEEP_ENV} is set); remove it with `podroute-lab down --name {}`",
+                self.name, self.name
+            );
+            return;
+        }
+        if std::thread::panicking() || env_flag(KEEP_LOGS_ENV) {
+            match self.save_logs() {
+                Ok(dir) => eprintln!(
+                    "podroute-lab: logs of lab {} saved in {}",
+                    self.name,
+                    dir.display()
+                ),
+                Err(e) => eprintln!("podroute-lab: saving the logs of lab {}: {e}", self.name),
+            }
+        }
+        if let Err(e) = self.teardown() {
             eprintln!("podroute-lab: tearing down lab {}: {e}", self.name);
         }
     }

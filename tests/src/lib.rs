@@ -34,6 +34,12 @@
 //! | [`Lab::add_node`], [`Lab::delete_node_object`], [`Lab::set_pod_cidr`] | change the cluster at runtime |
 //! | [`Lab::router`], [`Lab::router_exec`], [`Router::sessions`] | the top-of-rack router and its sessions |
 //!
+//! # Debugging a failed test
+//!
+//! When a test panics, dropping its [`Lab`] copies the logs to `<lab root>/<lab>-logs-<time>/`
+//! before tearing down ([`Lab::save_logs`]); `PODROUTE_LAB_KEEP_LOGS=1` does it always, and
+//! `PODROUTE_LAB_KEEP=1` leaves the lab running for `podroute-lab status/exec --name <lab>`.
+//!
 //! # The lab directory
 //!
 //! `${PODROUTE_LAB_DIR:-/tmp/podroute-lab}/<lab>/` (outside the repository), removed by `down`:

@@ -123,6 +123,11 @@ fn processes_run_inside_their_node_and_stop_on_request() -> TestResult {
         "{}",
         p.log()
     );
+    // Logs can be kept beyond the lab (Drop does it when a test panics).
+    let saved = lab.save_logs()?;
+    let copy = std::fs::read_to_string(saved.join("node1-sleeper.log"))?;
+    std::fs::remove_dir_all(&saved)?;
+    assert!(copy.contains("198.18.0.1/24"), "{copy}");
     p.kill(Signal::SIGKILL)?;
     assert!(p.wait_timeout(Duration::from_secs(5)).is_some());
     assert!(!p.is_running());
