@@ -23,7 +23,17 @@ fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
 
 /// Starts the agent in `node`'s namespace as Node `node_name`, with `extra` arguments.
 fn spawn_agent_as(lab: &Lab, node: &LabNode, node_name: &str, extra: &[&str]) -> LabProcess {
-    let kubeconfig = lab.kubeconfig();
+    spawn_agent_with(lab, node, node_name, &lab.kubeconfig(), extra)
+}
+
+/// Starts the agent with a given kubeconfig.
+fn spawn_agent_with(
+    lab: &Lab,
+    node: &LabNode,
+    node_name: &str,
+    kubeconfig: &std::path::Path,
+    extra: &[&str],
+) -> LabProcess {
     let conflist = lab.dir().join(format!("cni-{node_name}.conflist"));
     let mut args = vec![
         "--kubeconfig".to_owned(),
@@ -529,4 +539,34 @@ fn wrong_node_name_fails_and_a_node_without_pod_cidr_waits_not_ready() {
         .count();
     assert_eq!(waiting, 1, "logged once: {}", agent.log());
     let _ = agent.terminate();
+}
+
+/// The agent works with the least-privilege RBAC of `manifests/rbac.yaml` (get/list/watch on
+/// Nodes, nothing else), through a ServiceAccount token.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn agents_work_with_the_shipped_least_privilege_rbac() {
+    let lab = Lab::up(&LabConfig::new(lab_name("rb"), 2)).expect("lab up");
+    let rbac = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml");
+    lab.kubectl(&["apply", "-f", rbac]).expect("apply RBAC");
+    let kubeconfig = lab
+        .service_account_kubeconfig("kube-system", "podroute")
+        .expect("SA kubeconfig");
+    let denied = lab.kubectl(&[
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "get",
+        "pods",
+        "-A",
+    ]);
+    assert!(denied.is_err(), "the ServiceAccount must not read pods");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<LabProcess> = nodes
+        .iter()
+        .map(|n| spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
+        .collect();
+    wait_converged(&lab, &nodes, &nodes, &agents);
+    for agent in &mut agents {
+        let _ = agent.terminate();
+    }
 }
