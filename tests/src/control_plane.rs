@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,26 +48,14 @@ impl ControlPlaneBins {
     }
 
     /// Finds the binaries: `$PODROUTE_CP_BIN`, else the directory `tests/scripts/control-plane.sh`
-    /// prints (which builds them on first use). The answer is remembered for the process.
+    /// prints (which builds them on first use; its answer is remembered for the process).
     pub fn locate() -> Result<Self> {
-        static FOUND: OnceLock<ControlPlaneBins> = OnceLock::new();
-        if let Some(b) = FOUND.get() {
-            return Ok(b.clone());
-        }
-        let dir = match std::env::var_os(CP_BIN_ENV).filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane.sh");
-                let mut c = Command::new(&script);
-                // Progress goes to our stderr: the first build takes many minutes.
-                c.stderr(std::process::Stdio::inherit());
-                let out = cmd::run(&mut c).map_err(|e| LabError::ControlPlaneBinaries {
-                    detail: e.to_string(),
-                })?;
-                PathBuf::from(out.trim())
-            }
+        let bins = match std::env::var_os(CP_BIN_ENV).filter(|v| !v.is_empty()) {
+            Some(d) => Self {
+                dir: PathBuf::from(d),
+            },
+            None => Self::from_build_script()?,
         };
-        let bins = Self { dir };
         for b in [bins.kube_apiserver(), bins.kubectl(), bins.etcd()] {
             if !b.is_file() {
                 return Err(LabError::ControlPlaneBinaries {
@@ -75,7 +63,43 @@ impl ControlPlaneBins {
                 });
             }
         }
-        Ok(FOUND.get_or_init(|| bins).clone())
+        Ok(bins)
+    }
+
+    /// Runs the build script once per process (parallel tests wait for the first caller), under
+    /// `flock` when available so that two processes never build at the same time.
+    fn from_build_script() -> Result<Self> {
+        static FOUND: Mutex<Option<ControlPlaneBins>> = Mutex::new(None);
+        let mut found = FOUND
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(b) = found.as_ref() {
+            return Ok(b.clone());
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane.sh");
+        // The lock lives next to the script's cache (PODROUTE_CACHE, as the script reads it).
+        let cache = std::env::var_os("PODROUTE_CACHE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/podroute")));
+        let mut c = match (cmd::which("flock"), cache) {
+            (Some(flock), Some(cache)) if std::fs::create_dir_all(&cache).is_ok() => {
+                let mut c = Command::new(flock);
+                c.arg(cache.join("control-plane.lock")).arg(&script);
+                c
+            }
+            _ => Command::new(&script),
+        };
+        // Progress goes to our stderr: the first build takes many minutes.
+        c.stderr(std::process::Stdio::inherit());
+        let out = cmd::run(&mut c).map_err(|e| LabError::ControlPlaneBinaries {
+            detail: e.to_string(),
+        })?;
+        let bins = Self {
+            dir: PathBuf::from(out.trim()),
+        };
+        *found = Some(bins.clone());
+        Ok(bins)
     }
 }
 
