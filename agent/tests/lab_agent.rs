@@ -210,6 +210,18 @@ fn mesh_routes_pods_reach_each_other_and_node_changes_follow() {
         pods.len()
     );
 
+    // Someone deletes a podroute route: the periodic reconcile puts it back and counts it.
+    lab.exec_ok(
+        "node1",
+        &["ip", "route", "del", "10.244.2.0/24", "proto", "80"],
+    )
+    .expect("delete route");
+    wait_converged(&lab, &nodes[..1], &nodes, &agents);
+    wait_for("the restore to be counted", || {
+        lab.exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+            .is_ok_and(|m| m.contains("podroute_routes_restored_total 1"))
+    });
+
     // A 4th node joins: its route appears everywhere, and it learns everyone's.
     let node4 = lab.add_node().expect("add node");
     agents.push(spawn_agent(&lab, &node4));
