@@ -156,8 +156,6 @@ pub struct Lab {
     owned: bool,
     /// Daemons this process started (etcd, kube-apiserver, router), reaped at teardown.
     pub(crate) daemons: BTreeMap<&'static str, Child>,
-    /// How many pods [`Lab::add_pod`] has placed on each node (picks the next address).
-    pub(crate) pods_per_node: BTreeMap<u8, u32>,
 }
 
 impl Lab {
@@ -204,7 +202,6 @@ impl Lab {
             state,
             owned: true,
             daemons: BTreeMap::new(),
-            pods_per_node: BTreeMap::new(),
         };
         // On error `lab` is dropped here, and its Drop removes whatever was built.
         // A Ctrl-C also kills the short-lived command `up` was running (same process group);
@@ -245,7 +242,6 @@ impl Lab {
             state,
             owned: false,
             daemons: BTreeMap::new(),
-            pods_per_node: BTreeMap::new(),
         })
     }
 

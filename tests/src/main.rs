@@ -64,6 +64,31 @@ enum Command {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
+    /// Add a test pod to a node: a namespace with a veth into the node and the next free
+    /// address of the node's pod CIDR(s) (the CNI plugin does this for real pods).
+    AddPod {
+        /// The lab's name.
+        #[arg(long, default_value = DEFAULT_LAB_NAME)]
+        name: String,
+        /// The node (node1, node2, ...).
+        node: String,
+        /// The pod's name (1-13 characters a-z, 0-9, '-'); `exec POD -- ...` runs in it.
+        pod: String,
+    },
+    /// Start a long-running command in a lab namespace and return; its output goes to
+    /// <lab dir>/logs/<node>-<label>.log and `down` stops it.
+    Spawn {
+        /// The lab's name.
+        #[arg(long, default_value = DEFAULT_LAB_NAME)]
+        name: String,
+        /// Where to run it: node1.., cp, fabric, or a pod's name.
+        node: String,
+        /// A label for its log file.
+        label: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<OsString>,
+    },
     /// Remove every namespace, process and file of a lab (safe to repeat).
     Down {
         /// The lab's name.
@@ -139,6 +164,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .status()
                 .context("running kubectl")?;
             return Ok(code_of(status));
+        }
+        Command::AddPod { name, node, pod } => {
+            let mut lab = Lab::open(&name)?;
+            let pod = lab.add_pod(&node, &pod)?;
+            let v6 = pod.ipv6.map(|a| format!(" {a}")).unwrap_or_default();
+            println!(
+                "pod {} on {}: {}{v6} (netns {})",
+                pod.name, pod.node, pod.ipv4, pod.netns
+            );
+        }
+        Command::Spawn {
+            name,
+            node,
+            label,
+            command,
+        } => {
+            let lab = Lab::open(&name)?;
+            let (program, args) = command.split_first().context("spawn needs a command")?;
+            let process = lab.spawn(&node, &label, program, args, &[])?;
+            let log = process.log_path().to_path_buf();
+            let pid = process.detach();
+            println!("started pid {pid} in {node}; log {}", log.display());
         }
         Command::Down { name } => {
             let report = Lab::down_by_name(&name)?;

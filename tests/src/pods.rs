@@ -40,9 +40,18 @@ impl Lab {
     pub fn add_pod(&mut self, node: &str, name: &str) -> Result<LabPod> {
         names::check_pod_name(name)?;
         let n = self.node(node)?.clone();
-        let count = self.pods_per_node.get(&n.index).copied().unwrap_or(0);
+        // The first host number whose address no pod on the node holds yet, found from the
+        // node's routes so that pods added by another process (the CLI) are seen too.
+        let used = self.routes_to_pods(&n.netns)?;
         let no_room = || LabError::Invalid(format!("pod CIDR of {node} is full"));
-        let ipv4 = plan::pod_address(n.pod_cidr_v4.into(), count).ok_or_else(no_room)?;
+        let mut count = 0;
+        let ipv4 = loop {
+            let addr = plan::pod_address(n.pod_cidr_v4.into(), count).ok_or_else(no_room)?;
+            if !used.contains(&addr.to_string()) {
+                break addr;
+            }
+            count += 1;
+        };
         let ipv6 = match n.pod_cidr_v6 {
             Some(c) => Some(plan::pod_address(c.into(), count).ok_or_else(no_room)?),
             None => None,
@@ -58,12 +67,29 @@ impl Lab {
         if crate::teardown::list_namespaces()?.contains(&pod.netns) {
             return Err(LabError::Invalid(format!("pod {name} already exists")));
         }
-        self.pods_per_node.insert(n.index, count + 1);
         if let Err(e) = wire_pod(&n.netns, &pod) {
             let _ = cmd::ip(["netns", "del", &pod.netns]);
             return Err(e);
         }
         Ok(pod)
+    }
+
+    /// Destinations of the node's IPv4 routes into pod veths (`p-*`): the pods' addresses.
+    fn routes_to_pods(&self, node_ns: &str) -> Result<Vec<String>> {
+        let out = cmd::ip_in(node_ns, ["-j", "-4", "route", "show"])?;
+        let routes: serde_json::Value =
+            serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out }).map_err(|e| {
+                LabError::Invalid(format!("ip -j route printed unexpected JSON: {e}"))
+            })?;
+        Ok(routes
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r["dev"].as_str().is_some_and(|d| d.starts_with("p-")))
+                    .filter_map(|r| r["dst"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Deletes a pod's namespace (its veth, and so the node's route to it, go with it).

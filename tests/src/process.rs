@@ -128,6 +128,8 @@ pub struct LabProcess {
     log: PathBuf,
     pid_file: PathBuf,
     status: Option<ExitStatus>,
+    /// Set by [`LabProcess::detach`]: dropping the handle leaves the process running.
+    detached: bool,
 }
 
 impl LabProcess {
@@ -138,6 +140,7 @@ impl LabProcess {
             log,
             pid_file,
             status: None,
+            detached: false,
         }
     }
 
@@ -213,6 +216,13 @@ impl LabProcess {
         Ok(st)
     }
 
+    /// Leaves the process running when this handle goes away (the CLI's `spawn`); `down`
+    /// still stops it. Returns its pid.
+    pub fn detach(mut self) -> u32 {
+        self.detached = true;
+        self.child.id()
+    }
+
     /// SIGTERM, then SIGKILL after [`TERM_GRACE`]; returns the exit status.
     pub fn terminate(&mut self) -> io::Result<ExitStatus> {
         if self.try_status().is_none() {
@@ -227,7 +237,7 @@ impl LabProcess {
 
 impl Drop for LabProcess {
     fn drop(&mut self) {
-        if self.try_status().is_none() {
+        if !self.detached && self.try_status().is_none() {
             let _ = self.kill(Signal::SIGKILL);
             let _ = self.wait();
         }
