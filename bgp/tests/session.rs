@@ -643,3 +643,28 @@ fn collision_keeps_the_connection_of_the_higher_identifier() {
     assert_eq!(conn2.a.state(), State::Established);
     assert_eq!(conn2.b.state(), State::Established);
 }
+
+#[test]
+fn equal_attributes_from_separate_calls_share_one_update() {
+    let mut p = Pair::ebgp();
+    let now = p.now;
+    p.a.announce(
+        now,
+        vec!["10.244.1.0/24".parse().expect("net")],
+        v4_attrs(A_ID),
+    );
+    p.a.announce(
+        now,
+        vec!["10.244.2.0/24".parse().expect("net")],
+        v4_attrs(A_ID),
+    );
+    p.start();
+    let with_routes: Vec<_> = p
+        .seen_b
+        .routes
+        .iter()
+        .filter(|r| !r.announced.is_empty())
+        .collect();
+    assert_eq!(with_routes.len(), 1);
+    assert_eq!(with_routes[0].announced.len(), 2);
+}

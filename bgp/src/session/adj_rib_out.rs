@@ -107,7 +107,13 @@ impl AdjRibOut {
             }),
             ..Update::default()
         });
-        let mut groups: Vec<_> = groups.into_values().collect();
+        // Sets stored by different calls may be equal without being the same Arc: merge
+        // them by value (one hash per group, not per prefix) so they share UPDATEs.
+        let mut by_value: HashMap<Arc<PathAttributes>, Vec<IpNetwork>> = HashMap::new();
+        for (attrs, prefixes) in groups.into_values() {
+            by_value.entry(attrs).or_default().extend(prefixes);
+        }
+        let mut groups: Vec<_> = by_value.into_iter().collect();
         // Deterministic output: order groups and prefixes.
         groups.sort_by(|a, b| a.1.first().cmp(&b.1.first()));
         for (attrs, mut prefixes) in groups {
