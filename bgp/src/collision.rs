@@ -5,20 +5,51 @@
 //! own outgoing one is open runs two [`crate::session::Session`]s for the peer, one per
 //! connection, and resolves the collision like this:
 //!
-//! 1. An incoming connection for a peer whose session is Established is a collision the
-//!    established one wins (§6.8): close the new connection (optionally after a
-//!    NOTIFICATION Cease/Connection-Rejected via
-//!    [`crate::session::Session::reject_connection`]).
-//! 2. Otherwise start a second session for the incoming connection (passive). As soon as
-//!    either session learns the peer's BGP identifier (it reaches OpenConfirm: the driver
-//!    sees `Action::StateChanged { to: OpenConfirm, .. }`, and
-//!    [`crate::session::Session::remote_id`] is set) while the other is in OpenSent or
-//!    OpenConfirm, call [`resolve`] with the two identifiers.
+//! 1. Ask [`incoming`] with the session's state. In Connect/Active hand the connection
+//!    to the session. In Idle or Established close it: an established session wins a
+//!    collision (§6.8).
+//! 2. In OpenSent/OpenConfirm (both sides connected at once), start a second session
+//!    for the incoming connection (same config with `passive = true`, `Start`,
+//!    `handle_connected`) and give it the same routes (`replace_routes`): each session
+//!    has its own Adj-RIB-Out. As soon as either session learns the peer's BGP
+//!    identifier (it reaches OpenConfirm: the driver sees `Action::StateChanged { to:
+//!    OpenConfirm, .. }` and [`crate::session::Session::remote_id`] is set) while the
+//!    other is in OpenSent or OpenConfirm, call [`resolve`] with the two identifiers.
 //! 3. Call [`crate::session::Session::close_collision`] on the loser (it sends
 //!    NOTIFICATION Cease/Connection Collision Resolution and asks to disconnect) and
 //!    drop it; keep the winner.
 
 use std::net::Ipv4Addr;
+
+use crate::session::State;
+
+/// What to do with an incoming connection from a configured peer, given the state of
+/// that peer's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// Hand it to the session with `handle_connected` (Connect or Active). In Connect,
+    /// abandon the outgoing attempt still in progress.
+    Accept,
+    /// Close it: the session is Idle (RFC 4271 §8.2.2 refuses connections in Idle) or
+    /// already Established (§6.8: the established connection wins).
+    Reject,
+    /// Both sides connected at once: run a second, passive session on it and resolve with
+    /// [`resolve`] once the peer's BGP identifier is known (steps 2 and 3 above).
+    Collide,
+}
+
+/// Decides what to do with an incoming connection (see [`Incoming`]).
+///
+/// A driver can avoid most collisions in a full mesh by letting only the side with the
+/// higher BGP identifier connect out (the other `passive`), since the identifiers are
+/// known from configuration before any OPEN.
+pub fn incoming(state: State) -> Incoming {
+    match state {
+        State::Connect | State::Active => Incoming::Accept,
+        State::Idle | State::Established => Incoming::Reject,
+        State::OpenSent | State::OpenConfirm => Incoming::Collide,
+    }
+}
 
 /// Which connection survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +107,16 @@ mod tests {
             resolve(Ipv4Addr::new(10, 0, 0, 9), Ipv4Addr::new(9, 0, 0, 10)),
             Keep::Outgoing
         );
+    }
+
+    #[test]
+    fn incoming_connections_by_state() {
+        assert_eq!(incoming(State::Active), Incoming::Accept);
+        assert_eq!(incoming(State::Connect), Incoming::Accept);
+        assert_eq!(incoming(State::Idle), Incoming::Reject);
+        assert_eq!(incoming(State::Established), Incoming::Reject);
+        assert_eq!(incoming(State::OpenSent), Incoming::Collide);
+        assert_eq!(incoming(State::OpenConfirm), Incoming::Collide);
     }
 
     #[test]

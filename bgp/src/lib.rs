@@ -45,7 +45,8 @@
 //!
 //! # API changes
 //!
-//! None since the first published surface.
+//! Additions only since the first published surface (eba9812): `collision::incoming` and
+//! `collision::Incoming`; `Session::timer`; `Session::new` corrects out-of-range timers.
 
 pub mod collision;
 pub mod counters;

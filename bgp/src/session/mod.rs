@@ -224,7 +224,16 @@ pub struct Session {
 
 impl Session {
     /// A session in Idle. Nothing happens until [`AdminEvent::Start`].
-    pub fn new(config: SessionConfig) -> Self {
+    ///
+    /// Out-of-range settings are corrected rather than refused: a hold time of 1 or 2
+    /// becomes 3 (RFC 4271 §4.2 allows 0 or at least 3), and ConnectRetry and IdleHold
+    /// are at least one second (a zero timer would spin).
+    pub fn new(mut config: SessionConfig) -> Self {
+        if matches!(config.hold_time, 1 | 2) {
+            config.hold_time = 3;
+        }
+        config.connect_retry = config.connect_retry.max(Duration::from_secs(1));
+        config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
         Self {
             config,
             state: State::Idle,
@@ -394,7 +403,12 @@ impl Session {
 
     /// A deadline from [`Session::poll_timeout`] passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Each due timer fires once per call, even if its handler re-arms it.
+        let mut due = Vec::new();
         while let Some(timer) = self.timers.pop_expired(now) {
+            due.push(timer);
+        }
+        for timer in due {
             self.timer_expired(now, timer);
         }
     }
