@@ -313,7 +313,8 @@ fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
         tracing::info!("node ready");
         return true;
     };
-    match cni_conf::write(path, cidrs, ctx.config.route_protocol) {
+    let data_dir = ctx.config.cni_data_dir.as_deref();
+    match cni_conf::write(path, cidrs, ctx.config.route_protocol, data_dir) {
         Ok(()) => {
             tracing::info!(path = %path.display(), "node ready; CNI configuration written");
             true

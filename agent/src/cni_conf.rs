@@ -11,14 +11,17 @@ use ipnetwork::IpNetwork;
 use podroute_cni::conflist::{ConflistError, NodeNetwork, write_atomic};
 
 /// Writes the conflist for a node with `pod_cidrs`, whose pod host routes carry
-/// `route_protocol` like podroute's other routes.
+/// `route_protocol` like podroute's other routes, and whose address store is `data_dir`
+/// (`None`: the plugin's default).
 pub fn write(
     path: &Path,
     pod_cidrs: &[IpNetwork],
     route_protocol: u8,
+    data_dir: Option<&Path>,
 ) -> Result<(), ConflistError> {
     let mut network = NodeNetwork::new(pod_cidrs.to_vec());
     network.route_protocol = Some(route_protocol);
+    network.data_dir = data_dir.map(Path::to_path_buf);
     write_atomic(path, &network)
 }
 
@@ -34,12 +37,13 @@ mod tests {
             "10.244.1.0/24".parse().expect("net"),
             "fd00:10:244:1::/64".parse().expect("net"),
         ];
-        write(&path, &cidrs, 80).expect("write");
+        write(&path, &cidrs, 80, Some(Path::new("/run/lab/node1/cni"))).expect("write");
         let value: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
         let plugin = &value["plugins"][0];
         assert_eq!(plugin["type"], "podroute");
         assert_eq!(plugin["ranges"][1]["subnet"], "fd00:10:244:1::/64");
         assert_eq!(plugin["routeProtocol"], 80);
+        assert_eq!(plugin["dataDir"], "/run/lab/node1/cni");
     }
 }

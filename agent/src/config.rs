@@ -100,6 +100,11 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_NO_CNI_CONFLIST")]
     pub no_cni_conflist: bool,
 
+    /// Directory of the CNI plugin's address store, written into the conflist (default: the
+    /// plugin's own, /var/lib/cni/networks). Labs with several nodes on one host set it apart.
+    #[arg(long, env = "PODROUTE_CNI_DATA_DIR")]
+    pub cni_data_dir: Option<PathBuf>,
+
     /// File holding the TCP-MD5 password (RFC 2385) of every mesh session (e.g. a mounted
     /// Secret); a trailing newline is ignored. Every node must use the same one.
     #[arg(long, env = "PODROUTE_MESH_PASSWORD_FILE")]
@@ -144,6 +149,8 @@ pub struct Config {
     pub node_ip_override: NodeIpOverride,
     /// CNI conflist to write when ready, or `None` to write none.
     pub cni_conflist: Option<PathBuf>,
+    /// The CNI plugin's address store directory, or `None` for the plugin's default.
+    pub cni_data_dir: Option<PathBuf>,
     /// Hold time offered to peers, in seconds.
     pub hold_time: u16,
     /// TCP-MD5 password of mesh sessions.
@@ -293,6 +300,7 @@ impl Cli {
             http_listen: self.http_listen,
             node_ip_override,
             cni_conflist,
+            cni_data_dir: self.cni_data_dir,
             hold_time: self.hold_time,
         })
     }
