@@ -27,7 +27,7 @@
 //! | [`Lab::service_account_kubeconfig`] | a token kubeconfig for a ServiceAccount (no rights until bound) |
 //! | [`Lab::exec`], [`Lab::exec_ok`] | run a command in `node<i>`, `cp`, `fabric` or a pod |
 //! | [`Lab::spawn`] | start a long-running process there, logged to `<lab dir>/logs/` ([`LabProcess`]) |
-//! | [`Lab::add_pod`], [`Lab::remove_pod`], [`Lab::ping`], [`Lab::ping_from`] | pods (veth + /32, proto static host route) and reachability |
+//! | [`Lab::add_pod`], [`Lab::pods`], [`Lab::remove_pod`], [`Lab::ping`], [`Lab::ping_from`] | pods (veth + /32, proto static host route) and reachability |
 //! | [`Lab::routes_json`] | `ip -j route show table all`, IPv4 then IPv6 |
 //! | [`Lab::link_down`], [`Lab::link_up`], [`Lab::netem_loss`], [`Lab::clear_loss`] | faults on a node's fabric link |
 //! | [`Lab::stop_apiserver`], [`Lab::start_apiserver`] | an API-server outage |

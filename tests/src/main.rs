@@ -292,6 +292,23 @@ fn print_status(lab: &Lab) -> Result<()> {
             Err(e) => println!("            (router not answering: {e})"),
         }
     }
+    let pods = lab.pods().unwrap_or_default();
+    if !pods.is_empty() {
+        println!();
+        println!("{:<14} {:<8} {:<16} IPV6", "POD", "NODE", "IPV4");
+        for p in pods {
+            let v6 = p
+                .ipv6
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".to_owned());
+            println!(
+                "{:<14} {:<8} {:<16} {v6}",
+                p.name,
+                p.node,
+                p.ipv4.to_string()
+            );
+        }
+    }
     println!();
     println!("exec        podroute-lab exec --name {name} node1 -- ip route");
     println!("down        podroute-lab down --name {name}");

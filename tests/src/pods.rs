@@ -42,7 +42,11 @@ impl Lab {
         let n = self.node(node)?.clone();
         // The first host number whose address no pod on the node holds yet, found from the
         // node's routes so that pods added by another process (the CLI) are seen too.
-        let used = self.routes_to_pods(&n.netns)?;
+        let used: Vec<String> = self
+            .pod_routes(node)?
+            .into_iter()
+            .map(|(_, a)| a.to_string())
+            .collect();
         let no_room = || LabError::Invalid(format!("pod CIDR of {node} is full"));
         let mut count = 0;
         let ipv4 = loop {
@@ -74,22 +78,49 @@ impl Lab {
         Ok(pod)
     }
 
-    /// Destinations of the node's IPv4 routes into pod veths (`p-*`): the pods' addresses.
-    fn routes_to_pods(&self, node_ns: &str) -> Result<Vec<String>> {
-        let out = cmd::ip_in(node_ns, ["-j", "-4", "route", "show"])?;
-        let routes: serde_json::Value =
-            serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out }).map_err(|e| {
-                LabError::Invalid(format!("ip -j route printed unexpected JSON: {e}"))
-            })?;
+    /// The pods made by [`Lab::add_pod`] (by this process or another, e.g. the CLI), found
+    /// from the nodes' host routes into pod veths.
+    pub fn pods(&self) -> Result<Vec<LabPod>> {
+        let mut pods: Vec<LabPod> = Vec::new();
+        for node in self.nodes() {
+            for (veth, addr) in self.pod_routes(&node.name)? {
+                let Some(pod) = veth.strip_prefix("p-") else {
+                    continue;
+                };
+                match pods.iter_mut().find(|p| p.name == pod) {
+                    Some(p) if addr.is_ipv6() => p.ipv6 = Some(addr),
+                    Some(_) => {}
+                    None if addr.is_ipv4() => pods.push(LabPod {
+                        name: pod.to_owned(),
+                        node: node.name.clone(),
+                        netns: self.name.pod_ns(pod),
+                        host_veth: veth.clone(),
+                        ipv4: addr,
+                        ipv6: None,
+                    }),
+                    None => {}
+                }
+            }
+        }
+        // IPv6 routes come after IPv4 ones, so every pod was found before its IPv6 address.
+        Ok(pods)
+    }
+
+    /// The node's main-table host routes into pod veths (`p-*`): (veth, pod address).
+    fn pod_routes(&self, node: &str) -> Result<Vec<(String, IpAddr)>> {
+        let routes = self.routes_json(node)?;
         Ok(routes
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|r| r["dev"].as_str().is_some_and(|d| d.starts_with("p-")))
-                    .filter_map(|r| r["dst"].as_str().map(str::to_owned))
-                    .collect()
+            .into_iter()
+            .flatten()
+            // Main-table routes carry no "table" key; the local table holds the gateway addresses.
+            .filter(|r| r.get("table").is_none())
+            .filter_map(|r| {
+                let dev = r["dev"].as_str().filter(|d| d.starts_with("p-"))?;
+                let addr = r["dst"].as_str()?.parse().ok()?;
+                Some((dev.to_owned(), addr))
             })
-            .unwrap_or_default())
+            .collect())
     }
 
     /// Deletes a pod's namespace (its veth, and so the node's route to it, go with it).

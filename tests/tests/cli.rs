@@ -70,6 +70,13 @@ fn a_user_session_with_the_cli() -> TestResult {
         "1",
         "10.244.1.11",
     ])?)?;
+    let status = ok(lab(&["status", "--name", n])?)?;
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("b ") && l.contains("10.244.1.11")),
+        "{status}"
+    );
     // exec passes the command's exit status through.
     let failed = lab(&["exec", "--name", n, "node1", "--", "sh", "-c", "exit 7"])?;
     assert_eq!(failed.status.code(), Some(7));

@@ -32,6 +32,9 @@ fn pods_ping_each_other_once_nodes_have_routes() -> TestResult {
         Some("fd00:10:244:2::a".into())
     );
 
+    // Another process (the CLI) sees the same pods.
+    assert_eq!(lab.pods()?, vec![a.clone(), b.clone(), c.clone()]);
+
     // Same node: the node's host routes (protocol static) are enough.
     assert!(has_route(
         &lab.routes_json("node1")?,
