@@ -90,10 +90,10 @@ fn run(args: &[String]) -> Result<(), String> {
                     }
                 }
                 Action::Send(bytes) => {
-                    if let Some(s) = stream.as_mut() {
-                        if let Err(e) = s.write_all(&bytes) {
-                            println!("write: {e}");
-                        }
+                    if let Some(s) = stream.as_mut()
+                        && let Err(e) = s.write_all(&bytes)
+                    {
+                        println!("write: {e}");
                     }
                 }
                 Action::Disconnect => stream = None,
