@@ -21,6 +21,14 @@ wanted=(kube-apiserver kubectl etcd cnitool)
 
 log() { printf 'control-plane: %s\n' "$*" >&2; }
 
+# One build at a time per cache: parallel tests and make targets wait for the first caller.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/control-plane.lock"
+if ! flock -n 9; then
+  log "waiting for another control-plane build to finish"
+  flock 9
+fi
+
 have_all() {
   local b
   for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done

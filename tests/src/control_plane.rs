@@ -66,8 +66,8 @@ impl ControlPlaneBins {
         Ok(bins)
     }
 
-    /// Runs the build script once per process (parallel tests wait for the first caller), under
-    /// `flock` when available so that two processes never build at the same time.
+    /// Runs the build script once per process (parallel tests wait for the first caller); the
+    /// script itself locks its cache so that two processes never build at the same time.
     fn from_build_script() -> Result<Self> {
         static FOUND: Mutex<Option<ControlPlaneBins>> = Mutex::new(None);
         let mut found = FOUND
@@ -77,19 +77,7 @@ impl ControlPlaneBins {
             return Ok(b.clone());
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/control-plane.sh");
-        // The lock lives next to the script's cache (PODROUTE_CACHE, as the script reads it).
-        let cache = std::env::var_os("PODROUTE_CACHE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/podroute")));
-        let mut c = match (cmd::which("flock"), cache) {
-            (Some(flock), Some(cache)) if std::fs::create_dir_all(&cache).is_ok() => {
-                let mut c = Command::new(flock);
-                c.arg(cache.join("control-plane.lock")).arg(&script);
-                c
-            }
-            _ => Command::new(&script),
-        };
+        let mut c = Command::new(&script);
         // Progress goes to our stderr: the first build takes many minutes.
         c.stderr(std::process::Stdio::inherit());
         let out = cmd::run(&mut c).map_err(|e| LabError::ControlPlaneBinaries {
