@@ -668,3 +668,66 @@ fn equal_attributes_from_separate_calls_share_one_update() {
     assert_eq!(with_routes.len(), 1);
     assert_eq!(with_routes[0].announced.len(), 2);
 }
+
+#[test]
+fn extended_messages_carry_thousands_of_prefixes_in_one_update() {
+    let mut p = Pair::ebgp();
+    p.start();
+    assert!(
+        p.a.negotiated()
+            .expect("negotiated")
+            .codec
+            .extended_messages
+    );
+    let prefixes: Vec<IpNetwork> = (0..3000u32)
+        .map(|i| {
+            IpNetwork::V4(
+                ipnetwork::Ipv4Network::new(Ipv4Addr::from((10 << 24) | (i << 8)), 24)
+                    .expect("net"),
+            )
+        })
+        .collect();
+    let before = p.seen_b.routes.len();
+    let now = p.now;
+    p.a.announce(now, prefixes, v4_attrs(A_ID));
+    p.drive();
+    assert_eq!(p.seen_b.routes.len(), before + 1);
+    assert_eq!(p.seen_b.routes[before].announced.len(), 3000);
+}
+
+#[test]
+fn ipv6_withdrawals_travel_in_mp_unreach() {
+    let mut p = Pair::ebgp();
+    let now = p.now;
+    let v6: IpNetwork = "fd00:10:244:1::/64".parse().expect("net");
+    let attrs = PathAttributes {
+        next_hop: Some(NextHop::V6 {
+            global: "fd00:198:18::1".parse().expect("addr"),
+            link_local: Some("fe80::1".parse().expect("addr")),
+        }),
+        ..PathAttributes::default()
+    };
+    p.a.announce(now, [v6], attrs);
+    p.start();
+    let got = p.seen_b.routes.last().expect("route").clone();
+    assert_eq!(got.family, Family::IPV6_UNICAST);
+    assert_eq!(
+        got.attributes.and_then(|a| a.next_hop),
+        Some(NextHop::V6 {
+            global: "fd00:198:18::1".parse().expect("addr"),
+            link_local: Some("fe80::1".parse().expect("addr")),
+        })
+    );
+    let now = p.now;
+    p.a.withdraw(now, [v6]);
+    p.drive();
+    let last = p.seen_b.routes.last().expect("withdrawal");
+    assert_eq!(
+        (last.family, last.withdrawn.clone()),
+        (Family::IPV6_UNICAST, vec![v6])
+    );
+    let Some(Message::Update(u)) = p.seen_a.sent.last() else {
+        panic!("an UPDATE")
+    };
+    assert!(u.withdrawn.is_empty() && u.mp_unreach.is_some());
+}
