@@ -30,6 +30,7 @@
 
 mod adj_rib_out;
 mod timer;
+mod types;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -40,172 +41,18 @@ use bytes::{Bytes, BytesMut};
 use ipnetwork::IpNetwork;
 
 pub use timer::Timer;
+pub use types::{Action, AdminEvent, Negotiated, ReceivedRoutes, SessionConfig, State};
 
 use crate::counters::SessionCounters;
 use crate::message::{
-    AttributeFault, Capability, CodecContext, DecodeError, Family, GracefulRestart, Message,
-    Notification, Open, OpenError, PathAttributes, RouteRefresh, Update, cease, error_code,
-    frame_len,
+    Capability, CodecContext, DecodeError, Family, Message, Notification, Open, OpenError,
+    PathAttributes, RouteRefresh, Update, cease, error_code, frame_len,
 };
 use adj_rib_out::AdjRibOut;
 use timer::TimerTable;
 
 /// Hold time used while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
-
-/// The six session states (RFC 4271 §8.2.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Refusing connections; waiting for Start (or the automatic restart).
-    Idle,
-    /// Waiting for our outgoing TCP connection.
-    Connect,
-    /// Waiting for an incoming TCP connection (or the ConnectRetry timer).
-    Active,
-    /// OPEN sent, waiting for the peer's.
-    OpenSent,
-    /// OPENs exchanged, waiting for the peer's KEEPALIVE.
-    OpenConfirm,
-    /// Exchanging UPDATEs.
-    Established,
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
-
-/// Administrative inputs (RFC 4271 §8.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminEvent {
-    /// ManualStart (Event 1), or ManualStart_with_PassiveTcpEstablishment (Event 4) when
-    /// the config is passive. Also enables automatic restart after errors.
-    Start,
-    /// ManualStop (Event 2): NOTIFICATION Cease/Administrative Shutdown, then Idle with
-    /// no automatic restart.
-    Stop,
-    /// Administrative reset: NOTIFICATION Cease/Administrative Reset, then restart.
-    Reset,
-}
-
-/// What the session asks of the driver or tells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Open a TCP connection to the peer, then call [`Session::handle_connected`] (or
-    /// [`Session::handle_closed`] if it fails).
-    Connect,
-    /// Write these bytes to the connection.
-    Send(Bytes),
-    /// Close the connection (after writing what was sent before).
-    Disconnect,
-    /// The state changed. Leaving Established means the peer's routes are gone.
-    StateChanged {
-        /// Old state.
-        from: State,
-        /// New state.
-        to: State,
-    },
-    /// Routes from one received UPDATE for one family.
-    Routes(ReceivedRoutes),
-    /// The peer finished its initial announcement for a family (RFC 4724 §2).
-    EndOfRib(Family),
-    /// We sent this NOTIFICATION (the session is going down).
-    NotificationSent(Notification),
-    /// The peer sent this NOTIFICATION (the session is going down).
-    NotificationReceived(Notification),
-    /// An UPDATE error handled without a reset (RFC 7606), for logs.
-    UpdateFault(AttributeFault),
-}
-
-/// Routes learned from one UPDATE for one family.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceivedRoutes {
-    /// The family of every prefix here.
-    pub family: Family,
-    /// Prefixes announced, all with `attributes`.
-    pub announced: Vec<IpNetwork>,
-    /// The announced routes' attributes; `next_hop` is set for this family (the
-    /// MP_REACH_NLRI next hop for IPv6). `None` when nothing is announced.
-    pub attributes: Option<Arc<PathAttributes>>,
-    /// Prefixes withdrawn (including announcements RFC 7606 treats as withdrawn, and
-    /// routes dropped by loop detection).
-    pub withdrawn: Vec<IpNetwork>,
-}
-
-/// Configuration of one session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionConfig {
-    /// Our AS.
-    pub local_as: u32,
-    /// Our BGP identifier.
-    pub local_id: Ipv4Addr,
-    /// The AS the peer must announce (2/2 otherwise).
-    pub peer_as: u32,
-    /// Hold time we propose, seconds (0 or >= 3; default 90).
-    pub hold_time: u16,
-    /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120).
-    pub connect_retry: Duration,
-    /// How long to stay Idle after an error before restarting (default 5 s).
-    pub idle_hold: Duration,
-    /// Never connect out; wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment).
-    pub passive: bool,
-    /// Families we offer (default IPv4 and IPv6 unicast).
-    pub families: Vec<Family>,
-    /// Offer extended messages (RFC 8654).
-    pub extended_messages: bool,
-    /// Graceful restart capability to offer (RFC 4724), if any.
-    pub graceful_restart: Option<GracefulRestart>,
-}
-
-impl SessionConfig {
-    /// A config with the defaults above.
-    pub fn new(local_as: u32, local_id: Ipv4Addr, peer_as: u32) -> Self {
-        Self {
-            local_as,
-            local_id,
-            peer_as,
-            hold_time: 90,
-            connect_retry: Duration::from_secs(30),
-            idle_hold: Duration::from_secs(5),
-            passive: false,
-            families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
-            extended_messages: true,
-            graceful_restart: None,
-        }
-    }
-
-    /// True when the peer is in our AS (iBGP).
-    pub fn is_ibgp(&self) -> bool {
-        self.local_as == self.peer_as
-    }
-}
-
-/// What the OPEN exchange settled (RFC 4271 §4.2, RFC 5492).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Negotiated {
-    /// The peer's OPEN.
-    pub remote_open: Open,
-    /// The peer's AS.
-    pub remote_as: u32,
-    /// The peer's BGP identifier.
-    pub remote_id: Ipv4Addr,
-    /// Negotiated hold time in seconds (0: no keepalives, no hold timer).
-    pub hold_time: u16,
-    /// Families both sides offered.
-    pub families: Vec<Family>,
-    /// Both support route refresh.
-    pub route_refresh: bool,
-    /// Codec settings (4-octet AS, extended messages).
-    pub codec: CodecContext,
-}
-
-impl Negotiated {
-    /// KEEPALIVE interval: a third of the hold time (RFC 4271 §10), `None` when 0.
-    pub fn keepalive_interval(&self) -> Option<Duration> {
-        (self.hold_time > 0).then(|| Duration::from_secs(u64::from(self.hold_time / 3).max(1)))
-    }
-}
 
 /// One peer's BGP session.
 #[derive(Debug)]
@@ -913,17 +760,6 @@ impl Session {
             a.originator_id == Some(self.config.local_id)
         } else {
             a.as_path.contains(self.config.local_as)
-        }
-    }
-}
-
-impl ReceivedRoutes {
-    fn empty(family: Family) -> Self {
-        Self {
-            family,
-            announced: Vec::new(),
-            attributes: None,
-            withdrawn: Vec::new(),
         }
     }
 }
