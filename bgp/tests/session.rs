@@ -731,3 +731,20 @@ fn ipv6_withdrawals_travel_in_mp_unreach() {
     };
     assert!(u.withdrawn.is_empty() && u.mp_unreach.is_some());
 }
+
+#[test]
+fn idle_hold_backs_off_while_the_peer_keeps_refusing() {
+    let (_, mut s, mut now) = notification_after(&peer_open(65003, 90, B_ID));
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let at = s.poll_timeout().expect("idle hold timer");
+        waits.push((at - now).as_secs());
+        now = at;
+        s.handle_timeout(now);
+        s.handle_connected(now);
+        s.handle_bytes(now, &peer_open(65003, 90, B_ID));
+        while s.poll_action().is_some() {}
+        assert_eq!(s.state(), State::Idle);
+    }
+    assert_eq!(waits, vec![5, 10, 20, 40, 80, 120]);
+}

@@ -54,6 +54,9 @@ use timer::TimerTable;
 /// Hold time used while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 
+/// Ceiling of the IdleHold back-off (RFC 4271 §8.1.1 DampPeerOscillations).
+const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
+
 /// One peer's BGP session.
 #[derive(Debug)]
 pub struct Session {
@@ -65,6 +68,8 @@ pub struct Session {
     codec: CodecContext,
     negotiated: Option<Negotiated>,
     admin_up: bool,
+    /// Current IdleHold: doubles with each failure short of Established.
+    idle_hold: Duration,
     adj_rib_out: AdjRibOut,
     counters: SessionCounters,
 }
@@ -81,6 +86,7 @@ impl Session {
         }
         config.connect_retry = config.connect_retry.max(Duration::from_secs(1));
         config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
+        let idle_hold = config.idle_hold;
         Self {
             config,
             state: State::Idle,
@@ -90,6 +96,7 @@ impl Session {
             codec: CodecContext::default(),
             negotiated: None,
             admin_up: false,
+            idle_hold,
             adj_rib_out: AdjRibOut::default(),
             counters: SessionCounters::default(),
         }
@@ -146,6 +153,7 @@ impl Session {
         match event {
             AdminEvent::Start => {
                 self.admin_up = true;
+                self.idle_hold = self.config.idle_hold;
                 if self.state == State::Idle {
                     self.start(now);
                 }
@@ -398,6 +406,7 @@ impl Session {
         self.state = to;
         if to == State::Established {
             self.counters.established += 1;
+            self.idle_hold = self.config.idle_hold;
         }
         if from == State::Established {
             self.counters.dropped += 1;
@@ -443,12 +452,17 @@ impl Session {
     }
 
     /// An error: NOTIFICATION (if any), Idle, and the automatic restart after IdleHold
-    /// while administratively up (RFC 4271 §8.1.1 DampPeerOscillations, simplified).
+    /// while administratively up (RFC 4271 §8.1.1 DampPeerOscillations: IdleHold doubles
+    /// with each failure before Established, up to 120 s).
     fn fail(&mut self, now: Instant, notification: Option<Notification>) {
         self.close(now, notification);
         if self.admin_up {
-            self.timers
-                .set(Timer::IdleHold, now + self.config.idle_hold);
+            self.timers.set(Timer::IdleHold, now + self.idle_hold);
+            // Back off while the peer keeps failing; Established resets it.
+            self.idle_hold = self
+                .idle_hold
+                .saturating_mul(2)
+                .min(MAX_IDLE_HOLD.max(self.config.idle_hold));
         }
     }
 

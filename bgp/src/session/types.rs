@@ -105,7 +105,8 @@ pub struct SessionConfig {
     pub hold_time: u16,
     /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120).
     pub connect_retry: Duration,
-    /// How long to stay Idle after an error before restarting (default 5 s).
+    /// How long to stay Idle after an error before restarting (default 5 s); doubled
+    /// after each further failure short of Established, up to 120 s.
     pub idle_hold: Duration,
     /// Never connect out; wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment).
     pub passive: bool,
