@@ -25,6 +25,7 @@ use crate::routes::kernel::{self, KernelError};
 use crate::routes::reconciler::RouteReconciler;
 use crate::speaker::session::SessionFactory;
 use crate::speaker::{BgpOutput, SpeakerError, SpeakerInput, run_speaker};
+use crate::static_peers::add_static_peers;
 use crate::view::{ClusterView, ViewError};
 use crate::watch::{ViewUpdate, run_node_watch};
 
@@ -209,10 +210,11 @@ async fn step(
 
     let options = MeshOptions {
         as_number: ctx.config.as_number,
-        md5_password: None,
-        gtsm: false,
+        md5_password: ctx.config.mesh_md5_password.clone(),
+        gtsm: ctx.config.mesh_gtsm,
     };
-    let peers = mesh_peers(&view, &options);
+    let mut peers = mesh_peers(&view, &options);
+    add_static_peers(&mut peers, &ctx.config.static_peers);
     let advertised: Vec<_> = view.own.routable_cidrs().collect();
     let input = SpeakerInput {
         peers: peers.clone(),
@@ -234,7 +236,14 @@ async fn step(
     }
 
     let remove_stale = bgp.initial_sync_done || state.grace_over;
-    let desired = desired_routes(&view, &bgp.learned);
+    let mut desired = desired_routes(&view, &bgp.learned);
+    // Routes from external peers passed their import list; a node's own or mesh route for the
+    // same prefix wins.
+    for (prefix, next_hop) in &bgp.external {
+        desired
+            .entry(*prefix)
+            .or_insert(crate::routes::RouteIntent::Via(*next_hop));
+    }
     let report = match reconciler.reconcile(&desired, remove_stale).await {
         Ok(report) => Some(report),
         Err(error) => {
@@ -249,9 +258,17 @@ async fn step(
     ctx.metrics.observe_route_counters(reconciler.counters());
 
     let expected = expected_routes(&view);
+    // Drift compares with what the Node objects say; externally learned routes are not part
+    // of that.
     let installed: Vec<_> = report
         .as_ref()
-        .map(|r| r.installed.keys().copied().collect())
+        .map(|r| {
+            r.installed
+                .keys()
+                .filter(|p| !bgp.external.contains_key(p) || expected.contains_key(p))
+                .copied()
+                .collect()
+        })
         .unwrap_or_default();
     let drift = compute_drift(&expected, &bgp.learned, &installed);
     ctx.metrics.observe_drift(&drift);
@@ -300,7 +317,9 @@ async fn step(
         s.own_pod_cidrs = own_cidrs;
         s.peers = peers.len();
         s.stale_removal_allowed = remove_stale;
-        s.routes_installed = installed.len();
+        s.routes_installed = report
+            .as_ref()
+            .map_or(installed.len(), |r| r.installed.len());
         s.drift = drift;
         s.bgp_peers = bgp.peers.clone();
     });

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::static_peers::{StaticPeer, StaticPeerError, parse_static_peer};
+
 /// Route protocol numbers the kernel and other daemons own (`/etc/iproute2/rt_protos`):
 /// unspec, redirect, kernel, boot, static. podroute must never claim them, or its dumps and
 /// deletes, which are filtered by protocol, would take routes it did not create.
@@ -118,6 +120,14 @@ pub struct Cli {
     /// Hold time offered to mesh peers, in seconds (0 or at least 3, RFC 4271 §4.2).
     #[arg(long, env = "PODROUTE_HOLD_TIME", default_value_t = 90)]
     pub hold_time: u16,
+
+    /// A static external BGP peer such as a top-of-rack router, repeatable:
+    /// `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`. iBGP if
+    /// `as` is the node's AS, else eBGP. Only the node's own pod CIDRs are exported to it;
+    /// only prefixes its import list allows are imported (none without one). In the
+    /// environment, separate several peers by spaces.
+    #[arg(long = "bgp-peer", env = "PODROUTE_BGP_PEERS", value_delimiter = ' ')]
+    pub bgp_peers: Vec<String>,
 }
 
 /// The validated configuration the agent runs with.
@@ -157,6 +167,8 @@ pub struct Config {
     pub mesh_md5_password: Option<String>,
     /// GTSM on mesh sessions.
     pub mesh_gtsm: bool,
+    /// Static external peers, in the order given.
+    pub static_peers: Vec<StaticPeer>,
 }
 
 /// Node IP(s) chosen by the operator, one per family at most.
@@ -237,6 +249,17 @@ pub enum ConfigError {
         /// What is wrong (unreadable, empty, longer than 80 bytes).
         reason: String,
     },
+    /// A bad `--bgp-peer`.
+    #[error("--bgp-peer '{spec}': {reason}")]
+    BgpPeer {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong.
+        reason: StaticPeerError,
+    },
+    /// Two `--bgp-peer` with one address.
+    #[error("--bgp-peer: address {0} is given twice")]
+    DuplicateBgpPeer(IpAddr),
     /// Empty CNI path.
     #[error("--cni-conflist must not be empty (use --no-cni-conflist to write none)")]
     EmptyCniPath,
@@ -284,7 +307,19 @@ impl Cli {
             Some(path) => Some(read_password(path)?),
             None => None,
         };
+        let mut static_peers: Vec<StaticPeer> = Vec::new();
+        for spec in self.bgp_peers.iter().filter(|s| !s.trim().is_empty()) {
+            let peer = parse_static_peer(spec).map_err(|reason| ConfigError::BgpPeer {
+                spec: spec.clone(),
+                reason,
+            })?;
+            if static_peers.iter().any(|p| p.address == peer.address) {
+                return Err(ConfigError::DuplicateBgpPeer(peer.address));
+            }
+            static_peers.push(peer);
+        }
         Ok(Config {
+            static_peers,
             mesh_md5_password,
             mesh_gtsm: self.mesh_gtsm,
             kubeconfig: self.kubeconfig,
@@ -479,6 +514,44 @@ mod tests {
         ])
         .expect_err("missing");
         assert!(matches!(err, ConfigError::MeshPassword { .. }));
+    }
+
+    #[test]
+    fn bgp_peers_are_parsed_and_checked() {
+        let config = parse(&[
+            "--node-name",
+            "n",
+            "--bgp-peer",
+            "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
+            "--bgp-peer",
+            "address=fd00:198:18::fe,as=65001",
+        ])
+        .expect("valid");
+        assert_eq!(config.static_peers.len(), 2);
+        assert_eq!(config.static_peers[1].remote_as, 65001);
+        assert!(
+            parse(&["--node-name", "n"])
+                .expect("valid")
+                .static_peers
+                .is_empty()
+        );
+
+        let err =
+            parse(&["--node-name", "n", "--bgp-peer", "address=198.18.0.254"]).expect_err("no as");
+        assert_eq!(
+            err.to_string(),
+            "--bgp-peer 'address=198.18.0.254': `as=` is required"
+        );
+        let err = parse(&[
+            "--node-name",
+            "n",
+            "--bgp-peer",
+            "address=198.18.0.254,as=1",
+            "--bgp-peer",
+            "address=198.18.0.254,as=2",
+        ])
+        .expect_err("twice");
+        assert!(matches!(err, ConfigError::DuplicateBgpPeer(_)));
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod peers;
 pub mod routes;
 pub mod sockopt;
 pub mod speaker;
+pub mod static_peers;
 pub mod view;
 pub mod watch;

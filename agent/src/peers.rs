@@ -1,8 +1,9 @@
 //! BGP peers as data: the set of sessions the agent should run, and how it changed.
 //!
-//! Today the set is the node mesh (one iBGP session to every other node). Later, `BGPPeer`
-//! resources add top-of-rack peers to the same set. Running sessions are changed by applying a
-//! [`PeerChanges`] diff, so a node that comes, goes or changes IP touches only its own session.
+//! The set is the node mesh (one iBGP session to every other node) plus static external peers
+//! ([`crate::static_peers`], later `BGPPeer` resources) such as top-of-rack routers. Running
+//! sessions are changed by applying a [`PeerChanges`] diff, so a node or peer that comes, goes
+//! or changes touches only its own session.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +18,22 @@ pub enum PeerKind {
         /// The peer's Node name.
         node: String,
     },
+    /// A static external peer (`--bgp-peer`, later a `BGPPeer` resource): import only
+    /// prefixes its import list allows; the agent connects actively and also accepts.
+    Static {
+        /// The import list (empty: import nothing).
+        import: Vec<crate::static_peers::ImportRule>,
+    },
+}
+
+impl PeerKind {
+    /// Short label for `status` and logs: `mesh:<node>` or `static`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Mesh { node } => format!("mesh:{node}"),
+            Self::Static { .. } => "static".to_owned(),
+        }
+    }
 }
 
 /// Everything needed to run one BGP session.

@@ -20,7 +20,7 @@ use ipnetwork::IpNetwork;
 use tokio::sync::{mpsc, watch};
 
 use crate::context::Context;
-use crate::peers::{PeerChanges, PeerSet};
+use crate::peers::{PeerChanges, PeerKind, PeerSet};
 use crate::routes::desired::LearnedRoutes;
 use crate::view::ClusterView;
 use peer::{PeerEvent, PeerTask};
@@ -41,8 +41,10 @@ pub struct SpeakerInput {
 /// What the speaker learned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BgpOutput {
-    /// Best routes accepted by import policy.
+    /// Best routes from mesh peers accepted by import policy.
     pub learned: LearnedRoutes,
+    /// Routes from static external peers that their import lists allow.
+    pub external: LearnedRoutes,
     /// Every current peer has sent End-of-RIB since start (true with no peers).
     pub initial_sync_done: bool,
     /// Peers with an Established session.
@@ -58,7 +60,7 @@ pub struct BgpOutput {
 pub struct PeerStatus {
     /// Peer address.
     pub address: IpAddr,
-    /// Where it comes from (`mesh:<node>`).
+    /// Where it comes from (`mesh:<node>` or `static`).
     pub source: String,
     /// The session is Established.
     pub established: bool,
@@ -173,7 +175,7 @@ pub async fn run_speaker(
                     tracing::info!(peer = %spec.address, kind = ?spec.kind, "starting session");
                     let task = PeerTask::spawn(
                         spec.clone(),
-                        local,
+                        local_for(spec.address, local, &next.view),
                         ctx.config.bgp_port,
                         factory.clone(),
                         advertised_rx.clone(),
@@ -202,7 +204,10 @@ pub async fn run_speaker(
                 }
                 PeerEvent::Down => {
                     established.remove(&peer);
-                    let keep = ctx.config.stale_routes_time;
+                    // Kept while a mesh peer restarts; an external router's routes go at once
+                    // (nothing says it will come back soon, and traffic has other paths).
+                    let is_static = current.peers.get(&peer).is_some_and(|spec| matches!(spec.kind, PeerKind::Static { .. }));
+                    let keep = if is_static { std::time::Duration::ZERO } else { ctx.config.stale_routes_time };
                     let deadline = (!keep.is_zero()).then(|| std::time::Instant::now() + keep);
                     received.peer_down(peer, deadline);
                 }
@@ -217,7 +222,14 @@ pub async fn run_speaker(
         // Log each rejected route once, when it first appears.
         let now_rejected: BTreeSet<_> = imported.rejected.iter().copied().collect();
         for (peer, prefix, next_hop) in now_rejected.difference(&logged_rejections) {
-            tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop");
+            match current.peers.get(peer).map(|spec| &spec.kind) {
+                Some(PeerKind::Static { .. }) => {
+                    tracing::warn!(%peer, %prefix, %next_hop, "route rejected: not in the peer's import list")
+                }
+                _ => {
+                    tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop")
+                }
+            }
         }
         logged_rejections = now_rejected;
         let out = BgpOutput {
@@ -225,14 +237,13 @@ pub async fn run_speaker(
             established: established.len(),
             rejected: imported.rejected.len(),
             learned: imported.learned,
+            external: imported.external,
             peers: current
                 .peers
                 .values()
                 .map(|spec| PeerStatus {
                     address: spec.address,
-                    source: match &spec.kind {
-                        crate::peers::PeerKind::Mesh { node } => format!("mesh:{node}"),
-                    },
+                    source: spec.kind.label(),
                     established: established.contains(&spec.address),
                     synced: end_of_rib.contains(&spec.address),
                 })
@@ -255,6 +266,19 @@ pub async fn run_speaker(
         task.stop().await;
     }
     Ok(())
+}
+
+/// Our end of a session to `peer`: the node IP of the peer's family (a static IPv6 peer is
+/// reached from the node's IPv6 address even when the mesh runs over IPv4).
+fn local_for(peer: IpAddr, local: LocalSettings, view: &ClusterView) -> LocalSettings {
+    let address = match peer {
+        IpAddr::V4(_) => view.own.ips.v4.map(IpAddr::V4),
+        IpAddr::V6(_) => view.own.ips.v6.map(IpAddr::V6),
+    };
+    LocalSettings {
+        address: address.unwrap_or(local.address),
+        ..local
+    }
 }
 
 async fn sleep_until_std(deadline: Option<std::time::Instant>) {

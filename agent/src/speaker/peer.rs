@@ -3,6 +3,7 @@
 //!
 //! Connection collisions (RFC 4271 §6.8) are avoided in the mesh by construction: of two
 //! nodes, only the one with the lower session address connects; the other only accepts.
+//! Static external peers are connected to actively and accepted from.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::session::{LocalSettings, SessionEvent, SessionFactory};
-use crate::peers::PeerSpec;
+use crate::peers::{PeerKind, PeerSpec};
 use crate::sockopt;
 
 /// How long an outgoing connect may take.
@@ -118,9 +119,11 @@ enum DriveEnd {
 }
 
 impl PeerRunner {
-    /// Active side iff our address is lower (see module docs).
+    /// Mesh: active side iff our address is lower (see module docs). Static peers: always
+    /// active (a router may be configured passive) and accepting too; a collision is settled
+    /// by the router per RFC 4271 §6.8 and a newer accepted connection replaces ours.
     fn is_active(&self) -> bool {
-        self.local.address < self.spec.address
+        matches!(self.spec.kind, PeerKind::Static { .. }) || self.local.address < self.spec.address
     }
 
     async fn run(

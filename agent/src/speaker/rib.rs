@@ -13,6 +13,7 @@ use ipnetwork::IpNetwork;
 
 use crate::peers::{PeerKind, PeerSet};
 use crate::routes::desired::LearnedRoutes;
+use crate::static_peers::import_allows;
 use crate::view::ClusterView;
 
 /// One peer's received routes.
@@ -116,32 +117,57 @@ impl ReceivedRoutes {
 /// Import result: accepted routes and how many were rejected.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Imported {
-    /// Routes that passed import policy.
+    /// Routes from mesh peers that passed import policy (checked against the view again
+    /// before they reach the kernel).
     pub learned: LearnedRoutes,
+    /// Routes from static external peers that their import list allows. A prefix announced
+    /// by several is taken from the lowest peer address.
+    pub external: LearnedRoutes,
     /// Received routes rejected by policy.
     pub rejected: Vec<(IpAddr, IpNetwork, IpAddr)>,
 }
 
 /// Applies import policy: from a mesh peer accept only the pod CIDR(s) its Node owns, with
-/// that Node's IP (of the prefix's family) as next hop. Routes from unknown peers are rejected.
+/// that Node's IP (of the prefix's family) as next hop; from a static peer only prefixes its
+/// import list allows (any next hop; an unspecified one means the peer itself). Routes from
+/// unknown peers are rejected.
 pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) -> Imported {
     let mut out = Imported::default();
     // Fresh routes first, so they win over stale ones of the same prefix.
     let stale = received.stale.iter().map(|(peer, s)| (peer, &s.routes));
     for (peer, rib) in stale.chain(received.per_peer.iter()) {
-        let node = peers.get(peer).and_then(|spec| match &spec.kind {
-            PeerKind::Mesh { node } => view.peers.get(node),
-        });
-        for (prefix, next_hop) in rib {
-            let allowed = node.is_some_and(|n| {
-                n.routable_cidrs()
-                    .any(|(cidr, ip)| cidr == *prefix && ip == *next_hop)
-            });
-            if allowed {
-                out.learned.insert(*prefix, *next_hop);
-                out.rejected.retain(|(_, p, _)| p != prefix);
-            } else {
-                out.rejected.push((*peer, *prefix, *next_hop));
+        match peers.get(peer).map(|spec| &spec.kind) {
+            Some(PeerKind::Static { import: rules }) => {
+                for (prefix, next_hop) in rib {
+                    if import_allows(rules, *prefix) {
+                        let via = if next_hop.is_unspecified() {
+                            *peer
+                        } else {
+                            *next_hop
+                        };
+                        out.external.entry(*prefix).or_insert(via);
+                    } else {
+                        out.rejected.push((*peer, *prefix, *next_hop));
+                    }
+                }
+            }
+            kind => {
+                let node = kind.and_then(|kind| match kind {
+                    PeerKind::Mesh { node } => view.peers.get(node),
+                    PeerKind::Static { .. } => None,
+                });
+                for (prefix, next_hop) in rib {
+                    let allowed = node.is_some_and(|n| {
+                        n.routable_cidrs()
+                            .any(|(cidr, ip)| cidr == *prefix && ip == *next_hop)
+                    });
+                    if allowed {
+                        out.learned.insert(*prefix, *next_hop);
+                        out.rejected.retain(|(_, p, _)| p != prefix);
+                    } else {
+                        out.rejected.push((*peer, *prefix, *next_hop));
+                    }
+                }
             }
         }
     }
@@ -291,5 +317,52 @@ mod tests {
         assert!(!received.expire(now));
         assert!(received.expire(deadline));
         assert!(import(&received, &peers, &view).learned.is_empty());
+    }
+
+    #[test]
+    fn static_peer_routes_pass_only_its_import_list() {
+        let view = view();
+        let mut peers = PeerSet::new();
+        crate::static_peers::add_static_peers(
+            &mut peers,
+            &[crate::static_peers::parse_static_peer(
+                "address=198.18.0.254,as=64512,import=10.99.0.0/16:24;fd00:99::/32:64",
+            )
+            .expect("peer")],
+        );
+        let router = ip("198.18.0.254");
+        let mut received = ReceivedRoutes::default();
+        received.update(
+            router,
+            &[
+                (net("10.99.1.0/24"), router),
+                (net("fd00:99:1::/64"), ip("fd00:198:18::fe")),
+                (net("10.99.2.0/24"), ip("0.0.0.0")),
+                // Outside the list, too long, and a node's pod CIDR reflected back: rejected.
+                (net("10.98.1.0/24"), router),
+                (net("10.99.3.128/25"), router),
+                (net("10.244.2.0/24"), ip("198.18.0.2")),
+            ],
+            &[],
+        );
+        let imported = import(&received, &peers, &view);
+        assert!(imported.learned.is_empty());
+        assert_eq!(
+            imported.external,
+            LearnedRoutes::from([
+                (net("10.99.1.0/24"), router),
+                (net("10.99.2.0/24"), router),
+                (net("fd00:99:1::/64"), ip("fd00:198:18::fe")),
+            ])
+        );
+        assert_eq!(imported.rejected.len(), 3);
+
+        // Withdrawn: gone.
+        received.update(router, &[], &[net("10.99.1.0/24")]);
+        assert!(
+            !import(&received, &peers, &view)
+                .external
+                .contains_key(&net("10.99.1.0/24"))
+        );
     }
 }
