@@ -518,7 +518,7 @@ impl Lab {
         self.dir.join("kubeconfig")
     }
 
-    fn start_router(&mut self) -> Result<()> {
+    pub(crate) fn start_router(&mut self) -> Result<()> {
         let Some(router) = self.router() else {
             return Ok(());
         };

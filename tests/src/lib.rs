@@ -79,6 +79,7 @@ pub mod plan;
 pub mod pods;
 pub mod process;
 pub mod router;
+mod router_control;
 pub mod teardown;
 
 pub use error::{LabError, Result};

@@ -418,6 +418,51 @@ impl Router {
         }
     }
 
+    /// Makes the running router re-read its configuration file after a test rewrote it
+    /// (see [`Router::config_path`]): BIRD `configure`, GoBGP `SIGHUP`. FRR's bgpd has no
+    /// file reload without its management daemons: change it with `vtysh` commands instead.
+    pub fn reload(&self) -> Result<()> {
+        match self.kind {
+            Tor::None => Ok(()),
+            Tor::Bird => self.exec(&["configure"]).map(drop),
+            Tor::Gobgp => {
+                let pid_file = self.pid_file();
+                let pid = std::fs::read_to_string(&pid_file)
+                    .map_err(crate::error::file_err(&pid_file))?;
+                let pid: i32 = pid.trim().parse().map_err(|_| {
+                    LabError::Invalid(format!("bad pid file {}", pid_file.display()))
+                })?;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGHUP,
+                )
+                .map_err(|e| LabError::Invalid(format!("cannot signal gobgpd: {e}")))
+            }
+            Tor::Frr => Err(LabError::Invalid(
+                "FRR bgpd does not reload its file: use vtysh commands".into(),
+            )),
+        }
+    }
+
+    /// Runs several `vtysh -c` commands in one session (FRR only), e.g.
+    /// `["configure terminal", "router bgp 64512", "neighbor 198.18.0.1 password x"]`.
+    pub fn vtysh(&self, commands: &[&str]) -> Result<String> {
+        if self.kind != Tor::Frr {
+            return Err(LabError::Invalid("vtysh needs the FRR router".into()));
+        }
+        let mut argv = self.client(&[]);
+        argv.truncate(argv.len() - 2);
+        for c in commands {
+            argv.push("-c".into());
+            argv.push((*c).to_owned());
+        }
+        let (prog, rest) = argv
+            .split_first()
+            .map(|(p, r)| (p.clone(), r.to_vec()))
+            .unwrap_or_default();
+        cmd::run(&mut cmd::in_ns(&self.fabric_ns, prog, rest))
+    }
+
     /// Re-reads the configuration after neighbours were added (BIRD `configure`, GoBGP and FRR
     /// get the new neighbour through their CLI).
     pub(crate) fn add_neighbors(&self, new: &[Neighbor], all: &[Neighbor]) -> Result<()> {
