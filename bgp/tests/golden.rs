@@ -8,6 +8,7 @@
 //! 10.244.1.0/24, 10.244.2.0/24 (community 65001:100, MED 50) and fd00:10:244:1::/64
 //! (BIRD also 10.244.3.128/25). NOTIFICATIONs came from stopping the daemon, or from the
 //! listener offering AS 64999 (bad peer AS) or a hold time of 2 (unacceptable hold time).
+//! The listener, namespace script and daemon configs are in `tests/golden-capture/`.
 //!
 //! BIRD's bytes re-encode exactly. FRR and GoBGP lay out equivalent messages differently
 //! (FRR: one optional parameter per capability, extended length on AS_PATH; GoBGP:
