@@ -6,8 +6,13 @@ use libfuzzer_sys::fuzz_target;
 use podroute_bgp::message::{CodecContext, Message, frame_len};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, mut rest)) = data.split_first() else { return };
-    let ctx = CodecContext { four_octet_as: flags & 1 != 0, extended_messages: flags & 2 != 0 };
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let ctx = CodecContext {
+        four_octet_as: flags & 1 != 0,
+        extended_messages: flags & 2 != 0,
+    };
     while let Ok(Some(len)) = frame_len(rest, ctx.max_message_len()) {
         if let Ok(msg) = Message::decode(&rest[..len], &ctx) {
             // Whatever decodes must encode and decode again to the same value.

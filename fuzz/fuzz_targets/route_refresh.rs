@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use podroute_bgp::message::{CodecContext, Message};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ty, body)) = data.split_first() else { return };
+    let Some((&ty, body)) = data.split_first() else {
+        return;
+    };
     if body.len() > 4096 - 19 {
         return;
     }

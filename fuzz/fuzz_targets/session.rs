@@ -12,9 +12,15 @@ use podroute_bgp::message::{NextHop, PathAttributes};
 use podroute_bgp::session::{AdminEvent, Session, SessionConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, stream)) = data.split_first() else { return };
+    let Some((&split, stream)) = data.split_first() else {
+        return;
+    };
     let mut now = Instant::now();
-    let mut s = Session::new(SessionConfig::new(65001, Ipv4Addr::new(198, 18, 0, 2), 65001));
+    let mut s = Session::new(SessionConfig::new(
+        65001,
+        Ipv4Addr::new(198, 18, 0, 2),
+        65001,
+    ));
     // Something to advertise, so establishment and ROUTE-REFRESH exercise the Adj-RIB-Out.
     let attrs = PathAttributes {
         next_hop: Some(NextHop::V4(Ipv4Addr::new(198, 18, 0, 2))),
