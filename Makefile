@@ -13,6 +13,8 @@ LAB ?= demo
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
 	openssl procps psmisc kmod ca-certificates curl iptables nftables
 FUZZ_SECONDS ?= 10
+# Test output is kept here as well as printed, for the closing summary line.
+TEST_LOGS := target/test-logs
 
 .PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke test demo lab-down clean
 
@@ -46,18 +48,23 @@ lint:
 
 # Tier 1: pure unit tests, no root.
 unit-test:
-	$(CARGO) test --workspace
+	@mkdir -p $(TEST_LOGS)
+	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(TEST_LOGS)/unit.log
 
 # Tiers 2 and 3: kernel tests in private namespaces and the lab's end-to-end tests (root).
 root-test: root
-	$(CARGO) test --workspace -- --ignored --test-threads=2
-	@leaked=$$(ip netns list); if [ -n "$$leaked" ]; then echo "error: tests leaked namespaces: $$leaked" >&2; exit 1; fi
+	@mkdir -p $(TEST_LOGS)
+	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before
+	set -o pipefail; $(CARGO) test --workspace -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
+	@leaked=$$(ip netns list | awk '{print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before -); \
+	if [ -n "$$leaked" ]; then echo "error: tests leaked network namespaces:" $$leaked >&2; exit 1; fi
 
 fuzz-smoke:
 	@if [ -x fuzz/run.sh ]; then fuzz/run.sh $(FUZZ_SECONDS); else echo "fuzz: no targets yet"; fi
 
 test: deps control-plane lint build unit-test root-test fuzz-smoke
 	@echo "make test: all tiers passed"
+	@tests/scripts/test-summary.sh $(TEST_LOGS)/unit.log $(TEST_LOGS)/root.log
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins
