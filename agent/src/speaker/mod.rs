@@ -45,7 +45,7 @@ pub struct BgpOutput {
     pub learned: LearnedRoutes,
     /// Routes from static external peers that their import lists allow.
     pub external: LearnedRoutes,
-    /// Every current peer has sent End-of-RIB since start (true with no peers).
+    /// Every current mesh peer has sent End-of-RIB since start (true with none).
     pub initial_sync_done: bool,
     /// Peers with an Established session.
     pub established: usize,
@@ -113,18 +113,45 @@ pub async fn run_speaker(
         .or(first.view.own.ips.session_address())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let address = SocketAddr::new(own_ip, ctx.config.bgp_port);
-    let listener =
-        Arc::new(listener::bind(address).map_err(|source| SpeakerError::Bind { address, source })?);
-    tracing::info!(%address, "BGP listener bound");
+    let mut addresses = vec![address];
+    // Without an explicit listen address, also accept on the node's IPv6 address, for static
+    // IPv6 peers that connect to us (the mesh runs over one family).
+    if ctx.config.listen_address.is_none()
+        && let Some(v6) = first.view.own.ips.v6
+        && own_ip.is_ipv4()
+    {
+        addresses.push(SocketAddr::new(IpAddr::V6(v6), ctx.config.bgp_port));
+    }
     let routes: listener::PeerRoutes = Arc::default();
-    let metrics = ctx.metrics.clone();
-    tokio::spawn(listener::accept_loop(
-        listener.clone(),
-        routes.clone(),
-        move || {
-            metrics.bgp_rejected_connections.inc();
-        },
-    ));
+    let mut listeners = Vec::new();
+    for (index, address) in addresses.into_iter().enumerate() {
+        let listener = match listener::bind(address) {
+            Ok(listener) => Arc::new(listener),
+            Err(source) if index == 0 => return Err(SpeakerError::Bind { address, source }),
+            // The extra IPv6 listener is a convenience: peers we connect to work without it.
+            Err(error) => {
+                tracing::warn!(%address, %error, "binding the IPv6 BGP listener failed; IPv6 static peers must accept our connections");
+                continue;
+            }
+        };
+        tracing::info!(%address, "BGP listener bound");
+        let metrics = ctx.metrics.clone();
+        tokio::spawn(listener::accept_loop(
+            listener.clone(),
+            routes.clone(),
+            move || {
+                metrics.bgp_rejected_connections.inc();
+            },
+        ));
+        listeners.push((address.is_ipv6(), listener));
+    }
+    // The TCP-MD5 key of a peer goes on the listener of its family.
+    let listener_for = |peer: IpAddr| {
+        listeners
+            .iter()
+            .find(|(v6, _)| *v6 == peer.is_ipv6())
+            .map(|(_, l)| l.clone())
+    };
 
     let local = LocalSettings {
         as_number: ctx.config.as_number,
@@ -163,11 +190,14 @@ pub async fn run_speaker(
                         received.peer_removed(*address);
                         established.remove(address);
                         end_of_rib.remove(address);
-                        let _ = listener::set_peer_md5(&listener, *address, None);
+                        if let Some(listener) = listener_for(*address) {
+                            let _ = listener::set_peer_md5(&listener, *address, None);
+                        }
                     }
                 }
                 for spec in changes.added.iter().chain(changes.changed.iter()) {
                     if spec.md5_password.is_some()
+                        && let Some(listener) = listener_for(spec.address)
                         && let Err(error) = listener::set_peer_md5(&listener, spec.address, spec.md5_password.as_deref())
                     {
                         tracing::warn!(peer = %spec.address, %error, "setting the TCP-MD5 key failed");
@@ -233,7 +263,13 @@ pub async fn run_speaker(
         }
         logged_rejections = now_rejected;
         let out = BgpOutput {
-            initial_sync_done: current.peers.keys().all(|p| end_of_rib.contains(p)),
+            // Only mesh peers count: routers send End-of-RIB only with graceful restart
+            // negotiated (RFC 4724 §2), and the node's pods need the mesh, not the router.
+            initial_sync_done: current
+                .peers
+                .values()
+                .filter(|spec| matches!(spec.kind, PeerKind::Mesh { .. }))
+                .all(|spec| end_of_rib.contains(&spec.address)),
             established: established.len(),
             rejected: imported.rejected.len(),
             learned: imported.learned,
