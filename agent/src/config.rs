@@ -344,19 +344,10 @@ impl Cli {
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's limit) after removing a trailing
 /// newline.
 fn read_password(path: &std::path::Path) -> Result<String, ConfigError> {
-    let fail = |reason: String| ConfigError::MeshPassword {
+    crate::static_peers::read_md5_password(path).map_err(|reason| ConfigError::MeshPassword {
         path: path.to_owned(),
         reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let password = text.trim_end_matches(['\n', '\r']).to_owned();
-    if password.is_empty() {
-        return Err(fail("the file is empty".into()));
-    }
-    if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
-        return Err(fail("longer than 80 bytes, the TCP-MD5 key limit".into()));
-    }
-    Ok(password)
+    })
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.

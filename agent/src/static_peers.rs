@@ -225,17 +225,22 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), 
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's key limit) after removing a trailing
 /// newline.
 fn read_password(path: &std::path::Path) -> Result<String, StaticPeerError> {
-    let fail = |reason: String| StaticPeerError::Password {
+    read_md5_password(path).map_err(|reason| StaticPeerError::Password {
         path: path.to_owned(),
         reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    })
+}
+
+/// Reads a TCP-MD5 password from a file (e.g. a mounted Secret), without its trailing newline;
+/// the error is the reason it is unusable.
+pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let password = text.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
-        return Err(fail("the file is empty".into()));
+        return Err("the file is empty".into());
     }
     if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
-        return Err(fail("longer than 80 bytes, the TCP-MD5 key limit".into()));
+        return Err("longer than 80 bytes, the TCP-MD5 key limit".into());
     }
     Ok(password)
 }
