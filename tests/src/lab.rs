@@ -525,6 +525,15 @@ impl Lab {
         process::ensure_dir(router.dir())?;
         let neighbors = self.router_neighbors();
         router::write_config(&router, &neighbors)?;
+        self.spawn_router()
+    }
+
+    /// Starts the router daemon with the configuration file as it is (see
+    /// [`Router::config_path`]) and waits until its client answers.
+    pub(crate) fn spawn_router(&mut self) -> Result<()> {
+        let Some(router) = self.router() else {
+            return Ok(());
+        };
         let argv = router.daemon_args();
         let Some((prog, rest)) = argv.split_first() else {
             return Ok(());

@@ -1,5 +1,5 @@
 //! Router faults for interop tests: stop the router daemon (a crash or reboot as its peers see
-//! it) and start it again with the lab's base configuration.
+//! it) and start it again, with the lab's base configuration or with the file a test wrote.
 
 use crate::error::Result;
 use crate::lab::Lab;
@@ -23,5 +23,13 @@ impl Lab {
     pub fn restart_router(&mut self) -> Result<()> {
         self.stop_router()?;
         self.start_router()
+    }
+
+    /// Stops the router and starts it again with its configuration file as a test rewrote
+    /// it (see [`crate::Router::config_path`]), for settings the running daemon does not pick
+    /// up on reload (GoBGP takes a TCP-MD5 password added by `SIGHUP` on IPv4 sessions only).
+    pub fn restart_router_as_configured(&mut self) -> Result<()> {
+        self.stop_router()?;
+        self.spawn_router()
     }
 }
