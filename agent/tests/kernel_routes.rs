@@ -298,3 +298,100 @@ async fn unreachable_next_hop_is_reported_not_installed() {
     );
     assert!(podroute_routes(&ns).is_empty());
 }
+
+/// `ip -j` output of the routes of podroute's protocol through `dev`, both families.
+fn routes_via_device(ns: &Netns, dev: &str) -> (String, String) {
+    let show = |family: &str| {
+        ns.ip(&[family, "-j", "route", "show", "dev", dev, "proto", "80"])
+            .trim()
+            .to_owned()
+    };
+    (show("-4"), show("-6"))
+}
+
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn cni_pod_host_routes_in_own_pod_cidr_survive_stale_removal() {
+    let ns = node_namespace();
+    // What the podroute CNI plugin leaves for a pod: a host veth and host routes to the pod's
+    // addresses through it, of podroute's protocol (issue 5).
+    ns.ip(&[
+        "link", "add", "pr0a1b2c", "type", "veth", "peer", "name", "pod0",
+    ]);
+    ns.ip(&["link", "set", "pod0", "up"]);
+    ns.ip(&["link", "set", "pr0a1b2c", "up"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.1.7/32",
+        "dev",
+        "pr0a1b2c",
+        "scope",
+        "link",
+        "proto",
+        "80",
+    ]);
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:10:244:1::7/128",
+        "dev",
+        "pr0a1b2c",
+        "proto",
+        "80",
+    ]);
+    // A device host route of podroute's protocol outside the own pod CIDRs is not a pod's:
+    // it stays the agent's and goes as stale.
+    ns.ip(&[
+        "link",
+        "add",
+        "pr0stale0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pod1",
+    ]);
+    ns.ip(&["link", "set", "pod1", "up"]);
+    ns.ip(&["link", "set", "pr0stale0", "up"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.8.7/32",
+        "dev",
+        "pr0stale0",
+        "scope",
+        "link",
+        "proto",
+        "80",
+    ]);
+    let before = routes_via_device(&ns, "pr0a1b2c");
+    assert!(
+        before.0.contains("10.244.1.7") && before.1.contains("fd00:10:244:1::7"),
+        "seeded: {before:?}"
+    );
+
+    let mut desired = lab_desired();
+    desired.insert(net("fd00:10:244:1::/64"), RouteIntent::Blackhole);
+    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
+    for _ in 0..2 {
+        reconciler
+            .reconcile(&desired, true)
+            .await
+            .expect("reconcile");
+    }
+
+    assert_eq!(
+        routes_via_device(&ns, "pr0a1b2c"),
+        before,
+        "the pod's host routes must be untouched"
+    );
+    assert_eq!(
+        routes_via_device(&ns, "pr0stale0"),
+        ("[]".to_owned(), "[]".to_owned()),
+        "a device host route outside the own pod CIDRs is the agent's and stale"
+    );
+    assert_eq!(reconciler.counters().errors, 0);
+    assert_eq!(reconciler.counters().deleted, 1);
+}

@@ -15,6 +15,9 @@ use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess};
 
 /// Longest wait for a node to become ready (its conflist written).
 const READY: Duration = Duration::from_secs(60);
+/// Longer than two of the agents' `--reconcile-period`s (2 s): time for the periodic
+/// reconcile, with stale-route removal, to have run on every node.
+const AFTER_RECONCILES: Duration = Duration::from_secs(5);
 /// Pods created on every node.
 const PODS_PER_NODE: [&str; 2] = ["a", "b"];
 
@@ -196,6 +199,29 @@ fn ping_matrix(lab: &Lab, pods: &[CniPod]) {
     eprintln!("ping matrix: {pings} pings between {} pods", pods.len());
 }
 
+/// The host routes of podroute's protocol (`<pod IP>/32`, `/128`) that the plugin installed
+/// for the pods of `node` and that are no longer in the node's main table.
+fn missing_pod_routes(lab: &Lab, node: &str, pods: &[CniPod]) -> Vec<String> {
+    let routes = lab.routes_json(node).expect("routes");
+    let present = |ip: std::net::IpAddr, dev: &str| {
+        routes.as_array().into_iter().flatten().any(|r| {
+            r["dst"].as_str() == Some(ip.to_string().as_str())
+                && r["dev"].as_str() == Some(dev)
+                && (r["protocol"] == "80" || r["protocol"] == 80)
+        })
+    };
+    pods.iter()
+        .filter(|p| p.pod.node == node)
+        .flat_map(|p| {
+            [Some(p.pod.ipv4), p.pod.ipv6]
+                .into_iter()
+                .flatten()
+                .filter(|ip| !present(*ip, &p.host_veth))
+                .map(|ip| format!("{ip} dev {}", p.host_veth))
+        })
+        .collect()
+}
+
 fn link_exists(lab: &Lab, node: &str, link: &str) -> bool {
     lab.exec(node, &["ip", "link", "show", "dev", link])
         .is_ok_and(|o| o.status.success())
@@ -246,6 +272,20 @@ fn pods_across_nodes(ipv6: bool) {
     addresses.dedup();
     assert_eq!(addresses.len(), pods.len(), "two pods share an address");
 
+    ping_matrix(&lab, &pods);
+
+    // The agents' periodic reconcile (every 2 s here) removes stale routes of podroute's
+    // protocol; the pods' host routes carry that protocol too and must survive it. This is a
+    // deliberate wait for that periodic event: more than two reconcile periods.
+    std::thread::sleep(AFTER_RECONCILES);
+    for n in &nodes {
+        let missing = missing_pod_routes(&lab, &n.node.name, &pods);
+        assert!(
+            missing.is_empty(),
+            "{}: pod host routes gone after the agent's reconciles: {missing:?}",
+            n.node.name
+        );
+    }
     ping_matrix(&lab, &pods);
 
     // DEL: every address goes back to the store, every host veth and pod route is gone.

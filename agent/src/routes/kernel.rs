@@ -2,6 +2,8 @@
 //!
 //! Every message podroute writes carries its route protocol explicitly (rtnetlink's builder
 //! defaults to `static`), so dumps, replaces and deletes only ever concern podroute's routes.
+//! Of the routes with that protocol, the CNI plugin's pod host routes are set apart in the
+//! snapshot (see [`super::ownership`]): the agent never adopts or deletes them.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,6 +15,7 @@ use rtnetlink::packet_route::route::{
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 
+use super::ownership::{RouteShape, is_cni_pod_route};
 use super::{KernelTarget, OwnedRoute, install_priority};
 
 /// How many netlink requests are in flight at once when applying a plan.
@@ -55,8 +58,10 @@ impl KernelError {
 /// The main table's routes as podroute sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableSnapshot {
-    /// Routes of podroute's protocol.
+    /// Routes of podroute's protocol that the agent manages.
     pub owned: Vec<OwnedRoute>,
+    /// Pod host routes of podroute's protocol written by the CNI plugin: not the agent's.
+    pub cni_pod_routes: BTreeSet<IpNetwork>,
     /// Destinations of routes of any other protocol (unicast, blackhole, … in the main table).
     pub foreign: BTreeSet<IpNetwork>,
 }
@@ -77,8 +82,13 @@ pub fn connect() -> Result<Handle, KernelError> {
     Ok(handle)
 }
 
-/// Dumps the main table (both families) and splits podroute's routes from everyone else's.
-pub async fn snapshot(handle: &Handle, protocol: u8) -> Result<TableSnapshot, KernelError> {
+/// Dumps the main table (both families) and splits the agent's routes from the CNI plugin's
+/// pod host routes (inside `own_pod_cidrs`) and from everyone else's.
+pub async fn snapshot(
+    handle: &Handle,
+    protocol: u8,
+    own_pod_cidrs: &[IpNetwork],
+) -> Result<TableSnapshot, KernelError> {
     let mut out = TableSnapshot::default();
     let requests = [
         RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -93,14 +103,18 @@ pub async fn snapshot(handle: &Handle, protocol: u8) -> Result<TableSnapshot, Ke
             let Some(destination) = destination_of(&message) else {
                 continue;
             };
-            if message.header.protocol == RouteProtocol::from(protocol) {
+            if message.header.protocol != RouteProtocol::from(protocol) {
+                if is_forwarding_route(&message) {
+                    out.foreign.insert(destination);
+                }
+            } else if is_cni_pod_route(&shape_of(&message, destination), own_pod_cidrs) {
+                out.cni_pod_routes.insert(destination);
+            } else {
                 out.owned.push(OwnedRoute {
                     destination,
                     target: target_of(&message),
                     priority: priority_of(&message),
                 });
-            } else if is_forwarding_route(&message) {
-                out.foreign.insert(destination);
             }
         }
     }
@@ -190,6 +204,10 @@ pub async fn delete_all(
             message
                 .attributes
                 .retain(|a| !matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)));
+            // The IPv4 FIB deletes only a route of the request's scope unless it is
+            // RT_SCOPE_NOWHERE (`ip route del` sends that too); the builder's `universe` would
+            // miss a stale link-scope route and fail with ESRCH on every reconcile.
+            message.header.scope = RouteScope::NoWhere;
             let request = handle.route().del(message);
             async move {
                 request
@@ -315,19 +333,30 @@ fn destination_of(message: &RouteMessage) -> Option<IpNetwork> {
     IpNetwork::new(ip, length).ok()
 }
 
+fn gateway_of(message: &RouteMessage) -> Option<IpAddr> {
+    message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(g) => address(g),
+        _ => None,
+    })
+}
+
+/// What [`is_cni_pod_route`] needs to know of a dumped route.
+fn shape_of(message: &RouteMessage, destination: IpNetwork) -> RouteShape {
+    RouteShape {
+        destination,
+        unicast: message.header.kind == RouteType::Unicast,
+        gateway: gateway_of(message),
+        oif: oif_of(message),
+    }
+}
+
 fn target_of(message: &RouteMessage) -> KernelTarget {
     match message.header.kind {
         RouteType::BlackHole => KernelTarget::Blackhole,
-        RouteType::Unicast => {
-            let gateway = message.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(g) => address(g),
-                _ => None,
-            });
-            match (gateway, oif_of(message)) {
-                (Some(gateway), Some(oif)) => KernelTarget::Gateway { gateway, oif },
-                _ => KernelTarget::Other,
-            }
-        }
+        RouteType::Unicast => match (gateway_of(message), oif_of(message)) {
+            (Some(gateway), Some(oif)) => KernelTarget::Gateway { gateway, oif },
+            _ => KernelTarget::Other,
+        },
         _ => KernelTarget::Other,
     }
 }

@@ -4,11 +4,14 @@
 //! - [`desired`]: pure — the routes a node should hold, from the cluster view and the BGP RIB.
 //! - [`diff`]: pure — desired vs. the kernel's podroute-protocol routes → a [`diff::RoutePlan`].
 //! - [`kernel`]: netlink I/O — dump, resolve next hops, replace and delete in batches.
+//! - [`ownership`]: pure — which routes of podroute's protocol are the CNI plugin's pod host
+//!   routes (`<pod IP>/32 dev pr…` inside the own pod CIDRs), which the agent never touches.
 //! - [`reconciler`]: the level-triggered loop body with its counters.
 
 pub mod desired;
 pub mod diff;
 pub mod kernel;
+pub mod ownership;
 pub mod reconciler;
 
 use std::net::IpAddr;
@@ -50,7 +53,8 @@ pub enum KernelTarget {
     Other,
 }
 
-/// One route of podroute's protocol found in the kernel.
+/// One route of podroute's protocol found in the kernel that the agent manages (not a CNI pod
+/// host route, see [`ownership`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnedRoute {
     /// Destination prefix.

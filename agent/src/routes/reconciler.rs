@@ -81,7 +81,12 @@ impl RouteReconciler {
         remove_stale: bool,
     ) -> Result<ReconcileReport, KernelError> {
         self.counters.runs += 1;
-        let table = kernel::snapshot(&self.handle, self.protocol).await?;
+        let own_pod_cidrs = own_pod_cidrs(desired);
+        let table = kernel::snapshot(&self.handle, self.protocol, &own_pod_cidrs).await?;
+        tracing::debug!(
+            cni_pod_routes = table.cni_pod_routes.len(),
+            "pod host routes of the CNI plugin left alone"
+        );
 
         let mut report = ReconcileReport::default();
         let mut resolved = BTreeMap::new();
@@ -173,4 +178,14 @@ impl RouteReconciler {
         }
         self.collisions = now;
     }
+}
+
+/// The node's own pod CIDRs: the destinations desired as blackholes (see
+/// [`RouteIntent::Blackhole`]). Pod host routes inside them are the CNI plugin's.
+fn own_pod_cidrs(desired: &BTreeMap<IpNetwork, RouteIntent>) -> Vec<IpNetwork> {
+    desired
+        .iter()
+        .filter(|(_, intent)| **intent == RouteIntent::Blackhole)
+        .map(|(cidr, _)| *cidr)
+        .collect()
 }
