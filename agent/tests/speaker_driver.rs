@@ -255,6 +255,39 @@ async fn mesh_scenario(factory: SessionFactory, port: u16) {
     );
     assert_eq!(contexts[0].metrics.bgp_rejected_connections.get(), 1);
 
+    // A further connection from a peer's address (127.0.0.2) while its session is Established
+    // is closed and counted; the session stays up (RFC 4271 §6.8).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind");
+    let mut stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().expect("addr"))
+        .await
+        .expect("connect");
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut buffer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "second connection from an established peer must be closed: {read:?}"
+    );
+    let out = converge(&mut outputs[0], |o| {
+        o.peers.iter().all(|p| p.established) && o.learned.len() == 2
+    })
+    .await;
+    assert_eq!(out.established, 2);
+    // The peer task closes the socket before the speaker counts it: wait (bounded).
+    for _ in 0..50 {
+        if contexts[0].metrics.bgp_rejected_connections.get() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(contexts[0].metrics.bgp_rejected_connections.get(), 2);
+
     // node-3 leaves node-1's view: its session and routes go; node-2's stay up.
     inputs[0].send_replace(Some(input(1, &[1, 2])));
     let out = converge(&mut outputs[0], |o| o.learned.len() == 1).await;

@@ -227,6 +227,7 @@ pub async fn run_speaker(
             }
             Some((peer, event)) = events_rx.recv() => match event {
                 PeerEvent::Up => { established.insert(peer); }
+                PeerEvent::ConnectionRejected => ctx.metrics.bgp_rejected_connections.inc(),
                 PeerEvent::Update { announced, withdrawn } => received.update(peer, &announced, &withdrawn),
                 PeerEvent::EndOfRib(ipv6) => {
                     end_of_rib.insert(peer);

@@ -4,6 +4,15 @@
 //! Connection collisions (RFC 4271 §6.8) are avoided in the mesh by construction: of two
 //! nodes, only the one with the lower session address connects; the other only accepts.
 //! Static external peers are connected to actively and accepted from.
+//!
+//! A connection from the peer's address that arrives while a session runs is judged by
+//! [`podroute_bgp::collision::incoming`]: while Established it is closed and counted (RFC 4271
+//! §6.8: the established connection wins; anyone who can reach our port from the peer's
+//! address must not be able to tear the session down). Before Established (OpenSent or
+//! OpenConfirm) the new connection replaces the old one without comparing BGP identifiers:
+//! the driver runs one session per peer, so it cannot hold both until the peer's OPEN
+//! arrives. For mesh peers this does not happen (one side connects); a static router that
+//! settles the collision itself closes one of the two anyway.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -15,6 +24,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
+
+use podroute_bgp::collision::{self, Incoming};
+use podroute_bgp::session::State;
 
 use super::session::{LocalSettings, SessionEvent, SessionFactory};
 use crate::peers::{PeerKind, PeerSpec};
@@ -40,6 +52,9 @@ pub enum PeerEvent {
     },
     /// End-of-RIB received for IPv4 (`false`) or IPv6 (`true`).
     EndOfRib(bool),
+    /// A further connection from the peer's address was refused because the session is
+    /// Established (RFC 4271 §6.8).
+    ConnectionRejected,
     /// The session is down; its routes are gone.
     Down,
 }
@@ -121,7 +136,8 @@ enum DriveEnd {
 impl PeerRunner {
     /// Mesh: active side iff our address is lower (see module docs). Static peers: always
     /// active (a router may be configured passive) and accepting too; a collision is settled
-    /// by the router per RFC 4271 §6.8 and a newer accepted connection replaces ours.
+    /// by the router per RFC 4271 §6.8 and a newer accepted connection replaces ours until
+    /// the session is Established (see module docs).
     fn is_active(&self) -> bool {
         matches!(self.spec.kind, PeerKind::Static { .. }) || self.local.address < self.spec.address
     }
@@ -274,8 +290,21 @@ impl PeerRunner {
                     session.advertise(Instant::now().into_std(), &routes);
                 }
                 Some(newer) = incoming.recv() => {
-                    tracing::info!("peer reconnected; replacing the old connection");
-                    return (DriveEnd::Replaced(newer), established);
+                    // The driver starts the session on a connected socket, so before
+                    // Established it is in OpenSent or OpenConfirm.
+                    let state = if established { State::Established } else { State::OpenSent };
+                    match collision::incoming(state) {
+                        Incoming::Reject => {
+                            tracing::info!("refused a further connection from the peer: session is Established");
+                            drop(newer);
+                            let _ = self.events.send((self.spec.address, PeerEvent::ConnectionRejected));
+                        }
+                        // See the module docs: no identifier comparison before Established.
+                        Incoming::Collide | Incoming::Accept => {
+                            tracing::info!("peer reconnected before Established; replacing the old connection");
+                            return (DriveEnd::Replaced(newer), established);
+                        }
+                    }
                 }
                 _ = &mut *stop => {
                     session.stop(Instant::now().into_std());
