@@ -121,7 +121,8 @@ pub struct Imported {
     /// before they reach the kernel).
     pub learned: LearnedRoutes,
     /// Routes from static external peers that their import list allows. A prefix announced
-    /// by several is taken from the lowest peer address.
+    /// by several is taken from the lowest peer address with a live session (stale routes
+    /// only when no live one announces it).
     pub external: LearnedRoutes,
     /// Received routes rejected by policy.
     pub rejected: Vec<(IpAddr, IpNetwork, IpAddr)>,
@@ -133,9 +134,16 @@ pub struct Imported {
 /// unknown peers are rejected.
 pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) -> Imported {
     let mut out = Imported::default();
-    // Fresh routes first, so they win over stale ones of the same prefix.
-    let stale = received.stale.iter().map(|(peer, s)| (peer, &s.routes));
-    for (peer, rib) in stale.chain(received.per_peer.iter()) {
+    // Fresh routes first; stale ones only fill prefixes no fresh route covers.
+    let fresh = received
+        .per_peer
+        .iter()
+        .map(|(peer, rib)| (peer, rib, true));
+    let stale = received
+        .stale
+        .iter()
+        .map(|(peer, s)| (peer, &s.routes, false));
+    for (peer, rib, is_fresh) in fresh.chain(stale) {
         match peers.get(peer).map(|spec| &spec.kind) {
             Some(PeerKind::Static { import: rules }) => {
                 for (prefix, next_hop) in rib {
@@ -162,7 +170,11 @@ pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) ->
                             .any(|(cidr, ip)| cidr == *prefix && ip == *next_hop)
                     });
                     if allowed {
-                        out.learned.insert(*prefix, *next_hop);
+                        if is_fresh {
+                            out.learned.insert(*prefix, *next_hop);
+                        } else {
+                            out.learned.entry(*prefix).or_insert(*next_hop);
+                        }
                         out.rejected.retain(|(_, p, _)| p != prefix);
                     } else {
                         out.rejected.push((*peer, *prefix, *next_hop));
@@ -356,6 +368,37 @@ mod tests {
             ])
         );
         assert_eq!(imported.rejected.len(), 3);
+
+        // A stale route (a lower peer address, which would otherwise win) does not beat a
+        // fresh one of the same prefix; a stale prefix nobody else announces is kept.
+        let other = ip("198.18.0.253");
+        let mut both = PeerSet::new();
+        crate::static_peers::add_static_peers(
+            &mut both,
+            &[
+                crate::static_peers::parse_static_peer(
+                    "address=198.18.0.253,as=64512,import=10.99.0.0/16:24",
+                )
+                .expect("peer"),
+                crate::static_peers::parse_static_peer(
+                    "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
+                )
+                .expect("peer"),
+            ],
+        );
+        let mut with_stale = received.clone();
+        with_stale.update(
+            other,
+            &[(net("10.99.1.0/24"), other), (net("10.99.7.0/24"), other)],
+            &[],
+        );
+        with_stale.peer_down(
+            other,
+            Some(Instant::now() + std::time::Duration::from_secs(60)),
+        );
+        let external = import(&with_stale, &both, &view).external;
+        assert_eq!(external.get(&net("10.99.1.0/24")), Some(&router));
+        assert_eq!(external.get(&net("10.99.7.0/24")), Some(&other));
 
         // Withdrawn: gone.
         received.update(router, &[], &[net("10.99.1.0/24")]);
