@@ -46,7 +46,10 @@ impl SessionCore for LineSession {
             match words[..] {
                 ["HELLO"] => {
                     self.established = true;
-                    self.events.push_back(SessionEvent::Established);
+                    self.events.push_back(SessionEvent::Established {
+                        ipv4: true,
+                        ipv6: false,
+                    });
                 }
                 ["R", prefix, next_hop] => self.events.push_back(SessionEvent::Update {
                     announced: vec![(

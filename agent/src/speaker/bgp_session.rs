@@ -86,7 +86,17 @@ impl SessionCore for CoreSession {
                 Action::StateChanged {
                     to: State::Established,
                     ..
-                } => SessionEvent::Established,
+                } => {
+                    let families = self
+                        .inner
+                        .negotiated()
+                        .map(|n| n.families.as_slice())
+                        .unwrap_or_default();
+                    SessionEvent::Established {
+                        ipv4: families.contains(&Family::IPV4_UNICAST),
+                        ipv6: families.contains(&Family::IPV6_UNICAST),
+                    }
+                }
                 Action::Routes(routes) => {
                     let via = routes.attributes.as_deref().and_then(next_hop);
                     let announced = match via {

@@ -4,13 +4,14 @@
 //! resources), the view (for import policy) and the routes to advertise. The speaker applies
 //! [`PeerChanges`] to the running tasks, so only the peers that changed are touched, and
 //! publishes [`BgpOutput`]: routes accepted by import policy and whether the initial sync is
-//! done (End-of-RIB from every peer).
+//! done (End-of-RIB from every mesh peer for every family its session negotiated).
 
 pub mod bgp_session;
 pub mod listener;
 pub mod peer;
 pub mod rib;
 pub mod session;
+pub mod sync;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,7 @@ use crate::view::ClusterView;
 use peer::{PeerEvent, PeerTask};
 use rib::{ReceivedRoutes, import};
 use session::{LocalSettings, SessionFactory};
+use sync::SyncTracker;
 
 /// What the speaker should be doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +47,8 @@ pub struct BgpOutput {
     pub learned: LearnedRoutes,
     /// Routes from static external peers that their import lists allow.
     pub external: LearnedRoutes,
-    /// Every current mesh peer has sent End-of-RIB since start (true with none).
+    /// Every current mesh peer has sent End-of-RIB for every negotiated family since start
+    /// (true with none).
     pub initial_sync_done: bool,
     /// Peers with an Established session.
     pub established: usize,
@@ -64,7 +67,7 @@ pub struct PeerStatus {
     pub source: String,
     /// The session is Established.
     pub established: bool,
-    /// It sent End-of-RIB since the agent started.
+    /// It sent End-of-RIB for every negotiated family since the agent started.
     pub synced: bool,
 }
 
@@ -168,7 +171,7 @@ pub async fn run_speaker(
     };
     let mut received = ReceivedRoutes::default();
     let mut established = BTreeSet::new();
-    let mut end_of_rib = BTreeSet::new();
+    let mut end_of_rib = SyncTracker::default();
     let mut logged_rejections = BTreeSet::new();
     input.mark_changed();
 
@@ -189,7 +192,7 @@ pub async fn run_speaker(
                         task.stop().await;
                         received.peer_removed(*address);
                         established.remove(address);
-                        end_of_rib.remove(address);
+                        end_of_rib.remove(*address);
                         if let Some(listener) = listener_for(*address) {
                             let _ = listener::set_peer_md5(&listener, *address, None);
                         }
@@ -226,11 +229,14 @@ pub async fn run_speaker(
                 current = next;
             }
             Some((peer, event)) = events_rx.recv() => match event {
-                PeerEvent::Up => { established.insert(peer); }
+                PeerEvent::Up { ipv4, ipv6 } => {
+                    established.insert(peer);
+                    end_of_rib.established(peer, ipv4, ipv6);
+                }
                 PeerEvent::ConnectionRejected => ctx.metrics.bgp_rejected_connections.inc(),
                 PeerEvent::Update { announced, withdrawn } => received.update(peer, &announced, &withdrawn),
                 PeerEvent::EndOfRib(ipv6) => {
-                    end_of_rib.insert(peer);
+                    end_of_rib.end_of_rib(peer, ipv6);
                     received.end_of_rib(peer, ipv6);
                 }
                 PeerEvent::Down => {
@@ -270,7 +276,7 @@ pub async fn run_speaker(
                 .peers
                 .values()
                 .filter(|spec| matches!(spec.kind, PeerKind::Mesh { .. }))
-                .all(|spec| end_of_rib.contains(&spec.address)),
+                .all(|spec| end_of_rib.synced(spec.address)),
             established: established.len(),
             rejected: imported.rejected.len(),
             learned: imported.learned,
@@ -282,7 +288,7 @@ pub async fn run_speaker(
                     address: spec.address,
                     source: spec.kind.label(),
                     established: established.contains(&spec.address),
-                    synced: end_of_rib.contains(&spec.address),
+                    synced: end_of_rib.synced(spec.address),
                 })
                 .collect(),
         };

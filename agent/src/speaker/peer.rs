@@ -41,8 +41,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// What a peer task reports to the speaker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent {
-    /// The session is Established.
-    Up,
+    /// The session is Established with these unicast families negotiated.
+    Up {
+        /// IPv4 unicast negotiated.
+        ipv4: bool,
+        /// IPv6 unicast negotiated.
+        ipv6: bool,
+    },
     /// Routes received.
     Update {
         /// Announced prefixes with next hop.
@@ -247,10 +252,12 @@ impl PeerRunner {
                             return (DriveEnd::Closed, established);
                         }
                     }
-                    SessionEvent::Established => {
+                    SessionEvent::Established { ipv4, ipv6 } => {
                         established = true;
                         tracing::info!("session established");
-                        let _ = self.events.send((self.spec.address, PeerEvent::Up));
+                        let _ = self
+                            .events
+                            .send((self.spec.address, PeerEvent::Up { ipv4, ipv6 }));
                     }
                     SessionEvent::Update {
                         announced,

@@ -29,8 +29,14 @@ pub struct LocalSettings {
 pub enum SessionEvent {
     /// Send these bytes on the connection.
     Transmit(Vec<u8>),
-    /// The session reached Established (RFC 4271 §8.2.2).
-    Established,
+    /// The session reached Established (RFC 4271 §8.2.2) with these unicast families
+    /// negotiated (RFC 4760); the peer's initial sync ends with an End-of-RIB for each.
+    Established {
+        /// IPv4 unicast negotiated.
+        ipv4: bool,
+        /// IPv6 unicast negotiated.
+        ipv6: bool,
+    },
     /// Routes received from the peer: announcements with their next hop, and withdrawals.
     Update {
         /// Prefixes announced (or re-announced) with their next hop.
