@@ -334,19 +334,53 @@ async fn sleep_until_std(deadline: Option<std::time::Instant>) {
 /// The BGP identifier: the node's IPv4 address, or for IPv6-only nodes a stable value from
 /// the IPv6 address (RFC 6286 allows any non-zero AS-wide unique 32-bit value).
 fn router_id(view: &ClusterView) -> Ipv4Addr {
-    if let Some(v4) = view.own.ips.v4 {
+    router_id_from(view.own.ips.v4, view.own.ips.v6)
+}
+
+/// [`router_id`] from the node's addresses. For IPv6 the whole address is hashed (FNV-1a,
+/// fixed so the identifier stays the same across agent versions): the last 32 bits alone
+/// would give fd00:1::5 and fd00:2::5 the same identifier, and the peers would reject each
+/// other's OPEN (RFC 4271 §6.2, Bad BGP Identifier for iBGP).
+fn router_id_from(v4: Option<Ipv4Addr>, v6: Option<std::net::Ipv6Addr>) -> Ipv4Addr {
+    if let Some(v4) = v4 {
         return v4;
     }
-    let octets = view.own.ips.v6.map(|v6| v6.octets()).unwrap_or_default();
-    let id = Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
-    if id.is_unspecified() {
-        Ipv4Addr::new(0, 0, 0, 1)
-    } else {
-        id
-    }
+    const FNV_OFFSET: u32 = 0x811c_9dc5;
+    const FNV_PRIME: u32 = 0x0100_0193;
+    let octets = v6.map(|v6| v6.octets()).unwrap_or_default();
+    let hash = octets.iter().fold(FNV_OFFSET, |hash, octet| {
+        (hash ^ u32::from(*octet)).wrapping_mul(FNV_PRIME)
+    });
+    // Zero is not a valid identifier.
+    Ipv4Addr::from(hash.max(1))
 }
 
 /// The session implementation the agent binary uses: `podroute_bgp`'s core session.
 pub fn default_session_factory() -> SessionFactory {
     Arc::new(|spec, local| Box::new(bgp_session::CoreSession::new(spec, local)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6(s: &str) -> Option<std::net::Ipv6Addr> {
+        Some(s.parse().expect("ipv6"))
+    }
+
+    #[test]
+    fn ipv6_only_router_ids_differ_when_only_the_prefix_differs() {
+        let a = router_id_from(None, v6("fd00:1::5"));
+        let b = router_id_from(None, v6("fd00:2::5"));
+        assert_ne!(a, b);
+        assert!(!a.is_unspecified() && !b.is_unspecified());
+        // Pinned: an upgrade must not change a node's identifier (FNV-1a of the 16 octets).
+        assert_eq!(a, Ipv4Addr::new(205, 22, 253, 20));
+    }
+
+    #[test]
+    fn ipv4_address_is_the_router_id() {
+        let v4 = Ipv4Addr::new(198, 18, 0, 7);
+        assert_eq!(router_id_from(Some(v4), v6("fd00:198:18::7")), v4);
+    }
 }
