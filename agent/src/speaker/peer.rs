@@ -241,8 +241,14 @@ impl PeerRunner {
         let mut session = (self.factory)(&self.spec, self.local);
         let mut established = false;
         let mut buffer = vec![0u8; 64 * 1024];
-        session.connected(Instant::now().into_std());
-        self.advertised.mark_changed();
+        let now = Instant::now().into_std();
+        session.connected(now);
+        // Hand over the routes now, not via the select loop below: if the peer's OPEN and
+        // KEEPALIVE were read first, the session would reach Established and send End-of-RIB
+        // with nothing before it, and the peer would drop our stale routes (RFC 4724 §4.2)
+        // only to get them again a moment later.
+        let routes = self.advertised.borrow_and_update().clone();
+        session.advertise(now, &routes);
         loop {
             while let Some(event) = session.poll_event() {
                 match event {
