@@ -179,8 +179,10 @@ impl PeerRunner {
                 tracing::warn!(%error, "socket options on accepted connection failed");
             }
             let (end, established) = self.drive(stream, &mut incoming, &mut stop).await;
-            let _ = self.events.send((self.spec.address, PeerEvent::Down));
+            // Only a session that came up can go down: a failed attempt must not touch the
+            // routes kept for a restarting peer.
             if established {
+                let _ = self.events.send((self.spec.address, PeerEvent::Down));
                 backoff = BACKOFF_MIN;
             }
             match end {
