@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use podroute_lab::{Lab, LabConfig, LabProcess, Router, Tor};
 
+mod lab_support;
+use lab_support::podroute_routes;
+
 /// Longest wait for a session or a route.
 const CONVERGE: Duration = Duration::from_secs(60);
 /// Hold time the agent offers; the routers accept it, so hold expiry takes 9 s.
@@ -61,24 +64,6 @@ fn wait_for(
         "timed out after {timeout:?} waiting for {what}\n{}",
         explain()
     );
-}
-
-/// podroute's routes on `node`: `blackhole <cidr>` or `<cidr> via <gateway>`.
-fn podroute_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
-    let routes = lab.routes_json(node).unwrap_or_default();
-    routes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["protocol"] == "80" || r["protocol"] == 80)
-        .map(|r| {
-            let dst = r["dst"].as_str().unwrap_or("?");
-            match r["gateway"].as_str() {
-                Some(gw) => format!("{dst} via {gw}"),
-                None => format!("{} {dst}", r["type"].as_str().unwrap_or("unicast")),
-            }
-        })
-        .collect()
 }
 
 /// The agent's `/status` on node1.

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal, Tor};
 
+mod lab_support;
+use lab_support::podroute_routes;
+
 /// Longest wait for routes to converge.
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -58,24 +61,6 @@ fn spawn_agent_with(
         &[("RUST_LOG", "info,podroute_agent=debug")],
     )
     .expect("spawn agent")
-}
-
-/// podroute's routes on `node`: `blackhole <cidr>` or `<cidr> via <gateway>`.
-fn podroute_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
-    let routes = lab.routes_json(node).expect("routes");
-    routes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["protocol"] == "80" || r["protocol"] == 80)
-        .map(|r| {
-            let dst = r["dst"].as_str().unwrap_or("?");
-            match r["gateway"].as_str() {
-                Some(gw) => format!("{dst} via {gw}"),
-                None => format!("{} {dst}", r["type"].as_str().unwrap_or("unicast")),
-            }
-        })
-        .collect()
 }
 
 /// Routes of every protocol but podroute's, exactly as `ip -j` prints them.
