@@ -15,6 +15,7 @@ use crate::ipam::{Allocation, IpamStore};
 use crate::naming::host_veth_name;
 use crate::netlink::{LinkState, Netlink, NetlinkError, RouteSpec};
 use crate::netns::{self, NetnsError};
+use crate::release::{self, FreeNameError};
 use crate::result::{AddResult, Interface, IpConfig, Route};
 use crate::sysctl::{self, SysctlError};
 use crate::version::{CniVersion, LATEST, SUPPORTED_VERSIONS};
@@ -53,6 +54,16 @@ impl From<NetlinkError> for CniError {
 impl From<NetnsError> for CniError {
     fn from(e: NetnsError) -> Self {
         CniError::with_details(ErrorCode::Io, "network namespace operation failed", e)
+    }
+}
+
+impl From<FreeNameError> for CniError {
+    fn from(e: FreeNameError) -> Self {
+        CniError::with_details(
+            ErrorCode::Io,
+            "cannot free the interface name of a released veth",
+            e,
+        )
     }
 }
 
@@ -205,23 +216,20 @@ fn wire(
         None => nl.uplink_mtu()?,
     };
     // A repeated ADD finds both ends in place and only re-applies settings (idempotent); a
-    // host veth without its pod side is a leftover of an interrupted ADD and is replaced.
+    // host veth without its pod side is a leftover of an interrupted ADD, and a released one
+    // (DEL ran, the namespace lives on) belongs to nobody: both are replaced.
     let existing = nl.link(&host_name)?;
-    let complete = match existing {
-        Some(_) => netns::run_in(ns, path, || Netlink::connect()?.link(ifname))??.is_some(),
-        None => false,
+    let complete = match &existing {
+        Some(link) if !release::is_released(link) => {
+            netns::run_in(ns, path, || Netlink::connect()?.link(ifname))??.is_some()
+        }
+        _ => false,
     };
     if !complete {
-        if existing.is_some() {
-            nl.delete_link(&host_name)?;
+        if let Some(link) = &existing {
+            nl.delete_index(link.index, &host_name)?;
         }
-        nl.create_veth(&host_name, ifname, ns, mtu).map_err(|e| {
-            CniError::with_details(
-                ErrorCode::Io,
-                format!("cannot create the veth pair (does {ifname} already exist in the pod?)"),
-                e,
-            )
-        })?;
+        create_veth(&nl, &host_name, ifname, path, ns, mtu)?;
     }
     stall("after-veth");
     let host = nl.link(&host_name)?.ok_or_else(|| {
@@ -272,6 +280,31 @@ fn wire(
             })
             .collect(),
     })
+}
+
+/// Creates the pair; when `ifname` is taken in the pod by a released veth (DEL ran, the
+/// namespace lives on, a new ADD comes), destroys that one and tries once more.
+fn create_veth(
+    nl: &Netlink,
+    host_name: &str,
+    ifname: &str,
+    path: &Path,
+    ns: &File,
+    mtu: u32,
+) -> Result<(), CniError> {
+    let cannot = |e: NetlinkError| {
+        CniError::with_details(
+            ErrorCode::Io,
+            format!("cannot create the veth pair (does {ifname} already exist in the pod?)"),
+            e,
+        )
+    };
+    match nl.create_veth(host_name, ifname, ns, mtu) {
+        Err(e) if e.is_exists() && release::free_pod_ifname(nl, ns, path, ifname)? => {
+            nl.create_veth(host_name, ifname, ns, mtu).map_err(cannot)
+        }
+        other => other.map_err(cannot),
+    }
 }
 
 fn configure_host(
@@ -349,12 +382,14 @@ fn configure_pod(ifname: &str, alloc: Allocation, host_mac: &[u8]) -> Result<Lin
     Ok(link)
 }
 
-/// DEL: remove the veth pair (its pod side goes with it) and free the addresses. Succeeds
-/// when the netns, the veth or the record is already gone.
+/// DEL: release the veth pair (down and marked, see [`crate::release`]; the namespace
+/// teardown destroys it) and free the addresses. Succeeds when the netns, the veth or the
+/// record is already gone.
 fn del(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     let owner = attachment(env)?;
     let nl = Netlink::connect()?;
-    nl.delete_link(&host_veth_name(&owner.container_id, &owner.ifname))?;
+    // Down first: the addresses are free for new pods only once this pod is cut off.
+    release::release_host_veth(&nl, &host_veth_name(&owner.container_id, &owner.ifname))?;
     IpamStore::new(conf.store_dir())
         .lock(conf.lock_timeout)?
         .release(&owner)?;
@@ -482,8 +517,8 @@ fn check(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     Ok(())
 }
 
-/// GC (spec 1.1.0): release every attachment not in `cni.dev/valid-attachments` and delete
-/// its host veth if one is left.
+/// GC (spec 1.1.0): release every attachment not in `cni.dev/valid-attachments` and destroy
+/// its host veth if one is left, and every veth DEL released whose namespace lives on.
 fn gc(conf: &NetConf) -> Result<(), CniError> {
     let valid = conf.valid_attachments.as_deref().ok_or_else(|| {
         CniError::new(
@@ -500,12 +535,11 @@ fn gc(conf: &NetConf) -> Result<(), CniError> {
         .collect();
     stale.sort();
     stale.dedup();
-    if !stale.is_empty() {
-        let nl = Netlink::connect()?;
-        for owner in &stale {
-            nl.delete_link(&host_veth_name(&owner.container_id, &owner.ifname))?;
-        }
+    let nl = Netlink::connect()?;
+    for owner in &stale {
+        nl.delete_link(&host_veth_name(&owner.container_id, &owner.ifname))?;
     }
+    release::destroy_released(&nl)?;
     locked.retain(valid)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod ipam;
 pub mod naming;
 pub mod netlink;
 pub mod netns;
+pub mod release;
 pub mod result;
 pub mod sysctl;
 pub mod version;

@@ -48,11 +48,29 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+impl NetlinkError {
+    /// True when the kernel answered EEXIST ("file exists"): a name was already taken.
+    pub fn is_exists(&self) -> bool {
+        match self {
+            NetlinkError::Request { source, .. } => {
+                errno(source) == Some(nix::errno::Errno::EEXIST as i32)
+            }
+            NetlinkError::Socket(_) => false,
+        }
+    }
+}
+
 /// What podroute needs to know about a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
     /// Interface index.
     pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// The interface alias (`ip link set ... alias`), if set.
+    pub alias: Option<String>,
+    /// For a veth: its peer's index, in the peer's namespace (IFLA_LINK).
+    pub peer_index: Option<u32>,
     /// MAC address as `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// Raw MAC bytes (for neighbour entries).
@@ -177,18 +195,58 @@ impl Netlink {
 
     /// Deletes the link called `name`; `false` when there was none.
     pub fn delete_link(&self, name: &str) -> Result<bool, NetlinkError> {
-        let Some(link) = self.link(name)? else {
-            return Ok(false);
-        };
-        match self
-            .rt
-            .block_on(self.handle.link().del(link.index).execute())
-        {
+        match self.link(name)? {
+            Some(link) => self.delete_index(link.index, name),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes the link with `index` (`name` is for the error message); `false` when there
+    /// was none. Costs a few RCU grace periods in the kernel (~20 ms here), whoever asks.
+    pub fn delete_index(&self, index: u32, name: &str) -> Result<bool, NetlinkError> {
+        match self.rt.block_on(self.handle.link().del(index).execute()) {
             Ok(()) => Ok(true),
             // Raced with the kernel removing it (its peer's namespace went away).
             Err(e) if errno(&e) == Some(libc_enodev()) => Ok(false),
             Err(e) => Err(request(format!("delete link {name}"))(e)),
         }
+    }
+
+    /// The link with `index`, or `None` when there is none.
+    pub fn link_by_index(&self, index: u32) -> Result<Option<LinkState>, NetlinkError> {
+        let reply = self.rt.block_on(
+            self.handle
+                .link()
+                .get()
+                .match_index(index)
+                .execute()
+                .try_next(),
+        );
+        match reply {
+            Ok(msg) => Ok(msg.as_ref().map(link_state)),
+            Err(e) if errno(&e) == Some(libc_enodev()) => Ok(None),
+            Err(e) => Err(request(format!("look up link {index}"))(e)),
+        }
+    }
+
+    /// Every link of the namespace.
+    pub fn links(&self) -> Result<Vec<LinkState>, NetlinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .rt
+            .block_on(self.handle.link().get().execute().try_collect())
+            .map_err(request("dump links"))?;
+        Ok(msgs.iter().map(link_state).collect())
+    }
+
+    /// Sets the link down and its alias to `alias`, in one request.
+    pub fn set_down_with_alias(&self, index: u32, alias: &str) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index)
+            .down()
+            .alias(alias)
+            .build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(request(format!("set link {index} down")))
     }
 
     /// Adds (or replaces) `addr/prefix` on the link; IPv6 addresses skip duplicate address
@@ -316,21 +374,10 @@ impl Netlink {
     pub fn uplink_mtu(&self) -> Result<u32, NetlinkError> {
         for v6 in [false, true] {
             let default = self.routes(v6)?.into_iter().find(|r| r.dst.prefix() == 0);
-            if let Some(oif) = default.and_then(|r| r.oif) {
-                let reply = self
-                    .rt
-                    .block_on(
-                        self.handle
-                            .link()
-                            .get()
-                            .match_index(oif)
-                            .execute()
-                            .try_next(),
-                    )
-                    .map_err(request(format!("look up link {oif}")))?;
-                if let Some(msg) = reply {
-                    return Ok(link_state(&msg).mtu);
-                }
+            if let Some(oif) = default.and_then(|r| r.oif)
+                && let Some(link) = self.link_by_index(oif)?
+            {
+                return Ok(link.mtu);
             }
         }
         Ok(FALLBACK_MTU)
@@ -345,6 +392,9 @@ fn libc_enodev() -> i32 {
 fn link_state(msg: &LinkMessage) -> LinkState {
     let mut state = LinkState {
         index: msg.header.index,
+        name: String::new(),
+        alias: None,
+        peer_index: None,
         mac: String::new(),
         mac_bytes: Vec::new(),
         mtu: 0,
@@ -357,6 +407,9 @@ fn link_state(msg: &LinkMessage) -> LinkState {
                 state.mac_bytes = bytes.clone();
             }
             LinkAttribute::Mtu(m) => state.mtu = *m,
+            LinkAttribute::IfName(n) => state.name.clone_from(n),
+            LinkAttribute::IfAlias(a) => state.alias = Some(a.clone()),
+            LinkAttribute::Link(i) => state.peer_index = Some(*i),
             _ => {}
         }
     }

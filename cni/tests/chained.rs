@@ -153,11 +153,9 @@ fn chained_with_portmap_and_bandwidth_via_cnitool() {
         &tool.run(&node, "del", &pod.path(), PORTMAP_AND_BANDWIDTH),
         "del",
     );
-    assert!(
-        node.host_veths().is_empty(),
-        "host veth left: {:?}",
-        node.host_veths()
-    );
+    let host_veths = node.host_veths();
+    assert_eq!(host_veths.len(), 1, "{host_veths:?}");
+    node.assert_released(&host_veths[0]);
     assert!(
         node.records().is_empty(),
         "addresses left: {:?}",
@@ -167,4 +165,7 @@ fn chained_with_portmap_and_bandwidth_via_cnitool() {
     assert!(!nat.contains(pod_ip), "DNAT left:\n{nat}");
     let links = node.ns.sh(&["ip", "-o", "link"]);
     assert!(!links.contains("bwp"), "bandwidth ifb left: {links}");
+    // The runtime removes the namespace next; the released pair goes with it.
+    pod.delete();
+    node.wait_no_host_veths();
 }

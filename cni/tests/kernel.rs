@@ -102,20 +102,112 @@ fn add_check_del_del() {
         "{err}"
     );
 
-    // DEL removes the veth and frees the addresses; a second DEL still succeeds.
+    // DEL cuts the pod off (its veth is released: down, marked, no routes) and frees the
+    // addresses; a second DEL still succeeds.
     assert_ok(&node.plugin("DEL", &conf, Some(cid), Some(&pod.path())));
-    assert!(
-        node.host_veths().is_empty(),
-        "host veth left: {:?}",
-        node.host_veths()
-    );
+    node.assert_released(&host);
     assert!(
         node.records().is_empty(),
         "addresses left: {:?}",
         node.records()
     );
-    assert!(!pod.sh(&["ip", "link"]).contains("eth0"));
+    assert!(
+        !ping(&pod, NODE_V4),
+        "the pod still reaches the node after DEL"
+    );
     assert_ok(&node.plugin("DEL", &conf, Some(cid), Some(&pod.path())));
+    node.assert_released(&host);
+    // Removing the pod's namespace, as the runtime does next, destroys the pair.
+    pod.delete();
+    node.wait_no_host_veths();
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn add_again_into_the_same_netns_after_del() {
+    let node = Node::new();
+    let pod = Netns::new("pod");
+    let conf = node.conf("1.1.0", false);
+    let first = ok_json(&node.plugin("ADD", &conf, Some("c-first"), Some(&pod.path())));
+    let host = first["interfaces"][0]["name"]
+        .as_str()
+        .expect("host")
+        .to_owned();
+    assert_ok(&node.plugin("DEL", &conf, Some("c-first"), Some(&pod.path())));
+    node.assert_released(&host);
+
+    // The same container and interface again: the released pair is replaced, not reused.
+    let again = ok_json(&node.plugin("ADD", &conf, Some("c-first"), Some(&pod.path())));
+    assert_eq!(again["interfaces"][0]["name"], host.as_str());
+    let link = node.link(&host).expect("host veth");
+    assert!(link["ifalias"].is_null(), "still marked released: {link}");
+    assert!(ping(&pod, NODE_V4), "re-added pod cannot reach the node");
+    assert_ok(&node.plugin(
+        "CHECK",
+        &with_prev(&conf, &again),
+        Some("c-first"),
+        Some(&pod.path()),
+    ));
+    assert_ok(&node.plugin("DEL", &conf, Some("c-first"), Some(&pod.path())));
+
+    // Another container in the same namespace: eth0 is taken by the released pair, which
+    // ADD destroys to get the name.
+    let other = ok_json(&node.plugin("ADD", &conf, Some("c-second"), Some(&pod.path())));
+    assert!(
+        node.link(&host).is_none(),
+        "the released veth {host} is left"
+    );
+    assert_eq!(node.host_veths().len(), 1, "{:?}", node.host_veths());
+    assert!(
+        ping(&pod, NODE_V4),
+        "the second container cannot reach the node"
+    );
+    assert_ok(&node.plugin(
+        "CHECK",
+        &with_prev(&conf, &other),
+        Some("c-second"),
+        Some(&pod.path()),
+    ));
+
+    // An eth0 that is not a released podroute veth is never taken away.
+    let foreign = Netns::new("pod");
+    foreign.sh(&[
+        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer",
+    ]);
+    let err = err_json(&node.plugin("ADD", &conf, Some("c-third"), Some(&foreign.path())));
+    assert_eq!(err["code"], 5, "{err}");
+    assert!(foreign.sh(&["ip", "link", "show", "eth0"]).contains("eth0"));
+    // c-second still holds its two addresses; nothing of the failed ADD is left.
+    assert_eq!(node.records().len(), 2, "{:?}", node.records());
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn gc_destroys_released_veths_whose_netns_lives_on() {
+    let node = Node::new();
+    let conf = node.conf("1.1.0", true);
+    let kept = Netns::new("pod");
+    let released = Netns::new("pod");
+    let keep = ok_json(&node.plugin("ADD", &conf, Some("c-keep"), Some(&kept.path())));
+    let gone = ok_json(&node.plugin("ADD", &conf, Some("c-rel"), Some(&released.path())));
+    assert_ok(&node.plugin("DEL", &conf, Some("c-rel"), Some(&released.path())));
+    let released_host = gone["interfaces"][0]["name"].as_str().expect("host");
+    node.assert_released(released_host);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c-keep", "ifname": "eth0"}]);
+    assert_ok(&node.plugin("GC", &gc, None, None));
+    assert_eq!(
+        node.host_veths(),
+        vec![
+            keep["interfaces"][0]["name"]
+                .as_str()
+                .expect("name")
+                .to_owned()
+        ]
+    );
+    assert!(!released.sh(&["ip", "link"]).contains("eth0"));
+    assert!(ping(&kept, NODE_V4));
 }
 
 #[test]
@@ -158,11 +250,7 @@ fn del_after_the_netns_is_gone() {
         "addresses left: {:?}",
         node.records()
     );
-    assert!(
-        node.host_veths().is_empty(),
-        "host veth left: {:?}",
-        node.host_veths()
-    );
+    node.wait_no_host_veths();
     // DEL of a container the plugin never saw also succeeds.
     assert_ok(&node.plugin("DEL", &conf, Some("c-never-seen"), None));
 }

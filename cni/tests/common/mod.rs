@@ -156,6 +156,51 @@ impl Node {
             .collect()
     }
 
+    /// `ip -j link show` of one node link, `None` when it does not exist.
+    pub fn link(&self, name: &str) -> Option<Value> {
+        let out = self.ns.try_sh(&["ip", "-j", "link", "show", "dev", name]);
+        if !out.status.success() {
+            return None;
+        }
+        let links: Value = serde_json::from_slice(&out.stdout).expect("ip -j link JSON");
+        links.get(0).cloned()
+    }
+
+    /// Asserts that DEL released the host veth `name`: still there, down, marked with
+    /// podroute's alias, and no route of the node goes through it.
+    pub fn assert_released(&self, name: &str) {
+        let link = self
+            .link(name)
+            .unwrap_or_else(|| panic!("host veth {name} is gone already"));
+        let flags = link["flags"].as_array().expect("flags");
+        assert!(
+            !flags.iter().any(|f| f == "UP"),
+            "{name} is still up: {link}"
+        );
+        assert_eq!(link["ifalias"], "podroute:released", "{link}");
+        for family in ["-4", "-6"] {
+            let routes = self.ns.sh(&["ip", family, "route", "show", "dev", name]);
+            assert!(
+                routes.trim().is_empty(),
+                "routes left through {name}: {routes}"
+            );
+        }
+    }
+
+    /// Waits (up to 10 s) until no podroute host veth is left: the kernel destroys a
+    /// released veth in the background once its pod's namespace is removed.
+    pub fn wait_no_host_veths(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.host_veths().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "host veths left 10 s after their namespaces went: {:?}",
+                self.host_veths()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Runs the plugin in the node namespace.
     pub fn plugin(
         &self,
