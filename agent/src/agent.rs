@@ -114,6 +114,14 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
     let (bgp_tx, mut bgp_rx) = watch::channel(BgpOutput::default());
     let speaker = tokio::spawn(run_speaker(ctx.clone(), factory, speaker_rx, bgp_tx));
 
+    if ctx.config.cni_conflist.is_some() {
+        // This agent runs the node's CNI: destroy pod veths whose namespace outlived DEL.
+        tokio::spawn(crate::veth_sweep::run(
+            kernel::connect()?,
+            ctx.config.reconcile_period,
+            ctx.metrics.clone(),
+        ));
+    }
     let mut reconciler = RouteReconciler::new(kernel::connect()?, ctx.config.route_protocol);
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

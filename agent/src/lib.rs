@@ -15,5 +15,6 @@ pub mod routes;
 pub mod sockopt;
 pub mod speaker;
 pub mod static_peers;
+pub mod veth_sweep;
 pub mod view;
 pub mod watch;

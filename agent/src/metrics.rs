@@ -33,6 +33,8 @@ pub struct Metrics {
     pub bgp_rejected_routes: IntGauge,
     /// BGP sessions by state.
     pub bgp_sessions: IntGaugeVec,
+    /// Pod veths released by the CNI plugin that the agent destroyed (their netns lived on).
+    pub cni_released_veths_destroyed: IntCounter,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
 
@@ -85,7 +87,12 @@ impl Metrics {
         registry.register(Box::new(drift.clone()))?;
         registry.register(Box::new(bgp_rejected_connections.clone()))?;
         registry.register(Box::new(bgp_rejected_routes.clone()))?;
+        let cni_released_veths_destroyed = IntCounter::new(
+            "cni_released_veths_destroyed_total",
+            "pod veths released by CNI DEL and destroyed by the agent because their netns lived on",
+        )?;
         registry.register(Box::new(bgp_sessions.clone()))?;
+        registry.register(Box::new(cni_released_veths_destroyed.clone()))?;
         Ok(Self {
             registry,
             ready,
@@ -99,6 +106,7 @@ impl Metrics {
             bgp_rejected_connections,
             bgp_rejected_routes,
             bgp_sessions,
+            cni_released_veths_destroyed,
             last_route_counters: Default::default(),
         })
     }

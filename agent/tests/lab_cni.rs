@@ -18,6 +18,9 @@ const READY: Duration = Duration::from_secs(60);
 /// Longer than two of the agents' `--reconcile-period`s (2 s): time for the periodic
 /// reconcile, with stale-route removal, to have run on every node.
 const AFTER_RECONCILES: Duration = Duration::from_secs(5);
+/// How long the agents' sweeps may take to destroy released veths: two periods, with room
+/// for a loaded machine.
+const SWEPT: Duration = Duration::from_secs(15);
 /// Pods created on every node.
 const PODS_PER_NODE: [&str; 2] = ["a", "b"];
 
@@ -288,7 +291,8 @@ fn pods_across_nodes(ipv6: bool) {
     }
     ping_matrix(&lab, &pods);
 
-    // DEL: every address goes back to the store, every host veth and pod route is gone.
+    // DEL: every address goes back to the store, every pod route is gone, every host veth is
+    // released (down, marked) at once.
     for p in &pods {
         let n = nodes
             .iter()
@@ -298,11 +302,13 @@ fn pods_across_nodes(ipv6: bool) {
             &cnitool(&tool, &plugins, n, "del", &p.pod.netns),
             "cnitool del",
         );
+        let link = lab
+            .exec_ok(&n.node.name, &["ip", "link", "show", "dev", &p.host_veth])
+            .expect("host veth right after DEL");
         assert!(
-            !link_exists(&lab, &n.node.name, &p.host_veth),
-            "{}: host veth {} still there after DEL",
-            p.pod.name,
-            p.host_veth
+            link.contains("state DOWN") && link.contains("alias podroute:released"),
+            "{}: host veth not released by DEL: {link}",
+            p.pod.name
         );
     }
     for n in &nodes {
@@ -321,6 +327,35 @@ fn pods_across_nodes(ipv6: bool) {
             "{}: pod routes left: {left:?}",
             n.node.name
         );
+    }
+
+    // The pods' namespaces live on (the lab keeps them), so nothing else destroys the
+    // released veths: each agent's sweep does, one reconcile period (2 s) after it first sees
+    // them, so within two periods.
+    let deadline = Instant::now() + SWEPT;
+    for p in &pods {
+        while link_exists(&lab, &p.pod.node, &p.host_veth) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: released host veth {} still there {SWEPT:?} after DEL",
+                p.pod.name,
+                p.host_veth
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for n in &nodes {
+        let metrics = lab
+            .exec_ok(
+                &n.node.name,
+                &["curl", "-sf", "http://127.0.0.1:9180/metrics"],
+            )
+            .expect("metrics");
+        let want = format!(
+            "podroute_cni_released_veths_destroyed_total {}",
+            PODS_PER_NODE.len()
+        );
+        assert!(metrics.contains(&want), "{}: {metrics}", n.node.name);
     }
 
     for agent in &mut agents {
