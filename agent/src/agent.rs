@@ -14,7 +14,7 @@ use kube::Api;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cni_conf;
+use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
 use crate::context::Context;
 use crate::drift::compute_drift;
@@ -114,7 +114,7 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
     let (bgp_tx, mut bgp_rx) = watch::channel(BgpOutput::default());
     let speaker = tokio::spawn(run_speaker(ctx.clone(), factory, speaker_rx, bgp_tx));
 
-    if ctx.config.cni_conflist.is_some() {
+    if ctx.config.cni.is_some() {
         // This agent runs the node's CNI: destroy pod veths whose namespace outlived DEL.
         tokio::spawn(crate::veth_sweep::run(
             kernel::connect()?,
@@ -126,7 +126,15 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
-    let mut state = LoopState::default();
+    let mut state = LoopState {
+        readiness_file: ctx
+            .config
+            .cni
+            .as_ref()
+            .and_then(|c| c.readiness_file.clone())
+            .map(ReadinessFile::new),
+        ..LoopState::default()
+    };
     let mut speaker = std::pin::pin!(speaker);
 
     loop {
@@ -171,6 +179,8 @@ struct LoopState {
     conflist_written_for: Option<Vec<ipnetwork::IpNetwork>>,
     logged_waiting_for_cidr: bool,
     logged_view_error: Option<ViewError>,
+    /// The CNI readiness file, when the agent keeps one.
+    readiness_file: Option<ReadinessFile>,
 }
 
 /// One pass: view + BGP → speaker input, kernel routes, drift, readiness.
@@ -204,6 +214,7 @@ async fn step(
                 s.ready = false;
                 s.not_ready_reason = Some(error.to_string());
             });
+            set_cni_readiness(ctx, state, false);
             return Ok(());
         }
     };
@@ -309,6 +320,9 @@ async fn step(
     {
         state.conflist_written_for = Some(own_cidrs.clone());
     }
+    // CNI STATUS says ready once the plugin has its configuration, and no longer when the
+    // agent stops being ready (the file stays when the agent exits: routes and plugin go on).
+    set_cni_readiness(ctx, state, ready && state.conflist_written_for.is_some());
     let reason = if !has_cidr {
         Some("the node has no pod CIDR yet".to_owned())
     } else if !programmed {
@@ -336,23 +350,41 @@ async fn step(
 
 /// Writes the conflist (if configured); true when done or not wanted.
 fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
-    let Some(path) = &ctx.config.cni_conflist else {
+    let Some(settings) = &ctx.config.cni else {
         tracing::info!("node ready");
         return true;
     };
-    let data_dir = ctx.config.cni_data_dir.as_deref();
-    match cni_conf::write(path, cidrs, ctx.config.route_protocol, data_dir) {
+    let path = settings.conflist.display();
+    match cni_conf::write(settings, cidrs, ctx.config.route_protocol) {
         Ok(()) => {
-            tracing::info!(path = %path.display(), "node ready; CNI configuration written");
+            tracing::info!(%path, "node ready; CNI configuration written");
             true
         }
         Err(error) => {
-            tracing::error!(path = %path.display(), %error, "writing the CNI configuration failed");
+            tracing::error!(%path, %error, "writing the CNI configuration failed");
             ctx.metrics
                 .errors
                 .with_label_values(&["cni_conflist"])
                 .inc();
             false
+        }
+    }
+}
+
+/// Brings the CNI readiness file (if kept) in line with `ready`; failures are logged and
+/// counted, and retried at the next step.
+fn set_cni_readiness(ctx: &Context, state: &mut LoopState, ready: bool) {
+    let Some(file) = &mut state.readiness_file else {
+        return;
+    };
+    match file.set(ready) {
+        Ok(()) => {}
+        Err(error) => {
+            tracing::error!(%error, "CNI STATUS may report the wrong readiness");
+            ctx.metrics
+                .errors
+                .with_label_values(&["cni_readiness_file"])
+                .inc();
         }
     }
 }

@@ -1,49 +1,149 @@
-//! The CNI network configuration the agent writes once the node's network is ready.
+//! What the agent writes for the node's CNI plugin: the network configuration, once the node's
+//! network is ready, and a readiness file that exists exactly while it is.
 //!
 //! The kubelet treats the node's network as ready when a conflist exists, so it is written only
 //! after the own pod CIDR is known and the routes are programmed. Rendering, validation (with
 //! the plugin's own parser) and the atomic write belong to `podroute-cni`; this module only says
-//! what the agent knows about the node.
+//! what the agent knows about the node. The readiness file answers CNI STATUS (spec 1.1): the
+//! plugin reports "not available" while it is missing.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use ipnetwork::IpNetwork;
 use podroute_cni::conflist::{ConflistError, NodeNetwork, write_atomic};
 
+use crate::config::CniSettings;
+
 /// Writes the conflist for a node with `pod_cidrs`, whose pod host routes carry
-/// `route_protocol` like podroute's other routes, and whose address store is `data_dir`
-/// (`None`: the plugin's default).
+/// `route_protocol` like podroute's other routes.
 pub fn write(
-    path: &Path,
+    settings: &CniSettings,
     pod_cidrs: &[IpNetwork],
     route_protocol: u8,
-    data_dir: Option<&Path>,
 ) -> Result<(), ConflistError> {
     let mut network = NodeNetwork::new(pod_cidrs.to_vec());
+    network.cni_version = settings.version;
     network.route_protocol = Some(route_protocol);
-    network.data_dir = data_dir.map(Path::to_path_buf);
-    write_atomic(path, &network)
+    network.data_dir.clone_from(&settings.data_dir);
+    network.readiness_file.clone_from(&settings.readiness_file);
+    network.chain = settings.chain;
+    write_atomic(&settings.conflist, &network)
+}
+
+/// Keeps the readiness file in step with the agent's readiness; touches the file system only
+/// when readiness changes (and once at start, whatever a previous run left).
+#[derive(Debug)]
+pub struct ReadinessFile {
+    path: PathBuf,
+    written: Option<bool>,
+}
+
+/// The readiness file could not be created or removed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} the CNI readiness file {path}: {source}")]
+pub struct ReadinessError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+impl ReadinessFile {
+    /// The readiness file at `path`, state not yet written.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            written: None,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates (ready) or removes (not ready) the file if that changes anything.
+    pub fn set(&mut self, ready: bool) -> Result<(), ReadinessError> {
+        if self.written == Some(ready) {
+            return Ok(());
+        }
+        let error = |action, source| ReadinessError {
+            action,
+            path: self.path.clone(),
+            source,
+        };
+        if ready {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| error("create the folder of", e))?;
+            }
+            std::fs::write(&self.path, b"ready\n").map_err(|e| error("create", e))?;
+        } else {
+            match std::fs::remove_file(&self.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(error("remove", e)),
+            }
+        }
+        self.written = Some(ready);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn settings(dir: &Path) -> CniSettings {
+        CniSettings {
+            conflist: dir.join("net.d/10-podroute.conflist"),
+            data_dir: Some(PathBuf::from("/run/lab/node1/cni")),
+            readiness_file: Some(PathBuf::from("/run/podroute/cni-ready")),
+            chain: podroute_cni::conflist::Chain {
+                portmap: true,
+                bandwidth: false,
+            },
+            version: podroute_cni::version::CniVersion::V1_0_0,
+        }
+    }
+
     #[test]
-    fn conflist_carries_the_pod_cidrs_and_route_protocol() {
+    fn conflist_carries_what_the_agent_knows() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("net.d/10-podroute.conflist");
+        let settings = settings(dir.path());
         let cidrs: Vec<IpNetwork> = vec![
             "10.244.1.0/24".parse().expect("net"),
             "fd00:10:244:1::/64".parse().expect("net"),
         ];
-        write(&path, &cidrs, 80, Some(Path::new("/run/lab/node1/cni"))).expect("write");
+        write(&settings, &cidrs, 80).expect("write");
         let value: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            serde_json::from_slice(&std::fs::read(&settings.conflist).expect("read"))
+                .expect("json");
+        assert_eq!(value["cniVersion"], "1.0.0");
         let plugin = &value["plugins"][0];
         assert_eq!(plugin["type"], "podroute");
         assert_eq!(plugin["ranges"][1]["subnet"], "fd00:10:244:1::/64");
         assert_eq!(plugin["routeProtocol"], 80);
         assert_eq!(plugin["dataDir"], "/run/lab/node1/cni");
+        assert_eq!(plugin["readinessFile"], "/run/podroute/cni-ready");
+        assert_eq!(value["plugins"][1]["type"], "portmap");
+        assert_eq!(value["plugins"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn readiness_file_follows_readiness() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/podroute/cni-ready");
+        // A file left by an earlier run is removed when this run is not ready.
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, "").expect("stale file");
+        let mut file = ReadinessFile::new(path.clone());
+        file.set(false).expect("not ready");
+        assert!(!path.exists());
+        file.set(true).expect("ready");
+        assert!(path.exists());
+        file.set(true).expect("still ready");
+        file.set(false).expect("not ready again");
+        assert!(!path.exists());
     }
 }

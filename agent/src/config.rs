@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use podroute_cni::conflist::Chain;
+use podroute_cni::version::CniVersion;
 
 use crate::static_peers::{StaticPeer, StaticPeerError, parse_static_peer};
 
@@ -27,6 +29,49 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// Reads `--cni-chain`: names of reference plugins, comma separated, blanks ignored.
+fn parse_chain(list: &str) -> Result<Chain, ConfigError> {
+    let mut chain = Chain::default();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "portmap" => chain.portmap = true,
+            "bandwidth" => chain.bandwidth = true,
+            other => return Err(ConfigError::UnknownChainPlugin(other.to_owned())),
+        }
+    }
+    Ok(chain)
+}
+
+/// A path where an empty value means "none" (clap refuses empty paths by default).
+fn parse_path_or_empty(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+fn parse_cni_version(s: &str) -> Result<CniVersion, String> {
+    match CniVersion::parse(s) {
+        Ok(v) if v >= CniVersion::V1_0_0 => Ok(v),
+        Ok(v) => Err(format!(
+            "{v} is too old for a conflist podroute writes (1.0.0 or 1.1.0)"
+        )),
+        Err(e) => Err(e.msg),
+    }
+}
+
+/// What the agent writes for the node's CNI plugin once the node is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniSettings {
+    /// The conflist's path.
+    pub conflist: PathBuf,
+    /// The plugin's address store directory, or `None` for the plugin's default.
+    pub data_dir: Option<PathBuf>,
+    /// File kept while ready (CNI STATUS), or `None`.
+    pub readiness_file: Option<PathBuf>,
+    /// Reference plugins chained after podroute.
+    pub chain: Chain,
+    /// `cniVersion` of the conflist.
+    pub version: CniVersion,
 }
 
 /// `podroute-agent`: distributes pod CIDR routes between Kubernetes nodes over iBGP.
@@ -107,6 +152,26 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_CNI_DATA_DIR")]
     pub cni_data_dir: Option<PathBuf>,
 
+    /// File that exists while the node's network is ready; the CNI plugin's STATUS answers
+    /// "not available" (50) without it. Empty: no readiness file.
+    #[arg(
+        long,
+        env = "PODROUTE_CNI_READINESS_FILE",
+        default_value = "/run/podroute/cni-ready",
+        value_parser = parse_path_or_empty
+    )]
+    pub cni_readiness_file: PathBuf,
+
+    /// Reference plugins chained after podroute in the conflist, comma separated: `portmap`,
+    /// `bandwidth`. Empty: podroute alone.
+    #[arg(long, env = "PODROUTE_CNI_CHAIN", default_value = "")]
+    pub cni_chain: String,
+
+    /// `cniVersion` of the conflist: 1.1.0 enables GC and STATUS; chained plugins that stop
+    /// at 1.0.0 (containernetworking-plugins before 1.5) need 1.0.0.
+    #[arg(long, env = "PODROUTE_CNI_VERSION", default_value = "1.1.0", value_parser = parse_cni_version)]
+    pub cni_version: CniVersion,
+
     /// File holding the TCP-MD5 password (RFC 2385) of every mesh session (e.g. a mounted
     /// Secret); a trailing newline is ignored. Every node must use the same one.
     #[arg(long, env = "PODROUTE_MESH_PASSWORD_FILE")]
@@ -157,10 +222,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Node IP override, at most one per family.
     pub node_ip_override: NodeIpOverride,
-    /// CNI conflist to write when ready, or `None` to write none.
-    pub cni_conflist: Option<PathBuf>,
-    /// The CNI plugin's address store directory, or `None` for the plugin's default.
-    pub cni_data_dir: Option<PathBuf>,
+    /// What to write for the CNI plugin, or `None` when something else manages CNI.
+    pub cni: Option<CniSettings>,
     /// Hold time offered to peers, in seconds.
     pub hold_time: u16,
     /// TCP-MD5 password of mesh sessions.
@@ -263,6 +326,9 @@ pub enum ConfigError {
     /// Empty CNI path.
     #[error("--cni-conflist must not be empty (use --no-cni-conflist to write none)")]
     EmptyCniPath,
+    /// `--cni-chain` names a plugin the agent cannot chain.
+    #[error("--cni-chain: {0:?} is not a plugin podroute chains (portmap, bandwidth)")]
+    UnknownChainPlugin(String),
 }
 
 impl Cli {
@@ -296,12 +362,18 @@ impl Cli {
             return Err(ConfigError::UnusableNodeIp(*bad));
         }
         let node_ip_override = NodeIpOverride::from_addrs(&self.node_ip)?;
-        let cni_conflist = if self.no_cni_conflist {
+        let cni = if self.no_cni_conflist {
             None
         } else if self.cni_conflist.as_os_str().is_empty() {
             return Err(ConfigError::EmptyCniPath);
         } else {
-            Some(self.cni_conflist)
+            Some(CniSettings {
+                conflist: self.cni_conflist,
+                data_dir: self.cni_data_dir,
+                readiness_file: Some(self.cni_readiness_file).filter(|p| !p.as_os_str().is_empty()),
+                chain: parse_chain(&self.cni_chain)?,
+                version: self.cni_version,
+            })
         };
         let mesh_md5_password = match &self.mesh_password_file {
             Some(path) => Some(read_password(path)?),
@@ -334,8 +406,7 @@ impl Cli {
             log_format: self.log_format,
             http_listen: self.http_listen,
             node_ip_override,
-            cni_conflist,
-            cni_data_dir: self.cni_data_dir,
+            cni,
             hold_time: self.hold_time,
         })
     }
@@ -395,11 +466,56 @@ mod tests {
         assert_eq!(config.route_protocol, 80);
         assert_eq!(config.reconcile_period, Duration::from_secs(30));
         assert_eq!(config.log_format, LogFormat::Text);
+        let cni = config.cni.expect("CNI settings");
         assert_eq!(
-            config.cni_conflist,
-            Some(PathBuf::from("/etc/cni/net.d/10-podroute.conflist"))
+            cni.conflist,
+            PathBuf::from("/etc/cni/net.d/10-podroute.conflist")
         );
+        assert_eq!(
+            cni.readiness_file,
+            Some(PathBuf::from("/run/podroute/cni-ready"))
+        );
+        assert_eq!(cni.chain, Chain::default());
+        assert_eq!(cni.version, CniVersion::V1_1_0);
         assert!(config.node_ip_override.is_empty());
+    }
+
+    #[test]
+    fn cni_chain_version_and_readiness_file_are_read() {
+        let cni = parse(&[
+            "--node-name",
+            "n",
+            "--cni-chain",
+            "portmap,bandwidth",
+            "--cni-version",
+            "1.0.0",
+            "--cni-readiness-file",
+            "",
+        ])
+        .expect("valid")
+        .cni
+        .expect("CNI settings");
+        assert_eq!(
+            cni.chain,
+            Chain {
+                portmap: true,
+                bandwidth: true
+            }
+        );
+        assert_eq!(cni.version, CniVersion::V1_0_0);
+        assert_eq!(cni.readiness_file, None);
+        let err = parse(&["--node-name", "n", "--cni-chain", "portmap,flannel"])
+            .expect_err("unknown plugin");
+        assert_eq!(err, ConfigError::UnknownChainPlugin("flannel".into()));
+        let err =
+            Cli::try_parse_from(["podroute-agent", "--cni-version", "0.4.0"]).expect_err("too old");
+        assert!(err.to_string().contains("0.4.0"), "{err}");
+        let blank = parse(&["--node-name", "n", "--cni-chain", ""]).expect("blank chain");
+        assert_eq!(blank.cni.map(|c| c.chain), Some(Chain::default()));
+        assert_eq!(
+            parse(&["--node-name", "n", "--no-cni-conflist"]).map(|c| c.cni),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -548,6 +664,6 @@ mod tests {
     #[test]
     fn cni_conflist_can_be_disabled() {
         let config = parse(&["--node-name", "n", "--no-cni-conflist"]).expect("valid");
-        assert_eq!(config.cni_conflist, None);
+        assert_eq!(config.cni, None);
     }
 }

@@ -1,6 +1,9 @@
 //! End-to-end: pods created through the `podroute` CNI plugin (driven by `cnitool`, as a
 //! runtime would) on every node of a lab, with the conflist each node's `podroute-agent` wrote,
 //! reach each other across nodes over the agents' routes (needs root: run by `make test`).
+//! The IPv4 variant chains Debian's `portmap` and `bandwidth` after podroute (the agents write
+//! that conflist) and reaches a pod through a hostPort from another node; the dual-stack
+//! variant checks CNI STATUS against the agents' readiness.
 //!
 //! The plugin binary is the workspace's `podroute`, found next to this package's agent binary
 //! (`cargo test --workspace` and `make test` build it); `cnitool` comes from the lab's
@@ -23,6 +26,13 @@ const AFTER_RECONCILES: Duration = Duration::from_secs(5);
 const SWEPT: Duration = Duration::from_secs(15);
 /// Pods created on every node.
 const PODS_PER_NODE: [&str; 2] = ["a", "b"];
+/// The hostPort the chained variant maps to port 80 of its first pod.
+const HOST_PORT: u16 = 8080;
+/// The runtime's capability arguments for that mapping.
+const PORT_MAPPING: &str =
+    r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}"#;
+/// What the pod's listener answers.
+const GREETING: &str = "hello from the pod";
 
 fn lab_name(tag: &str) -> String {
     format!("cni{tag}{}", std::process::id() % 100_000)
@@ -65,6 +75,10 @@ impl NodeCni {
         self.netconf_dir.join("10-podroute.conflist")
     }
 
+    fn readiness_file(&self) -> PathBuf {
+        self.netconf_dir.join("cni-ready")
+    }
+
     /// Addresses the plugin holds: the store's files other than its lock and cursors.
     fn held_addresses(&self) -> Vec<String> {
         let mut held: Vec<String> = std::fs::read_dir(self.data_dir.join("podroute"))
@@ -79,9 +93,19 @@ impl NodeCni {
     }
 }
 
-/// Starts the agent on `node`, writing its conflist and address store where `cni` says.
-fn spawn_agent(lab: &Lab, cni: &NodeCni) -> LabProcess {
-    let args = [
+/// What differs between the two end-to-end runs.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    ipv6: bool,
+    /// The agents write `[podroute, portmap, bandwidth]` with cniVersion 1.0.0 (Debian's
+    /// reference plugins stop there); otherwise `[podroute]` with 1.1.0 (GC, STATUS).
+    chained: bool,
+}
+
+/// Starts the agent on `node`, writing its conflist, readiness file and address store where
+/// `cni` says.
+fn spawn_agent(lab: &Lab, cni: &NodeCni, variant: Variant) -> LabProcess {
+    let mut args = vec![
         "--kubeconfig".to_owned(),
         lab.kubeconfig().display().to_string(),
         "--node-name".to_owned(),
@@ -90,11 +114,18 @@ fn spawn_agent(lab: &Lab, cni: &NodeCni) -> LabProcess {
         cni.conflist().display().to_string(),
         "--cni-data-dir".to_owned(),
         cni.data_dir.display().to_string(),
+        "--cni-readiness-file".to_owned(),
+        cni.readiness_file().display().to_string(),
         "--reconcile-period".to_owned(),
         "2s".to_owned(),
         "--hold-time".to_owned(),
         "9".to_owned(),
     ];
+    if variant.chained {
+        args.extend(
+            ["--cni-chain", "portmap,bandwidth", "--cni-version", "1.0.0"].map(String::from),
+        );
+    }
     lab.spawn(
         &cni.node.name,
         "agent",
@@ -105,14 +136,23 @@ fn spawn_agent(lab: &Lab, cni: &NodeCni) -> LabProcess {
     .expect("spawn agent")
 }
 
-/// Runs `cnitool <op> podroute /run/netns/<pod ns>` inside the node's namespace.
-fn cnitool(cnitool: &Path, plugins: &Path, cni: &NodeCni, op: &str, pod_ns: &str) -> Output {
+/// Runs `cnitool <op> podroute /run/netns/<pod ns>` inside the node's namespace, with
+/// `cap_args` as the runtime's capability arguments (`CAP_ARGS`, e.g. port mappings).
+fn cnitool(
+    cnitool: &Path,
+    plugins: &Path,
+    cni: &NodeCni,
+    op: &str,
+    pod_ns: &str,
+    cap_args: &str,
+) -> Output {
     std::process::Command::new("ip")
         .args(["netns", "exec", &cni.node.netns])
         .arg(cnitool)
         .args([op, "podroute", &format!("/run/netns/{pod_ns}")])
         .env("CNI_PATH", format!("{}:/usr/lib/cni", plugins.display()))
         .env("NETCONFPATH", &cni.netconf_dir)
+        .env("CAP_ARGS", cap_args)
         .output()
         .expect("spawn cnitool")
 }
@@ -135,14 +175,24 @@ struct CniPod {
 
 /// Creates pod `name` on the node of `cni` through cnitool and reads its addresses from the
 /// CNI result.
-fn add_pod(lab: &Lab, tool: &Path, plugins: &Path, cni: &NodeCni, name: &str) -> CniPod {
+fn add_pod(
+    lab: &Lab,
+    tool: &Path,
+    plugins: &Path,
+    cni: &NodeCni,
+    name: &str,
+    cap_args: &str,
+) -> CniPod {
     let netns = format!("{}-pod-{name}", lab.name());
     let made = std::process::Command::new("ip")
         .args(["netns", "add", &netns])
         .output()
         .expect("spawn ip");
     ok(&made, "ip netns add");
-    let out = ok(&cnitool(tool, plugins, cni, "add", &netns), "cnitool add");
+    let out = ok(
+        &cnitool(tool, plugins, cni, "add", &netns, cap_args),
+        "cnitool add",
+    );
     let result: serde_json::Value = serde_json::from_str(&out).expect("CNI result is JSON");
     let address = |v6: bool| {
         result["ips"]
@@ -230,7 +280,8 @@ fn link_exists(lab: &Lab, node: &str, link: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn pods_across_nodes(ipv6: bool) {
+fn pods_across_nodes(variant: Variant) {
+    let ipv6 = variant.ipv6;
     let tag = if ipv6 { "6" } else { "4" };
     let lab = Lab::up(&LabConfig::new(lab_name(tag), 3).ipv6(ipv6)).expect("lab up");
     let plugins = plugin_dir();
@@ -241,7 +292,10 @@ fn pods_across_nodes(ipv6: bool) {
     assert!(tool.is_file(), "{} is missing", tool.display());
 
     let nodes: Vec<NodeCni> = lab.nodes().iter().map(|n| NodeCni::new(&lab, n)).collect();
-    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    let mut agents: Vec<LabProcess> = nodes
+        .iter()
+        .map(|n| spawn_agent(&lab, n, variant))
+        .collect();
 
     // The conflist appears once the agent has programmed the node's routes: its "ready".
     for n in &nodes {
@@ -263,7 +317,13 @@ fn pods_across_nodes(ipv6: bool) {
     for n in &nodes {
         for suffix in PODS_PER_NODE {
             let name = format!("c{}{suffix}", n.node.index);
-            pods.push(add_pod(&lab, &tool, &plugins, n, &name));
+            // The chained variant maps a hostPort to the first pod.
+            let cap_args = if variant.chained && pods.is_empty() {
+                PORT_MAPPING
+            } else {
+                ""
+            };
+            pods.push(add_pod(&lab, &tool, &plugins, n, &name, cap_args));
         }
         assert_eq!(
             n.held_addresses().len(),
@@ -276,6 +336,16 @@ fn pods_across_nodes(ipv6: bool) {
     assert_eq!(addresses.len(), pods.len(), "two pods share an address");
 
     ping_matrix(&lab, &pods);
+    if variant.chained {
+        host_port_reaches_the_pod(&lab, &pods[0]);
+    } else {
+        for n in &nodes {
+            ok(
+                &cnitool(&tool, &plugins, n, "status", &pods[0].pod.netns, ""),
+                "cnitool status",
+            );
+        }
+    }
 
     // The agents' periodic reconcile (every 2 s here) removes stale routes of podroute's
     // protocol; the pods' host routes carry that protocol too and must survive it. This is a
@@ -298,8 +368,13 @@ fn pods_across_nodes(ipv6: bool) {
             .iter()
             .find(|n| n.node.name == p.pod.node)
             .expect("pod's node");
+        let cap_args = if variant.chained && p.pod.name == pods[0].pod.name {
+            PORT_MAPPING
+        } else {
+            ""
+        };
         ok(
-            &cnitool(&tool, &plugins, n, "del", &p.pod.netns),
+            &cnitool(&tool, &plugins, n, "del", &p.pod.netns, cap_args),
             "cnitool del",
         );
         let link = lab
@@ -358,20 +433,122 @@ fn pods_across_nodes(ipv6: bool) {
         assert!(metrics.contains(&want), "{}: {metrics}", n.node.name);
     }
 
+    if variant.chained {
+        let nat = lab
+            .exec_ok(&pods[0].pod.node, &["iptables-save", "-t", "nat"])
+            .expect("iptables-save");
+        assert!(!nat.contains("--dport 8080"), "hostPort DNAT left:\n{nat}");
+    } else {
+        status_follows_the_agents_readiness(&lab, &tool, &plugins, &nodes[2], &pods[0]);
+    }
+
     for agent in &mut agents {
         let _ = agent.terminate();
     }
     // The lab's teardown (on drop) removes the pod namespaces with the rest of the lab.
 }
 
+/// From another node, connects to the pod's node address at [`HOST_PORT`] and expects the
+/// greeting of a listener inside the pod on port 80: portmap's DNAT, chained after podroute.
+fn host_port_reaches_the_pod(lab: &Lab, pod: &CniPod) {
+    let pod_ns = format!("/run/netns/{}", pod.pod.netns);
+    let server = std::thread::spawn(move || serve_one_greeting(&pod_ns));
+    let node_ip = lab.node(&pod.pod.node).expect("pod's node").ipv4;
+    let other = lab
+        .nodes()
+        .iter()
+        .find(|n| n.name != pod.pod.node)
+        .expect("another node")
+        .name
+        .clone();
+    let script = format!("exec 3<>/dev/tcp/{node_ip}/{HOST_PORT} && cat <&3");
+    let reply = lab
+        .exec_ok(&other, &["timeout", "10", "bash", "-c", &script])
+        .expect("connect to the hostPort");
+    server.join().expect("listener thread");
+    assert_eq!(
+        reply.trim(),
+        GREETING,
+        "from {other} to {node_ip}:{HOST_PORT}"
+    );
+}
+
+/// Listens on port 80 inside the namespace `netns`, answers one connection with
+/// [`GREETING`]; gives up after 20 s.
+fn serve_one_greeting(netns: &str) {
+    use std::io::Write;
+    let ns = std::fs::File::open(netns).expect("open pod netns");
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter pod netns");
+    let listener = std::net::TcpListener::bind("0.0.0.0:80").expect("listen in the pod");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match listener.accept() {
+            Ok((mut conn, _)) => {
+                let _ = conn.write_all(format!("{GREETING}\n").as_bytes());
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connection through the hostPort"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("accept in the pod: {e}"),
+        }
+    }
+}
+
+/// CNI STATUS on `node` fails ("not available") while its agent is not ready, here because
+/// its Node object is gone, and succeeds again once the Node is back.
+fn status_follows_the_agents_readiness(
+    lab: &Lab,
+    tool: &Path,
+    plugins: &Path,
+    node: &NodeCni,
+    any_pod: &CniPod,
+) {
+    let status = || cnitool(tool, plugins, node, "status", &any_pod.pod.netns, "");
+    assert!(node.readiness_file().exists());
+    lab.delete_node_object(&node.node.name)
+        .expect("delete node");
+    let not_ready =
+        podroute_lab::lab::wait_until(Duration::from_secs(30), || !status().status.success());
+    assert!(
+        not_ready,
+        "STATUS still succeeds after the Node was deleted"
+    );
+    let out = status();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("not ready"), "{said}");
+    assert!(!node.readiness_file().exists());
+
+    lab.create_node_object_again(&node.node.name)
+        .expect("create node");
+    let ready =
+        podroute_lab::lab::wait_until(Duration::from_secs(60), || status().status.success());
+    assert!(ready, "STATUS still fails after the Node came back");
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
-fn pods_through_the_plugin_reach_each_other_across_nodes_ipv4() {
-    pods_across_nodes(false);
+fn pods_through_the_plugin_chained_with_portmap_and_bandwidth_ipv4() {
+    pods_across_nodes(Variant {
+        ipv6: false,
+        chained: true,
+    });
 }
 
 #[test]
 #[ignore = "needs root: run by make test"]
 fn pods_through_the_plugin_reach_each_other_across_nodes_dual_stack() {
-    pods_across_nodes(true);
+    pods_across_nodes(Variant {
+        ipv6: true,
+        chained: false,
+    });
 }
