@@ -15,7 +15,7 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// podroute routes in the kernel after the last reconcile.
     pub routes_installed: IntGauge,
-    /// Kernel route writes by operation (`replace`, `delete`).
+    /// Kernel route writes by operation (`create`, `replace`, `delete`).
     pub route_writes: IntCounterVec,
     /// podroute routes deleted by someone else and restored.
     pub routes_restored: IntCounter,
@@ -117,6 +117,9 @@ impl Metrics {
             return;
         };
         self.route_writes
+            .with_label_values(&["create"])
+            .inc_by(now.created.saturating_sub(last.created));
+        self.route_writes
             .with_label_values(&["replace"])
             .inc_by(now.replaced.saturating_sub(last.replaced));
         self.route_writes
@@ -164,6 +167,7 @@ mod tests {
             ..Default::default()
         });
         metrics.observe_route_counters(RouteCounters {
+            created: 2,
             replaced: 5,
             restored: 1,
             ..Default::default()
@@ -171,6 +175,10 @@ mod tests {
         let text = metrics.render();
         assert!(
             text.contains("podroute_route_writes_total{op=\"replace\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podroute_route_writes_total{op=\"create\"} 2"),
             "{text}"
         );
         assert!(text.contains("podroute_routes_restored_total 1"), "{text}");

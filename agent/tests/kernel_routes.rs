@@ -7,8 +7,9 @@ use std::net::IpAddr;
 
 use common::Netns;
 use ipnetwork::IpNetwork;
-use podroute_agent::routes::RouteIntent;
+use podroute_agent::routes::kernel::{self, WriteMode};
 use podroute_agent::routes::reconciler::RouteReconciler;
+use podroute_agent::routes::{KernelTarget, RouteIntent};
 
 const PROTO: u8 = 80;
 
@@ -137,7 +138,8 @@ async fn reconcile_installs_is_idempotent_and_removes() {
         .reconcile(&lab_desired(), true)
         .await
         .expect("reconcile");
-    assert_eq!(report.plan.replace.len(), 4);
+    assert_eq!(report.plan.create.len(), 4);
+    assert!(report.plan.replace.is_empty());
     assert_eq!(
         podroute_routes(&ns),
         vec![
@@ -157,7 +159,7 @@ async fn reconcile_installs_is_idempotent_and_removes() {
         "second run must write nothing: {:?}",
         second.plan
     );
-    assert_eq!(reconciler.counters().replaced, 4);
+    assert_eq!(reconciler.counters().created, 4);
 
     let mut fewer = lab_desired();
     fewer.remove(&net("10.244.3.0/24"));
@@ -202,6 +204,52 @@ async fn foreign_routes_are_untouched_and_collisions_counted() {
         .await
         .expect("reconcile");
     assert!(podroute_routes(&ns).is_empty());
+    assert_eq!(foreign_routes(&ns), before);
+}
+
+/// The race the create-exclusive write closes: another program adds a route for a destination
+/// after the reconciler's dump and before its write. The write must fail, not overwrite.
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn a_create_never_overwrites_a_route_that_appeared_after_the_dump() {
+    let ns = node_namespace();
+    let handle = ns.netlink().await;
+    let destination = net("10.244.7.0/24");
+    let target = KernelTarget::Gateway {
+        gateway: "198.18.0.7".parse().expect("ip"),
+        oif: serde_json::from_str::<serde_json::Value>(&ns.ip(&["-j", "link", "show", "fabric0"]))
+            .ok()
+            .and_then(|links| links[0]["ifindex"].as_u64())
+            .and_then(|i| u32::try_from(i).ok())
+            .expect("fabric0 index"),
+    };
+    // Appears "after the dump": same destination and metric, another protocol.
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.7.0/24",
+        "via",
+        "198.18.0.254",
+        "proto",
+        "static",
+    ]);
+    let before = foreign_routes(&ns);
+    let (written, errors) =
+        kernel::write_all(&handle, &[(destination, target)], PROTO, WriteMode::Create).await;
+    assert_eq!(written, 0);
+    assert!(
+        errors.len() == 1 && errors[0].is_exists(),
+        "expected EEXIST: {errors:?}"
+    );
+    assert_eq!(foreign_routes(&ns), before, "the foreign route was changed");
+
+    // The reconciler, seeing it at its next dump, counts a collision and leaves it alone.
+    let mut reconciler = RouteReconciler::new(handle, PROTO);
+    let report = reconciler
+        .reconcile(&BTreeMap::from([(destination, via("198.18.0.7"))]), true)
+        .await
+        .expect("reconcile");
+    assert_eq!(report.plan.collisions, vec![destination]);
     assert_eq!(foreign_routes(&ns), before);
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Inputs: the desired routes (next hops already resolved), the kernel's routes of podroute's
 //! protocol, and the destinations that routes of *other* protocols use in the same table.
-//! Output: a [`RoutePlan`] — what to replace, what to delete, what collides. Running the plan
-//! and diffing again yields an empty plan: reconcile is idempotent.
+//! Output: a [`RoutePlan`] — what to create, what to change, what to delete, what collides.
+//! Running the plan and diffing again yields an empty plan: reconcile is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +14,11 @@ use super::{KernelTarget, OwnedRoute, install_priority};
 /// What one reconcile will write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoutePlan {
-    /// Routes to install with replace semantics (new or changed).
+    /// New routes: no route of podroute holds their destination at the install metric. They
+    /// are created exclusively, so a route another program adds for the same destination
+    /// between the snapshot and the write is never overwritten.
+    pub create: Vec<(IpNetwork, KernelTarget)>,
+    /// podroute routes whose target changes: replaced in place (no window without a route).
     pub replace: Vec<(IpNetwork, KernelTarget)>,
     /// podroute routes to delete (exact kernel routes, with their metric).
     pub delete: Vec<OwnedRoute>,
@@ -28,7 +32,7 @@ pub struct RoutePlan {
 impl RoutePlan {
     /// True if the plan writes nothing to the kernel.
     pub fn is_noop(&self) -> bool {
-        self.replace.is_empty() && self.delete.is_empty()
+        self.create.is_empty() && self.replace.is_empty() && self.delete.is_empty()
     }
 }
 
@@ -52,13 +56,13 @@ pub fn plan_routes(
             plan.collisions.push(*destination);
             continue;
         }
-        let in_place = owned.iter().any(|r| {
-            r.destination == *destination
-                && r.priority == install_priority(destination)
-                && r.target == *target
-        });
-        if !in_place {
-            plan.replace.push((*destination, *target));
+        let slot = owned
+            .iter()
+            .find(|r| r.destination == *destination && r.priority == install_priority(destination));
+        match slot {
+            Some(route) if route.target == *target => {}
+            Some(_) => plan.replace.push((*destination, *target)),
+            None => plan.create.push((*destination, *target)),
         }
     }
     for route in owned {
@@ -111,12 +115,13 @@ mod tests {
         let present = [owned("10.244.2.0/24", via("198.18.0.2", 2), 0)];
         let plan = plan_routes(&desired, &present, &BTreeSet::new(), false);
         assert_eq!(
-            plan.replace,
+            plan.create,
             vec![
                 (net("10.244.1.0/24"), KernelTarget::Blackhole),
                 (net("10.244.3.0/24"), via("198.18.0.3", 2))
             ]
         );
+        assert!(plan.replace.is_empty());
         assert!(plan.delete.is_empty());
     }
 
@@ -146,6 +151,7 @@ mod tests {
             plan.replace,
             vec![(net("10.244.2.0/24"), via("198.18.0.22", 2))]
         );
+        assert!(plan.create.is_empty());
         assert!(
             plan.delete.is_empty(),
             "replace changes it in place, no window without a route"
@@ -179,7 +185,21 @@ mod tests {
             owned("10.244.2.0/24", via("198.18.0.2", 2), 100),
         ];
         let plan = plan_routes(&desired, &present, &BTreeSet::new(), true);
-        assert!(plan.replace.is_empty());
+        assert!(plan.replace.is_empty() && plan.create.is_empty());
         assert_eq!(plan.delete, vec![present[1]]);
+    }
+
+    #[test]
+    fn a_podroute_route_only_at_another_metric_means_create() {
+        // The install slot is free: the new route is created exclusively, the old one is stale.
+        let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.2", 2))]);
+        let present = [owned("10.244.2.0/24", via("198.18.0.2", 2), 100)];
+        let plan = plan_routes(&desired, &present, &BTreeSet::new(), true);
+        assert_eq!(
+            plan.create,
+            vec![(net("10.244.2.0/24"), via("198.18.0.2", 2))]
+        );
+        assert!(plan.replace.is_empty());
+        assert_eq!(plan.delete, vec![present[0]]);
     }
 }

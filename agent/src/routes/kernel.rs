@@ -33,7 +33,7 @@ pub enum KernelError {
     /// Writing one route failed.
     #[error("{op} route {destination}: {source}")]
     Write {
-        /// `replace` or `delete`.
+        /// `create`, `replace` or `delete`.
         op: &'static str,
         /// The route's destination.
         destination: IpNetwork,
@@ -50,8 +50,15 @@ impl KernelError {
             Self::Connect(_) => "netlink_connect",
             Self::Dump(_) => "netlink_dump",
             Self::Write { op: "delete", .. } => "netlink_delete",
+            Self::Write { op: "create", .. } => "netlink_create",
             Self::Write { .. } => "netlink_replace",
         }
+    }
+
+    /// True for a create the kernel refused because a route with the same key exists.
+    pub fn is_exists(&self) -> bool {
+        matches!(self, Self::Write { source: rtnetlink::Error::NetlinkError(m), .. }
+            if m.code.map(|c| -c.get()) == Some(libc::EEXIST))
     }
 }
 
@@ -157,12 +164,32 @@ pub async fn resolve(handle: &Handle, next_hop: IpAddr, protocol: u8) -> Resolut
     }
 }
 
-/// Replaces (creates or changes) routes, [`BATCH`] requests in flight at a time.
-/// Returns the destinations written and the failures.
-pub async fn replace_all(
+/// How a route is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create only: the kernel answers EEXIST when any route holds the same key (destination,
+    /// metric, table), so a route of another program is never overwritten.
+    Create,
+    /// Replace the route with the same key (one of podroute's, per the snapshot).
+    Replace,
+}
+
+impl WriteMode {
+    fn label(self) -> &'static str {
+        match self {
+            WriteMode::Create => "create",
+            WriteMode::Replace => "replace",
+        }
+    }
+}
+
+/// Writes routes, [`BATCH`] requests in flight at a time. Returns how many were written and
+/// the failures.
+pub async fn write_all(
     handle: &Handle,
     routes: &[(IpNetwork, KernelTarget)],
     protocol: u8,
+    mode: WriteMode,
 ) -> (usize, Vec<KernelError>) {
     let results: Vec<_> = futures::stream::iter(routes.iter().copied())
         .map(|(destination, target)| {
@@ -172,13 +199,17 @@ pub async fn replace_all(
                 protocol,
                 install_priority(&destination),
             );
-            let request = handle.route().add(message).replace();
+            // rtnetlink's add request is create-exclusive unless told to replace.
+            let request = match mode {
+                WriteMode::Create => handle.route().add(message),
+                WriteMode::Replace => handle.route().add(message).replace(),
+            };
             async move {
                 request
                     .execute()
                     .await
                     .map_err(|source| KernelError::Write {
-                        op: "replace",
+                        op: mode.label(),
                         destination,
                         source,
                     })

@@ -10,7 +10,7 @@ use ipnetwork::IpNetwork;
 use rtnetlink::Handle;
 
 use super::diff::{RoutePlan, plan_routes};
-use super::kernel::{self, KernelError, Resolution};
+use super::kernel::{self, KernelError, Resolution, WriteMode};
 use super::{KernelTarget, RouteIntent, install_priority};
 
 /// Running totals since start (exported as metrics).
@@ -18,7 +18,9 @@ use super::{KernelTarget, RouteIntent, install_priority};
 pub struct RouteCounters {
     /// Reconcile runs.
     pub runs: u64,
-    /// Routes written with replace.
+    /// Routes created (new destinations).
+    pub created: u64,
+    /// Routes changed in place with replace.
     pub replaced: u64,
     /// Routes deleted.
     pub deleted: u64,
@@ -28,6 +30,9 @@ pub struct RouteCounters {
     pub collisions: u64,
     /// Netlink write errors.
     pub errors: u64,
+    /// Creates refused because another program's route for the destination appeared between
+    /// the table dump and the write (left alone; a collision from the next run on).
+    pub raced: u64,
 }
 
 /// What one reconcile did and found.
@@ -119,7 +124,7 @@ impl RouteReconciler {
 
         let plan = plan_routes(&resolved, &table.owned, &table.foreign, remove_stale);
         self.note_collisions(&plan.collisions);
-        for (destination, target) in &plan.replace {
+        for (destination, target) in plan.create.iter().chain(&plan.replace) {
             let was_ours = self.installed.get(destination) == Some(target);
             let still_there = table.owned.iter().any(|r| r.destination == *destination);
             if was_ours && !still_there {
@@ -130,11 +135,28 @@ impl RouteReconciler {
             tracing::warn!(routes = ?report.restored, "podroute routes were deleted by someone else; restoring");
         }
 
-        let (replaced, mut errors) =
-            kernel::replace_all(&self.handle, &plan.replace, self.protocol).await;
+        let (created, create_errors) =
+            kernel::write_all(&self.handle, &plan.create, self.protocol, WriteMode::Create).await;
+        // A create refused with EEXIST lost a race with another program adding a route for the
+        // same destination after the dump: that route stays, and is a collision next time.
+        let (raced, mut errors): (Vec<_>, Vec<_>) =
+            create_errors.into_iter().partition(KernelError::is_exists);
+        for error in &raced {
+            tracing::warn!(%error, "another route appeared for this destination; left alone");
+        }
+        let (replaced, replace_errors) = kernel::write_all(
+            &self.handle,
+            &plan.replace,
+            self.protocol,
+            WriteMode::Replace,
+        )
+        .await;
         let (deleted, delete_errors) =
             kernel::delete_all(&self.handle, &plan.delete, self.protocol).await;
+        errors.extend(replace_errors);
         errors.extend(delete_errors);
+        self.counters.created += created as u64;
+        self.counters.raced += raced.len() as u64;
         self.counters.replaced += replaced as u64;
         self.counters.deleted += deleted as u64;
         self.counters.restored += report.restored.len() as u64;
@@ -144,6 +166,7 @@ impl RouteReconciler {
         }
         if !plan.is_noop() {
             tracing::info!(
+                created,
                 replaced,
                 deleted,
                 errors = errors.len(),
@@ -153,6 +176,7 @@ impl RouteReconciler {
 
         let failed: BTreeSet<IpNetwork> = errors
             .iter()
+            .chain(&raced)
             .filter_map(|e| match e {
                 KernelError::Write { destination, .. } => Some(*destination),
                 _ => None,
