@@ -144,4 +144,12 @@ impl SessionCore for CoreSession {
     fn stop(&mut self, now: Instant) {
         self.inner.handle(now, AdminEvent::Stop);
     }
+
+    fn remote_id(&self) -> Option<std::net::Ipv4Addr> {
+        self.inner.remote_id()
+    }
+
+    fn close_collision(&mut self, now: Instant) {
+        self.inner.close_collision(now);
+    }
 }

@@ -3,18 +3,20 @@
 //!
 //! Connection collisions (RFC 4271 §6.8) are avoided in the mesh by construction: of two
 //! nodes, only the one with the lower session address connects; the other only accepts.
-//! Static external peers are connected to actively and accepted from.
-//!
-//! A connection from the peer's address that arrives while a session runs is judged by
-//! [`podroute_bgp::collision::incoming`]: while Established it is closed and counted (RFC 4271
-//! §6.8: the established connection wins; anyone who can reach our port from the peer's
-//! address must not be able to tear the session down). Before Established (OpenSent or
-//! OpenConfirm) the new connection replaces the old one without comparing BGP identifiers:
-//! the driver runs one session per peer, so it cannot hold both until the peer's OPEN
-//! arrives. For mesh peers this does not happen (one side connects); a static router that
-//! settles the collision itself closes one of the two anyway.
+//! Static external peers are connected to actively and accepted from, so both sides may
+//! connect at once. A further connection from the peer's address while a session runs is
+//! judged by [`judge_further`]:
+//! - the session is Established: the new connection is closed and counted (§6.8: the
+//!   established one wins; anyone who can reach our port from the peer's address must not be
+//!   able to tear the session down);
+//! - the session runs on a connection the peer opened: the peer gave up on it (it restarted),
+//!   so the new one replaces it;
+//! - the session runs on our connection: a collision. Once the peer's OPEN told us its BGP
+//!   identifier, the connection opened by the speaker with the higher identifier survives
+//!   (AS number breaks a tie, RFC 6286 §2.3); the loser gets NOTIFICATION Cease/Connection
+//!   Collision Resolution. Until then the new connection waits unanswered.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -25,10 +27,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use podroute_bgp::collision::{self, Incoming};
-use podroute_bgp::session::State;
+use podroute_bgp::collision::{self, Keep};
 
-use super::session::{LocalSettings, SessionEvent, SessionFactory};
+use super::session::{LocalSettings, SessionCore, SessionEvent, SessionFactory};
 use crate::peers::{PeerKind, PeerSpec};
 use crate::sockopt;
 
@@ -128,6 +129,43 @@ struct PeerRunner {
     events: mpsc::UnboundedSender<(IpAddr, PeerEvent)>,
 }
 
+/// What to do with a further connection from the peer while a session runs on another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Further {
+    /// Close the new connection: the session is Established, or its connection wins.
+    Refuse,
+    /// End the session (Cease/Connection Collision Resolution) and go on with the new one.
+    Switch,
+    /// The peer's identifier is not known yet: keep the new connection aside until it is.
+    Hold,
+}
+
+/// RFC 4271 §6.8 for a driver that runs one session per peer (see the module docs).
+/// `current_outgoing`: we opened the session's connection.
+fn judge_further(
+    established: bool,
+    current_outgoing: bool,
+    remote_id: Option<Ipv4Addr>,
+    local: &LocalSettings,
+    remote_as: u32,
+) -> Further {
+    if established {
+        return Further::Refuse;
+    }
+    if !current_outgoing {
+        return Further::Switch;
+    }
+    match remote_id {
+        None => Further::Hold,
+        Some(remote) => {
+            match collision::resolve_with_as(local.router_id, local.as_number, remote, remote_as) {
+                Keep::Outgoing => Further::Refuse,
+                Keep::Incoming => Further::Switch,
+            }
+        }
+    }
+}
+
 /// Why driving a connection ended.
 enum DriveEnd {
     /// Connection closed or session ended: reconnect after backoff.
@@ -140,9 +178,8 @@ enum DriveEnd {
 
 impl PeerRunner {
     /// Mesh: active side iff our address is lower (see module docs). Static peers: always
-    /// active (a router may be configured passive) and accepting too; a collision is settled
-    /// by the router per RFC 4271 §6.8 and a newer accepted connection replaces ours until
-    /// the session is Established (see module docs).
+    /// active (a router may be configured passive) and accepting too; collisions are settled
+    /// per RFC 4271 §6.8 (see module docs).
     fn is_active(&self) -> bool {
         matches!(self.spec.kind, PeerKind::Static { .. }) || self.local.address < self.spec.address
     }
@@ -155,13 +192,14 @@ impl PeerRunner {
         let mut backoff = BACKOFF_MIN;
         let mut pending: Option<TcpStream> = None;
         loop {
-            let stream = match pending.take() {
-                Some(stream) => stream,
+            // Which connection, and whether we opened it.
+            let (stream, outgoing) = match pending.take() {
+                Some(stream) => (stream, false),
                 None => tokio::select! {
                     _ = &mut stop => return,
-                    Some(stream) = incoming.recv() => stream,
+                    Some(stream) = incoming.recv() => (stream, false),
                     result = self.connect(), if self.is_active() => match result {
-                        Ok(stream) => stream,
+                        Ok(stream) => (stream, true),
                         Err(error) => {
                             tracing::debug!(%error, "connect failed");
                             tokio::select! {
@@ -175,10 +213,10 @@ impl PeerRunner {
                     },
                 },
             };
-            if let Err(error) = self.prepare_accepted(&stream) {
+            if !outgoing && let Err(error) = self.prepare_accepted(&stream) {
                 tracing::warn!(%error, "socket options on accepted connection failed");
             }
-            let (end, established) = self.drive(stream, &mut incoming, &mut stop).await;
+            let (end, established) = self.drive(stream, outgoing, &mut incoming, &mut stop).await;
             // Only a session that came up can go down: a failed attempt must not touch the
             // routes kept for a restarting peer.
             if established {
@@ -232,11 +270,12 @@ impl PeerRunner {
         Ok(())
     }
 
-    /// Runs one session over `stream` until it ends. Returns how, and whether it had been
-    /// Established.
+    /// Runs one session over `stream` (`outgoing`: we opened it) until it ends. Returns how,
+    /// and whether it had been Established.
     async fn drive(
         &mut self,
         mut stream: TcpStream,
+        outgoing: bool,
         incoming: &mut mpsc::Receiver<TcpStream>,
         stop: &mut oneshot::Receiver<()>,
     ) -> (DriveEnd, bool) {
@@ -251,13 +290,20 @@ impl PeerRunner {
         // only to get them again a moment later.
         let routes = self.advertised.borrow_and_update().clone();
         session.advertise(now, &routes);
+        // A connection the peer opened while ours waits for its OPEN (`Further::Hold`); it
+        // takes over if this session ends before the collision is settled.
+        let mut held: Option<TcpStream> = None;
+        let closed = |held: Option<TcpStream>, established| match held {
+            Some(newer) => (DriveEnd::Replaced(newer), established),
+            None => (DriveEnd::Closed, established),
+        };
         loop {
             while let Some(event) = session.poll_event() {
                 match event {
                     SessionEvent::Transmit(bytes) => {
                         if let Err(error) = stream.write_all(&bytes).await {
                             tracing::info!(%error, "write failed; session down");
-                            return (DriveEnd::Closed, established);
+                            return closed(held, established);
                         }
                     }
                     SessionEvent::Established { ipv4, ipv6 } => {
@@ -286,7 +332,18 @@ impl PeerRunner {
                     }
                     SessionEvent::Closed(reason) => {
                         tracing::info!(%reason, "session closed");
-                        return (DriveEnd::Closed, established);
+                        return closed(held, established);
+                    }
+                }
+            }
+            // A held connection is judged as soon as the peer's identifier is known (or the
+            // session came up, which settles it too).
+            if let Some(newer) = held.take() {
+                match self.judge(&*session, established, outgoing) {
+                    Further::Hold => held = Some(newer),
+                    Further::Refuse => self.refuse(newer, established),
+                    Further::Switch => {
+                        return self.switch(session, stream, newer, established).await;
                     }
                 }
             }
@@ -295,7 +352,7 @@ impl PeerRunner {
                 read = stream.read(&mut buffer) => match read {
                     Ok(0) | Err(_) => {
                         tracing::info!("connection closed by peer");
-                        return (DriveEnd::Closed, established);
+                        return closed(held, established);
                     }
                     Ok(n) => session.handle_bytes(Instant::now().into_std(), &buffer[..n]),
                 },
@@ -305,19 +362,12 @@ impl PeerRunner {
                     session.advertise(Instant::now().into_std(), &routes);
                 }
                 Some(newer) = incoming.recv() => {
-                    // The driver starts the session on a connected socket, so before
-                    // Established it is in OpenSent or OpenConfirm.
-                    let state = if established { State::Established } else { State::OpenSent };
-                    match collision::incoming(state) {
-                        Incoming::Reject => {
-                            tracing::info!("refused a further connection from the peer: session is Established");
-                            drop(newer);
-                            let _ = self.events.send((self.spec.address, PeerEvent::ConnectionRejected));
-                        }
-                        // See the module docs: no identifier comparison before Established.
-                        Incoming::Collide | Incoming::Accept => {
-                            tracing::info!("peer reconnected before Established; replacing the old connection");
-                            return (DriveEnd::Replaced(newer), established);
+                    match self.judge(&*session, established, outgoing) {
+                        // A newer one from the peer replaces an older one still held.
+                        Further::Hold => held = Some(newer),
+                        Further::Refuse => self.refuse(newer, established),
+                        Further::Switch => {
+                            return self.switch(session, stream, newer, established).await;
                         }
                     }
                 }
@@ -335,9 +385,106 @@ impl PeerRunner {
     }
 }
 
+impl PeerRunner {
+    fn judge(&self, session: &dyn SessionCore, established: bool, outgoing: bool) -> Further {
+        judge_further(
+            established,
+            outgoing,
+            session.remote_id(),
+            &self.local,
+            self.spec.remote_as,
+        )
+    }
+
+    /// Closes a further connection that lost (see [`Further::Refuse`]).
+    fn refuse(&self, newer: TcpStream, established: bool) {
+        drop(newer);
+        if established {
+            tracing::info!("refused a further connection from the peer: session is Established");
+            let _ = self
+                .events
+                .send((self.spec.address, PeerEvent::ConnectionRejected));
+        } else {
+            tracing::info!("connection collision: ours wins, the peer's is closed (RFC 4271 §6.8)");
+        }
+    }
+
+    /// Ends the session on `stream` as a collision's loser and hands over `newer`.
+    async fn switch(
+        &self,
+        mut session: Box<dyn SessionCore>,
+        mut stream: TcpStream,
+        newer: TcpStream,
+        established: bool,
+    ) -> (DriveEnd, bool) {
+        tracing::info!("connection collision: the peer's connection wins (RFC 4271 §6.8)");
+        session.close_collision(Instant::now().into_std());
+        while let Some(event) = session.poll_event() {
+            if let SessionEvent::Transmit(bytes) = event {
+                let _ = stream.write_all(&bytes).await;
+            }
+        }
+        (DriveEnd::Replaced(newer), established)
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(id: [u8; 4]) -> LocalSettings {
+        LocalSettings {
+            as_number: 64512,
+            router_id: Ipv4Addr::from(id),
+            address: IpAddr::V4(Ipv4Addr::from(id)),
+            hold_time: 90,
+        }
+    }
+
+    #[test]
+    fn an_established_session_refuses_any_further_connection() {
+        for outgoing in [false, true] {
+            let judged = judge_further(true, outgoing, None, &local([198, 18, 0, 9]), 64512);
+            assert_eq!(judged, Further::Refuse);
+        }
+    }
+
+    #[test]
+    fn a_peer_that_opens_again_replaces_its_own_older_connection() {
+        let judged = judge_further(false, false, None, &local([198, 18, 0, 1]), 64512);
+        assert_eq!(judged, Further::Switch);
+    }
+
+    #[test]
+    fn a_collision_waits_for_the_identifier_then_the_higher_one_keeps_its_connection() {
+        let me = local([198, 18, 0, 5]);
+        assert_eq!(judge_further(false, true, None, &me, 64512), Further::Hold);
+        let lower = Some(Ipv4Addr::new(198, 18, 0, 4));
+        assert_eq!(
+            judge_further(false, true, lower, &me, 64512),
+            Further::Refuse
+        );
+        let higher = Some(Ipv4Addr::new(198, 18, 0, 254));
+        assert_eq!(
+            judge_further(false, true, higher, &me, 64512),
+            Further::Switch
+        );
+        // Equal identifiers (eBGP only): the larger AS number keeps its connection.
+        let same = Some(me.router_id);
+        assert_eq!(
+            judge_further(false, true, same, &me, 64513),
+            Further::Switch
+        );
+        assert_eq!(
+            judge_further(false, true, same, &me, 64511),
+            Further::Refuse
+        );
     }
 }

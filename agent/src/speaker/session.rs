@@ -69,6 +69,16 @@ pub trait SessionCore: Send {
     fn advertise(&mut self, now: Instant, routes: &[(IpNetwork, IpAddr)]);
     /// Ends the session administratively (NOTIFICATION Cease, RFC 4486).
     fn stop(&mut self, now: Instant);
+    /// The peer's BGP identifier, once its OPEN arrived (OpenConfirm on). A session that
+    /// never learns it (test fakes) leaves collisions unresolved by identifier.
+    fn remote_id(&self) -> Option<std::net::Ipv4Addr> {
+        None
+    }
+    /// Ends the session as the loser of a connection collision (NOTIFICATION Cease,
+    /// Connection Collision Resolution, RFC 4271 §6.8).
+    fn close_collision(&mut self, now: Instant) {
+        self.stop(now);
+    }
 }
 
 /// Builds a session for a peer; boxed so the driver does not depend on the implementation.

@@ -74,3 +74,35 @@ impl Drop for Netns {
             .status();
     }
 }
+
+/// Runs `scenario` on a tokio runtime whose threads all live in a fresh network namespace.
+pub fn in_private_netns(scenario: impl std::future::Future<Output = ()> + Send + 'static) {
+    let ns = Netns::new();
+    let path = format!("/run/netns/{}", ns.name);
+    let result = std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        // Worker threads are created from this thread and so start in the same namespace.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Guard the premise: a worker thread is in the private namespace, not the host's.
+        let expected = format!(
+            "net:[{}]",
+            std::fs::metadata(&path)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .expect("netns inode")
+        );
+        let task = runtime.spawn(async { std::fs::read_link("/proc/thread-self/ns/net") });
+        let on_worker = runtime.block_on(task).expect("task").expect("readlink");
+        assert_eq!(on_worker.to_string_lossy(), expected);
+        runtime.block_on(scenario);
+    })
+    .join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
