@@ -452,7 +452,12 @@ fn pods_across_nodes(variant: Variant) {
 /// greeting of a listener inside the pod on port 80: portmap's DNAT, chained after podroute.
 fn host_port_reaches_the_pod(lab: &Lab, pod: &CniPod) {
     let pod_ns = format!("/run/netns/{}", pod.pod.netns);
-    let server = std::thread::spawn(move || serve_one_greeting(&pod_ns));
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || serve_one_greeting(&pod_ns, &listening_tx));
+    // Connect only once the pod listens, or the connection would be refused.
+    listening
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the pod's listener is up");
     let node_ip = lab.node(&pod.pod.node).expect("pod's node").ipv4;
     let other = lab
         .nodes()
@@ -473,14 +478,15 @@ fn host_port_reaches_the_pod(lab: &Lab, pod: &CniPod) {
     );
 }
 
-/// Listens on port 80 inside the namespace `netns`, answers one connection with
-/// [`GREETING`]; gives up after 20 s.
-fn serve_one_greeting(netns: &str) {
+/// Listens on port 80 inside the namespace `netns` (says so on `listening`), answers one
+/// connection with [`GREETING`]; gives up after 20 s.
+fn serve_one_greeting(netns: &str, listening: &std::sync::mpsc::Sender<()>) {
     use std::io::Write;
     let ns = std::fs::File::open(netns).expect("open pod netns");
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("enter pod netns");
     let listener = std::net::TcpListener::bind("0.0.0.0:80").expect("listen in the pod");
     listener.set_nonblocking(true).expect("nonblocking");
+    let _ = listening.send(());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match listener.accept() {

@@ -79,4 +79,27 @@ async fn released_veths_are_destroyed_one_pass_after_they_are_seen() {
     let fourth = sweep.sweep().await.expect("fourth pass");
     assert_eq!(fourth.destroyed, vec!["prlive".to_owned()]);
     assert!(has_link(&node, "prother"));
+
+    // Seen released, then replaced by a live veth of the same name (an ADD for the same
+    // container) before the next pass: the sweep goes by interface index, so the new one stays.
+    veth(&node, "prreadded", &pod, "eth3");
+    node.ip(&[
+        "link",
+        "set",
+        "prreadded",
+        "down",
+        "alias",
+        "podroute:released",
+    ]);
+    let fifth = sweep.sweep().await.expect("fifth pass");
+    assert_eq!((fifth.destroyed.len(), fifth.waiting), (0, 1));
+    node.ip(&["link", "del", "prreadded"]);
+    veth(&node, "prreadded", &pod, "eth3");
+    node.ip(&["link", "set", "prreadded", "up"]);
+    let sixth = sweep.sweep().await.expect("sixth pass");
+    assert!(sixth.destroyed.is_empty(), "{sixth:?}");
+    assert!(
+        has_link(&node, "prreadded"),
+        "the re-added veth was destroyed"
+    );
 }

@@ -10,7 +10,8 @@
 //! waits for them. A third figure, "gone", is the time from the start of DEL until the host
 //! veth no longer exists, including the namespace removal: `ptp` destroys the veth inside DEL,
 //! podroute leaves that to the namespace teardown (see `cni/src/release.rs`), so this shows
-//! what the deferral costs in total.
+//! what the deferral costs in total. Pods come and go one at a time: the kernel batching many
+//! namespace teardowns under pod churn is not measured here.
 //!
 //! The bench process enters a private "node" namespace itself (setns on its only thread), so
 //! the plugins it spawns inherit it directly: no `ip netns exec` in the measured time.
@@ -160,6 +161,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    assert!(iterations > 0, "BENCH_ITERATIONS must be at least 1");
     let node = Netns::new("node");
     let data = tempfile::tempdir().expect("tempdir");
     let node_ns = File::open(node.path()).expect("open node netns");

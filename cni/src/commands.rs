@@ -15,7 +15,7 @@ use crate::ipam::{Allocation, IpamStore};
 use crate::naming::host_veth_name;
 use crate::netlink::{LinkState, Netlink, NetlinkError, RouteSpec};
 use crate::netns::{self, NetnsError};
-use crate::release::{self, FreeNameError};
+use crate::release::{self, PodSideError};
 use crate::result::{AddResult, Interface, IpConfig, Route};
 use crate::sysctl::{self, SysctlError};
 use crate::version::{CniVersion, LATEST, SUPPORTED_VERSIONS};
@@ -57,11 +57,11 @@ impl From<NetnsError> for CniError {
     }
 }
 
-impl From<FreeNameError> for CniError {
-    fn from(e: FreeNameError) -> Self {
+impl From<PodSideError> for CniError {
+    fn from(e: PodSideError) -> Self {
         CniError::with_details(
             ErrorCode::Io,
-            "cannot free the interface name of a released veth",
+            "cannot release the pod's interface in its network namespace",
             e,
         )
     }
@@ -229,7 +229,7 @@ fn wire(
         if let Some(link) = &existing {
             nl.delete_index(link.index, &host_name)?;
         }
-        create_veth(&nl, &host_name, ifname, path, ns, mtu)?;
+        create_veth(&nl, &host_name, ifname, ns, mtu)?;
     }
     stall("after-veth");
     let host = nl.link(&host_name)?.ok_or_else(|| {
@@ -282,29 +282,22 @@ fn wire(
     })
 }
 
-/// Creates the pair; when `ifname` is taken in the pod by a released veth (DEL ran, the
-/// namespace lives on, a new ADD comes), destroys that one and tries once more.
+/// Creates the pair. An existing `ifname` in the pod is an error (CNI spec: the plugin must not
+/// take over an interface of the requested name).
 fn create_veth(
     nl: &Netlink,
     host_name: &str,
     ifname: &str,
-    path: &Path,
     ns: &File,
     mtu: u32,
 ) -> Result<(), CniError> {
-    let cannot = |e: NetlinkError| {
+    nl.create_veth(host_name, ifname, ns, mtu).map_err(|e| {
         CniError::with_details(
             ErrorCode::Io,
             format!("cannot create the veth pair (does {ifname} already exist in the pod?)"),
             e,
         )
-    };
-    match nl.create_veth(host_name, ifname, ns, mtu) {
-        Err(e) if e.is_exists() && release::free_pod_ifname(nl, ns, path, ifname)? => {
-            nl.create_veth(host_name, ifname, ns, mtu).map_err(cannot)
-        }
-        other => other.map_err(cannot),
-    }
+    })
 }
 
 fn configure_host(
@@ -382,14 +375,22 @@ fn configure_pod(ifname: &str, alloc: Allocation, host_mac: &[u8]) -> Result<Lin
     Ok(link)
 }
 
-/// DEL: release the veth pair (down and marked, see [`crate::release`]; the namespace
-/// teardown destroys it) and free the addresses. Succeeds when the netns, the veth or the
-/// record is already gone.
+/// DEL: release the veth pair (see [`crate::release`]: both ends down, the pod's interface
+/// renamed and without addresses; the namespace teardown destroys the pair) and free the
+/// addresses. Succeeds when the netns, the veth or the record is already gone.
 fn del(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     let owner = attachment(env)?;
     let nl = Netlink::connect()?;
-    // Down first: the addresses are free for new pods only once this pod is cut off.
-    release::release_host_veth(&nl, &host_veth_name(&owner.container_id, &owner.ifname))?;
+    // Release first: the addresses are free for new pods only once this pod is cut off and
+    // has given them up.
+    if let Some(host) = nl.link(&host_veth_name(&owner.container_id, &owner.ifname))?
+        && release::release_host_veth(&nl, &host)?
+        && let Some(path) = env.netns.as_deref()
+        // No namespace (any more): the pair went with it, or never reached it.
+        && let Ok(ns) = netns::open(path)
+    {
+        release::release_pod_side(&ns, path, &owner.ifname, &host)?;
+    }
     IpamStore::new(conf.store_dir())
         .lock(conf.lock_timeout)?
         .release(&owner)?;
@@ -526,21 +527,27 @@ fn gc(conf: &NetConf) -> Result<(), CniError> {
             "GC needs cni.dev/valid-attachments",
         )
     })?;
-    let locked = IpamStore::new(conf.store_dir()).lock(conf.lock_timeout)?;
-    let mut stale: Vec<Attachment> = locked
-        .records()?
-        .into_iter()
-        .filter_map(|(_, owner)| owner)
-        .filter(|o| !valid.contains(o))
-        .collect();
-    stale.sort();
-    stale.dedup();
     let nl = Netlink::connect()?;
-    for owner in &stale {
-        nl.delete_link(&host_veth_name(&owner.container_id, &owner.ifname))?;
+    {
+        let locked = IpamStore::new(conf.store_dir()).lock(conf.lock_timeout)?;
+        let mut stale: Vec<Attachment> = locked
+            .records()?
+            .into_iter()
+            .filter_map(|(_, owner)| owner)
+            .filter(|o| !valid.contains(o))
+            .collect();
+        stale.sort();
+        stale.dedup();
+        // Cut the stale pods off before their addresses go back to the store.
+        for owner in &stale {
+            if let Some(host) = nl.link(&host_veth_name(&owner.container_id, &owner.ifname))? {
+                release::release_host_veth(&nl, &host)?;
+            }
+        }
+        locked.retain(valid)?;
     }
+    // Destroying is slow (~20 ms a pair): done without the lock, so ADDs go on meanwhile.
     release::destroy_released(&nl)?;
-    locked.retain(valid)?;
     Ok(())
 }
 

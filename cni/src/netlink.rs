@@ -8,7 +8,7 @@
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::packet_route::route::{
@@ -49,14 +49,22 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
 }
 
 impl NetlinkError {
+    fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Request { source, .. } => errno(source),
+            NetlinkError::Socket(_) => None,
+        }
+    }
+
     /// True when the kernel answered EEXIST ("file exists"): a name was already taken.
     pub fn is_exists(&self) -> bool {
-        match self {
-            NetlinkError::Request { source, .. } => {
-                errno(source) == Some(nix::errno::Errno::EEXIST as i32)
-            }
-            NetlinkError::Socket(_) => false,
-        }
+        self.errno() == Some(nix::errno::Errno::EEXIST as i32)
+    }
+
+    /// True when the kernel answered ENODEV: the link is gone (e.g. its namespace's
+    /// teardown destroyed it meanwhile).
+    pub fn is_no_device(&self) -> bool {
+        self.errno() == Some(libc_enodev())
     }
 }
 
@@ -193,6 +201,34 @@ impl Netlink {
             .map_err(request(format!("set link {index} up")))
     }
 
+    /// Sets the link administratively down.
+    pub fn set_down(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(request(format!("set link {index} down")))
+    }
+
+    /// Renames the link (the kernel refuses while it is up).
+    pub fn rename(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).name(name).build();
+        self.rt
+            .block_on(self.handle.link().set(msg).execute())
+            .map_err(request(format!("rename link {index} to {name}")))
+    }
+
+    /// Removes every address from the link.
+    pub fn flush_addresses(&self, index: u32) -> Result<(), NetlinkError> {
+        for msg in self.address_messages(index)? {
+            match self.rt.block_on(self.handle.address().del(msg).execute()) {
+                // Gone meanwhile (IPv6 addresses go with the link's down state).
+                Err(e) if errno(&e) == Some(nix::errno::Errno::EADDRNOTAVAIL as i32) => {}
+                other => other.map_err(request(format!("remove an address of link {index}")))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the link called `name`; `false` when there was none.
     pub fn delete_link(&self, name: &str) -> Result<bool, NetlinkError> {
         match self.link(name)? {
@@ -270,7 +306,22 @@ impl Netlink {
 
     /// The addresses on the link.
     pub fn addresses(&self, index: u32) -> Result<Vec<IpNetwork>, NetlinkError> {
-        let msgs: Vec<_> = self
+        Ok(self
+            .address_messages(index)?
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => IpNetwork::new(*ip, m.header.prefix_len).ok(),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// The kernel's address messages of the link (the filter is a hint to the kernel, so
+    /// they are filtered here again).
+    fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
             .rt
             .block_on(
                 self.handle
@@ -282,14 +333,8 @@ impl Netlink {
             )
             .map_err(request(format!("list addresses of link {index}")))?;
         Ok(msgs
-            .iter()
+            .into_iter()
             .filter(|m| m.header.index == index)
-            .filter_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => IpNetwork::new(*ip, m.header.prefix_len).ok(),
-                    _ => None,
-                })
-            })
             .collect())
     }
 

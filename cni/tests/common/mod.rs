@@ -187,6 +187,21 @@ impl Node {
         }
     }
 
+    /// Asserts that DEL released the pod side too: no `eth0` and no address but loopback's
+    /// in the pod, the pod side renamed `px…` (the host veth's hash) and down.
+    pub fn assert_pod_released(&self, pod: &Netns, host: &str) {
+        let links = pod.sh(&["ip", "-o", "link", "show"]);
+        assert!(!links.contains("eth0"), "eth0 left in the pod: {links}");
+        let released = format!("px{}", &host[2..]);
+        let link = pod.sh(&["ip", "-o", "link", "show", "dev", &released]);
+        assert!(link.contains("state DOWN"), "{link}");
+        let addrs = pod.sh(&["ip", "-o", "addr", "show"]);
+        assert!(
+            addrs.lines().all(|l| l.contains(" lo ")),
+            "addresses left in the pod: {addrs}"
+        );
+    }
+
     /// Waits (up to 10 s) until no podroute host veth is left: the kernel destroys a
     /// released veth in the background once its pod's namespace is removed.
     pub fn wait_no_host_veths(&self) {
