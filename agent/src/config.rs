@@ -44,6 +44,25 @@ fn parse_chain(list: &str) -> Result<Chain, ConfigError> {
     Ok(chain)
 }
 
+/// What `podroute-agent <command>` does instead of running the agent.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Print the running agent's status (from its `/status`) and exit: 0 when the node is
+    /// ready, 1 when not, 2 when the agent cannot be asked.
+    Status(StatusArgs),
+}
+
+/// Options of `podroute-agent status`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StatusArgs {
+    /// The agent's HTTP address (its `--http-listen`, reached locally).
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub address: SocketAddr,
+    /// Print the JSON as the agent serves it.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A path where an empty value means "none" (clap refuses empty paths by default).
 fn parse_path_or_empty(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
@@ -78,6 +97,10 @@ pub struct CniSettings {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "podroute-agent", version, about)]
 pub struct Cli {
+    /// Without a command the agent runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Kubeconfig file. Without it the agent uses the in-cluster service account, then the
     /// default kubeconfig locations.
     #[arg(long, env = "KUBECONFIG")]

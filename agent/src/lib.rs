@@ -15,6 +15,7 @@ pub mod routes;
 pub mod sockopt;
 pub mod speaker;
 pub mod static_peers;
+pub mod status_cli;
 pub mod veth_sweep;
 pub mod view;
 pub mod watch;

@@ -3,10 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use podroute_agent::config::{Cli, LogFormat};
+use podroute_agent::config::{Cli, Command, LogFormat, StatusArgs};
+use podroute_agent::status_cli;
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().validate() {
+    let cli = Cli::parse();
+    if let Some(Command::Status(args)) = &cli.command {
+        return status(args);
+    }
+    let config = match cli.validate() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("podroute-agent: invalid configuration: {error}");
@@ -32,6 +37,38 @@ fn main() -> ExitCode {
             eprintln!("podroute-agent: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `podroute-agent status`: 0 ready, 1 not ready, 2 the agent could not be asked.
+fn status(args: &StatusArgs) -> ExitCode {
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(status_cli::fetch(args.address))
+                .map_err(|e| e.to_string())
+        });
+    let status = match fetched {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("podroute-agent status: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        );
+    } else {
+        print!("{}", status_cli::render(&status));
+    }
+    if status_cli::is_ready(&status) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

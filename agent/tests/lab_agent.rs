@@ -90,6 +90,19 @@ fn expected_routes(node: &LabNode, cluster: &[LabNode]) -> BTreeSet<String> {
     out
 }
 
+/// Runs `podroute-agent status` on `node`: its exit code and output.
+fn agent_status_cli(lab: &Lab, node: &str) -> (Option<i32>, String) {
+    let out = lab
+        .exec(node, &[env!("CARGO_BIN_EXE_podroute-agent"), "status"])
+        .expect("run podroute-agent status");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 /// Polls until `check` holds or `CONVERGE` passes.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -181,6 +194,13 @@ fn mesh_routes_pods_reach_each_other_and_node_changes_follow() {
                 .all(|p| p["established"] == true && p["synced"] == true)
             && drift_clean
     });
+
+    // The operator's view of the same: `podroute-agent status` on the node.
+    let (code, text) = agent_status_cli(&lab, "node1");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ready:      yes"), "{text}");
+    assert_eq!(text.matches("Established").count(), 2, "{text}");
+    assert!(text.contains("drift:      none"), "{text}");
 
     let mut pods = Vec::new();
     for node in &nodes {
@@ -514,6 +534,13 @@ fn wrong_node_name_fails_and_a_node_without_pod_cidr_waits_not_ready() {
     assert!(
         !conflist.exists(),
         "no conflist before the node has a pod CIDR"
+    );
+    // `podroute-agent status` says why, and exits 1.
+    let (code, text) = agent_status_cli(&lab, &node1.name);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("ready:      no (the node has no pod CIDR yet)"),
+        "{text}"
     );
 
     // The pod CIDR is assigned: blackhole route, conflist, ready.
