@@ -41,9 +41,12 @@ pub enum AgentError {
     /// Netlink could not be opened.
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    /// The BGP speaker could not start.
+    /// The BGP speaker could not start, or stopped.
     #[error(transparent)]
     Speaker(#[from] SpeakerError),
+    /// The BGP speaker's task panicked or was cancelled.
+    #[error("the BGP speaker task ended abnormally: {0}")]
+    SpeakerTask(String),
     /// Metrics registry.
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -66,6 +69,7 @@ impl AgentError {
             Self::View(e) => e.metric_label(),
             Self::Kernel(e) => e.metric_label(),
             Self::Speaker(e) => e.metric_label(),
+            Self::SpeakerTask(_) => "speaker_task",
             Self::Metrics(_) => "metrics",
             Self::HttpBind { .. } => "http_bind",
         }
@@ -140,18 +144,13 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
     loop {
         tokio::select! {
             changed = view_rx.changed() => if changed.is_err() { break },
-            changed = bgp_rx.changed() => if changed.is_err() { break },
+            // The speaker dropped its output: it ended, and its result says why.
+            changed = bgp_rx.changed() => if changed.is_err() { return speaker_result((&mut speaker).await) },
             _ = tick.tick() => {}
             _ = tokio::time::sleep_until(started + ctx.config.startup_grace), if !state.grace_over => {
                 state.grace_over = true;
             }
-            result = &mut speaker => {
-                return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Ok(()),
-                };
-            }
+            result = &mut speaker => return speaker_result(result),
             _ = shutdown_signal() => {
                 tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
                 return Ok(());
@@ -170,6 +169,17 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
         .await?;
     }
     Ok(())
+}
+
+/// The agent's result once the speaker task ended.
+fn speaker_result(
+    result: Result<Result<(), SpeakerError>, tokio::task::JoinError>,
+) -> Result<(), AgentError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(AgentError::SpeakerTask(e.to_string())),
+    }
 }
 
 /// What the loop remembers between steps.

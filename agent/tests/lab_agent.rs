@@ -593,3 +593,52 @@ fn agents_work_with_the_shipped_least_privilege_rbac() {
         let _ = agent.terminate();
     }
 }
+
+/// A node's IP changes: its agent exits with a clear message (its BGP listener, local address
+/// and router ID came from the old IP) and leaves its kernel routes; restarted, as the
+/// DaemonSet would, it peers on the new address and the other node routes via it.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_node_ip_change_restarts_the_agent_on_the_new_address() {
+    let lab = Lab::up(&LabConfig::new(lab_name("i"), 2)).expect("lab up");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    wait_converged(&lab, &nodes, &nodes, &agents);
+
+    lab.exec_ok(
+        "node1",
+        &["ip", "addr", "add", "198.18.0.101/24", "dev", "eth0"],
+    )
+    .expect("second address on node1");
+    lab.kubectl(&[
+        "patch",
+        "node",
+        "node1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"198.18.0.101"}]}}"#,
+    ])
+    .expect("change node1's InternalIP");
+    let exited = agents[0]
+        .wait_timeout(CONVERGE)
+        .expect("node1's agent must exit");
+    assert!(!exited.success());
+    let log = agents[0].log();
+    assert!(
+        log.contains("the node's IP changed from 198.18.0.1 to 198.18.0.101"),
+        "{log}"
+    );
+    assert!(
+        podroute_routes(&lab, "node1").contains("10.244.2.0/24 via 198.18.0.2"),
+        "node1's routes went with its agent"
+    );
+
+    agents[0] = spawn_agent(&lab, &nodes[0]);
+    wait_for("node2 to route node1's pod CIDR via its new IP", || {
+        podroute_routes(&lab, "node2").contains("10.244.1.0/24 via 198.18.0.101")
+    });
+    wait_for("node1 to keep node2's route", || {
+        podroute_routes(&lab, "node1").contains("10.244.2.0/24 via 198.18.0.2")
+    });
+}

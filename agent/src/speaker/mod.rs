@@ -83,6 +83,19 @@ pub enum SpeakerError {
         #[source]
         source: std::io::Error,
     },
+    /// The node's own IP changed: the listener and every session's local address and router
+    /// ID came from the old one. The agent exits so that it is restarted on the new address;
+    /// kernel routes stay, and peers keep this node's routes while it restarts.
+    #[error(
+        "the node's IP changed from {from} to {to}; exiting so that the agent restarts on the new \
+         address (kernel routes stay in place)"
+    )]
+    NodeIpChanged {
+        /// The IPs the speaker started with.
+        from: String,
+        /// The IPs now.
+        to: String,
+    },
 }
 
 impl SpeakerError {
@@ -90,7 +103,18 @@ impl SpeakerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Bind { .. } => "bgp_bind",
+            Self::NodeIpChanged { .. } => "node_ip_changed",
         }
+    }
+}
+
+/// The node IPs as the speaker uses them, for logs: `198.18.0.1, fd00::1` or `none`.
+fn describe_ips(ips: &crate::view::NodeIps) -> String {
+    let all: Vec<String> = ips.all().map(|ip| ip.to_string()).collect();
+    if all.is_empty() {
+        "none".to_owned()
+    } else {
+        all.join(", ")
     }
 }
 
@@ -182,6 +206,16 @@ pub async fn run_speaker(
                     break;
                 }
                 let Some(next) = input.borrow_and_update().clone() else { continue };
+                // The listeners, local addresses and router ID all follow the first view's IPs
+                // (unless --listen-address pins the listener; the rest still follows them).
+                if next.view.own.ips != first.view.own.ips {
+                    // Like a stop: no Cease, the connections just close with the process, so
+                    // peers treat it as a restart and keep our routes meanwhile.
+                    return Err(SpeakerError::NodeIpChanged {
+                        from: describe_ips(&first.view.own.ips),
+                        to: describe_ips(&next.view.own.ips),
+                    });
+                }
                 let changes = PeerChanges::between(&current.peers, &next.peers);
                 for address in changes.removed.iter().chain(changes.changed.iter().map(|p| &p.address)) {
                     if let Some(task) = tasks.remove(address) {
