@@ -295,6 +295,9 @@ fn spawn_agent(lab: &Lab, password_file: Option<&PathBuf>) -> LabProcess {
         "node1".to_owned(),
         "--cni-conflist".to_owned(),
         conflist.display().to_string(),
+        // Inside the lab directory, never the host's /run/podroute.
+        "--cni-readiness-file".to_owned(),
+        lab.dir().join("cni-ready").display().to_string(),
         "--reconcile-period".to_owned(),
         "2s".to_owned(),
         "--startup-grace".to_owned(),

@@ -45,6 +45,12 @@ fn spawn_agent_with(
         node_name.to_owned(),
         "--cni-conflist".to_owned(),
         conflist.display().to_string(),
+        // Inside the lab directory, never the host's /run/podroute.
+        "--cni-readiness-file".to_owned(),
+        lab.dir()
+            .join(format!("cni-ready-{node_name}"))
+            .display()
+            .to_string(),
         "--reconcile-period".to_owned(),
         "2s".to_owned(),
         "--startup-grace".to_owned(),

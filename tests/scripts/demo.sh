@@ -67,6 +67,7 @@ for node in "${nodes[@]}"; do
     --node-name "$node" \
     --cni-conflist "$lab_dir/$node/10-podroute.conflist" \
     --cni-data-dir "$lab_dir/$node/cni" \
+    --cni-readiness-file "$lab_dir/$node/cni-ready" \
     </dev/null >"$log" 2>&1 &
   echo $! >"$pid_file"
   echo "$node: agent started (pid $!), log $log"
