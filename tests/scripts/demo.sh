@@ -160,7 +160,7 @@ cat <<EOF
   $shown_cli exec --name $lab node1 -- ip route
   $shown_cli exec --name $lab node1-a -- ip addr show eth0
   $shown_cli kubectl --name $lab -- get nodes -o wide
-  $shown_cli exec --name $lab node1 -- curl -s http://127.0.0.1:9180/status | jq .
+  $shown_cli exec --name $lab node1 -- ${shown_cli%podroute-lab}podroute-agent status
   ${birdc[*]} show route
   agent logs:    $lab_dir/logs/node<N>-agent.log
   CNI conflists: $lab_dir/node<N>/10-podroute.conflist
