@@ -108,6 +108,36 @@ impl SpeakerError {
     }
 }
 
+/// Routes a static peer's import list refuses are logged one by one up to this many per
+/// session, then only counted (a router may send a full table).
+const REFUSALS_LOGGED: usize = 10;
+
+/// How many refusals were logged per static peer in its current session.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    logged: HashMap<IpAddr, usize>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, peer: IpAddr, refused: &[(IpNetwork, IpAddr)]) {
+        let logged = self.logged.entry(peer).or_default();
+        for (prefix, next_hop) in refused {
+            if *logged < REFUSALS_LOGGED {
+                tracing::warn!(%peer, %prefix, %next_hop, "route rejected: not in the peer's import list");
+            } else if *logged == REFUSALS_LOGGED {
+                tracing::warn!(%peer, "more routes rejected by the import list: counted in podroute_bgp_rejected_routes, not logged");
+            } else {
+                break;
+            }
+            *logged += 1;
+        }
+    }
+
+    fn reset(&mut self, peer: IpAddr) {
+        self.logged.remove(&peer);
+    }
+}
+
 /// The node IPs as the speaker uses them, for logs: `198.18.0.1, fd00::1` or `none`.
 fn describe_ips(ips: &crate::view::NodeIps) -> String {
     let all: Vec<String> = ips.all().map(|ip| ip.to_string()).collect();
@@ -197,6 +227,7 @@ pub async fn run_speaker(
     let mut established = BTreeSet::new();
     let mut end_of_rib = SyncTracker::default();
     let mut logged_rejections = BTreeSet::new();
+    let mut refusal_log = RefusalLog::default();
     input.mark_changed();
 
     loop {
@@ -225,6 +256,7 @@ pub async fn run_speaker(
                         }
                         task.stop().await;
                         received.peer_removed(*address);
+                        refusal_log.reset(*address);
                         established.remove(address);
                         end_of_rib.remove(*address);
                         if let Some(listener) = listener_for(*address) {
@@ -268,13 +300,20 @@ pub async fn run_speaker(
                     end_of_rib.established(peer, ipv4, ipv6);
                 }
                 PeerEvent::ConnectionRejected => ctx.metrics.bgp_rejected_connections.inc(),
-                PeerEvent::Update { announced, withdrawn } => received.update(peer, &announced, &withdrawn),
+                PeerEvent::Update { announced, withdrawn } => match current.peers.get(&peer).map(|spec| &spec.kind) {
+                    Some(PeerKind::Static { import: rules }) => {
+                        let refused = received.update_static(peer, &announced, &withdrawn, rules);
+                        refusal_log.note(peer, &refused);
+                    }
+                    _ => received.update(peer, &announced, &withdrawn),
+                },
                 PeerEvent::EndOfRib(ipv6) => {
                     end_of_rib.end_of_rib(peer, ipv6);
                     received.end_of_rib(peer, ipv6);
                 }
                 PeerEvent::Down => {
                     established.remove(&peer);
+                    refusal_log.reset(peer);
                     // Kept while a mesh peer restarts; an external router's routes go at once
                     // (nothing says it will come back soon, and traffic has other paths).
                     let is_static = current.peers.get(&peer).is_some_and(|spec| matches!(spec.kind, PeerKind::Static { .. }));
@@ -290,17 +329,11 @@ pub async fn run_speaker(
             }
         }
         let imported = import(&received, &current.peers, &current.view);
-        // Log each rejected route once, when it first appears.
+        // Log each rejected mesh route once, when it first appears (static peers' refusals
+        // are logged on receipt, see `RefusalLog`).
         let now_rejected: BTreeSet<_> = imported.rejected.iter().copied().collect();
         for (peer, prefix, next_hop) in now_rejected.difference(&logged_rejections) {
-            match current.peers.get(peer).map(|spec| &spec.kind) {
-                Some(PeerKind::Static { .. }) => {
-                    tracing::warn!(%peer, %prefix, %next_hop, "route rejected: not in the peer's import list")
-                }
-                _ => {
-                    tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop")
-                }
-            }
+            tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop");
         }
         logged_rejections = now_rejected;
         let out = BgpOutput {
@@ -312,7 +345,7 @@ pub async fn run_speaker(
                 .filter(|spec| matches!(spec.kind, PeerKind::Mesh { .. }))
                 .all(|spec| end_of_rib.synced(spec.address)),
             established: established.len(),
-            rejected: imported.rejected.len(),
+            rejected: imported.rejected.len() + received.refused_count(),
             learned: imported.learned,
             external: imported.external,
             peers: current

@@ -13,7 +13,7 @@ use ipnetwork::IpNetwork;
 
 use crate::peers::{PeerKind, PeerSet};
 use crate::routes::desired::LearnedRoutes;
-use crate::static_peers::import_allows;
+use crate::static_peers::{ImportRule, import_allows};
 use crate::view::ClusterView;
 
 /// One peer's received routes.
@@ -37,6 +37,11 @@ pub struct ReceivedRoutes {
     pub per_peer: BTreeMap<IpAddr, AdjRibIn>,
     /// Routes of peers whose session went down, retained for a while.
     pub stale: BTreeMap<IpAddr, StaleRoutes>,
+    /// Routes of static peers that their import list refuses, kept apart as received (to
+    /// count them) and never imported. A static peer's import list is configuration: a change
+    /// restarts its session, which sends every route again, so filtering on receipt is exact,
+    /// and a router sending a full table costs no work per UPDATE beyond its own prefixes.
+    pub refused: BTreeMap<IpAddr, AdjRibIn>,
 }
 
 impl ReceivedRoutes {
@@ -57,15 +62,53 @@ impl ReceivedRoutes {
         }
     }
 
+    /// Applies an UPDATE from a static peer with import list `rules`: what the list refuses
+    /// goes to [`ReceivedRoutes::refused`]. Returns the routes refused now that were not
+    /// refused before (for logging).
+    pub fn update_static(
+        &mut self,
+        peer: IpAddr,
+        announced: &[(IpNetwork, IpAddr)],
+        withdrawn: &[IpNetwork],
+        rules: &[ImportRule],
+    ) -> Vec<(IpNetwork, IpAddr)> {
+        let rib = self.per_peer.entry(peer).or_default();
+        let refused = self.refused.entry(peer).or_default();
+        let mut newly_refused = Vec::new();
+        for (prefix, next_hop) in announced {
+            if import_allows(rules, *prefix) {
+                rib.insert(*prefix, *next_hop);
+            } else if refused.insert(*prefix, *next_hop).is_none() {
+                newly_refused.push((*prefix, *next_hop));
+            }
+        }
+        for prefix in withdrawn {
+            rib.remove(prefix);
+            refused.remove(prefix);
+        }
+        if refused.is_empty() {
+            self.refused.remove(&peer);
+        }
+        newly_refused
+    }
+
+    /// How many received routes import lists refused, over all static peers.
+    pub fn refused_count(&self) -> usize {
+        self.refused.values().map(BTreeMap::len).sum()
+    }
+
     /// Forgets a peer's routes at once (the peer was removed from the configuration).
     pub fn peer_removed(&mut self, peer: IpAddr) {
         self.per_peer.remove(&peer);
         self.stale.remove(&peer);
+        self.refused.remove(&peer);
     }
 
     /// A session went down: its routes become stale until `deadline` (or are dropped at once
     /// when `deadline` is `None`).
     pub fn peer_down(&mut self, peer: IpAddr, deadline: Option<Instant>) {
+        // A new session sends every route again, refused ones too.
+        self.refused.remove(&peer);
         let routes = self.per_peer.remove(&peer).unwrap_or_default();
         match deadline {
             Some(deadline) if !routes.is_empty() => {
@@ -134,6 +177,9 @@ pub struct Imported {
 /// unknown peers are rejected.
 pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) -> Imported {
     let mut out = Imported::default();
+    // Rejections by prefix: a mesh route accepted from one peer clears the rejections of the
+    // same prefix seen before it, without a scan of the whole list.
+    let mut rejected: BTreeMap<IpNetwork, Vec<(IpAddr, IpAddr)>> = BTreeMap::new();
     // Fresh routes first; stale ones only fill prefixes no fresh route covers.
     let fresh = received
         .per_peer
@@ -155,7 +201,10 @@ pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) ->
                         };
                         out.external.entry(*prefix).or_insert(via);
                     } else {
-                        out.rejected.push((*peer, *prefix, *next_hop));
+                        rejected
+                            .entry(*prefix)
+                            .or_default()
+                            .push((*peer, *next_hop));
                     }
                 }
             }
@@ -175,14 +224,24 @@ pub fn import(received: &ReceivedRoutes, peers: &PeerSet, view: &ClusterView) ->
                         } else {
                             out.learned.entry(*prefix).or_insert(*next_hop);
                         }
-                        out.rejected.retain(|(_, p, _)| p != prefix);
+                        rejected.remove(prefix);
                     } else {
-                        out.rejected.push((*peer, *prefix, *next_hop));
+                        rejected
+                            .entry(*prefix)
+                            .or_default()
+                            .push((*peer, *next_hop));
                     }
                 }
             }
         }
     }
+    out.rejected = rejected
+        .into_iter()
+        .flat_map(|(prefix, by)| {
+            by.into_iter()
+                .map(move |(peer, next_hop)| (peer, prefix, next_hop))
+        })
+        .collect();
     out
 }
 
@@ -329,6 +388,53 @@ mod tests {
         assert!(!received.expire(now));
         assert!(received.expire(deadline));
         assert!(import(&received, &peers, &view).learned.is_empty());
+    }
+
+    #[test]
+    fn a_static_peers_refused_routes_are_set_apart_on_receipt_and_counted() {
+        let view = view();
+        let mut peers = PeerSet::new();
+        let spec = crate::static_peers::parse_static_peer(
+            "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
+        )
+        .expect("peer");
+        let rules = spec.import.clone();
+        crate::static_peers::add_static_peers(&mut peers, &[spec]);
+        let router = ip("198.18.0.254");
+        let mut received = ReceivedRoutes::default();
+        // A full table's worth in spirit: everything but one prefix is refused.
+        let mut announced: Vec<_> = (0..=255u8)
+            .map(|i| (net(&format!("172.16.{i}.0/24")), router))
+            .collect();
+        announced.push((net("10.99.1.0/24"), router));
+        let refused = received.update_static(router, &announced, &[], &rules);
+        assert_eq!(refused.len(), 256);
+        assert_eq!(received.refused_count(), 256);
+        assert_eq!(
+            received.per_peer[&router].len(),
+            1,
+            "refused routes were stored"
+        );
+        // Announced again: nothing newly refused; withdrawn: no longer counted.
+        let again =
+            received.update_static(router, &announced[..2], &[net("172.16.7.0/24")], &rules);
+        assert!(again.is_empty());
+        assert_eq!(received.refused_count(), 255);
+
+        let imported = import(&received, &peers, &view);
+        assert_eq!(
+            imported.external,
+            LearnedRoutes::from([(net("10.99.1.0/24"), router)])
+        );
+        assert!(
+            imported.rejected.is_empty(),
+            "refused routes are counted apart"
+        );
+
+        // The session drops: the next one sends everything again, so nothing stays counted.
+        received.peer_down(router, None);
+        assert_eq!(received.refused_count(), 0);
+        assert!(import(&received, &peers, &view).external.is_empty());
     }
 
     #[test]
