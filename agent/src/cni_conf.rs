@@ -8,7 +8,7 @@
 //! plugin reports "not available" while it is missing.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
 use podroute_cni::conflist::{ConflistError, NodeNetwork, write_atomic};
@@ -58,11 +58,6 @@ impl ReadinessFile {
         }
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Creates (ready) or removes (not ready) the file if that changes anything.
     pub fn set(&mut self, ready: bool) -> Result<(), ReadinessError> {
         if self.written == Some(ready) {
@@ -93,6 +88,7 @@ impl ReadinessFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn settings(dir: &Path) -> CniSettings {
         CniSettings {
