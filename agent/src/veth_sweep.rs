@@ -1,22 +1,24 @@
 //! Destroys pod veths that the CNI plugin released on DEL but that nothing else destroyed.
 //!
-//! The plugin's DEL does not wait for the kernel to destroy a pod's veth pair: it sets the host
-//! side down and marks it with [`RELEASED_ALIAS`] (see `podroute_cni::release`). Normally the
+//! The plugin's DEL does not wait for the kernel to destroy a pod's veth pair: it releases it,
+//! with the host side down and marked (see `podroute_cni::release`). Normally the
 //! runtime removes the pod's network namespace right after DEL and the kernel destroys the pair
 //! with it. When the namespace outlives DEL (a runtime that keeps it, a crashed runtime), the
 //! released pair would stay forever; this sweep destroys it. A pair is destroyed only when it
 //! is still released one period after the sweep first saw it, so the namespace teardown, which
-//! batches many devices per RCU wait, gets the first chance.
+//! costs the agent nothing, gets the first chance.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use podroute_cni::release::RELEASED_ALIAS;
+use podroute_cni::netlink::link_state;
+use podroute_cni::release::is_released;
 use rtnetlink::Handle;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::link::LinkMessage;
 
 use crate::metrics::Metrics;
+use crate::routes::kernel::errno;
 
 /// A failed sweep step.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,7 @@ impl ReleasedVethSweep {
             match self.handle.link().del(index).execute().await {
                 Ok(()) => report.destroyed.push(name),
                 // Destroyed meanwhile by its namespace's teardown.
-                Err(e) if is_no_device(&e) => {}
+                Err(e) if errno(&e) == Some(libc::ENODEV) => {}
                 Err(source) => {
                     first_error.get_or_insert(SweepError::Destroy { name, source });
                 }
@@ -101,22 +103,9 @@ impl ReleasedVethSweep {
 }
 
 /// `(index, name)` of a link the CNI plugin released.
-fn released_veth(link: &LinkMessage) -> Option<(u32, String)> {
-    let mut released = false;
-    let mut name = String::new();
-    for attr in &link.attributes {
-        match attr {
-            LinkAttribute::IfAlias(alias) => released = alias == RELEASED_ALIAS,
-            LinkAttribute::IfName(n) => name.clone_from(n),
-            _ => {}
-        }
-    }
-    released.then_some((link.header.index, name))
-}
-
-fn is_no_device(e: &rtnetlink::Error) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m)
-        if m.code.map(|c| -c.get()) == Some(libc::ENODEV))
+fn released_veth(message: &LinkMessage) -> Option<(u32, String)> {
+    let link = link_state(message);
+    is_released(&link).then_some((link.index, link.name))
 }
 
 /// Sweeps every `period`, forever; counts what it destroys and its errors in `metrics`.

@@ -434,7 +434,8 @@ fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
 
-fn link_state(msg: &LinkMessage) -> LinkState {
+/// What podroute needs to know about a link, from the kernel's message.
+pub fn link_state(msg: &LinkMessage) -> LinkState {
     let mut state = LinkState {
         index: msg.header.index,
         name: String::new(),

@@ -57,8 +57,15 @@ impl KernelError {
 
     /// True for a create the kernel refused because a route with the same key exists.
     pub fn is_exists(&self) -> bool {
-        matches!(self, Self::Write { source: rtnetlink::Error::NetlinkError(m), .. }
-            if m.code.map(|c| -c.get()) == Some(libc::EEXIST))
+        matches!(self, Self::Write { source, .. } if errno(source) == Some(libc::EEXIST))
+    }
+}
+
+/// The kernel's errno in a failed netlink request, if the kernel answered.
+pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
     }
 }
 
