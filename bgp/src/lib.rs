@@ -19,6 +19,10 @@
 //! - [`rib`]: the Loc-RIB ([`rib::Rib`]) holding every peer's Adj-RIB-In, with the §9.1.2.2
 //!   decision process, reporting best-path changes ([`rib::BestChange`]).
 //! - [`counters`]: plain per-session counters ([`counters::SessionCounters`]).
+//! - [`speaker`]: the multi-peer speaker ([`speaker::Speaker`]) that owns every session, the
+//!   RIB, import/export policy ([`speaker::Policy`]), prefix limits and graceful restart,
+//!   and reports Loc-RIB changes ([`speaker::RouteChange`]). Drivers use this; the pieces
+//!   above are its parts.
 //!
 //! Prefixes are `ipnetwork::IpNetwork` everywhere; decoded ones have host bits cleared.
 //! Path attributes are [`message::PathAttributes`], shared as `Arc` between routes.
@@ -53,3 +57,4 @@ pub mod counters;
 pub mod message;
 pub mod rib;
 pub mod session;
+pub mod speaker;

@@ -98,6 +98,8 @@ type V6Table = HashMap<(u128, u8), Entry, BuildPrefixHasher>;
 pub struct Rib {
     peers: Vec<Option<PeerInfo>>,
     free_peers: Vec<u32>,
+    /// How many paths each peer has in the table (its Adj-RIB-In size), by peer index.
+    routes_per_peer: Vec<usize>,
     attrs: AttrStore,
     v4: V4Table,
     v6: V6Table,
@@ -130,10 +132,12 @@ impl Rib {
         match self.free_peers.pop() {
             Some(i) => {
                 self.peers[i as usize] = Some(info);
+                self.routes_per_peer[i as usize] = 0;
                 PeerId(i)
             }
             None => {
                 self.peers.push(Some(info));
+                self.routes_per_peer.push(0);
                 PeerId((self.peers.len() - 1) as u32)
             }
         }
@@ -159,20 +163,11 @@ impl Rib {
 
     /// Withdraws all of a peer's routes (its session went down), keeping it registered.
     pub fn clear_peer(&mut self, peer: PeerId, changes: &mut Vec<BestChange>) {
-        let v4: Vec<IpNetwork> = self
-            .v4
-            .iter()
-            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
-            .map(|(k, _)| v4_prefix(*k))
-            .collect();
-        let v6: Vec<IpNetwork> = self
-            .v6
-            .iter()
-            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
-            .map(|(k, _)| v6_prefix(*k))
-            .collect();
-        self.withdraw(peer, &v4, changes);
-        self.withdraw(peer, &v6, changes);
+        if self.peer_len(peer) == 0 {
+            return;
+        }
+        let prefixes = self.peer_prefixes(peer);
+        self.withdraw(peer, &prefixes, changes);
     }
 
     /// Applies routes a session reported.
@@ -198,7 +193,7 @@ impl Rib {
         let path = Path { attr, peer: peer.0 };
         for prefix in prefixes {
             let prefix = canonical(*prefix);
-            let change = match prefix {
+            let (change, inserted) = match prefix {
                 IpNetwork::V4(n) => {
                     let entry = self.v4.entry(v4_key(&n));
                     upsert(entry, path, &mut self.attrs, &self.peers)
@@ -208,6 +203,9 @@ impl Rib {
                     upsert(entry, path, &mut self.attrs, &self.peers)
                 }
             };
+            if inserted {
+                self.routes_per_peer[peer.0 as usize] += 1;
+            }
             if let Some(best) = change {
                 changes.push(BestChange::Best {
                     prefix,
@@ -252,6 +250,11 @@ impl Rib {
                     o
                 }
             };
+            if outcome != Removal::Absent
+                && let Some(n) = self.routes_per_peer.get_mut(peer.0 as usize)
+            {
+                *n = n.saturating_sub(1);
+            }
             match outcome {
                 Removal::Empty => changes.push(BestChange::Unreachable { prefix }),
                 Removal::NewBest(best) => changes.push(BestChange::Best {
@@ -259,7 +262,7 @@ impl Rib {
                     peer: PeerId(best.peer),
                     attributes: self.attrs.get(best.attr).clone(),
                 }),
-                Removal::NoChange => {}
+                Removal::NoChange | Removal::Absent => {}
             }
         }
     }
@@ -316,6 +319,36 @@ impl Rib {
         out
     }
 
+    /// The prefixes `peer` has a path to, in no particular order.
+    pub fn peer_prefixes(&self, peer: PeerId) -> Vec<IpNetwork> {
+        let v4 = self
+            .v4
+            .iter()
+            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .map(|(k, _)| v4_prefix(*k));
+        let v6 = self
+            .v6
+            .iter()
+            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .map(|(k, _)| v6_prefix(*k));
+        v4.chain(v6).collect()
+    }
+
+    /// How many prefixes `peer` has a path to (the size of its Adj-RIB-In).
+    pub fn peer_len(&self, peer: PeerId) -> usize {
+        self.routes_per_peer
+            .get(peer.0 as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `peer`'s path to `prefix`, if it has one.
+    pub fn path_of(&self, peer: PeerId, prefix: &IpNetwork) -> Option<Arc<PathAttributes>> {
+        let e = self.entry(prefix)?;
+        let p = e.paths().find(|p| p.peer == peer.0)?;
+        Some(self.attrs.get(p.attr).clone())
+    }
+
     /// Number of prefixes with at least one path.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
@@ -339,13 +372,14 @@ impl Rib {
     }
 }
 
-/// Inserts or replaces a path; returns the new best path if it changed.
+/// Inserts or replaces a path; returns the new best path if it changed, and whether the
+/// peer had no path to the prefix before.
 fn upsert<K>(
     entry: std::collections::hash_map::Entry<'_, K, Entry>,
     path: Path,
     attrs: &mut AttrStore,
     peers: &[Option<PeerInfo>],
-) -> Option<Path> {
+) -> (Option<Path>, bool) {
     use std::collections::hash_map::Entry as E;
     match entry {
         E::Vacant(v) => {
@@ -354,24 +388,25 @@ fn upsert<K>(
                 best: path,
                 others: None,
             });
-            Some(path)
+            (Some(path), true)
         }
         E::Occupied(mut o) => {
             let e = o.get_mut();
+            let mut inserted = false;
             if e.best.peer == path.peer {
                 if e.best.attr == path.attr {
-                    return None;
+                    return (None, false);
                 }
                 attrs.incref(path.attr);
                 attrs.decref(e.best.attr);
                 e.best = path;
                 if e.others.is_none() {
-                    return Some(path);
+                    return (Some(path), false);
                 }
             } else {
                 let others = e.others.get_or_insert_with(|| Box::new(Vec::new()));
                 match others.iter_mut().find(|p| p.peer == path.peer) {
-                    Some(p) if p.attr == path.attr => return None,
+                    Some(p) if p.attr == path.attr => return (None, false),
                     Some(p) => {
                         attrs.incref(path.attr);
                         attrs.decref(p.attr);
@@ -380,21 +415,30 @@ fn upsert<K>(
                     None => {
                         attrs.incref(path.attr);
                         others.push(path);
+                        inserted = true;
                     }
                 }
             }
             let old = e.best;
             reselect(e, attrs, peers);
-            (e.best != old || e.best == path).then_some(e.best)
+            (
+                (e.best != old || e.best == path).then_some(e.best),
+                inserted,
+            )
         }
     }
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Removal {
+    /// The peer's path was the last one.
     Empty,
+    /// The peer's path was the best; another one is now.
     NewBest(Path),
+    /// The peer's path was removed; the best path stayed.
     NoChange,
+    /// The peer had no path to the prefix.
+    Absent,
 }
 
 fn remove_path(
@@ -419,14 +463,15 @@ fn remove_path(
         return Removal::NewBest(e.best);
     }
     let Some(others) = e.others.as_mut() else {
-        return Removal::NoChange;
+        return Removal::Absent;
     };
-    if let Some(i) = others.iter().position(|p| p.peer == peer) {
-        attrs.decref(others[i].attr);
-        others.swap_remove(i);
-        if others.is_empty() {
-            e.others = None;
-        }
+    let Some(i) = others.iter().position(|p| p.peer == peer) else {
+        return Removal::Absent;
+    };
+    attrs.decref(others[i].attr);
+    others.swap_remove(i);
+    if others.is_empty() {
+        e.others = None;
     }
     Removal::NoChange
 }

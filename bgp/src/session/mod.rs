@@ -70,6 +70,8 @@ pub struct Session {
     admin_up: bool,
     /// Current IdleHold: doubles with each failure short of Established.
     idle_hold: Duration,
+    /// Current ConnectRetryTime: doubles with each failed connection attempt.
+    connect_retry: Duration,
     adj_rib_out: AdjRibOut,
     counters: SessionCounters,
 }
@@ -84,9 +86,11 @@ impl Session {
         if matches!(config.hold_time, 1 | 2) {
             config.hold_time = 3;
         }
-        config.connect_retry = config.connect_retry.max(Duration::from_secs(1));
+        config.connect_retry = config.connect_retry.max(Duration::from_millis(100));
+        config.connect_retry_max = config.connect_retry_max.max(config.connect_retry);
         config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
         let idle_hold = config.idle_hold;
+        let connect_retry = config.connect_retry;
         Self {
             config,
             state: State::Idle,
@@ -97,6 +101,7 @@ impl Session {
             negotiated: None,
             admin_up: false,
             idle_hold,
+            connect_retry,
             adj_rib_out: AdjRibOut::default(),
             counters: SessionCounters::default(),
         }
@@ -200,15 +205,13 @@ impl Session {
             State::Idle => {}
             State::Connect | State::Active => {
                 // Connect attempt failed: wait in Active for ConnectRetry (§8.2.2).
-                self.timers
-                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.arm_connect_retry_backoff(now);
                 self.set_state(State::Active);
             }
             State::OpenSent => {
                 // §8.2.2 OpenSent, Event 18: back to Active, ConnectRetry restarted.
                 self.reset_connection_state();
-                self.timers
-                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.arm_connect_retry_backoff(now);
                 self.set_state(State::Active);
             }
             State::OpenConfirm | State::Established => self.fail(now, None),
@@ -274,6 +277,49 @@ impl Session {
     pub fn close_collision(&mut self, now: Instant) {
         self.admin_up = false;
         self.close(now, Some(Notification::cease(cease::CONNECTION_COLLISION)));
+    }
+
+    /// Ends the session with NOTIFICATION Cease and `subcode` (RFC 4486: e.g. peer
+    /// de-configured, other configuration change, maximum number of prefixes reached) and
+    /// stays Idle with no automatic restart until the next [`AdminEvent::Start`].
+    pub fn cease(&mut self, now: Instant, subcode: u8, data: Bytes) {
+        self.admin_up = false;
+        self.close(
+            now,
+            Some(Notification::new(error_code::CEASE, subcode, data)),
+        );
+    }
+
+    /// Changes the graceful restart capability offered in the next OPEN (RFC 4724 §3; e.g.
+    /// the Restart State bit is set only for a while after our own restart).
+    pub fn set_graceful_restart(
+        &mut self,
+        graceful_restart: Option<crate::message::GracefulRestart>,
+    ) {
+        self.config.graceful_restart = graceful_restart;
+    }
+
+    /// Whether the session connects out after its next (re)start: a passive session
+    /// promoted to carry the peer after a collision connects out again when it restarts.
+    pub fn set_passive(&mut self, passive: bool) {
+        self.config.passive = passive;
+    }
+
+    /// Asks the peer to send its routes again (ROUTE-REFRESH, RFC 2918) for every
+    /// negotiated family, e.g. after our import policy changed. False if the session is not
+    /// Established or the peer does not support route refresh.
+    pub fn request_refresh(&mut self, now: Instant) -> bool {
+        let supported = self.state == State::Established
+            && self.negotiated.as_ref().is_some_and(|n| n.route_refresh);
+        if supported {
+            for family in self.negotiated_families() {
+                self.send(
+                    now,
+                    &Message::RouteRefresh(RouteRefresh { family, subtype: 0 }),
+                );
+            }
+        }
+        supported
     }
 
     /// Refuses a connection on this session with Cease/Connection Rejected (RFC 4486),
@@ -407,11 +453,23 @@ impl Session {
         if to == State::Established {
             self.counters.established += 1;
             self.idle_hold = self.config.idle_hold;
+            self.connect_retry = self.config.connect_retry;
         }
         if from == State::Established {
             self.counters.dropped += 1;
         }
         self.actions.push_back(Action::StateChanged { from, to });
+    }
+
+    /// Arms ConnectRetry after a failed attempt and doubles the next wait (up to
+    /// `connect_retry_max`): a peer that is away is tried less and less often.
+    fn arm_connect_retry_backoff(&mut self, now: Instant) {
+        self.timers
+            .set(Timer::ConnectRetry, now + self.connect_retry);
+        self.connect_retry = self
+            .connect_retry
+            .saturating_mul(2)
+            .min(self.config.connect_retry_max);
     }
 
     /// ManualStart / AutomaticStart (Events 1, 3, 4, 5).
@@ -421,7 +479,7 @@ impl Session {
             self.set_state(State::Active);
         } else {
             self.timers
-                .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                .set(Timer::ConnectRetry, now + self.connect_retry);
             self.set_state(State::Connect);
             self.actions.push_back(Action::Connect);
         }
@@ -507,14 +565,13 @@ impl Session {
             // Event 9 ConnectRetryTimer_Expires in Connect: drop the attempt, try again.
             (State::Connect, Timer::ConnectRetry) => {
                 self.actions.push_back(Action::Disconnect);
-                self.timers
-                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                self.arm_connect_retry_backoff(now);
                 self.actions.push_back(Action::Connect);
             }
             // Event 9 in Active: try connecting out again.
             (State::Active, Timer::ConnectRetry) if !self.config.passive => {
                 self.timers
-                    .set(Timer::ConnectRetry, now + self.config.connect_retry);
+                    .set(Timer::ConnectRetry, now + self.connect_retry);
                 self.set_state(State::Connect);
                 self.actions.push_back(Action::Connect);
             }

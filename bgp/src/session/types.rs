@@ -103,8 +103,12 @@ pub struct SessionConfig {
     pub peer_as: u32,
     /// Hold time we propose, seconds (0 or >= 3; default 90).
     pub hold_time: u16,
-    /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120).
+    /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120): the wait after a failed
+    /// connection attempt. It doubles with each further failure up to `connect_retry_max`
+    /// and is back to this value once a session reaches Established.
     pub connect_retry: Duration,
+    /// Ceiling of the doubling ConnectRetryTime (default: `connect_retry`, no doubling).
+    pub connect_retry_max: Duration,
     /// How long to stay Idle after an error before restarting (default 5 s); doubled
     /// after each further failure short of Established, up to 120 s.
     pub idle_hold: Duration,
@@ -127,6 +131,7 @@ impl SessionConfig {
             peer_as,
             hold_time: 90,
             connect_retry: Duration::from_secs(30),
+            connect_retry_max: Duration::from_secs(30),
             idle_hold: Duration::from_secs(5),
             passive: false,
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
@@ -161,6 +166,14 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// The peer's graceful restart capability (RFC 4724 §3), if it sent one.
+    pub fn peer_graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.remote_open.capabilities.iter().find_map(|c| match c {
+            crate::message::Capability::GracefulRestart(gr) => Some(gr),
+            _ => None,
+        })
+    }
+
     /// KEEPALIVE interval: a third of the hold time (RFC 4271 §10), `None` when 0.
     pub fn keepalive_interval(&self) -> Option<Duration> {
         (self.hold_time > 0).then(|| Duration::from_secs(u64::from(self.hold_time / 3).max(1)))

@@ -1,0 +1,1138 @@
+//! The multi-peer BGP speaker, sans-IO: every peer's session, their Adj-RIBs-In (in the
+//! [`Rib`], with attributes), import and export policy, the Loc-RIB and its decision
+//! process, prefix limits, and graceful restart (RFC 4724) in both roles.
+//!
+//! # Driving it
+//!
+//! ```text
+//! let mut speaker = Speaker::new(SpeakerConfig::default(), now);
+//! speaker.add_peer(now, peer_config);            // or update_peer / remove_peer
+//! speaker.set_originated(now, own_routes);       // what we announce (export policy applies)
+//! loop {
+//!     while let Some(action) = speaker.poll_action() {
+//!         Connect { peer, conn }  => open TCP; then speaker.connected(now, conn) or
+//!                                    speaker.closed(now, conn)
+//!         Send { conn, bytes }    => write to that connection
+//!         Close { conn }          => close it (or abandon the attempt)
+//!         the rest                => logs and metrics
+//!     }
+//!     for change in speaker.take_route_changes() { program the kernel }
+//!     wait for: bytes (speaker.bytes), a closed connection (speaker.closed), an accepted
+//!     one (speaker.incoming), or speaker.poll_timeout() (speaker.handle_timeout).
+//! }
+//! ```
+//!
+//! State lives here once: session state and collisions in the sessions, routes in the RIB
+//! (stale ones included, marked in the peer's [`graceful::StaleRoutes`]), End-of-RIB and
+//! sync per peer. The driver keeps only sockets.
+//!
+//! Connections: a peer whose session is not passive asks for connections
+//! ([`SpeakerAction::Connect`]), retrying with the session's doubling ConnectRetry (the one
+//! back-off policy); any peer takes connections the driver accepted from its address
+//! ([`Speaker::incoming`]). Collisions (RFC 4271 §6.8) run a second session on the new
+//! connection until the peer's identifier settles which survives. A new connection while
+//! Established is refused, unless graceful restart was negotiated: then it is the peer
+//! restarting (RFC 4724 §4.2), and once its OPEN is valid the old session ends as a
+//! restart (routes kept stale) and the new one takes over.
+
+mod graceful;
+mod peer;
+pub mod policy;
+mod types;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ipnetwork::IpNetwork;
+
+pub use policy::{NextHopMatch, Policy, PrefixRule, Verdict};
+pub use types::{
+    ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig, PeerStatus,
+    Refusal, RouteChange, SpeakerAction, SpeakerConfig,
+};
+
+use crate::collision::{self, Keep};
+use crate::counters::SessionCounters;
+use crate::message::{Family, PathAttributes, cease};
+use crate::rib::{BestChange, PeerInfo, Rib};
+use crate::session::{Action, AdminEvent, ReceivedRoutes, Session, SessionConfig, State};
+use peer::{HeldDown, Link, Peer, Slot, with_next_hop};
+
+/// Refused routes reported one by one per session; the rest are only counted.
+const REJECTIONS_REPORTED: usize = 10;
+
+/// The speaker. See the module docs.
+#[derive(Debug)]
+pub struct Speaker {
+    config: SpeakerConfig,
+    started: Instant,
+    peers: BTreeMap<IpAddr, Peer>,
+    conns: HashMap<ConnId, (IpAddr, Slot)>,
+    next_conn: u64,
+    rib: Rib,
+    originated: Vec<(IpNetwork, PathAttributes)>,
+    actions: VecDeque<SpeakerAction>,
+    route_changes: Vec<RouteChange>,
+    best_changes: Vec<BestChange>,
+    initial_sync_done: bool,
+}
+
+impl Speaker {
+    /// A speaker with no peers, started at `now` (the selection deferral runs from here).
+    pub fn new(config: SpeakerConfig, now: Instant) -> Self {
+        Self {
+            config,
+            started: now,
+            peers: BTreeMap::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
+            rib: Rib::new(),
+            originated: Vec::new(),
+            actions: VecDeque::new(),
+            route_changes: Vec::new(),
+            best_changes: Vec::new(),
+            initial_sync_done: false,
+        }
+    }
+
+    // ---- inputs: configuration ----
+
+    /// Adds a peer and starts its session, or applies a changed configuration to an
+    /// existing one (see [`Speaker::update_peer`]).
+    pub fn add_peer(&mut self, now: Instant, config: PeerConfig) {
+        if self.peers.contains_key(&config.address) {
+            self.update_peer(now, config);
+            return;
+        }
+        let address = config.address;
+        let rib_id = self.rib.add_peer(PeerInfo {
+            address,
+            router_id: Ipv4Addr::UNSPECIFIED,
+            ibgp: config.session.is_ibgp(),
+        });
+        let session = self.new_session(&config, config.session.passive);
+        self.peers
+            .insert(address, Peer::new(config, rib_id, session));
+        self.start_primary(now, address);
+    }
+
+    /// Applies a changed configuration. A change of the session itself (AS numbers,
+    /// identifier, timers, families, graceful restart) ends it with NOTIFICATION
+    /// Cease/Other Configuration Change (RFC 4486) and starts it again; a changed import
+    /// policy is applied to the routes held and the peer is asked to send its routes again
+    /// (ROUTE-REFRESH; without it the session is reset); a changed export policy is
+    /// re-advertised. Nothing else is touched.
+    pub fn update_peer(&mut self, now: Instant, config: PeerConfig) {
+        let address = config.address;
+        let Some(peer) = self.peers.get_mut(&address) else {
+            self.add_peer(now, config);
+            return;
+        };
+        if peer.config == config {
+            return;
+        }
+        let old = std::mem::replace(&mut peer.config, config);
+        let new = &peer.config;
+        if old.session != new.session || old.graceful_restart != new.graceful_restart {
+            self.restart_peer(now, address, cease::CONFIGURATION_CHANGE);
+            return;
+        }
+        if old.max_prefixes != new.max_prefixes && peer.held_down.is_some() {
+            peer.held_down = None;
+            peer.primary.session.handle(now, AdminEvent::Start);
+            self.drain(now, address, Slot::Primary);
+        }
+        if old.export != self.peers[&address].config.export {
+            self.export_to(now, address);
+        }
+        if old.import != self.peers[&address].config.import {
+            self.reapply_import(now, address);
+        }
+    }
+
+    /// Removes a peer: NOTIFICATION Cease/Peer De-configured (RFC 4486), its routes go.
+    pub fn remove_peer(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.primary
+            .session
+            .cease(now, cease::PEER_DECONFIGURED, Bytes::new());
+        if let Some(c) = peer.colliding.as_mut() {
+            c.session.cease(now, cease::PEER_DECONFIGURED, Bytes::new());
+        }
+        self.drain(now, address, Slot::Colliding);
+        self.drain(now, address, Slot::Primary);
+        let Some(peer) = self.peers.remove(&address) else {
+            return;
+        };
+        for conn in [peer.primary.conn, peer.colliding.and_then(|c| c.conn)]
+            .into_iter()
+            .flatten()
+        {
+            self.conns.remove(&conn);
+            self.actions.push_back(SpeakerAction::Close { conn });
+        }
+        self.rib.remove_peer(peer.rib_id, &mut self.best_changes);
+        self.collect_route_changes();
+        self.check_initial_sync(false);
+    }
+
+    /// Sets the routes we originate (each with its next hop); every peer gets those its
+    /// export policy allows, and only differences are sent.
+    pub fn set_originated(&mut self, now: Instant, routes: Vec<(IpNetwork, PathAttributes)>) {
+        if routes == self.originated {
+            return;
+        }
+        self.originated = routes;
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            self.export_to(now, address);
+        }
+    }
+
+    // ---- inputs: connections and time ----
+
+    /// An outgoing connection asked for with [`SpeakerAction::Connect`] is up.
+    pub fn connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(&(address, slot)) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(link) = self.peers.get_mut(&address).and_then(|p| p.link(slot)) else {
+            return;
+        };
+        if link.conn == Some(conn) {
+            link.session.handle_connected(now);
+            self.drain(now, address, slot);
+        }
+    }
+
+    /// The driver accepted a connection from `address`. On `Ok` the speaker took it under
+    /// that id (bytes and closing are then reported with it); on `Err` the driver closes it.
+    pub fn incoming(&mut self, now: Instant, address: IpAddr) -> Result<ConnId, Refusal> {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return Err(Refusal::UnknownPeer);
+        };
+        if peer.held_down.is_some() {
+            return Err(self.refuse(address, Refusal::HeldDown));
+        }
+        let conn = self.new_conn();
+        let peer = self.peers.get_mut(&address).expect("looked up above");
+        match peer.primary.session.state() {
+            State::Idle | State::Connect | State::Active => {
+                self.take_over_primary(now, address, conn);
+            }
+            State::OpenSent | State::OpenConfirm if !peer.primary.outgoing => {
+                // The peer opened the connection we run on, and opens another: it gave up
+                // on the old one (it restarted).
+                self.take_over_primary(now, address, conn);
+            }
+            State::Established
+                if peer.peer_graceful_restart.is_none()
+                    || peer.config.graceful_restart.is_none() =>
+            {
+                return Err(self.refuse(address, Refusal::Established));
+            }
+            state @ (State::OpenSent | State::OpenConfirm | State::Established) => {
+                self.start_colliding(now, address, conn);
+                if state == State::OpenConfirm {
+                    // The identifier is known from our own connection: settle it now.
+                    self.resolve_collision(now, address);
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Bytes read from a connection.
+    pub fn bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(&(address, slot)) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(link) = self.peers.get_mut(&address).and_then(|p| p.link(slot)) else {
+            return;
+        };
+        if link.conn == Some(conn) {
+            link.session.handle_bytes(now, bytes);
+            self.drain(now, address, slot);
+        }
+    }
+
+    /// A connection closed, failed, or could not be opened.
+    pub fn closed(&mut self, now: Instant, conn: ConnId) {
+        let Some((address, slot)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        match slot {
+            Slot::Colliding => {
+                if peer
+                    .colliding
+                    .as_ref()
+                    .is_some_and(|l| l.conn == Some(conn))
+                {
+                    peer.colliding = None;
+                }
+            }
+            Slot::Primary => {
+                if peer.primary.conn == Some(conn) {
+                    peer.primary.conn = None;
+                    peer.primary.session.handle_closed(now);
+                    self.drain(now, address, Slot::Primary);
+                }
+            }
+        }
+    }
+
+    /// A deadline from [`Speaker::poll_timeout`] passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            for slot in [Slot::Primary, Slot::Colliding] {
+                if let Some(link) = self.peers.get_mut(&address).and_then(|p| p.link(slot))
+                    && link.session.poll_timeout().is_some_and(|t| t <= now)
+                {
+                    link.session.handle_timeout(now);
+                    self.drain(now, address, slot);
+                }
+            }
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            if peer.stale.deadline.is_some_and(|t| t <= now) {
+                self.sweep_stale(address, None, true);
+            }
+            let peer = self.peers.get_mut(&address).expect("present");
+            if let Some(HeldDown::Until(t)) = peer.held_down
+                && t <= now
+            {
+                peer.held_down = None;
+                peer.primary.session.handle(now, AdminEvent::Start);
+                self.drain(now, address, Slot::Primary);
+            }
+        }
+        if !self.initial_sync_done && now >= self.started + self.config.selection_deferral {
+            self.check_initial_sync(true);
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next thing for the driver to do or know.
+    pub fn poll_action(&mut self) -> Option<SpeakerAction> {
+        self.actions.pop_front()
+    }
+
+    /// The Loc-RIB changes since the last call, in order (a prefix may appear more than
+    /// once; the last entry counts).
+    pub fn take_route_changes(&mut self) -> Vec<RouteChange> {
+        std::mem::take(&mut self.route_changes)
+    }
+
+    /// When [`Speaker::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.values().flat_map(|p| {
+            let sessions = std::iter::once(&p.primary)
+                .chain(p.colliding.as_ref())
+                .filter_map(|l| l.session.poll_timeout());
+            let held = match p.held_down {
+                Some(HeldDown::Until(t)) => Some(t),
+                _ => None,
+            };
+            sessions.chain(p.stale.deadline).chain(held)
+        });
+        let deferral =
+            (!self.initial_sync_done).then_some(self.started + self.config.selection_deferral);
+        peers.chain(deferral).min()
+    }
+
+    /// End-of-RIB came from every peer that is waited for, or the selection deferral ran
+    /// out (true with no such peer).
+    pub fn initial_sync_done(&self) -> bool {
+        self.initial_sync_done || self.all_waited_peers_synced()
+    }
+
+    /// Every peer, in address order.
+    pub fn peers(&self) -> impl Iterator<Item = PeerStatus> + '_ {
+        self.peers.values().map(|p| PeerStatus {
+            address: p.address(),
+            state: p.primary.session.state(),
+            synced: p.synced,
+            accepted: self.rib.peer_len(p.rib_id),
+            rejected: p.rejected,
+            stale: p.stale.len(),
+            graceful_restart: p.peer_graceful_restart.is_some(),
+            established_count: p.primary.session.counters().established,
+        })
+    }
+
+    /// One peer's session counters.
+    pub fn session_counters(&self, address: IpAddr) -> Option<&SessionCounters> {
+        self.peers
+            .get(&address)
+            .map(|p| p.primary.session.counters())
+    }
+
+    /// The RIB (Loc-RIB and every Adj-RIB-In), read-only.
+    pub fn rib(&self) -> &Rib {
+        &self.rib
+    }
+
+    /// The route the Loc-RIB holds for `prefix`: its next hops.
+    pub fn best_next_hops(&self, prefix: &IpNetwork) -> NextHops {
+        self.rib
+            .best(prefix)
+            .and_then(|(_, a)| a.next_hop)
+            .map_or(NextHops::None, |n| NextHops::One(n.addr()))
+    }
+
+    // ---- internals: sessions ----
+
+    fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+
+    /// A session for `config`, offering graceful restart as configured.
+    fn new_session(&self, config: &PeerConfig, passive: bool) -> Session {
+        let mut session = config.session.clone();
+        session.passive = passive;
+        session.graceful_restart = self.graceful_restart_capability(config, &session);
+        Session::new(session)
+    }
+
+    fn graceful_restart_capability(
+        &self,
+        config: &PeerConfig,
+        session: &SessionConfig,
+    ) -> Option<crate::message::GracefulRestart> {
+        config.graceful_restart.map(|gr| {
+            graceful::capability(
+                &gr,
+                &session.families,
+                self.config.restarted,
+                !self.initial_sync_done,
+            )
+        })
+    }
+
+    /// Gives the primary session its routes and starts it.
+    fn start_primary(&mut self, now: Instant, address: IpAddr) {
+        self.export_to(now, address);
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.primary.session.handle(now, AdminEvent::Start);
+        }
+        self.drain(now, address, Slot::Primary);
+    }
+
+    /// Ends the peer's sessions with Cease/`subcode`, drops its routes, and starts it
+    /// again with its (new) configuration.
+    fn restart_peer(&mut self, now: Instant, address: IpAddr, subcode: u8) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.primary.session.cease(now, subcode, Bytes::new());
+        if let Some(c) = peer.colliding.as_mut() {
+            c.session.cease(now, subcode, Bytes::new());
+        }
+        self.drain(now, address, Slot::Colliding);
+        self.drain(now, address, Slot::Primary);
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let session = self.new_session(&peer.config, peer.config.session.passive);
+        let peer = self.peers.get_mut(&address).expect("present");
+        peer.colliding = None;
+        peer.held_down = None;
+        peer.primary = Link::new(session);
+        let stale = peer.stale.take_all();
+        let rib_id = peer.rib_id;
+        self.rib.withdraw(rib_id, &stale, &mut self.best_changes);
+        self.rib.clear_peer(rib_id, &mut self.best_changes);
+        self.collect_route_changes();
+        self.start_primary(now, address);
+    }
+
+    /// Hands `conn` (accepted from the peer) to the primary session, ending whatever
+    /// connection or attempt it had.
+    fn take_over_primary(&mut self, now: Instant, address: IpAddr, conn: ConnId) {
+        let peer = self.peers.get_mut(&address).expect("caller checked");
+        let session = &mut peer.primary.session;
+        if !matches!(session.state(), State::Connect | State::Active) {
+            if session.state() != State::Idle {
+                session.close_collision(now);
+            }
+            // Start without asking for a connection of our own: this one is it.
+            let passive = session.config().passive;
+            session.set_passive(true);
+            session.handle(now, AdminEvent::Start);
+            session.set_passive(passive);
+        }
+        self.drain(now, address, Slot::Primary);
+        let peer = self.peers.get_mut(&address).expect("caller checked");
+        if let Some(old) = peer.primary.conn.take() {
+            self.conns.remove(&old);
+            self.actions.push_back(SpeakerAction::Close { conn: old });
+        }
+        peer.primary.conn = Some(conn);
+        peer.primary.outgoing = false;
+        peer.primary.notified = false;
+        self.conns.insert(conn, (address, Slot::Primary));
+        peer.primary.session.handle_connected(now);
+        self.drain(now, address, Slot::Primary);
+    }
+
+    /// Runs a second, passive session on `conn` next to the primary one.
+    fn start_colliding(&mut self, now: Instant, address: IpAddr, conn: ConnId) {
+        let peer = &self.peers[&address];
+        let mut link = Link::new(self.new_session(&peer.config, true));
+        let routes = self.exported(&peer.config);
+        link.session.replace_routes(now, routes);
+        link.session.handle(now, AdminEvent::Start);
+        link.conn = Some(conn);
+        link.session.handle_connected(now);
+        let peer = self.peers.get_mut(&address).expect("present");
+        if let Some(old) = peer.colliding.replace(link).and_then(|l| l.conn) {
+            self.conns.remove(&old);
+            self.actions.push_back(SpeakerAction::Close { conn: old });
+        }
+        self.conns.insert(conn, (address, Slot::Colliding));
+        self.drain(now, address, Slot::Colliding);
+    }
+
+    fn refuse(&mut self, peer: IpAddr, reason: Refusal) -> Refusal {
+        self.actions
+            .push_back(SpeakerAction::ConnectionRefused { peer, reason });
+        reason
+    }
+
+    /// Settles two sessions to one peer once the peer's identifier is known. Returns the
+    /// slot the colliding session's remaining actions belong to, if it survived.
+    fn resolve_collision(&mut self, now: Instant, address: IpAddr) -> Option<Slot> {
+        let peer = self.peers.get_mut(&address)?;
+        let colliding = peer.colliding.as_ref()?;
+        let keep_new = if peer.primary.session.state() == State::Established {
+            // Only with graceful restart is a colliding session run while Established: the
+            // peer restarted, and its new OPEN was valid.
+            true
+        } else {
+            let remote_id = colliding
+                .session
+                .remote_id()
+                .or(peer.primary.session.remote_id())?;
+            let session = &peer.config.session;
+            let keep = collision::resolve_with_as(
+                session.local_id,
+                session.local_as,
+                remote_id,
+                session.peer_as,
+            );
+            // The colliding connection is always the peer's; the primary is ours here.
+            keep == Keep::Incoming
+        };
+        if keep_new {
+            let mut new = peer.colliding.take()?;
+            new.session.set_passive(peer.config.session.passive);
+            let mut old = std::mem::replace(&mut peer.primary, new);
+            if old.session.state() == State::Established {
+                // RFC 4724 §4.2: treat it as the old connection having ended.
+                old.session.handle_closed(now);
+            } else {
+                old.session.close_collision(now);
+            }
+            // The old session's last actions (NOTIFICATION, state change) go out under a
+            // temporary colliding slot, then it is dropped.
+            peer.colliding = Some(old);
+            if let Some(c) = peer.primary.conn {
+                self.conns.insert(c, (address, Slot::Primary));
+            }
+            if let Some(c) = peer.colliding.as_ref().and_then(|l| l.conn) {
+                self.conns.insert(c, (address, Slot::Colliding));
+            }
+            self.finish_replaced(now, address);
+            Some(Slot::Primary)
+        } else {
+            let mut loser = peer.colliding.take()?;
+            loser.session.close_collision(now);
+            while let Some(action) = loser.session.poll_action() {
+                self.forward_io(&mut loser, action);
+            }
+            if let Some(c) = loser.conn {
+                self.conns.remove(&c);
+            }
+            None
+        }
+    }
+
+    /// Drains and drops the replaced session parked in the colliding slot. Its leaving
+    /// Established counts as the peer going down (a restart: no NOTIFICATION was sent).
+    fn finish_replaced(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(mut old) = peer.colliding.take() else {
+            return;
+        };
+        let mut went_down = false;
+        while let Some(action) = old.session.poll_action() {
+            match action {
+                Action::StateChanged {
+                    from: State::Established,
+                    ..
+                } => went_down = true,
+                other => self.forward_io(&mut old, other),
+            }
+        }
+        if let Some(c) = old.conn.take() {
+            self.conns.remove(&c);
+            self.actions.push_back(SpeakerAction::Close { conn: c });
+        }
+        if went_down {
+            self.peer_down(now, address, old.notified);
+        }
+    }
+
+    /// Passes a session's I/O action on (for sessions being dropped).
+    fn forward_io(&mut self, link: &mut Link, action: Action) {
+        match action {
+            Action::Send(bytes) => {
+                if let Some(conn) = link.conn {
+                    self.actions.push_back(SpeakerAction::Send { conn, bytes });
+                }
+            }
+            Action::Disconnect => {
+                if let Some(conn) = link.conn.take() {
+                    self.conns.remove(&conn);
+                    self.actions.push_back(SpeakerAction::Close { conn });
+                }
+            }
+            Action::NotificationSent(_) | Action::NotificationReceived(_) => link.notified = true,
+            _ => {}
+        }
+    }
+
+    /// Processes everything one session asked for or reported.
+    fn drain(&mut self, now: Instant, address: IpAddr, mut slot: Slot) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                return;
+            };
+            let Some(link) = peer.link(slot) else {
+                return;
+            };
+            let Some(action) = link.session.poll_action() else {
+                return;
+            };
+            match action {
+                Action::Connect => {
+                    self.next_conn += 1;
+                    let conn = ConnId(self.next_conn);
+                    if let Some(old) = link.conn.replace(conn) {
+                        self.conns.remove(&old);
+                        self.actions.push_back(SpeakerAction::Close { conn: old });
+                    }
+                    link.outgoing = true;
+                    link.notified = false;
+                    self.conns.insert(conn, (address, slot));
+                    self.actions.push_back(SpeakerAction::Connect {
+                        peer: address,
+                        conn,
+                    });
+                }
+                Action::Send(bytes) => {
+                    if let Some(conn) = link.conn {
+                        self.actions.push_back(SpeakerAction::Send { conn, bytes });
+                    }
+                }
+                Action::Disconnect => {
+                    if let Some(conn) = link.conn.take() {
+                        self.conns.remove(&conn);
+                        self.actions.push_back(SpeakerAction::Close { conn });
+                    }
+                }
+                Action::NotificationSent(notification) => {
+                    link.notified = true;
+                    self.actions.push_back(SpeakerAction::Notification {
+                        peer: address,
+                        sent: true,
+                        notification,
+                    });
+                }
+                Action::NotificationReceived(notification) => {
+                    link.notified = true;
+                    self.actions.push_back(SpeakerAction::Notification {
+                        peer: address,
+                        sent: false,
+                        notification,
+                    });
+                }
+                Action::UpdateFault(fault) => {
+                    self.actions.push_back(SpeakerAction::UpdateFault {
+                        peer: address,
+                        fault,
+                    });
+                }
+                Action::StateChanged { from, to } => match slot {
+                    Slot::Primary => {
+                        let notified = link.notified;
+                        if from == State::Established {
+                            link.notified = false;
+                        }
+                        self.actions.push_back(SpeakerAction::PeerState {
+                            peer: address,
+                            from,
+                            to,
+                        });
+                        if to == State::Established {
+                            self.peer_up(now, address);
+                        }
+                        if from == State::Established {
+                            self.peer_down(now, address, notified);
+                        }
+                        // Our connection's OPEN told us the identifier: settle a collision
+                        // (if the primary loses, its replacement goes on in this slot).
+                        if to == State::OpenConfirm && self.peers[&address].colliding.is_some() {
+                            self.resolve_collision(now, address);
+                        }
+                    }
+                    Slot::Colliding => {
+                        if to == State::Idle {
+                            if let Some(peer) = self.peers.get_mut(&address) {
+                                peer.colliding = None;
+                            }
+                            return;
+                        }
+                        if matches!(to, State::OpenConfirm | State::Established) {
+                            match self.resolve_collision(now, address) {
+                                Some(new_slot) => {
+                                    slot = new_slot;
+                                    if to == State::Established {
+                                        self.actions.push_back(SpeakerAction::PeerState {
+                                            peer: address,
+                                            from,
+                                            to,
+                                        });
+                                        self.peer_up(now, address);
+                                    }
+                                }
+                                None if self.peers[&address].colliding.is_none() => return,
+                                None => {}
+                            }
+                        }
+                    }
+                },
+                Action::Routes(routes) => {
+                    if slot == Slot::Primary {
+                        self.import(now, address, routes);
+                    }
+                }
+                Action::EndOfRib(family) => {
+                    if slot == Slot::Primary {
+                        self.end_of_rib(address, family);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- internals: routes ----
+
+    /// The session reached Established.
+    fn peer_up(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(negotiated) = peer.primary.session.negotiated() else {
+            return;
+        };
+        let families = negotiated.families.clone();
+        let router_id = negotiated.remote_id;
+        peer.peer_graceful_restart = peer
+            .config
+            .graceful_restart
+            .and(negotiated.peer_graceful_restart().cloned());
+        peer.end_of_rib.clear();
+        peer.rejections_reported = 0;
+        peer.max_prefix_reported = false;
+        self.rib.set_peer_info(
+            peer.rib_id,
+            PeerInfo {
+                address,
+                router_id,
+                ibgp: peer.config.session.is_ibgp(),
+            },
+        );
+        if peer.stale.is_empty() {
+            return;
+        }
+        // RFC 4724 §4.2: stale routes of a family the peer did not keep forwarding for (or
+        // no longer negotiates) go now; the rest wait for its End-of-RIB.
+        let cap = peer.peer_graceful_restart.clone();
+        let stale_families: Vec<Family> = [Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+            .into_iter()
+            .filter(|f| peer.stale.prefixes.iter().any(|p| Family::of(p) == *f))
+            .collect();
+        peer.stale.deadline = peer
+            .config
+            .graceful_restart
+            .map(|gr| now + gr.stale_routes_time);
+        for family in stale_families {
+            let kept = families.contains(&family)
+                && cap.as_ref().is_some_and(|c| graceful::preserved(c, family));
+            if !kept {
+                self.sweep_stale(address, Some(family), false);
+            }
+        }
+    }
+
+    /// The session left Established. Without a NOTIFICATION and with graceful restart
+    /// negotiated, the routes stay as stale for the peer's restart time (RFC 4724 §4.2);
+    /// otherwise they go now.
+    fn peer_down(&mut self, now: Instant, address: IpAddr, notified: bool) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.end_of_rib.clear();
+        let keep_for = match (&peer.peer_graceful_restart, peer.config.graceful_restart) {
+            (Some(cap), Some(local)) if !notified => {
+                Some(graceful::restart_time(cap).min(local.stale_routes_time))
+            }
+            _ => None,
+        };
+        let rib_id = peer.rib_id;
+        match keep_for {
+            Some(time) if !time.is_zero() => {
+                let prefixes = self.rib.peer_prefixes(rib_id);
+                let peer = self.peers.get_mut(&address).expect("present");
+                peer.stale.mark(prefixes);
+                peer.stale.deadline = Some(now + time);
+                self.actions.push_back(SpeakerAction::StaleKept {
+                    peer: address,
+                    routes: peer.stale.len(),
+                });
+            }
+            _ => {
+                peer.stale.take_all();
+                self.rib.clear_peer(rib_id, &mut self.best_changes);
+                self.collect_route_changes();
+            }
+        }
+    }
+
+    /// Removes a peer's stale routes (of one family, or all).
+    fn sweep_stale(&mut self, address: IpAddr, family: Option<Family>, expired: bool) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let prefixes = match family {
+            Some(f) => peer.stale.take_family(f),
+            None => peer.stale.take_all(),
+        };
+        if peer.stale.is_empty() {
+            peer.stale.deadline = None;
+        }
+        if prefixes.is_empty() {
+            return;
+        }
+        let rib_id = peer.rib_id;
+        self.rib.withdraw(rib_id, &prefixes, &mut self.best_changes);
+        self.collect_route_changes();
+        self.actions.push_back(SpeakerAction::StaleSwept {
+            peer: address,
+            routes: prefixes.len(),
+            expired,
+        });
+    }
+
+    /// End-of-RIB for `family` from the primary session.
+    fn end_of_rib(&mut self, address: IpAddr, family: Family) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if !peer.end_of_rib.contains(&family) {
+            peer.end_of_rib.push(family);
+        }
+        let negotiated = peer
+            .primary
+            .session
+            .negotiated()
+            .map(|n| n.families.clone())
+            .unwrap_or_default();
+        if !negotiated.is_empty() && negotiated.iter().all(|f| peer.end_of_rib.contains(f)) {
+            peer.synced = true;
+        }
+        self.actions.push_back(SpeakerAction::EndOfRib {
+            peer: address,
+            family,
+        });
+        self.sweep_stale(address, Some(family), false);
+        self.check_initial_sync(false);
+    }
+
+    fn all_waited_peers_synced(&self) -> bool {
+        self.peers
+            .values()
+            .filter(|p| p.config.wait_for_end_of_rib)
+            .all(|p| p.synced)
+    }
+
+    /// Reports the initial sync once, and stops offering the Restart State bit.
+    fn check_initial_sync(&mut self, deferral_expired: bool) {
+        if self.initial_sync_done || !(deferral_expired || self.all_waited_peers_synced()) {
+            return;
+        }
+        self.initial_sync_done = true;
+        self.actions
+            .push_back(SpeakerAction::InitialSyncDone { deferral_expired });
+        if self.config.restarted {
+            let updates: Vec<(IpAddr, Option<crate::message::GracefulRestart>)> = self
+                .peers
+                .values()
+                .map(|p| {
+                    (
+                        p.address(),
+                        self.graceful_restart_capability(&p.config, &p.config.session),
+                    )
+                })
+                .collect();
+            for (address, cap) in updates {
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.primary.session.set_graceful_restart(cap);
+                }
+            }
+        }
+    }
+
+    /// Applies import policy (and the prefix limit) to one UPDATE's routes.
+    fn import(&mut self, now: Instant, address: IpAddr, routes: ReceivedRoutes) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if peer.held_down.is_some() {
+            return;
+        }
+        let rib_id = peer.rib_id;
+        if !peer.stale.is_empty() {
+            for p in routes.withdrawn.iter().chain(&routes.announced) {
+                peer.stale.refreshed(p);
+            }
+        }
+        let mut refused = Vec::new();
+        if let Some(attrs) = routes.attributes.filter(|_| !routes.announced.is_empty()) {
+            let first = routes.announced[0];
+            let next_hop = peer.next_hop_of(&first, &attrs);
+            let attrs = match (next_hop, attrs.next_hop.map(|n| n.addr())) {
+                (Some(nh), Some(given)) if nh == given => attrs,
+                (Some(nh), _) => Arc::new(with_next_hop(&attrs, nh)),
+                (None, _) => attrs,
+            };
+            let mut accepted = Vec::with_capacity(routes.announced.len());
+            for prefix in routes.announced {
+                match next_hop {
+                    Some(nh) if peer.config.import.accepts(&prefix, nh) => accepted.push(prefix),
+                    _ => refused.push((prefix, next_hop)),
+                }
+            }
+            let over_limit = self.limit_prefixes(address, &mut accepted, &mut refused);
+            self.rib
+                .announce(rib_id, &accepted, &attrs, &mut self.best_changes);
+            if over_limit {
+                self.prefix_limit_passed(now, address);
+            }
+        }
+        self.rib
+            .withdraw(rib_id, &routes.withdrawn, &mut self.best_changes);
+        if !refused.is_empty() {
+            self.note_refused(address, &refused);
+            let prefixes: Vec<IpNetwork> = refused.iter().map(|(p, _)| *p).collect();
+            // A refused announcement replaces what the peer sent before for the prefix.
+            self.rib.withdraw(rib_id, &prefixes, &mut self.best_changes);
+        }
+        self.collect_route_changes();
+    }
+
+    /// With a limit of [`MaxPrefixAction::DropExcess`], moves new prefixes beyond it from
+    /// `accepted` to `refused`. Returns true if the peer now holds more than its limit
+    /// (counting `accepted`).
+    fn limit_prefixes(
+        &self,
+        address: IpAddr,
+        accepted: &mut Vec<IpNetwork>,
+        refused: &mut Vec<(IpNetwork, Option<IpAddr>)>,
+    ) -> bool {
+        let Some(peer) = self.peers.get(&address) else {
+            return false;
+        };
+        let Some(limit) = peer.config.max_prefixes else {
+            return false;
+        };
+        let held = self.rib.peer_len(peer.rib_id);
+        if held + accepted.len() <= limit.limit {
+            return false;
+        }
+        let new: Vec<bool> = accepted
+            .iter()
+            .map(|p| self.rib.path_of(peer.rib_id, p).is_none())
+            .collect();
+        let added = new.iter().filter(|n| **n).count();
+        if held + added <= limit.limit {
+            return false;
+        }
+        if limit.action != MaxPrefixAction::DropExcess {
+            return true;
+        }
+        let mut room = limit.limit.saturating_sub(held);
+        let mut kept = Vec::with_capacity(accepted.len());
+        for (prefix, is_new) in accepted.drain(..).zip(new) {
+            if !is_new {
+                kept.push(prefix);
+            } else if room > 0 {
+                room -= 1;
+                kept.push(prefix);
+            } else {
+                refused.push((prefix, None));
+            }
+        }
+        *accepted = kept;
+        true
+    }
+
+    /// The peer passed its prefix limit: report it once per session, and with
+    /// [`MaxPrefixAction::Cease`] end the session (RFC 4486 subcode 1, with the family and
+    /// the limit as data).
+    fn prefix_limit_passed(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let Some(limit) = peer.config.max_prefixes else {
+            return;
+        };
+        if !peer.max_prefix_reported {
+            peer.max_prefix_reported = true;
+            self.actions.push_back(SpeakerAction::MaxPrefixExceeded {
+                peer: address,
+                limit: limit.limit,
+                action: limit.action,
+            });
+        }
+        if let MaxPrefixAction::Cease { restart_after } = limit.action {
+            let mut data = BytesMut::with_capacity(7);
+            data.put_u16(Family::IPV4_UNICAST.afi);
+            data.put_u8(Family::IPV4_UNICAST.safi);
+            data.put_u32(u32::try_from(limit.limit).unwrap_or(u32::MAX));
+            peer.held_down = Some(match restart_after {
+                Some(after) => HeldDown::Until(now + after),
+                None => HeldDown::UntilReconfigured,
+            });
+            peer.primary
+                .session
+                .cease(now, cease::MAX_PREFIXES, data.freeze());
+        }
+    }
+
+    fn note_refused(&mut self, address: IpAddr, refused: &[(IpNetwork, Option<IpAddr>)]) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.rejected += refused.len() as u64;
+        for (prefix, next_hop) in refused {
+            if peer.rejections_reported < REJECTIONS_REPORTED {
+                self.actions.push_back(SpeakerAction::RouteRejected {
+                    peer: address,
+                    prefix: *prefix,
+                    next_hop: next_hop.unwrap_or(address),
+                });
+            } else if peer.rejections_reported == REJECTIONS_REPORTED {
+                self.actions
+                    .push_back(SpeakerAction::RejectionsNotReported { peer: address });
+            } else {
+                break;
+            }
+            peer.rejections_reported += 1;
+        }
+    }
+
+    /// Import policy changed: drop held routes it no longer accepts, and ask for the rest
+    /// again (routes refused before may pass now).
+    fn reapply_import(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let failing: Vec<IpNetwork> = self
+            .rib
+            .adj_rib_in(peer.rib_id)
+            .into_iter()
+            .filter(|(prefix, attrs)| {
+                attrs
+                    .next_hop
+                    .is_none_or(|nh| !peer.config.import.accepts(prefix, nh.addr()))
+            })
+            .map(|(prefix, _)| prefix)
+            .collect();
+        let rib_id = peer.rib_id;
+        self.rib.withdraw(rib_id, &failing, &mut self.best_changes);
+        self.collect_route_changes();
+        let peer = self.peers.get_mut(&address).expect("present");
+        for p in &failing {
+            peer.stale.refreshed(p);
+        }
+        let established = peer.primary.session.state() == State::Established;
+        if established && !peer.primary.session.request_refresh(now) {
+            self.restart_peer(now, address, cease::CONFIGURATION_CHANGE);
+        } else {
+            self.drain(now, address, Slot::Primary);
+        }
+    }
+
+    /// The originated routes `config`'s export policy allows.
+    fn exported(&self, config: &PeerConfig) -> Vec<(IpNetwork, PathAttributes)> {
+        self.originated
+            .iter()
+            .filter(|(prefix, attrs)| {
+                attrs
+                    .next_hop
+                    .is_some_and(|nh| config.export.accepts(prefix, nh.addr()))
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn export_to(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let routes = self.exported(&peer.config);
+        let peer = self.peers.get_mut(&address).expect("present");
+        peer.primary.session.replace_routes(now, routes.clone());
+        if let Some(c) = peer.colliding.as_mut() {
+            c.session.replace_routes(now, routes);
+        }
+        self.drain(now, address, Slot::Primary);
+        self.drain(now, address, Slot::Colliding);
+    }
+
+    /// Turns the RIB's best-path changes into route changes.
+    fn collect_route_changes(&mut self) {
+        for change in self.best_changes.drain(..) {
+            self.route_changes.push(match change {
+                BestChange::Best {
+                    prefix, attributes, ..
+                } => RouteChange {
+                    prefix,
+                    next_hops: attributes
+                        .next_hop
+                        .map_or(NextHops::None, |n| NextHops::One(n.addr())),
+                },
+                BestChange::Unreachable { prefix } => RouteChange {
+                    prefix,
+                    next_hops: NextHops::None,
+                },
+            });
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The multi-peer speaker on simulated time: several speakers wired in memory, a fake
+//! clock that jumps to the next deadline, and TCP replaced by a table of connection pairs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ipnetwork::IpNetwork;
+use podroute_bgp::message::{NextHop, Notification, PathAttributes, cease, error_code};
+use podroute_bgp::session::{SessionConfig, State};
+use podroute_bgp::speaker::{
+    ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig, Policy,
+    PrefixRule, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig, Verdict,
+};
+
+const AS: u32 = 64512;
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, n))
+}
+fn net(s: &str) -> IpNetwork {
+    s.parse().expect("net")
+}
+
+/// What one node saw.
+#[derive(Debug, Default)]
+struct Seen {
+    actions: Vec<SpeakerAction>,
+    /// The forwarding table the speaker's route changes built.
+    fib: BTreeMap<IpNetwork, NextHops>,
+}
+
+impl Seen {
+    fn notifications(&self, sent: bool) -> Vec<Notification> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                SpeakerAction::Notification {
+                    sent: s,
+                    notification,
+                    ..
+                } if *s == sent => Some(notification.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+struct Node {
+    speaker: Speaker,
+    seen: Seen,
+    /// Route changes received since the last `take_changes`.
+    changes: Vec<RouteChange>,
+}
+
+/// Nodes and the connections between them.
+struct Net {
+    now: Instant,
+    nodes: BTreeMap<IpAddr, Node>,
+    /// (node, conn) → (node, conn) at the other end.
+    wires: HashMap<(IpAddr, ConnId), (IpAddr, ConnId)>,
+    /// Nodes whose traffic is dropped (link cut: nothing arrives, nothing closes).
+    cut: Vec<IpAddr>,
+}
+
+impl Net {
+    fn new() -> Self {
+        Self {
+            now: Instant::now(),
+            nodes: BTreeMap::new(),
+            wires: HashMap::new(),
+            cut: Vec::new(),
+        }
+    }
+
+    fn add_node(&mut self, n: u8, config: SpeakerConfig) {
+        let address = ip(n);
+        self.nodes.insert(
+            address,
+            Node {
+                speaker: Speaker::new(config, self.now),
+                seen: Seen::default(),
+                changes: Vec::new(),
+            },
+        );
+    }
+
+    fn node(&mut self, n: u8) -> &mut Node {
+        self.nodes.get_mut(&ip(n)).expect("node")
+    }
+
+    /// Kills a node like kill -9: its connections close without a NOTIFICATION.
+    fn kill(&mut self, n: u8) {
+        let address = ip(n);
+        self.nodes.remove(&address);
+        let ends: Vec<((IpAddr, ConnId), (IpAddr, ConnId))> = self
+            .wires
+            .iter()
+            .filter(|(k, _)| k.0 == address)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (mine, theirs) in ends {
+            self.wires.remove(&mine);
+            self.wires.remove(&theirs);
+            if let Some(node) = self.nodes.get_mut(&theirs.0) {
+                node.speaker.closed(self.now, theirs.1);
+            }
+        }
+    }
+
+    /// Runs every node until nothing more happens at this instant.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut progressed = false;
+            let addresses: Vec<IpAddr> = self.nodes.keys().copied().collect();
+            for address in addresses {
+                let Some(node) = self.nodes.get_mut(&address) else {
+                    continue;
+                };
+                let changes = node.speaker.take_route_changes();
+                for c in &changes {
+                    if c.next_hops == NextHops::None {
+                        node.seen.fib.remove(&c.prefix);
+                    } else {
+                        node.seen.fib.insert(c.prefix, c.next_hops.clone());
+                    }
+                }
+                node.changes.extend(changes);
+                let Some(action) = node.speaker.poll_action() else {
+                    continue;
+                };
+                progressed = true;
+                node.seen.actions.push(action.clone());
+                self.carry_out(address, action);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the speakers never settled");
+    }
+
+    fn carry_out(&mut self, from: IpAddr, action: SpeakerAction) {
+        let now = self.now;
+        match action {
+            SpeakerAction::Connect { peer, conn } => {
+                let reachable = !self.cut.contains(&from) && !self.cut.contains(&peer);
+                let accepted = match self.nodes.get_mut(&peer) {
+                    Some(other) if reachable => other.speaker.incoming(now, from).ok(),
+                    _ => None,
+                };
+                let me = &mut self.nodes.get_mut(&from).expect("node").speaker;
+                match accepted {
+                    Some(theirs) => {
+                        self.wires.insert((from, conn), (peer, theirs));
+                        self.wires.insert((peer, theirs), (from, conn));
+                        me.connected(now, conn);
+                    }
+                    None => me.closed(now, conn),
+                }
+            }
+            SpeakerAction::Send { conn, bytes } => {
+                if self.cut.contains(&from) {
+                    return;
+                }
+                if let Some(&(peer, theirs)) = self.wires.get(&(from, conn))
+                    && !self.cut.contains(&peer)
+                    && let Some(other) = self.nodes.get_mut(&peer)
+                {
+                    other.speaker.bytes(now, theirs, &bytes);
+                }
+            }
+            SpeakerAction::Close { conn } => {
+                if let Some((peer, theirs)) = self.wires.remove(&(from, conn)) {
+                    self.wires.remove(&(peer, theirs));
+                    if let Some(other) = self.nodes.get_mut(&peer) {
+                        other.speaker.closed(now, theirs);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Jumps the clock to the next deadline (at most `limit` ahead) and fires it.
+    fn step(&mut self, limit: Duration) {
+        let until = self.now + limit;
+        let next = self
+            .nodes
+            .values()
+            .filter_map(|n| n.speaker.poll_timeout())
+            .min()
+            .unwrap_or(until)
+            .min(until);
+        self.now = next.max(self.now);
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            node.speaker.handle_timeout(now);
+        }
+        self.settle();
+    }
+
+    /// Runs the clock forward by `d`, firing every deadline on the way.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.settle();
+        while self.now < end {
+            self.step(end - self.now);
+        }
+    }
+
+    fn state(&self, n: u8, peer: u8) -> Option<State> {
+        self.nodes[&ip(n)]
+            .speaker
+            .peers()
+            .find(|p| p.address == ip(peer))
+            .map(|p| p.state)
+    }
+
+    fn fib(&self, n: u8) -> &BTreeMap<IpNetwork, NextHops> {
+        &self.nodes[&ip(n)].seen.fib
+    }
+}
+
+fn session(local: u8, peer_as: u32) -> SessionConfig {
+    let IpAddr::V4(id) = ip(local) else {
+        unreachable!()
+    };
+    let mut s = SessionConfig::new(AS, id, peer_as);
+    s.hold_time = 9;
+    s.connect_retry = Duration::from_secs(1);
+    s.connect_retry_max = Duration::from_secs(8);
+    s
+}
+
+fn gr() -> Option<GracefulRestartConfig> {
+    Some(GracefulRestartConfig {
+        restart_time: Duration::from_secs(120),
+        stale_routes_time: Duration::from_secs(300),
+    })
+}
+
+/// `local`'s view of `peer`: lower address connects (as the agent's mesh does), import and
+/// export everything, graceful restart on.
+fn peer_config(local: u8, peer: u8) -> PeerConfig {
+    let mut s = session(local, AS);
+    s.passive = local > peer;
+    PeerConfig {
+        address: ip(peer),
+        session: s,
+        import: Policy::accept_all(),
+        export: Policy::accept_all(),
+        max_prefixes: None,
+        graceful_restart: gr(),
+        wait_for_end_of_rib: true,
+    }
+}
+
+fn attrs(next_hop: u8) -> PathAttributes {
+    let IpAddr::V4(nh) = ip(next_hop) else {
+        unreachable!()
+    };
+    PathAttributes {
+        next_hop: Some(NextHop::V4(nh)),
+        ..PathAttributes::default()
+    }
+}
+
+fn originate(net: &mut Net, n: u8, prefixes: &[&str], local_pref: Option<u32>) {
+    let routes = prefixes
+        .iter()
+        .map(|p| {
+            let mut a = attrs(n);
+            a.local_pref = local_pref;
+            (self::net(p), a)
+        })
+        .collect();
+    let now = net.now;
+    net.node(n).speaker.set_originated(now, routes);
+}
+
+/// Nodes `ns` peered in a full mesh.
+fn mesh(ns: &[u8]) -> Net {
+    let mut net = Net::new();
+    for &n in ns {
+        net.add_node(n, SpeakerConfig::default());
+    }
+    let now = net.now;
+    for &a in ns {
+        for &b in ns {
+            if a != b {
+                net.node(a).speaker.add_peer(now, peer_config(a, b));
+            }
+        }
+    }
+    net
+}
+
+fn one(n: u8) -> NextHops {
+    NextHops::One(ip(n))
+}
+
+#[test]
+fn best_path_across_peers_follows_local_pref_and_falls_back_when_a_peer_goes() {
+    let mut net = mesh(&[1, 2, 3]);
+    originate(&mut net, 2, &["10.99.0.0/24"], None);
+    originate(&mut net, 3, &["10.99.0.0/24"], Some(200));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.state(1, 3), Some(State::Established));
+    assert_eq!(net.fib(1).get(&net_("10.99.0.0/24")), Some(&one(3)));
+
+    // Node 3 is de-configured on node 1: Cease/Peer De-configured, best moves to node 2.
+    let now = net.now;
+    net.node(1).speaker.remove_peer(now, ip(3));
+    net.settle();
+    assert_eq!(net.fib(1).get(&net_("10.99.0.0/24")), Some(&one(2)));
+    let received = net.node(3).seen.notifications(false);
+    assert_eq!(
+        received.last().map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::PEER_DECONFIGURED))
+    );
+    assert!(net.node(1).speaker.initial_sync_done());
+}
+
+fn net_(s: &str) -> IpNetwork {
+    net(s)
+}
+
+#[test]
+fn import_policy_keeps_only_what_it_allows_and_counts_the_rest() {
+    let mut net = mesh(&[1, 2]);
+    let mut config = peer_config(1, 2);
+    config.import = Policy::allow_only(vec![PrefixRule::up_to(
+        net_("10.99.0.0/16"),
+        24,
+        Verdict::Accept,
+    )]);
+    let now = net.now;
+    net.node(1).speaker.add_peer(now, config.clone());
+    originate(
+        &mut net,
+        2,
+        &["10.99.1.0/24", "10.98.0.0/24", "10.99.2.128/25"],
+        None,
+    );
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(
+        net.fib(1).keys().copied().collect::<Vec<_>>(),
+        vec![net_("10.99.1.0/24")]
+    );
+    let status = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!((status.accepted, status.rejected), (1, 2));
+    let reported = net
+        .node(1)
+        .seen
+        .actions
+        .iter()
+        .filter(|a| matches!(a, SpeakerAction::RouteRejected { .. }))
+        .count();
+    assert_eq!(reported, 2);
+
+    // The policy is widened: the route refresh brings the /25 in without a reset.
+    config.import = Policy::accept_all();
+    let established_before = net
+        .node(1)
+        .speaker
+        .peers()
+        .next()
+        .expect("peer")
+        .established_count;
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, config);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.fib(1).len(), 3);
+    let after = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!(
+        after.established_count, established_before,
+        "no session reset"
+    );
+    assert_eq!(after.state, State::Established);
+}
+
+#[test]
+fn export_policy_decides_what_each_peer_gets() {
+    let mut net = mesh(&[1, 2, 3]);
+    let mut to_3 = peer_config(1, 3);
+    to_3.export = Policy::allow_only(vec![PrefixRule::exact(
+        net_("10.244.1.0/24"),
+        Verdict::Accept,
+    )]);
+    let now = net.now;
+    net.node(1).speaker.add_peer(now, to_3);
+    originate(&mut net, 1, &["10.244.1.0/24", "10.200.0.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(2).len(), 2);
+    assert_eq!(
+        net.fib(3).keys().copied().collect::<Vec<_>>(),
+        vec![net_("10.244.1.0/24")]
+    );
+}
+
+fn routes(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("10.99.{i}.0/24")).collect()
+}
+
+fn limited(net: &mut Net, action: MaxPrefixAction) {
+    let mut config = peer_config(1, 2);
+    config.max_prefixes = Some(MaxPrefix { limit: 3, action });
+    let now = net.now;
+    net.node(1).speaker.add_peer(now, config);
+    let five = routes(5);
+    let five: Vec<&str> = five.iter().map(String::as_str).collect();
+    originate(net, 2, &five, None);
+    net.run_for(Duration::from_secs(3));
+}
+
+#[test]
+fn max_prefix_warn_keeps_all_and_reports_once() {
+    let mut net = mesh(&[1, 2]);
+    limited(&mut net, MaxPrefixAction::Warn);
+    assert_eq!(net.fib(1).len(), 5);
+    let reports = net
+        .node(1)
+        .seen
+        .actions
+        .iter()
+        .filter(|a| matches!(a, SpeakerAction::MaxPrefixExceeded { limit: 3, .. }))
+        .count();
+    assert_eq!(reports, 1);
+    assert_eq!(net.state(1, 2), Some(State::Established));
+}
+
+#[test]
+fn max_prefix_drop_excess_keeps_the_limit() {
+    let mut net = mesh(&[1, 2]);
+    limited(&mut net, MaxPrefixAction::DropExcess);
+    assert_eq!(net.fib(1).len(), 3);
+    let status = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!((status.accepted, status.rejected), (3, 2));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+}
+
+#[test]
+fn max_prefix_cease_holds_the_session_down_until_its_restart_timer() {
+    let mut net = mesh(&[1, 2]);
+    // Node 2 connects out too, so it keeps knocking while node 1 holds the session down.
+    let mut active = peer_config(2, 1);
+    active.session.passive = false;
+    let now = net.now;
+    net.node(2).speaker.add_peer(now, active);
+    limited(
+        &mut net,
+        MaxPrefixAction::Cease {
+            restart_after: Some(Duration::from_secs(60)),
+        },
+    );
+    assert!(net.fib(1).is_empty(), "routes go with the Cease");
+    let sent = net.node(1).seen.notifications(true);
+    assert_eq!(
+        sent.first().map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::MAX_PREFIXES))
+    );
+    // Node 2 keeps trying; node 1 refuses while held down.
+    net.run_for(Duration::from_secs(30));
+    assert_ne!(net.state(1, 2), Some(State::Established));
+    assert!(net.node(1).seen.actions.iter().any(|a| matches!(
+        a,
+        SpeakerAction::ConnectionRefused {
+            reason: Refusal::HeldDown,
+            ..
+        }
+    )));
+    // After the restart timer the session comes back (and is ceased again: still 5 > 3).
+    let established = |net: &mut Net| {
+        net.node(1)
+            .seen
+            .actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    SpeakerAction::PeerState {
+                        to: State::Established,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let before = established(&mut net);
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(established(&mut net), before + 1);
+}
+
+#[test]
+fn a_killed_peer_keeps_its_routes_stale_until_it_is_back_and_sends_end_of_rib() {
+    let mut net = mesh(&[1, 2, 3]);
+    originate(&mut net, 2, &["10.244.2.0/24", "10.99.2.0/24"], None);
+    originate(&mut net, 3, &["10.244.3.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(1).len(), 3);
+
+    net.kill(2);
+    net.settle();
+    assert_eq!(net.fib(1).len(), 3, "kept while node 2 restarts");
+    assert_eq!(net.node(1).speaker.peers().next().expect("peer").stale, 2);
+
+    // Back, now announcing only one of the two: the other goes after its End-of-RIB;
+    // the re-announced one never left the table.
+    net.run_for(Duration::from_secs(10));
+    net.node(1).changes.clear();
+    net.add_node(
+        2,
+        SpeakerConfig {
+            restarted: true,
+            ..SpeakerConfig::default()
+        },
+    );
+    let now = net.now;
+    for peer in [1, 3] {
+        net.node(2).speaker.add_peer(now, peer_config(2, peer));
+    }
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(
+        net.fib(1).keys().copied().collect::<Vec<_>>(),
+        vec![net_("10.244.2.0/24"), net_("10.244.3.0/24")]
+    );
+    let removed: Vec<&RouteChange> = net
+        .node(1)
+        .changes
+        .iter()
+        .filter(|c| c.next_hops == NextHops::None)
+        .collect();
+    assert_eq!(removed.len(), 1, "only the route not refreshed went");
+    assert_eq!(removed[0].prefix, net_("10.99.2.0/24"));
+    // Node 3's route never moved.
+    assert!(
+        net.node(1)
+            .changes
+            .iter()
+            .all(|c| c.prefix != net_("10.244.3.0/24"))
+    );
+}
+
+#[test]
+fn two_restarts_inside_the_restart_time_keep_the_routes() {
+    let mut net = mesh(&[1, 2]);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    for _ in 0..2 {
+        net.kill(2);
+        net.run_for(Duration::from_secs(20));
+        assert_eq!(net.fib(1).len(), 1);
+        net.add_node(
+            2,
+            SpeakerConfig {
+                restarted: true,
+                ..SpeakerConfig::default()
+            },
+        );
+        let now = net.now;
+        net.node(2).speaker.add_peer(now, peer_config(2, 1));
+        // Killed again before it sent anything: no originate this time round.
+    }
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.fib(1).get(&net_("10.244.2.0/24")), Some(&one(2)));
+    assert!(
+        net.node(1)
+            .changes
+            .iter()
+            .all(|c| c.next_hops != NextHops::None),
+        "never withdrawn"
+    );
+}
+
+#[test]
+fn stale_routes_go_when_the_restart_time_runs_out() {
+    let mut net = mesh(&[1, 2]);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    net.kill(2);
+    net.run_for(Duration::from_secs(119));
+    assert_eq!(net.fib(1).len(), 1);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.fib(1).is_empty());
+    assert!(net.node(1).seen.actions.iter().any(|a| matches!(
+        a,
+        SpeakerAction::StaleSwept {
+            expired: true,
+            routes: 1,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn without_graceful_restart_a_peers_routes_go_at_once() {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    net.add_node(2, SpeakerConfig::default());
+    let now = net.now;
+    let mut a = peer_config(1, 2);
+    a.graceful_restart = None;
+    net.node(1).speaker.add_peer(now, a);
+    net.node(2).speaker.add_peer(now, peer_config(2, 1));
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(1).len(), 1);
+    net.kill(2);
+    net.settle();
+    assert!(net.fib(1).is_empty());
+}
+
+#[test]
+fn a_notification_means_no_restart_and_other_peers_keep_their_routes() {
+    let mut net = mesh(&[1, 2, 3]);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    originate(&mut net, 3, &["10.244.3.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    // Node 2's session to 1 changes configuration: Cease/Other Configuration Change, and
+    // node 1 drops node 2's routes (no graceful restart after a NOTIFICATION) while node
+    // 3's stay.
+    let mut changed = peer_config(2, 1);
+    changed.session.hold_time = 30;
+    let now = net.now;
+    net.node(2).speaker.update_peer(now, changed);
+    net.settle();
+    let received = net.node(1).seen.notifications(false);
+    assert_eq!(
+        received.last().map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::CONFIGURATION_CHANGE))
+    );
+    assert!(!net.fib(1).contains_key(&net_("10.244.2.0/24")));
+    assert!(net.fib(1).contains_key(&net_("10.244.3.0/24")));
+    // It comes back by itself.
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert!(net.fib(1).contains_key(&net_("10.244.2.0/24")));
+}
+
+#[test]
+fn both_sides_connecting_at_once_end_with_one_session() {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    net.add_node(2, SpeakerConfig::default());
+    let now = net.now;
+    for (a, b) in [(1, 2), (2, 1)] {
+        let mut c = peer_config(a, b);
+        c.session.passive = false;
+        net.node(a).speaker.add_peer(now, c);
+    }
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    originate(&mut net, 1, &["10.244.1.0/24"], None);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.state(2, 1), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+    assert_eq!(net.fib(2).len(), 1);
+    // One live connection pair is left.
+    assert_eq!(net.wires.len(), 2);
+    // And it stays up: no flapping over the next minute.
+    net.run_for(Duration::from_secs(60));
+    let count = net
+        .node(1)
+        .speaker
+        .peers()
+        .next()
+        .expect("peer")
+        .established_count;
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn initial_sync_waits_for_end_of_rib_or_the_deferral() {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    let now = net.now;
+    net.node(1).speaker.add_peer(now, peer_config(1, 9));
+    assert!(!net.node(1).speaker.initial_sync_done());
+    net.run_for(Duration::from_secs(59));
+    assert!(!net.node(1).speaker.initial_sync_done());
+    net.run_for(Duration::from_secs(2));
+    assert!(net.node(1).speaker.initial_sync_done());
+    assert!(net.node(1).seen.actions.iter().any(|a| matches!(
+        a,
+        SpeakerAction::InitialSyncDone {
+            deferral_expired: true
+        }
+    )));
+}
+
+#[test]
+fn a_peer_not_configured_is_refused() {
+    let mut net = mesh(&[1]);
+    let now = net.now;
+    assert_eq!(
+        net.node(1).speaker.incoming(now, ip(7)),
+        Err(Refusal::UnknownPeer)
+    );
+}
