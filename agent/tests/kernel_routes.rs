@@ -404,6 +404,55 @@ async fn unreachable_next_hop_is_reported_not_installed() {
     );
 }
 
+/// IPv4 drops routes through a link that goes down without telling anyone: the link's
+/// notification makes the programmer check with a full pass, and it puts them back.
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn routes_the_kernel_drops_with_a_link_come_back_with_it() {
+    let ns = node_namespace();
+    let mut programmer = programmer(&ns);
+    stage_all(&mut programmer, &lab_desired());
+    programmer.flush(true).await.expect("flush");
+    let installed = podroute_routes(&ns);
+
+    ns.ip(&["link", "set", "fabric0", "down"]);
+    kernel_change(&mut programmer).await;
+    programmer.flush(true).await.expect("flush");
+    ns.ip(&["link", "set", "fabric0", "up"]);
+    // What the kernel dropped besides podroute's routes (IPv6 addresses go with the link,
+    // `keep_addr_on_down=0`; static routes too): put back what the fixture had.
+    ns.ip(&[
+        "-6",
+        "addr",
+        "replace",
+        "fd00:198:18::1/64",
+        "dev",
+        "fabric0",
+        "nodad",
+    ]);
+    ns.ip(&[
+        "route",
+        "replace",
+        "198.18.1.0/24",
+        "via",
+        "198.18.0.254",
+        "proto",
+        "static",
+    ]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while podroute_routes(&ns) != installed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not restored: {:?}",
+            podroute_routes(&ns)
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), programmer.kernel_changed()).await;
+        programmer.flush(true).await.expect("flush");
+    }
+    assert!(programmer.counters().full_passes >= 2);
+    assert!(programmer.counters().restored >= 1);
+}
+
 #[tokio::test]
 #[ignore = "needs root: run by make test"]
 async fn many_routes_are_installed_in_batches_and_withdrawn_to_exactly_the_own_routes() {

@@ -127,6 +127,8 @@ pub struct RouteProgrammer {
     /// When the next full pass is due (at the first flush, then every [`FULL_PASS_PERIOD`]).
     full_pass_due: Instant,
     last_full_pass: Option<Instant>,
+    /// A notification asked for the full pass at `full_pass_due` (not just the period).
+    full_pass_requested: bool,
     /// Ask the kernel again about every next hop in use at the next flush.
     refresh_next_hops: bool,
 }
@@ -144,6 +146,7 @@ impl RouteProgrammer {
             table: RouteTable::new(protocol),
             full_pass_due: Instant::now(),
             last_full_pass: None,
+            full_pass_requested: false,
             refresh_next_hops: false,
         })
     }
@@ -202,15 +205,24 @@ impl RouteProgrammer {
 
     /// Waits until the kernel reports a change that gives [`Self::flush`] work: a podroute
     /// route removed or changed by someone else, a foreign route for one of podroute's
-    /// destinations, a change under a next hop, or lost notifications. Cancel-safe, for
-    /// `select!`; notifications that need nothing are consumed without returning.
+    /// destinations, a change under a next hop, or lost notifications; or until a full pass
+    /// such news asked for falls due. Cancel-safe, for `select!`; notifications that need
+    /// nothing are consumed without returning.
     pub async fn kernel_changed(&mut self) {
         loop {
-            let effect = match self.events.recv().await {
-                Ok(datagram) => apply_notifications(&mut self.table, datagram),
-                Err(e) => lost_notifications(&e),
+            let requested = self.full_pass_requested;
+            let due = self.full_pass_due;
+            let received = tokio::select! {
+                received = self.events.recv() => Some(match received {
+                    Ok(datagram) => apply_notifications(&mut self.table, datagram),
+                    Err(e) => lost_notifications(&e),
+                }),
+                () = tokio::time::sleep_until(due), if requested => None,
             };
-            let mut effect = effect;
+            let Some(mut effect) = received else {
+                self.full_pass_requested = false;
+                return;
+            };
             while let Some(more) = self.events.try_recv() {
                 effect.merge(match more {
                     Ok(datagram) => apply_notifications(&mut self.table, datagram),
@@ -221,6 +233,12 @@ impl RouteProgrammer {
                 return;
             }
         }
+    }
+
+    /// Makes the next flush begin with a full pass (dump and compare), e.g. on an
+    /// operator's request.
+    pub fn schedule_full_pass(&mut self) {
+        self.full_pass_due = Instant::now();
     }
 
     /// Destinations wanted and in place.
@@ -273,6 +291,7 @@ impl RouteProgrammer {
                 .last_full_pass
                 .map_or_else(Instant::now, |last| last + MIN_FULL_PASS_INTERVAL);
             self.full_pass_due = self.full_pass_due.min(earliest);
+            self.full_pass_requested = true;
         }
         effect.work || effect.full_pass || effect.refresh_next_hops
     }
@@ -295,8 +314,10 @@ impl RouteProgrammer {
                 match dumped {
                     Ok(i) => interrupted |= i,
                     Err(e) => {
-                        // What was not seen yet is not gone: keep the cache's view.
+                        // What was not seen yet is not gone: keep the cache's view, and try
+                        // again a little later rather than at once.
                         self.table.abort_full_pass();
+                        self.full_pass_due = Instant::now() + MIN_FULL_PASS_INTERVAL;
                         return Err(KernelError::Dump(e));
                     }
                 }
@@ -310,6 +331,7 @@ impl RouteProgrammer {
         let now = Instant::now();
         self.last_full_pass = Some(now);
         self.full_pass_due = now + FULL_PASS_PERIOD;
+        self.full_pass_requested = false;
         self.table.counters_mut().full_passes += 1;
         tracing::debug!(installed = self.table.installed(), "full pass done");
         Ok(())
@@ -375,7 +397,10 @@ impl RouteProgrammer {
                     // The kernel processed the batch but some answers were dropped: take it as
                     // done and let a full pass find what failed.
                     tracing::warn!("answers to a route batch were lost; checking with a dump");
-                    self.full_pass_due = Instant::now();
+                    self.take_effect(EventEffect {
+                        full_pass: true,
+                        ..EventEffect::default()
+                    });
                 }
                 Err(e) => {
                     for write in &writes[start..] {
