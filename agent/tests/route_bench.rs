@@ -74,6 +74,7 @@ struct ProgrammerRun {
     full_pass: Duration,
     full_pass_cpu: Duration,
     idle_flush: Duration,
+    unchanged_difference: Duration,
     bytes_per_route: f64,
     requests_per_batch: f64,
 }
@@ -96,6 +97,18 @@ async fn programmer_run(n: u32) -> ProgrammerRun {
     let bytes_per_route = (rss().saturating_sub(rss_before)) as f64 / f64::from(n);
     let counters = programmer.counters();
     let requests_per_batch = counters.batched_requests as f64 / counters.batches as f64;
+
+    // What the agent loop does each step for now: the whole desired map, nothing changed.
+    let desired: std::collections::BTreeMap<_, _> = (0..n)
+        .map(|i| {
+            let (destination, next_hop) = route(i);
+            (destination, RouteIntent::Via(next_hop.into()))
+        })
+        .collect();
+    let started = Instant::now();
+    programmer.stage_difference(&desired);
+    let unchanged_difference = started.elapsed();
+    drop(desired);
 
     let started = Instant::now();
     let idle = programmer.flush(true).await.expect("idle flush");
@@ -122,6 +135,7 @@ async fn programmer_run(n: u32) -> ProgrammerRun {
         full_pass,
         full_pass_cpu,
         idle_flush,
+        unchanged_difference,
         bytes_per_route,
         requests_per_batch,
     }
@@ -181,8 +195,8 @@ async fn programmer_vs_ip_batch() {
             println!(
                 "routes={n} round={round} install: programmer {:.2} s, ip -batch {:.2} s, \
                  ratio {:.2} | withdraw: programmer {:.2} s, ip -batch {:.2} s, ratio {:.2} | \
-                 full pass {:.2} s ({:.2} s CPU) | idle flush {:?} | {:.0} requests/batch | \
-                 RSS {:.1} B/route",
+                 full pass {:.2} s ({:.2} s CPU) | idle flush {:?} | unchanged \
+                 stage_difference {:.3} s | {:.0} requests/batch | RSS {:.1} B/route",
                 p.install.as_secs_f64(),
                 ip_install.as_secs_f64(),
                 p.install.as_secs_f64() / ip_install.as_secs_f64(),
@@ -192,6 +206,7 @@ async fn programmer_vs_ip_batch() {
                 p.full_pass.as_secs_f64(),
                 p.full_pass_cpu.as_secs_f64(),
                 p.idle_flush,
+                p.unchanged_difference.as_secs_f64(),
                 p.requests_per_batch,
                 p.bytes_per_route,
             );

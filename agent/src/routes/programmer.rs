@@ -24,7 +24,7 @@ use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{NLM_F_REPLACE, NetlinkBuffer};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::AddressHeader;
-use rtnetlink::packet_route::link::LinkHeader;
+use rtnetlink::packet_route::link::{LinkFlags, LinkHeader};
 use tokio::time::Instant;
 
 use super::RouteIntent;
@@ -465,13 +465,27 @@ fn apply_notifications(table: &mut RouteTable, datagram: &[u8]) -> EventEffect {
             kind @ (libc::RTM_NEWROUTE | libc::RTM_DELROUTE) => {
                 route_notification(table, &message, kind == libc::RTM_DELROUTE)
             }
-            libc::RTM_NEWLINK | libc::RTM_DELLINK => {
-                let index = LinkHeader::parse(message.payload()).map(|h| h.index);
-                interface_notification(table, index.ok())
+            kind @ (libc::RTM_NEWLINK | libc::RTM_DELLINK) => {
+                match LinkHeader::parse(message.payload()) {
+                    // IPv4 drops the routes through a link that goes down or away.
+                    Ok(link) => interface_notification(
+                        table,
+                        link.index,
+                        kind == libc::RTM_DELLINK || !link.flags.contains(LinkFlags::Up),
+                    ),
+                    Err(_) => EventEffect::default(),
+                }
             }
-            libc::RTM_NEWADDR | libc::RTM_DELADDR => {
-                let index = AddressHeader::parse(message.payload()).map(|h| h.index);
-                interface_notification(table, index.ok())
+            kind @ (libc::RTM_NEWADDR | libc::RTM_DELADDR) => {
+                match AddressHeader::parse(message.payload()) {
+                    // IPv4 drops the routes whose gateway was on a removed address's subnet.
+                    Ok(address) => interface_notification(
+                        table,
+                        address.index,
+                        kind == libc::RTM_DELADDR && address.family == AddressFamily::Inet,
+                    ),
+                    Err(_) => EventEffect::default(),
+                }
             }
             _ => EventEffect::default(),
         });
@@ -496,99 +510,16 @@ fn route_notification(
     table.observe_event(&route, deleted, replaced)
 }
 
-/// A link or its addresses changed. IPv4 removes routes through a link that goes down
-/// without a notification, so one under podroute's routes means a full pass.
-fn interface_notification(table: &RouteTable, index: Option<u32>) -> EventEffect {
-    match index {
-        Some(index) if table.uses_interface(index) => EventEffect {
-            full_pass: true,
-            refresh_next_hops: true,
-            work: true,
-        },
-        _ => EventEffect::default(),
+/// A link or its addresses changed. If podroute's routes go out through it, next hops may
+/// resolve differently and failed writes may succeed now; `routes_dropped`: the kernel may
+/// have removed routes without a notification, which only a full pass finds.
+fn interface_notification(table: &RouteTable, index: u32, routes_dropped: bool) -> EventEffect {
+    if !table.uses_interface(index) {
+        return EventEffect::default();
     }
-}
-
-#[cfg(test)]
-mod tests {
-    //! Root tests that need the programmer's insides: each runs on its own thread in a
-    //! network namespace of its own (unshared), which goes when the thread ends.
-
-    use super::*;
-    use std::process::Command;
-
-    const PROTO: u8 = 80;
-
-    /// Runs `scenario` on a current-thread runtime in a fresh network namespace; `ip` commands
-    /// it starts inherit the namespace from that thread.
-    fn in_private_netns(scenario: impl std::future::Future<Output = ()> + Send + 'static) {
-        std::thread::spawn(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(scenario);
-        })
-        .join()
-        .expect("scenario");
-    }
-
-    fn ip(args: &[&str]) -> String {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(out.status.success(), "ip {}: {out:?}", args.join(" "));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The race the create-exclusive write closes: another program adds a route for a
-    /// destination after the programmer last heard of the kernel and before its write. The
-    /// write must fail, not overwrite; the route is a collision from then on.
-    #[test]
-    #[ignore = "needs root: run by make test"]
-    fn a_create_never_overwrites_a_route_that_appeared_unseen() {
-        in_private_netns(async {
-            ip(&["link", "set", "lo", "up"]);
-            ip(&[
-                "link", "add", "fabric0", "type", "veth", "peer", "name", "fabric0p",
-            ]);
-            ip(&["link", "set", "fabric0", "up"]);
-            ip(&["link", "set", "fabric0p", "up"]);
-            ip(&["addr", "add", "198.18.0.1/24", "dev", "fabric0"]);
-            let mut programmer = RouteProgrammer::new(PROTO).expect("programmer");
-            programmer.flush(true).await.expect("flush");
-
-            let destination: IpNetwork = "10.244.7.0/24".parse().expect("net");
-            programmer.stage(
-                destination,
-                Some(RouteIntent::Via("198.18.0.7".parse().expect("ip"))),
-            );
-            ip(&[
-                "route",
-                "add",
-                "10.244.7.0/24",
-                "via",
-                "198.18.0.254",
-                "proto",
-                "static",
-            ]);
-            let before = ip(&["route", "show", "10.244.7.0/24"]);
-            // Write without reading the notification first: as if it were still in flight.
-            programmer.resolve_next_hops(false).await.expect("resolve");
-            programmer.write_queued(true).await.expect("write");
-            programmer.table.end_flush();
-            assert_eq!(programmer.counters().raced, 1);
-            assert_eq!(programmer.counters().errors, 0);
-            assert_eq!(ip(&["route", "show", "10.244.7.0/24"]), before);
-            assert_eq!(programmer.collisions(), 1);
-            assert!(!programmer.is_installed(&destination));
-
-            // The next flush (a full pass soon after) leaves it alone too.
-            programmer.full_pass_due = Instant::now();
-            let report = programmer.flush(true).await.expect("flush");
-            assert!(report.full_pass && report.is_noop(), "{report:?}");
-            assert_eq!(programmer.collisions(), 1);
-            assert_eq!(programmer.counters().collisions, 1);
-            assert_eq!(ip(&["route", "show", "10.244.7.0/24"]), before);
-        });
+    EventEffect {
+        full_pass: routes_dropped,
+        refresh_next_hops: true,
+        work: true,
     }
 }
