@@ -20,9 +20,9 @@ use crate::context::Context;
 use crate::drift::compute_drift;
 use crate::metrics::Metrics;
 use crate::peers::{MeshOptions, mesh_peers};
+use crate::routes::RouteProgrammer;
 use crate::routes::desired::{desired_routes, expected_routes};
 use crate::routes::kernel::{self, KernelError};
-use crate::routes::reconciler::RouteReconciler;
 use crate::speaker::session::SessionFactory;
 use crate::speaker::{BgpOutput, SpeakerError, SpeakerInput, run_speaker};
 use crate::static_peers::add_static_peers;
@@ -126,7 +126,7 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
             ctx.metrics.clone(),
         ));
     }
-    let mut reconciler = RouteReconciler::new(kernel::connect()?, ctx.config.route_protocol);
+    let mut reconciler = RouteProgrammer::new(ctx.config.route_protocol)?;
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
@@ -147,6 +147,8 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
             // The speaker dropped its output: it ended, and its result says why.
             changed = bgp_rx.changed() => if changed.is_err() { return speaker_result((&mut speaker).await) },
             _ = tick.tick() => {}
+            // A podroute route removed by someone else, a foreign route for one of ours, …
+            () = reconciler.kernel_changed() => {}
             _ = tokio::time::sleep_until(started + ctx.config.startup_grace), if !state.grace_over => {
                 state.grace_over = true;
             }
@@ -196,7 +198,7 @@ struct LoopState {
 /// One pass: view + BGP → speaker input, kernel routes, drift, readiness.
 async fn step(
     ctx: &Context,
-    reconciler: &mut RouteReconciler,
+    reconciler: &mut RouteProgrammer,
     state: &mut LoopState,
     update: &ViewUpdate,
     bgp: &BgpOutput,
@@ -273,10 +275,12 @@ async fn step(
             .entry(*prefix)
             .or_insert(crate::routes::RouteIntent::Via(*next_hop));
     }
-    let report = match reconciler.reconcile(&desired, remove_stale).await {
+    // The whole desired set for now; the speaker's Loc-RIB changes can be staged directly.
+    reconciler.stage_difference(&desired);
+    let report = match reconciler.flush(remove_stale).await {
         Ok(report) => Some(report),
         Err(error) => {
-            tracing::warn!(%error, "route reconcile failed; retrying on the next change or tick");
+            tracing::warn!(%error, "route flush failed; retrying on the next change or tick");
             ctx.metrics
                 .errors
                 .with_label_values(&[error.metric_label()])
@@ -291,36 +295,31 @@ async fn step(
     // of that.
     let installed: Vec<_> = report
         .as_ref()
-        .map(|r| {
-            r.installed
-                .keys()
+        .map(|_| {
+            reconciler
+                .installed_routes()
                 .filter(|p| !bgp.external.contains_key(p) || expected.contains_key(p))
-                .copied()
                 .collect()
         })
         .unwrap_or_default();
     let drift = compute_drift(&expected, &bgp.learned, &installed);
     ctx.metrics.observe_drift(&drift);
-    if let Some(report) = &report {
+    if report.is_some() {
+        // The programmer logs next hops as they become unreachable.
         ctx.metrics
             .routes_installed
-            .set(report.installed.len() as i64);
+            .set(reconciler.installed() as i64);
         ctx.metrics
             .route_collisions
-            .set(report.plan.collisions.len() as i64);
+            .set(reconciler.collisions() as i64);
         ctx.metrics
             .routes_unresolvable
-            .set(report.unresolvable.len() as i64);
-        for (destination, next_hop) in &report.unresolvable {
-            tracing::warn!(%destination, %next_hop, "next hop unreachable through the kernel's routes");
-        }
+            .set(reconciler.unresolvable() as i64);
     }
 
     // Ready once the own pod CIDR is known and its routes (the blackholes) are in place ...
     let own_cidrs: Vec<_> = view.own.routable_cidrs().map(|(c, _)| c).collect();
-    let programmed = report
-        .as_ref()
-        .is_some_and(|r| own_cidrs.iter().all(|c| r.installed.contains_key(c)));
+    let programmed = report.is_some() && own_cidrs.iter().all(|c| reconciler.is_installed(c));
     // ... and the initial BGP sync is done (or given up on), so a new node's pods do not start
     // before it can reach the others.
     let ready = has_cidr && programmed && remove_stale;
@@ -349,9 +348,7 @@ async fn step(
         s.own_pod_cidrs = own_cidrs;
         s.peers = peers.len();
         s.stale_removal_allowed = remove_stale;
-        s.routes_installed = report
-            .as_ref()
-            .map_or(installed.len(), |r| r.installed.len());
+        s.routes_installed = report.map_or(installed.len(), |_| reconciler.installed());
         s.drift = drift;
         s.bgp_peers = bgp.peers.clone();
     });

@@ -5,7 +5,7 @@ use prometheus::{
 };
 
 use crate::drift::DriftReport;
-use crate::routes::reconciler::RouteCounters;
+use crate::routes::RouteCounters;
 
 /// Every metric the agent exports.
 #[derive(Debug, Clone)]
@@ -13,7 +13,7 @@ pub struct Metrics {
     registry: Registry,
     /// 1 when the node is ready (pod CIDR known, routes programmed).
     pub ready: IntGauge,
-    /// podroute routes in the kernel after the last reconcile.
+    /// podroute routes in the kernel after the last flush.
     pub routes_installed: IntGauge,
     /// Kernel route writes by operation (`create`, `replace`, `delete`).
     pub route_writes: IntCounterVec,
@@ -35,6 +35,12 @@ pub struct Metrics {
     pub bgp_sessions: IntGaugeVec,
     /// Pod veths released by the CNI plugin that the agent destroyed (their netns lived on).
     pub cni_released_veths_destroyed: IntCounter,
+    /// Netlink batches of route writes sent (one `sendmsg` each).
+    pub netlink_batches: IntCounter,
+    /// Route write requests sent in those batches (divide by batches: requests per batch).
+    pub netlink_batch_requests: IntCounter,
+    /// Full passes of the route programmer (table dump and compare).
+    pub route_full_passes: IntCounter,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
 
@@ -93,6 +99,21 @@ impl Metrics {
         )?;
         registry.register(Box::new(bgp_sessions.clone()))?;
         registry.register(Box::new(cni_released_veths_destroyed.clone()))?;
+        let netlink_batches = IntCounter::new(
+            "netlink_batches_total",
+            "netlink batches of route writes sent, one sendmsg each",
+        )?;
+        let netlink_batch_requests = IntCounter::new(
+            "netlink_batch_requests_total",
+            "route write requests sent in netlink batches",
+        )?;
+        let route_full_passes = IntCounter::new(
+            "route_full_passes_total",
+            "kernel table dumps compared with the desired routes",
+        )?;
+        registry.register(Box::new(netlink_batches.clone()))?;
+        registry.register(Box::new(netlink_batch_requests.clone()))?;
+        registry.register(Box::new(route_full_passes.clone()))?;
         Ok(Self {
             registry,
             ready,
@@ -107,11 +128,14 @@ impl Metrics {
             bgp_rejected_routes,
             bgp_sessions,
             cni_released_veths_destroyed,
+            netlink_batches,
+            netlink_batch_requests,
+            route_full_passes,
             last_route_counters: Default::default(),
         })
     }
 
-    /// Adds what the reconciler counted since the last call.
+    /// Adds what the route programmer counted since the last call.
     pub fn observe_route_counters(&self, now: RouteCounters) {
         let Ok(mut last) = self.last_route_counters.lock() else {
             return;
@@ -130,6 +154,12 @@ impl Metrics {
         self.errors
             .with_label_values(&["netlink_write"])
             .inc_by(now.errors.saturating_sub(last.errors));
+        self.netlink_batches
+            .inc_by(now.batches.saturating_sub(last.batches));
+        self.netlink_batch_requests
+            .inc_by(now.batched_requests.saturating_sub(last.batched_requests));
+        self.route_full_passes
+            .inc_by(now.full_passes.saturating_sub(last.full_passes));
         *last = now;
     }
 
@@ -170,6 +200,8 @@ mod tests {
             created: 2,
             replaced: 5,
             restored: 1,
+            batches: 2,
+            batched_requests: 1500,
             ..Default::default()
         });
         let text = metrics.render();
@@ -182,5 +214,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("podroute_routes_restored_total 1"), "{text}");
+        assert!(text.contains("podroute_netlink_batches_total 2"), "{text}");
+        assert!(
+            text.contains("podroute_netlink_batch_requests_total 1500"),
+            "{text}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Socket options the standard library does not wrap: TCP-MD5 (RFC 2385) and GTSM (RFC 5082).
+//! Socket options the standard library does not wrap: TCP-MD5 (RFC 2385), GTSM (RFC 5082),
+//! and for the route programmer's netlink sockets a forced receive buffer and a packet filter.
 //!
 //! This is the agent's only module with `unsafe`: each call is one `setsockopt(2)` on a socket
 //! the caller owns, with a value whose layout matches the kernel's.
@@ -66,6 +67,61 @@ pub fn set_ttl_255(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// Sets the socket's receive buffer to `bytes`: beyond `net.core.rmem_max` with
+/// `SO_RCVBUFFORCE` when the process may (CAP_NET_ADMIN, which writing routes needs anyway),
+/// else as far as `SO_RCVBUF` allows.
+pub fn set_receive_buffer(socket: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)
+        .or_else(|_| setsockopt(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, &size))
+}
+
+/// Makes the kernel drop, before queueing them on `socket`, the netlink messages whose
+/// `nlmsg_pid` is `port`: notifications caused by requests of the netlink socket bound to
+/// `port`. The route programmer's notification socket so never hears of its own writes,
+/// however many it makes. A classic BPF program on the message header (see
+/// `Documentation/networking/filter.rst`).
+pub fn drop_netlink_messages_of(socket: BorrowedFd<'_>, port: u32) -> io::Result<()> {
+    /// `nlmsg_pid`'s offset in `struct nlmsghdr`.
+    const NLMSG_PID: u32 = 12;
+    let op = |code: u32| code as u16;
+    let program = [
+        // A = nlmsg_pid. Absolute loads read network byte order; the header is in host order.
+        libc::sock_filter {
+            code: op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS),
+            jt: 0,
+            jf: 0,
+            k: NLMSG_PID,
+        },
+        libc::sock_filter {
+            code: op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K),
+            jt: 0,
+            jf: 1,
+            k: u32::from_be_bytes(port.to_ne_bytes()),
+        },
+        // Ours: drop.
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        // Anyone else's: keep the whole message.
+        libc::sock_filter {
+            code: op(libc::BPF_RET | libc::BPF_K),
+            jt: 0,
+            jf: 0,
+            k: u32::MAX,
+        },
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        // The kernel copies the program during the call and never writes through this.
+        filter: program.as_ptr().cast_mut(),
+    };
+    setsockopt(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
 fn write_sockaddr(storage: &mut libc::sockaddr_storage, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(a) => {
@@ -112,7 +168,8 @@ fn setsockopt<T>(
 ) -> io::Result<()> {
     // SAFETY: `socket` is a valid open descriptor for the duration of the borrow; `value`
     // points to a live, initialised `T` and the length passed is exactly its size, which is
-    // what the kernel reads for these options.
+    // what the kernel reads for these options. A pointer inside `T` (`sock_fprog::filter`)
+    // points to memory the caller keeps alive across this call, and the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),

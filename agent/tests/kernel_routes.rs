@@ -1,15 +1,14 @@
-//! Kernel tests of the route reconciler, each in a private network namespace (needs root).
+//! Kernel tests of the route programmer, each in a private network namespace (needs root).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use common::Netns;
 use ipnetwork::IpNetwork;
-use podroute_agent::routes::kernel::{self, WriteMode};
-use podroute_agent::routes::reconciler::RouteReconciler;
-use podroute_agent::routes::{KernelTarget, RouteIntent};
+use podroute_agent::routes::{RouteIntent, RouteProgrammer};
 
 const PROTO: u8 = 80;
 
@@ -28,8 +27,12 @@ fn node_namespace() -> Netns {
     ns.ip(&[
         "link", "add", "fabric0", "type", "veth", "peer", "name", "fabric0p",
     ]);
-    ns.ip(&["link", "set", "fabric0p", "up"]);
-    ns.ip(&["link", "set", "fabric0", "up"]);
+    // No link-local addresses: they would appear a moment later (after DAD) and make the
+    // "foreign routes unchanged" comparisons racy.
+    for link in ["fabric0p", "fabric0"] {
+        ns.ip(&["link", "set", link, "addrgenmode", "none"]);
+        ns.ip(&["link", "set", link, "up"]);
+    }
     ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "fabric0"]);
     ns.ip(&[
         "-6",
@@ -128,18 +131,34 @@ fn lab_desired() -> BTreeMap<IpNetwork, RouteIntent> {
     ])
 }
 
+fn programmer(ns: &Netns) -> RouteProgrammer {
+    ns.enter(|| RouteProgrammer::new(PROTO).expect("programmer"))
+}
+
+fn stage_all(programmer: &mut RouteProgrammer, routes: &BTreeMap<IpNetwork, RouteIntent>) {
+    for (destination, intent) in routes {
+        programmer.stage(*destination, Some(*intent));
+    }
+}
+
+/// Waits (bounded) until the programmer hears of a kernel change that gives it work.
+async fn kernel_change(programmer: &mut RouteProgrammer) {
+    tokio::time::timeout(Duration::from_secs(5), programmer.kernel_changed())
+        .await
+        .expect("a notification within 5 s");
+}
+
 #[tokio::test]
 #[ignore = "needs root: run by make test"]
-async fn reconcile_installs_is_idempotent_and_removes() {
+async fn deltas_are_applied_exactly_and_a_second_flush_writes_nothing() {
     let ns = node_namespace();
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
+    let before = foreign_routes(&ns);
+    let mut programmer = programmer(&ns);
 
-    let report = reconciler
-        .reconcile(&lab_desired(), true)
-        .await
-        .expect("reconcile");
-    assert_eq!(report.plan.create.len(), 4);
-    assert!(report.plan.replace.is_empty());
+    stage_all(&mut programmer, &lab_desired());
+    let report = programmer.flush(true).await.expect("flush");
+    assert!(report.full_pass, "the first flush reads the table");
+    assert_eq!((report.created, report.replaced, report.deleted), (4, 0, 0));
     assert_eq!(
         podroute_routes(&ns),
         vec![
@@ -149,27 +168,56 @@ async fn reconcile_installs_is_idempotent_and_removes() {
             "fd00:10:244:2::/64 via fd00:198:18::2 dev fabric0 metric 1024 pref medium",
         ]
     );
+    assert_eq!(programmer.installed(), 4);
+    assert!(programmer.is_installed(&net("10.244.1.0/24")));
 
-    let second = reconciler
-        .reconcile(&lab_desired(), true)
-        .await
-        .expect("reconcile");
+    let second = programmer.flush(true).await.expect("flush");
     assert!(
-        second.plan.is_noop(),
-        "second run must write nothing: {:?}",
-        second.plan
+        second.is_noop(),
+        "second flush must write nothing: {second:?}"
     );
-    assert_eq!(reconciler.counters().created, 4);
+    assert!(!second.full_pass);
 
+    // Deltas: a next hop moves, a route goes, one comes, one is staged and withdrawn again.
+    programmer.stage(net("10.244.2.0/24"), Some(via("198.18.0.22")));
+    programmer.stage(net("10.244.3.0/24"), None);
+    programmer.stage(net("10.244.4.0/24"), Some(via("198.18.0.4")));
+    programmer.stage(net("10.244.5.0/24"), Some(via("198.18.0.5")));
+    programmer.stage(net("10.244.5.0/24"), None);
+    let third = programmer.flush(true).await.expect("flush");
+    assert_eq!((third.created, third.replaced, third.deleted), (1, 1, 1));
+    assert_eq!(
+        podroute_routes(&ns),
+        vec![
+            "10.244.2.0/24 via 198.18.0.22 dev fabric0",
+            "10.244.4.0/24 via 198.18.0.4 dev fabric0",
+            "blackhole 10.244.1.0/24",
+            "fd00:10:244:2::/64 via fd00:198:18::2 dev fabric0 metric 1024 pref medium",
+        ]
+    );
+    assert_eq!(foreign_routes(&ns), before);
+    assert_eq!(programmer.counters().errors, 0);
+}
+
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn the_difference_to_a_full_desired_map_is_applied() {
+    let ns = node_namespace();
+    let mut programmer = programmer(&ns);
+    programmer.stage_difference(&lab_desired());
+    programmer.flush(true).await.expect("flush");
     let mut fewer = lab_desired();
     fewer.remove(&net("10.244.3.0/24"));
-    let third = reconciler.reconcile(&fewer, true).await.expect("reconcile");
-    assert_eq!(third.plan.delete.len(), 1);
+    programmer.stage_difference(&fewer);
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!(report.deleted, 1);
     assert!(
         !podroute_routes(&ns)
             .iter()
             .any(|r| r.starts_with("10.244.3.0/24"))
     );
+    programmer.stage_difference(&fewer);
+    assert!(programmer.flush(true).await.expect("flush").is_noop());
 }
 
 #[tokio::test]
@@ -177,104 +225,109 @@ async fn reconcile_installs_is_idempotent_and_removes() {
 async fn foreign_routes_are_untouched_and_collisions_counted() {
     let ns = node_namespace();
     let before = foreign_routes(&ns);
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
+    let mut programmer = programmer(&ns);
 
     let mut desired = lab_desired();
     // node-9's CIDR is already routed by a static route: a collision.
     desired.insert(net("10.244.9.0/24"), via("198.18.0.9"));
-    let report = reconciler
-        .reconcile(&desired, true)
-        .await
-        .expect("reconcile");
-    assert_eq!(report.plan.collisions, vec![net("10.244.9.0/24")]);
-    assert_eq!(reconciler.counters().collisions, 1);
-    reconciler
-        .reconcile(&desired, true)
-        .await
-        .expect("reconcile");
+    stage_all(&mut programmer, &desired);
+    programmer.flush(true).await.expect("flush");
+    assert_eq!(programmer.collisions(), 1);
+    assert_eq!(programmer.counters().collisions, 1);
+    assert!(!programmer.is_installed(&net("10.244.9.0/24")));
+    assert_eq!(programmer.installed(), 4);
+    programmer.flush(true).await.expect("flush");
     assert_eq!(
-        reconciler.counters().collisions,
+        programmer.counters().collisions,
         1,
         "a standing collision is counted once"
     );
 
     // Removing everything podroute owns must leave the others exactly as they were.
-    reconciler
-        .reconcile(&BTreeMap::new(), true)
-        .await
-        .expect("reconcile");
-    assert!(podroute_routes(&ns).is_empty());
+    for destination in desired.keys() {
+        programmer.stage(*destination, None);
+    }
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!(podroute_routes(&ns), Vec::<String>::new(), "{report:?}");
     assert_eq!(foreign_routes(&ns), before);
-}
-
-/// The race the create-exclusive write closes: another program adds a route for a destination
-/// after the reconciler's dump and before its write. The write must fail, not overwrite.
-#[tokio::test]
-#[ignore = "needs root: run by make test"]
-async fn a_create_never_overwrites_a_route_that_appeared_after_the_dump() {
-    let ns = node_namespace();
-    let handle = ns.netlink().await;
-    let destination = net("10.244.7.0/24");
-    let target = KernelTarget::Gateway {
-        gateway: "198.18.0.7".parse().expect("ip"),
-        oif: serde_json::from_str::<serde_json::Value>(&ns.ip(&["-j", "link", "show", "fabric0"]))
-            .ok()
-            .and_then(|links| links[0]["ifindex"].as_u64())
-            .and_then(|i| u32::try_from(i).ok())
-            .expect("fabric0 index"),
-    };
-    // Appears "after the dump": same destination and metric, another protocol.
-    ns.ip(&[
-        "route",
-        "add",
-        "10.244.7.0/24",
-        "via",
-        "198.18.0.254",
-        "proto",
-        "static",
-    ]);
-    let before = foreign_routes(&ns);
-    let (written, errors) =
-        kernel::write_all(&handle, &[(destination, target)], PROTO, WriteMode::Create).await;
-    assert_eq!(written, 0);
-    assert!(
-        errors.len() == 1 && errors[0].is_exists(),
-        "expected EEXIST: {errors:?}"
-    );
-    assert_eq!(foreign_routes(&ns), before, "the foreign route was changed");
-
-    // The reconciler, seeing it at its next dump, counts a collision and leaves it alone.
-    let mut reconciler = RouteReconciler::new(handle, PROTO);
-    let report = reconciler
-        .reconcile(&BTreeMap::from([(destination, via("198.18.0.7"))]), true)
-        .await
-        .expect("reconcile");
-    assert_eq!(report.plan.collisions, vec![destination]);
-    assert_eq!(foreign_routes(&ns), before);
+    assert_eq!(programmer.installed(), 0);
 }
 
 #[tokio::test]
 #[ignore = "needs root: run by make test"]
-async fn routes_deleted_by_someone_else_are_restored_and_counted() {
+async fn a_route_deleted_by_hand_is_repaired_through_a_notification() {
     let ns = node_namespace();
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
-    reconciler
-        .reconcile(&lab_desired(), true)
-        .await
-        .expect("reconcile");
+    let mut programmer = programmer(&ns);
+    stage_all(&mut programmer, &lab_desired());
+    programmer.flush(true).await.expect("flush");
 
     ns.ip(&["route", "del", "10.244.2.0/24", "proto", "80"]);
-    let report = reconciler
-        .reconcile(&lab_desired(), true)
-        .await
-        .expect("reconcile");
-    assert_eq!(report.restored, vec![net("10.244.2.0/24")]);
-    assert_eq!(reconciler.counters().restored, 1);
+    kernel_change(&mut programmer).await;
+    assert!(!programmer.is_installed(&net("10.244.2.0/24")));
+    let report = programmer.flush(true).await.expect("flush");
+    assert!(!report.full_pass, "repaired without a dump: {report:?}");
+    assert_eq!((report.created, report.restored), (1, 1));
+    assert_eq!(programmer.counters().restored, 1);
     assert!(
         podroute_routes(&ns)
             .iter()
             .any(|r| r.starts_with("10.244.2.0/24 via 198.18.0.2"))
     );
+
+    // podroute's own writes are no news: nothing wakes the programmer.
+    programmer.stage(net("10.244.4.0/24"), Some(via("198.18.0.4")));
+    programmer.flush(true).await.expect("flush");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), programmer.kernel_changed())
+            .await
+            .is_err(),
+        "woken by its own write"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn a_foreign_route_appearing_for_a_destination_is_left_alone_and_ours_goes() {
+    let ns = node_namespace();
+    let mut programmer = programmer(&ns);
+    stage_all(&mut programmer, &lab_desired());
+    programmer.flush(true).await.expect("flush");
+
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.2.0/24",
+        "via",
+        "198.18.0.254",
+        "proto",
+        "static",
+        "metric",
+        "100",
+    ]);
+    let before = foreign_routes(&ns);
+    kernel_change(&mut programmer).await;
+    let report = programmer.flush(true).await.expect("flush");
+    assert!(!report.full_pass);
+    assert_eq!(
+        report.deleted, 1,
+        "podroute's route there is stale: {report:?}"
+    );
+    assert_eq!(programmer.collisions(), 1);
+    assert!(!programmer.is_installed(&net("10.244.2.0/24")));
+    assert_eq!(foreign_routes(&ns), before, "the foreign route was changed");
+    assert!(
+        !podroute_routes(&ns)
+            .iter()
+            .any(|r| r.starts_with("10.244.2.0/24"))
+    );
+
+    // It goes: podroute's comes back.
+    ns.ip(&["route", "del", "10.244.2.0/24", "proto", "static"]);
+    kernel_change(&mut programmer).await;
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!(report.created, 1, "{report:?}");
+    assert_eq!(programmer.collisions(), 0);
+    assert!(programmer.is_installed(&net("10.244.2.0/24")));
 }
 
 #[tokio::test]
@@ -304,26 +357,17 @@ async fn start_up_adopts_existing_routes_and_keeps_stale_ones_until_view_complet
         "proto",
         "80",
     ]);
-    let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.2"))]);
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
+    let mut programmer = programmer(&ns);
+    programmer.stage(net("10.244.2.0/24"), Some(via("198.18.0.2")));
 
-    let early = reconciler
-        .reconcile(&desired, false)
-        .await
-        .expect("reconcile");
-    assert!(
-        early.plan.is_noop(),
-        "adoption writes nothing: {:?}",
-        early.plan
-    );
-    assert_eq!(early.plan.kept_stale, vec![net("10.244.8.0/24")]);
+    let early = programmer.flush(false).await.expect("flush");
+    assert!(early.is_noop(), "adoption writes nothing: {early:?}");
     assert_eq!(podroute_routes(&ns).len(), 2);
+    assert!(programmer.is_installed(&net("10.244.2.0/24")));
+    assert!(programmer.flush(false).await.expect("flush").is_noop());
 
-    let complete = reconciler
-        .reconcile(&desired, true)
-        .await
-        .expect("reconcile");
-    assert_eq!(complete.plan.delete.len(), 1);
+    let complete = programmer.flush(true).await.expect("flush");
+    assert_eq!(complete.deleted, 1);
     assert_eq!(
         podroute_routes(&ns),
         vec!["10.244.2.0/24 via 198.18.0.2 dev fabric0"]
@@ -334,17 +378,144 @@ async fn start_up_adopts_existing_routes_and_keeps_stale_ones_until_view_complet
 #[ignore = "needs root: run by make test"]
 async fn unreachable_next_hop_is_reported_not_installed() {
     let ns = node_namespace();
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
-    let desired = BTreeMap::from([(net("10.244.7.0/24"), via("100.64.0.7"))]);
-    let report = reconciler
-        .reconcile(&desired, true)
-        .await
-        .expect("reconcile");
-    assert_eq!(
-        report.unresolvable,
-        vec![(net("10.244.7.0/24"), "100.64.0.7".parse().expect("ip"))]
-    );
+    let mut programmer = programmer(&ns);
+    programmer.stage(net("10.244.7.0/24"), Some(via("100.64.0.7")));
+    programmer.flush(true).await.expect("flush");
+    assert_eq!(programmer.unresolvable(), 1);
+    assert!(!programmer.is_installed(&net("10.244.7.0/24")));
     assert!(podroute_routes(&ns).is_empty());
+
+    // The path appears: the kernel says so, and the route follows.
+    ns.ip(&[
+        "route",
+        "add",
+        "100.64.0.0/24",
+        "via",
+        "198.18.0.254",
+        "proto",
+        "static",
+    ]);
+    kernel_change(&mut programmer).await;
+    programmer.flush(true).await.expect("flush");
+    assert_eq!(programmer.unresolvable(), 0);
+    assert_eq!(
+        podroute_routes(&ns),
+        vec!["10.244.7.0/24 via 198.18.0.254 dev fabric0"]
+    );
+}
+
+/// IPv4 drops routes through a link that goes down without telling anyone: the link's
+/// notification makes the programmer check with a full pass, and it puts them back.
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn routes_the_kernel_drops_with_a_link_come_back_with_it() {
+    let ns = node_namespace();
+    let mut programmer = programmer(&ns);
+    stage_all(&mut programmer, &lab_desired());
+    programmer.flush(true).await.expect("flush");
+    let installed = podroute_routes(&ns);
+
+    ns.ip(&["link", "set", "fabric0", "down"]);
+    kernel_change(&mut programmer).await;
+    programmer.flush(true).await.expect("flush");
+    ns.ip(&["link", "set", "fabric0", "up"]);
+    // What the kernel dropped besides podroute's routes (IPv6 addresses go with the link,
+    // `keep_addr_on_down=0`; static routes too): put back what the fixture had.
+    ns.ip(&[
+        "-6",
+        "addr",
+        "replace",
+        "fd00:198:18::1/64",
+        "dev",
+        "fabric0",
+        "nodad",
+    ]);
+    ns.ip(&[
+        "route",
+        "replace",
+        "198.18.1.0/24",
+        "via",
+        "198.18.0.254",
+        "proto",
+        "static",
+    ]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while podroute_routes(&ns) != installed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not restored: {:?}",
+            podroute_routes(&ns)
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(2), programmer.kernel_changed()).await;
+        programmer.flush(true).await.expect("flush");
+    }
+    assert!(programmer.counters().full_passes >= 2);
+    assert!(programmer.counters().restored >= 1);
+}
+
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn many_routes_are_installed_in_batches_and_withdrawn_to_exactly_the_own_routes() {
+    const ROUTES: u32 = 50_000;
+    let ns = node_namespace();
+    let foreign = foreign_routes(&ns);
+    let mut programmer = programmer(&ns);
+    let own = lab_desired();
+    stage_all(&mut programmer, &own);
+    programmer.flush(true).await.expect("flush");
+    let own_routes = podroute_routes(&ns);
+
+    // /26s in 10.128.0.0/9 via two next hops, and a thousand IPv6 /64s.
+    let many: Vec<IpNetwork> = (0..ROUTES)
+        .map(|i| {
+            IpNetwork::new(std::net::Ipv4Addr::from(0x0a80_0000 + (i << 6)).into(), 26)
+                .expect("net")
+        })
+        .chain((0..1000u32).map(|i| {
+            IpNetwork::new(
+                std::net::Ipv6Addr::from(
+                    0xfd00_0010_0245_0000_0000_0000_0000_0000u128 + (u128::from(i) << 64),
+                )
+                .into(),
+                64,
+            )
+            .expect("net")
+        }))
+        .collect();
+    let batches_before = programmer.counters().batches;
+    for (i, destination) in many.iter().enumerate() {
+        let next_hop = match (destination, i % 2) {
+            (IpNetwork::V4(_), 0) => "198.18.0.2",
+            (IpNetwork::V4(_), _) => "198.18.0.3",
+            (IpNetwork::V6(_), _) => "fd00:198:18::2",
+        };
+        programmer.stage(*destination, Some(via(next_hop)));
+    }
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!(report.created, many.len() as u64);
+    assert_eq!(programmer.installed(), many.len() + own.len());
+    let counters = programmer.counters();
+    let batches = counters.batches - batches_before;
+    assert!(
+        batches * 500 < many.len() as u64,
+        "{batches} batches for {} routes",
+        many.len()
+    );
+    let shown = ns.ip(&["route", "show", "proto", "80"]).lines().count()
+        + ns.ip(&["-6", "route", "show", "proto", "80"])
+            .lines()
+            .count();
+    assert_eq!(shown, many.len() + own.len());
+
+    for destination in &many {
+        programmer.stage(*destination, None);
+    }
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!(report.deleted, many.len() as u64);
+    assert_eq!(podroute_routes(&ns), own_routes);
+    assert_eq!(foreign_routes(&ns), foreign);
+    assert_eq!(programmer.installed(), own.len());
+    assert_eq!(programmer.counters().errors, 0);
 }
 
 /// `ip -j` output of the routes of podroute's protocol through `dev`, both families.
@@ -422,13 +593,23 @@ async fn cni_pod_host_routes_in_own_pod_cidr_survive_stale_removal() {
 
     let mut desired = lab_desired();
     desired.insert(net("fd00:10:244:1::/64"), RouteIntent::Blackhole);
-    let mut reconciler = RouteReconciler::new(ns.netlink().await, PROTO);
-    for _ in 0..2 {
-        reconciler
-            .reconcile(&desired, true)
-            .await
-            .expect("reconcile");
-    }
+    let mut programmer = programmer(&ns);
+    stage_all(&mut programmer, &desired);
+    programmer.flush(true).await.expect("flush");
+    // Notifications about the plugin's routes are no news either.
+    ns.ip(&["route", "del", "10.244.1.7/32", "dev", "pr0a1b2c"]);
+    ns.ip(&[
+        "route",
+        "add",
+        "10.244.1.7/32",
+        "dev",
+        "pr0a1b2c",
+        "scope",
+        "link",
+        "proto",
+        "80",
+    ]);
+    programmer.flush(true).await.expect("flush");
 
     assert_eq!(
         routes_via_device(&ns, "pr0a1b2c"),
@@ -440,6 +621,6 @@ async fn cni_pod_host_routes_in_own_pod_cidr_survive_stale_removal() {
         ("[]".to_owned(), "[]".to_owned()),
         "a device host route outside the own pod CIDRs is the agent's and stale"
     );
-    assert_eq!(reconciler.counters().errors, 0);
-    assert_eq!(reconciler.counters().deleted, 1);
+    assert_eq!(programmer.counters().errors, 0);
+    assert_eq!(programmer.counters().deleted, 1);
 }

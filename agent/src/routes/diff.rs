@@ -1,205 +1,162 @@
-//! The pure difference between desired and actual kernel routes.
+//! The pure difference between desired and actual kernel routes, one destination at a time.
 //!
-//! Inputs: the desired routes (next hops already resolved), the kernel's routes of podroute's
-//! protocol, and the destinations that routes of *other* protocols use in the same table.
-//! Output: a [`RoutePlan`] — what to create, what to change, what to delete, what collides.
-//! Running the plan and diffing again yields an empty plan: reconcile is idempotent.
+//! Inputs, per destination: the desired target (next hop already resolved), podroute's route
+//! at the install metric if the kernel holds one, and whether a route of *another* protocol
+//! holds the destination in the same table. Output: a [`Decision`] — what to write, if
+//! anything. Applying it and deciding again yields no write: programming is idempotent.
+//! The programmer runs this on every changed destination, and on all of them in its periodic
+//! full pass; podroute routes at other metrics are always stale ([`off_metric_write`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::kernel::WriteKind;
 
-use ipnetwork::IpNetwork;
-
-use super::{KernelTarget, OwnedRoute, install_priority};
-
-/// What one reconcile will write.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoutePlan {
-    /// New routes: no route of podroute holds their destination at the install metric. They
-    /// are created exclusively, so a route another program adds for the same destination
-    /// between the snapshot and the write is never overwritten.
-    pub create: Vec<(IpNetwork, KernelTarget)>,
-    /// podroute routes whose target changes: replaced in place (no window without a route).
-    pub replace: Vec<(IpNetwork, KernelTarget)>,
-    /// podroute routes to delete (exact kernel routes, with their metric).
-    pub delete: Vec<OwnedRoute>,
-    /// Desired destinations held by a route of another protocol: left alone.
-    pub collisions: Vec<IpNetwork>,
-    /// podroute routes that are no longer desired but kept because the view is not complete
-    /// yet (start-up adoption).
-    pub kept_stale: Vec<IpNetwork>,
+/// What to do for one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<T> {
+    /// The write, if any.
+    pub write: Option<Write<T>>,
+    /// A route of another protocol holds a desired destination: podroute writes nothing for
+    /// it, because a replace would overwrite the other route.
+    pub collision: bool,
+    /// podroute's route is no longer desired (or collides) but kept because the view is not
+    /// complete yet (start-up adoption).
+    pub kept_stale: bool,
 }
 
-impl RoutePlan {
-    /// True if the plan writes nothing to the kernel.
-    pub fn is_noop(&self) -> bool {
-        self.create.is_empty() && self.replace.is_empty() && self.delete.is_empty()
-    }
+/// One write, over any representation `T` of a kernel target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write<T> {
+    /// New route: no route of podroute holds the destination at the install metric. Created
+    /// exclusively, so a route another program added in the meantime is never overwritten.
+    Create(T),
+    /// podroute's route points elsewhere: replaced in place (no window without a route).
+    Replace(T),
+    /// podroute's route at the install metric goes.
+    Delete,
 }
 
-/// Computes the plan.
+/// Decides one destination.
 ///
-/// - A desired route whose destination is used by a foreign-protocol route is a collision:
-///   podroute writes nothing for it, because a replace would overwrite the foreign route.
-/// - A desired route already present with the same target and metric is left alone
-///   (this is how existing routes are adopted at start without a delete/re-add flap).
-/// - podroute routes that are not desired are deleted only if `remove_stale`; duplicates of a
-///   desired destination at another metric are deleted likewise.
-pub fn plan_routes(
-    desired: &BTreeMap<IpNetwork, KernelTarget>,
-    owned: &[OwnedRoute],
-    foreign: &BTreeSet<IpNetwork>,
+/// - A desired destination also held by a foreign-protocol route is a collision: podroute
+///   writes nothing for it, and its own route there (if any) is stale.
+/// - A desired route already present with the same target is left alone (this is how
+///   existing routes are adopted at start without a delete/re-add flap).
+/// - podroute's route for a destination no longer desired is deleted only if `remove_stale`.
+pub fn plan_destination<T: Copy + PartialEq>(
+    desired: Option<T>,
+    ours: Option<T>,
+    foreign: bool,
     remove_stale: bool,
-) -> RoutePlan {
-    let mut plan = RoutePlan::default();
-    for (destination, target) in desired {
-        if foreign.contains(destination) {
-            plan.collisions.push(*destination);
-            continue;
+) -> Decision<T> {
+    let collision = desired.is_some() && foreign;
+    let mut decision = Decision {
+        write: None,
+        collision,
+        kept_stale: false,
+    };
+    match (desired, ours) {
+        (Some(target), ours) if !foreign => {
+            decision.write = match ours {
+                Some(current) if current == target => None,
+                Some(_) => Some(Write::Replace(target)),
+                None => Some(Write::Create(target)),
+            };
         }
-        let slot = owned
-            .iter()
-            .find(|r| r.destination == *destination && r.priority == install_priority(destination));
-        match slot {
-            Some(route) if route.target == *target => {}
-            Some(_) => plan.replace.push((*destination, *target)),
-            None => plan.create.push((*destination, *target)),
-        }
+        (_, Some(_)) if remove_stale => decision.write = Some(Write::Delete),
+        (_, Some(_)) => decision.kept_stale = true,
+        (_, None) => {}
     }
-    for route in owned {
-        let wanted = desired.get(&route.destination);
-        // A desired destination is kept at its install metric (replaced if its target differs); any
-        // other podroute route for it, or for a destination no longer wanted, is stale.
-        let is_the_desired_slot = wanted.is_some()
-            && route.priority == install_priority(&route.destination)
-            && !foreign.contains(&route.destination);
-        if is_the_desired_slot {
-            continue;
-        }
-        if remove_stale {
-            plan.delete.push(*route);
-        } else {
-            plan.kept_stale.push(route.destination);
-        }
-    }
-    plan
+    decision
+}
+
+/// A podroute route at another metric than the install metric: a leftover duplicate or a
+/// stale route, deleted once `remove_stale`.
+pub(crate) fn off_metric_write(priority: u32, remove_stale: bool) -> Option<WriteKind> {
+    remove_stale.then_some(WriteKind::Delete { priority })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::KernelTarget;
 
-    fn net(s: &str) -> IpNetwork {
-        s.parse().expect("net")
-    }
     fn via(gw: &str, oif: u32) -> KernelTarget {
         KernelTarget::Gateway {
             gateway: gw.parse().expect("ip"),
             oif,
         }
     }
-    fn owned(dest: &str, target: KernelTarget, priority: u32) -> OwnedRoute {
-        OwnedRoute {
-            destination: net(dest),
-            target,
-            priority,
-        }
+
+    fn write(
+        desired: Option<KernelTarget>,
+        ours: Option<KernelTarget>,
+        foreign: bool,
+        remove_stale: bool,
+    ) -> Option<Write<KernelTarget>> {
+        plan_destination(desired, ours, foreign, remove_stale).write
     }
 
     #[test]
-    fn missing_routes_are_installed_present_ones_adopted() {
-        let desired = BTreeMap::from([
-            (net("10.244.2.0/24"), via("198.18.0.2", 2)),
-            (net("10.244.3.0/24"), via("198.18.0.3", 2)),
-            (net("10.244.1.0/24"), KernelTarget::Blackhole),
-        ]);
-        let present = [owned("10.244.2.0/24", via("198.18.0.2", 2), 0)];
-        let plan = plan_routes(&desired, &present, &BTreeSet::new(), false);
+    fn missing_routes_are_created_present_ones_adopted() {
+        let t = via("198.18.0.2", 2);
+        assert_eq!(write(Some(t), None, false, false), Some(Write::Create(t)));
         assert_eq!(
-            plan.create,
-            vec![
-                (net("10.244.1.0/24"), KernelTarget::Blackhole),
-                (net("10.244.3.0/24"), via("198.18.0.3", 2))
-            ]
+            write(Some(KernelTarget::Blackhole), None, false, true),
+            Some(Write::Create(KernelTarget::Blackhole))
         );
-        assert!(plan.replace.is_empty());
-        assert!(plan.delete.is_empty());
+        assert_eq!(write(Some(t), Some(t), false, false), None);
     }
 
     #[test]
-    fn second_run_writes_nothing() {
-        let desired = BTreeMap::from([
-            (net("10.244.2.0/24"), via("198.18.0.2", 2)),
-            (net("fd00:10:244:2::/64"), via("fd00:198:18::2", 2)),
-        ]);
-        let present: Vec<_> = desired
-            .iter()
-            .map(|(d, t)| OwnedRoute {
-                destination: *d,
-                target: *t,
-                priority: install_priority(d),
-            })
-            .collect();
-        assert!(plan_routes(&desired, &present, &BTreeSet::new(), true).is_noop());
+    fn deciding_again_after_the_write_writes_nothing() {
+        let t = via("fd00:198:18::2", 2);
+        let Some(Write::Create(written)) = write(Some(t), None, false, true) else {
+            panic!("expected a create");
+        };
+        assert_eq!(write(Some(t), Some(written), false, true), None);
     }
 
     #[test]
     fn changed_next_hop_is_replaced_not_deleted() {
-        let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.22", 2))]);
-        let present = [owned("10.244.2.0/24", via("198.18.0.2", 2), 0)];
-        let plan = plan_routes(&desired, &present, &BTreeSet::new(), true);
+        let new = via("198.18.0.22", 2);
         assert_eq!(
-            plan.replace,
-            vec![(net("10.244.2.0/24"), via("198.18.0.22", 2))]
-        );
-        assert!(plan.create.is_empty());
-        assert!(
-            plan.delete.is_empty(),
+            write(Some(new), Some(via("198.18.0.2", 2)), false, true),
+            Some(Write::Replace(new)),
             "replace changes it in place, no window without a route"
         );
     }
 
     #[test]
     fn stale_routes_wait_for_a_complete_view() {
-        let present = [owned("10.244.9.0/24", via("198.18.0.9", 2), 0)];
-        let early = plan_routes(&BTreeMap::new(), &present, &BTreeSet::new(), false);
-        assert!(early.is_noop());
-        assert_eq!(early.kept_stale, vec![net("10.244.9.0/24")]);
-        let complete = plan_routes(&BTreeMap::new(), &present, &BTreeSet::new(), true);
-        assert_eq!(complete.delete, present.to_vec());
+        let old = via("198.18.0.9", 2);
+        let early = plan_destination(None, Some(old), false, false);
+        assert_eq!(early.write, None);
+        assert!(early.kept_stale);
+        assert_eq!(write(None, Some(old), false, true), Some(Write::Delete));
+        assert_eq!(write(None::<KernelTarget>, None, false, true), None);
     }
 
     #[test]
-    fn foreign_route_to_same_destination_is_a_collision_and_untouched() {
-        let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.2", 2))]);
-        let foreign = BTreeSet::from([net("10.244.2.0/24")]);
-        let plan = plan_routes(&desired, &[], &foreign, true);
-        assert_eq!(plan.collisions, vec![net("10.244.2.0/24")]);
-        assert!(plan.is_noop());
+    fn foreign_route_to_a_desired_destination_is_a_collision_and_untouched() {
+        let t = via("198.18.0.2", 2);
+        let decision = plan_destination(Some(t), None, true, true);
+        assert!(decision.collision);
+        assert_eq!(decision.write, None);
+        // podroute's own route there is stale: it goes once stale removal is allowed.
+        let with_ours = plan_destination(Some(t), Some(t), true, true);
+        assert!(with_ours.collision);
+        assert_eq!(with_ours.write, Some(Write::Delete));
+        let early = plan_destination(Some(t), Some(t), true, false);
+        assert!(early.kept_stale && early.write.is_none());
+        // A foreign route to a destination podroute does not want is none of its business.
+        assert!(!plan_destination(None::<KernelTarget>, None, true, true).collision);
     }
 
     #[test]
-    fn duplicate_podroute_route_at_other_metric_is_removed() {
-        let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.2", 2))]);
-        let present = [
-            owned("10.244.2.0/24", via("198.18.0.2", 2), 0),
-            owned("10.244.2.0/24", via("198.18.0.2", 2), 100),
-        ];
-        let plan = plan_routes(&desired, &present, &BTreeSet::new(), true);
-        assert!(plan.replace.is_empty() && plan.create.is_empty());
-        assert_eq!(plan.delete, vec![present[1]]);
-    }
-
-    #[test]
-    fn a_podroute_route_only_at_another_metric_means_create() {
-        // The install slot is free: the new route is created exclusively, the old one is stale.
-        let desired = BTreeMap::from([(net("10.244.2.0/24"), via("198.18.0.2", 2))]);
-        let present = [owned("10.244.2.0/24", via("198.18.0.2", 2), 100)];
-        let plan = plan_routes(&desired, &present, &BTreeSet::new(), true);
+    fn podroute_routes_at_other_metrics_go_once_stale_removal_is_allowed() {
+        assert_eq!(off_metric_write(100, false), None);
         assert_eq!(
-            plan.create,
-            vec![(net("10.244.2.0/24"), via("198.18.0.2", 2))]
+            off_metric_write(100, true),
+            Some(WriteKind::Delete { priority: 100 })
         );
-        assert!(plan.replace.is_empty());
-        assert_eq!(plan.delete, vec![present[0]]);
     }
 }

@@ -1,46 +1,38 @@
-//! Netlink I/O for routes: dump the main table, resolve next hops, replace and delete.
+//! Route messages, without I/O: the requests podroute sends and what it reads from the ones
+//! the kernel sends back (dumps, `ip route get` answers, notifications).
 //!
 //! Every message podroute writes carries its route protocol explicitly (rtnetlink's builder
 //! defaults to `static`), so dumps, replaces and deletes only ever concern podroute's routes.
-//! Of the routes with that protocol, the CNI plugin's pod host routes are set apart in the
-//! snapshot (see [`super::ownership`]): the agent never adopts or deletes them.
+//! Messages are built with netlink-packet-route; the bytes are the crate's, never ours.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures::{StreamExt, TryStreamExt};
 use ipnetwork::IpNetwork;
+use rtnetlink::packet_core::{
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use super::ownership::{RouteShape, is_cni_pod_route};
-use super::{KernelTarget, OwnedRoute, install_priority};
-
-/// How many netlink requests are in flight at once when applying a plan.
-const BATCH: usize = 64;
+use super::KernelTarget;
+use super::ownership::RouteShape;
 
 /// A netlink failure, with what podroute was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    /// Opening the netlink socket failed.
+    /// Opening a netlink socket failed.
     #[error("opening a netlink socket: {0}")]
     Connect(#[source] std::io::Error),
     /// Dumping the routing table failed.
     #[error("dumping routes: {0}")]
-    Dump(#[source] rtnetlink::Error),
-    /// Writing one route failed.
-    #[error("{op} route {destination}: {source}")]
-    Write {
-        /// `create`, `replace` or `delete`.
-        op: &'static str,
-        /// The route's destination.
-        destination: IpNetwork,
-        /// The kernel's answer.
-        #[source]
-        source: rtnetlink::Error,
-    },
+    Dump(#[source] std::io::Error),
+    /// Sending route writes, or reading the kernel's answers to them, failed.
+    #[error("writing routes: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 impl KernelError {
@@ -49,19 +41,12 @@ impl KernelError {
         match self {
             Self::Connect(_) => "netlink_connect",
             Self::Dump(_) => "netlink_dump",
-            Self::Write { op: "delete", .. } => "netlink_delete",
-            Self::Write { op: "create", .. } => "netlink_create",
-            Self::Write { .. } => "netlink_replace",
+            Self::Write(_) => "netlink_write",
         }
-    }
-
-    /// True for a create the kernel refused because a route with the same key exists.
-    pub fn is_exists(&self) -> bool {
-        matches!(self, Self::Write { source, .. } if errno(source) == Some(libc::EEXIST))
     }
 }
 
-/// The kernel's errno in a failed netlink request, if the kernel answered.
+/// The kernel's errno in a failed rtnetlink request, if the kernel answered.
 pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
@@ -69,15 +54,57 @@ pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-/// The main table's routes as podroute sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableSnapshot {
-    /// Routes of podroute's protocol that the agent manages.
-    pub owned: Vec<OwnedRoute>,
-    /// Pod host routes of podroute's protocol written by the CNI plugin: not the agent's.
-    pub cni_pod_routes: BTreeSet<IpNetwork>,
-    /// Destinations of routes of any other protocol (unicast, blackhole, … in the main table).
-    pub foreign: BTreeSet<IpNetwork>,
+/// Opens an rtnetlink connection in the current network namespace and spawns its driver task
+/// (for the veth sweep; routes go through [`super::RouteProgrammer`]'s own sockets).
+pub fn connect() -> Result<Handle, KernelError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(KernelError::Connect)?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+/// A route as read from the kernel: the parts podroute looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KernelRoute {
+    /// Destination prefix.
+    pub destination: IpNetwork,
+    /// True for the main table.
+    pub main_table: bool,
+    /// Route protocol (`RTM_PROTOCOL`).
+    pub protocol: u8,
+    /// A route that would clash with a podroute route to the same destination (not local,
+    /// broadcast, anycast or multicast). IPv6 multicast and link-local housekeeping routes
+    /// count too; they never equal a pod CIDR, so including them costs nothing.
+    pub forwarding: bool,
+    /// Metric (`RTA_PRIORITY`).
+    pub priority: u32,
+    /// Where it points.
+    pub target: KernelTarget,
+    /// What [`super::ownership::is_cni_pod_route`] needs.
+    pub shape: RouteShape,
+}
+
+impl KernelRoute {
+    /// Reads a route message; `None` for one without a usable destination.
+    pub(crate) fn from_message(message: &RouteMessage) -> Option<Self> {
+        let destination = destination_of(message)?;
+        Some(Self {
+            destination,
+            main_table: table_of(message) == u32::from(RouteHeader::RT_TABLE_MAIN),
+            protocol: u8::from(message.header.protocol),
+            forwarding: !matches!(
+                message.header.kind,
+                RouteType::Local | RouteType::Broadcast | RouteType::Anycast | RouteType::Multicast
+            ),
+            priority: priority_of(message),
+            target: target_of(message),
+            shape: RouteShape {
+                destination,
+                unicast: message.header.kind == RouteType::Unicast,
+                gateway: gateway_of(message),
+                oif: oif_of(message),
+            },
+        })
+    }
 }
 
 /// How a next hop is reached, per the kernel's own route to it.
@@ -89,57 +116,9 @@ pub enum Resolution {
     Unresolvable,
 }
 
-/// Opens a netlink connection in the current network namespace and spawns its driver task.
-pub fn connect() -> Result<Handle, KernelError> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(KernelError::Connect)?;
-    tokio::spawn(connection);
-    Ok(handle)
-}
-
-/// Dumps the main table (both families) and splits the agent's routes from the CNI plugin's
-/// pod host routes (inside `own_pod_cidrs`) and from everyone else's.
-pub async fn snapshot(
-    handle: &Handle,
-    protocol: u8,
-    own_pod_cidrs: &[IpNetwork],
-) -> Result<TableSnapshot, KernelError> {
-    let mut out = TableSnapshot::default();
-    let requests = [
-        RouteMessageBuilder::<Ipv4Addr>::new().build(),
-        RouteMessageBuilder::<Ipv6Addr>::new().build(),
-    ];
-    for request in requests {
-        let mut routes = handle.route().get(request).execute();
-        while let Some(message) = routes.try_next().await.map_err(KernelError::Dump)? {
-            if table_of(&message) != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                continue;
-            }
-            let Some(destination) = destination_of(&message) else {
-                continue;
-            };
-            if message.header.protocol != RouteProtocol::from(protocol) {
-                if is_forwarding_route(&message) {
-                    out.foreign.insert(destination);
-                }
-            } else if is_cni_pod_route(&shape_of(&message, destination), own_pod_cidrs) {
-                out.cni_pod_routes.insert(destination);
-            } else {
-                out.owned.push(OwnedRoute {
-                    destination,
-                    target: target_of(&message),
-                    priority: priority_of(&message),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves a BGP next hop through the kernel's route to it (like BIRD's recursive gateways):
-/// if that route has a gateway, podroute's route uses the same gateway and device; if the next
-/// hop is on a connected subnet, the route goes `via next_hop dev <that device>`.
-pub async fn resolve(handle: &Handle, next_hop: IpAddr, protocol: u8) -> Resolution {
-    let request = match next_hop {
+/// The `ip route get <next hop>` request.
+pub(crate) fn resolve_request(next_hop: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
+    let message = match next_hop {
         IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(a, 32)
             .build(),
@@ -147,21 +126,22 @@ pub async fn resolve(handle: &Handle, next_hop: IpAddr, protocol: u8) -> Resolut
             .destination_prefix(a, 128)
             .build(),
     };
-    let mut answers = handle.route().get(request).execute();
-    let Ok(Some(route)) = answers.try_next().await else {
-        return Resolution::Unresolvable;
-    };
+    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
+}
+
+/// Reads the answer to [`resolve_request`] like BIRD's recursive gateways: if the kernel's
+/// route to the next hop has a gateway, podroute's route uses the same gateway and device; if
+/// the next hop is on a connected subnet, the route goes `via next_hop dev <that device>`.
+pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u8) -> Resolution {
     // A next hop reached only through a podroute route would make routes depend on each other.
-    if route.header.kind != RouteType::Unicast
-        || route.header.protocol == RouteProtocol::from(protocol)
+    if answer.header.kind != RouteType::Unicast
+        || answer.header.protocol == RouteProtocol::from(protocol)
     {
         return Resolution::Unresolvable;
     }
-    match target_of(&route) {
-        KernelTarget::Gateway { gateway, oif } => {
-            Resolution::Reachable(KernelTarget::Gateway { gateway, oif })
-        }
-        _ => match oif_of(&route) {
+    match target_of(answer) {
+        target @ KernelTarget::Gateway { .. } => Resolution::Reachable(target),
+        _ => match oif_of(answer) {
             Some(oif) => Resolution::Reachable(KernelTarget::Gateway {
                 gateway: next_hop,
                 oif,
@@ -171,112 +151,71 @@ pub async fn resolve(handle: &Handle, next_hop: IpAddr, protocol: u8) -> Resolut
     }
 }
 
-/// How a route is written.
+/// The request dumping every route of one family.
+pub(crate) fn dump_request(family: AddressFamily) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    message.header.address_family = family;
+    request(
+        RouteNetlinkMessage::GetRoute(message),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
+}
+
+/// One route write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Create only: the kernel answers EEXIST when any route holds the same key (destination,
-    /// metric, table), so a route of another program is never overwritten.
-    Create,
-    /// Replace the route with the same key (one of podroute's, per the snapshot).
-    Replace,
+pub(crate) enum WriteKind {
+    /// Create only (`NLM_F_EXCL`): the kernel answers EEXIST when any route holds the same
+    /// key (destination, metric, table), so a route of another program is never overwritten.
+    Create(KernelTarget),
+    /// Replace the route with the same key (one of podroute's, per the cache).
+    Replace(KernelTarget),
+    /// Delete podroute's route with this metric.
+    Delete {
+        /// The route's metric.
+        priority: u32,
+    },
 }
 
-impl WriteMode {
-    fn label(self) -> &'static str {
-        match self {
-            WriteMode::Create => "create",
-            WriteMode::Replace => "replace",
-        }
-    }
-}
-
-/// Writes routes, [`BATCH`] requests in flight at a time. Returns how many were written and
-/// the failures.
-pub async fn write_all(
-    handle: &Handle,
-    routes: &[(IpNetwork, KernelTarget)],
+/// The request for one write of a podroute route in the main table. Without `NLM_F_ACK`: the
+/// kernel answers only failures, and a batch asks for one acknowledgement at its end (see
+/// [`super::batch`]).
+pub(crate) fn write_request(
+    destination: IpNetwork,
+    kind: WriteKind,
     protocol: u8,
-    mode: WriteMode,
-) -> (usize, Vec<KernelError>) {
-    let results: Vec<_> = futures::stream::iter(routes.iter().copied())
-        .map(|(destination, target)| {
-            let message = route_message(
-                destination,
-                target,
-                protocol,
-                install_priority(&destination),
-            );
-            // rtnetlink's add request is create-exclusive unless told to replace.
-            let request = match mode {
-                WriteMode::Create => handle.route().add(message),
-                WriteMode::Replace => handle.route().add(message).replace(),
-            };
-            async move {
-                request
-                    .execute()
-                    .await
-                    .map_err(|source| KernelError::Write {
-                        op: mode.label(),
-                        destination,
-                        source,
-                    })
-            }
-        })
-        .buffer_unordered(BATCH)
-        .collect()
-        .await;
-    split_results(results)
-}
-
-/// Deletes podroute routes (each matched by destination, metric, table and protocol).
-pub async fn delete_all(
-    handle: &Handle,
-    routes: &[OwnedRoute],
-    protocol: u8,
-) -> (usize, Vec<KernelError>) {
-    let results: Vec<_> = futures::stream::iter(routes.iter().copied())
-        .map(|route| {
-            let mut message =
-                route_message(route.destination, route.target, protocol, route.priority);
-            // Only the key matters for a delete; the target may be `Other`.
-            message
-                .attributes
-                .retain(|a| !matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)));
-            // The IPv4 FIB deletes only a route of the request's scope unless it is
-            // RT_SCOPE_NOWHERE (`ip route del` sends that too); the builder's `universe` would
-            // miss a stale link-scope route and fail with ESRCH on every reconcile.
+) -> NetlinkMessage<RouteNetlinkMessage> {
+    let priority = super::install_priority(&destination);
+    match kind {
+        WriteKind::Create(target) => request(
+            RouteNetlinkMessage::NewRoute(route_message(destination, target, protocol, priority)),
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        WriteKind::Replace(target) => request(
+            RouteNetlinkMessage::NewRoute(route_message(destination, target, protocol, priority)),
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+        ),
+        WriteKind::Delete { priority } => {
+            // Only the key matters for a delete.
+            let mut message = route_message(destination, KernelTarget::Other, protocol, priority);
+            // Like `ip route del`: scope RT_SCOPE_NOWHERE and type RTN_UNSPEC match a route of
+            // any scope and type. The builder's `universe` and `unicast` would miss a stale
+            // link-scope route or a blackhole and fail with ESRCH every time.
             message.header.scope = RouteScope::NoWhere;
-            let request = handle.route().del(message);
-            async move {
-                request
-                    .execute()
-                    .await
-                    .map_err(|source| KernelError::Write {
-                        op: "delete",
-                        destination: route.destination,
-                        source,
-                    })
-            }
-        })
-        .buffer_unordered(BATCH)
-        .collect()
-        .await;
-    split_results(results)
-}
-
-fn split_results(results: Vec<Result<(), KernelError>>) -> (usize, Vec<KernelError>) {
-    let mut written = 0;
-    let mut errors = Vec::new();
-    for result in results {
-        match result {
-            Ok(()) => written += 1,
-            Err(e) => errors.push(e),
+            message.header.kind = RouteType::Unspec;
+            request(RouteNetlinkMessage::DelRoute(message), NLM_F_REQUEST)
         }
     }
-    (written, errors)
 }
 
-/// Builds the netlink message of one podroute route in the main table.
+fn request(payload: RouteNetlinkMessage, flags: u16) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(payload));
+    message.finalize();
+    message
+}
+
+/// Builds the route message of one podroute route in the main table.
 fn route_message(
     destination: IpNetwork,
     target: KernelTarget,
@@ -362,10 +301,8 @@ fn destination_of(message: &RouteMessage) -> Option<IpNetwork> {
             _ => None,
         })
         .or(match message.header.address_family {
-            rtnetlink::packet_route::AddressFamily::Inet => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            rtnetlink::packet_route::AddressFamily::Inet6 => {
-                Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
-            }
+            AddressFamily::Inet => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            AddressFamily::Inet6 => Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
             _ => None,
         })?;
     IpNetwork::new(ip, length).ok()
@@ -376,16 +313,6 @@ fn gateway_of(message: &RouteMessage) -> Option<IpAddr> {
         RouteAttribute::Gateway(g) => address(g),
         _ => None,
     })
-}
-
-/// What [`is_cni_pod_route`] needs to know of a dumped route.
-fn shape_of(message: &RouteMessage, destination: IpNetwork) -> RouteShape {
-    RouteShape {
-        destination,
-        unicast: message.header.kind == RouteType::Unicast,
-        gateway: gateway_of(message),
-        oif: oif_of(message),
-    }
 }
 
 fn target_of(message: &RouteMessage) -> KernelTarget {
@@ -399,12 +326,71 @@ fn target_of(message: &RouteMessage) -> KernelTarget {
     }
 }
 
-/// Routes in the main table that would clash with a podroute route to the same destination.
-/// IPv6 multicast and link-local housekeeping routes are included too; they never equal a pod
-/// CIDR, so including them costs nothing.
-fn is_forwarding_route(message: &RouteMessage) -> bool {
-    !matches!(
-        message.header.kind,
-        RouteType::Local | RouteType::Broadcast | RouteType::Anycast | RouteType::Multicast
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().expect("net")
+    }
+
+    fn route_of(message: &NetlinkMessage<RouteNetlinkMessage>) -> &RouteMessage {
+        match &message.payload {
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m),
+            ) => m,
+            other => panic!("not a route write: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn writes_carry_the_protocol_and_read_back_as_written() {
+        let target = KernelTarget::Gateway {
+            gateway: "198.18.0.2".parse().expect("ip"),
+            oif: 7,
+        };
+        let create = write_request(net("10.244.2.0/24"), WriteKind::Create(target), 80);
+        assert_eq!(
+            create.header.flags,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let read = KernelRoute::from_message(route_of(&create)).expect("route");
+        assert_eq!(read.destination, net("10.244.2.0/24"));
+        assert_eq!(read.protocol, 80);
+        assert!(read.main_table && read.forwarding);
+        assert_eq!(read.target, target);
+        assert_eq!(read.priority, 0);
+
+        let replace = write_request(
+            net("fd00:10:244:2::/64"),
+            WriteKind::Replace(KernelTarget::Blackhole),
+            80,
+        );
+        assert_eq!(
+            replace.header.flags,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+        );
+        let read = KernelRoute::from_message(route_of(&replace)).expect("route");
+        assert_eq!(read.target, KernelTarget::Blackhole);
+        assert_eq!(read.priority, 1024);
+    }
+
+    #[test]
+    fn a_delete_names_only_the_key() {
+        let delete = write_request(
+            net("10.244.2.0/24"),
+            WriteKind::Delete { priority: 100 },
+            80,
+        );
+        let message = route_of(&delete);
+        assert_eq!(message.header.scope, RouteScope::NoWhere);
+        assert_eq!(message.header.kind, RouteType::Unspec);
+        assert!(
+            !message
+                .attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)))
+        );
+        assert_eq!(priority_of(message), 100);
+    }
 }

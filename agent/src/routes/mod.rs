@@ -1,18 +1,28 @@
 //! Kernel routes: what podroute wants in the kernel, how that differs from what is there, and
-//! the netlink reconciler that closes the gap.
+//! the programmer that closes the gap incrementally.
 //!
 //! - [`desired`]: pure — the routes a node should hold, from the cluster view and the BGP RIB.
-//! - [`diff`]: pure — desired vs. the kernel's podroute-protocol routes → a [`diff::RoutePlan`].
-//! - [`kernel`]: netlink I/O — dump, resolve next hops, replace and delete in batches.
+//! - [`diff`]: pure — per destination, desired vs. the kernel's podroute-protocol route → a
+//!   [`diff::Decision`].
 //! - [`ownership`]: pure — which routes of podroute's protocol are the CNI plugin's pod host
 //!   routes (`<pod IP>/32 dev pr…` inside the own pod CIDRs), which the agent never touches.
-//! - [`reconciler`]: the level-triggered loop body with its counters.
+//! - [`kernel`]: pure — the route messages podroute sends and reads.
+//! - `table` (private): pure — the programmer's cache of desired routes and kernel state.
+//! - `batch` (private): pure — many route writes packed into one netlink datagram.
+//! - `netlink` (private): the programmer's request and notification sockets.
+//! - [`programmer`]: [`RouteProgrammer`], staged deltas in, batched writes out, kernel
+//!   notifications and a rare full pass as the safety net.
 
+mod batch;
 pub mod desired;
 pub mod diff;
 pub mod kernel;
+mod netlink;
 pub mod ownership;
-pub mod reconciler;
+pub mod programmer;
+mod table;
+
+pub use programmer::{FlushReport, RouteCounters, RouteProgrammer};
 
 use std::net::IpAddr;
 

@@ -67,6 +67,23 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Runs `f` on a short-lived thread inside this namespace, with the current tokio runtime
+    /// entered: sockets `f` opens (e.g. a `RouteProgrammer`'s) stay bound to the namespace.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let file = File::open(&path).expect("open netns");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let _guard = runtime.enter();
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")

@@ -1,0 +1,327 @@
+//! The route programmer's two netlink sockets, in the network namespace they were opened in.
+//!
+//! - [`RequestSocket`]: dumps, `ip route get` lookups and write batches, one at a time (the
+//!   programmer is `&mut` while it uses it), answers matched by sequence number.
+//! - [`EventSocket`]: subscribed to route, link and address notifications; a kernel filter
+//!   drops those caused by the request socket's own writes (see
+//!   [`crate::sockopt::drop_netlink_messages_of`]).
+//!
+//! Both ask for a 4 MiB receive buffer: a batch's worst case of one error answer per request
+//! (each answer costs ~1 KiB of buffer accounting) and a burst of notifications must fit.
+//! When notifications overflow anyway, the kernel says ENOBUFS and the programmer dumps.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use rtnetlink::packet_core::{
+    ErrorBuffer, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable,
+};
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::protocols::NETLINK_ROUTE;
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
+
+use super::batch::Batch;
+use super::kernel::dump_request;
+use crate::sockopt;
+
+/// Receive buffer asked for on both sockets.
+const RECEIVE_BUFFER: usize = 4 << 20;
+/// User buffer for one datagram: a dump part is at most 32 KiB.
+const DATAGRAM: usize = 64 * 1024;
+
+/// Dumps, lookups and write batches.
+pub(crate) struct RequestSocket {
+    socket: TokioSocket,
+    port: u32,
+    next_seq: u32,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for RequestSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSocket")
+            .field("port", &self.port)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestSocket {
+    /// Opens the socket in the calling thread's network namespace.
+    pub(crate) fn open() -> io::Result<Self> {
+        let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+        let address = socket.socket_mut().bind_auto()?;
+        // Error answers echo only the failed request's header, not the whole request.
+        socket.socket_ref().set_cap_ack(true)?;
+        sockopt::set_receive_buffer(socket.socket_ref().as_fd(), RECEIVE_BUFFER)?;
+        Ok(Self {
+            socket,
+            port: address.port_number(),
+            next_seq: 1,
+            buffer: Vec::with_capacity(DATAGRAM),
+        })
+    }
+
+    /// The socket's netlink port id (the `nlmsg_pid` of notifications its writes cause).
+    pub(crate) fn port(&self) -> u32 {
+        self.port
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
+    }
+
+    async fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        let sent = self.socket.send(bytes).await?;
+        if sent == bytes.len() {
+            Ok(())
+        } else {
+            Err(io::Error::other("netlink datagram sent in part"))
+        }
+    }
+
+    async fn send_message(
+        &mut self,
+        mut message: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> io::Result<u32> {
+        let seq = self.take_seq();
+        message.header.sequence_number = seq;
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        self.send(&bytes).await?;
+        Ok(seq)
+    }
+
+    async fn recv(&mut self) -> io::Result<()> {
+        self.buffer.clear();
+        self.socket.recv(&mut self.buffer).await
+    }
+
+    /// Dumps the routes of `family`, handing each to `each`. Returns true if the kernel
+    /// flagged the dump as interrupted by a change (it may miss or repeat routes).
+    pub(crate) async fn dump(
+        &mut self,
+        family: AddressFamily,
+        mut each: impl FnMut(&RouteMessage),
+    ) -> io::Result<bool> {
+        let seq = self.send_message(dump_request(family)).await?;
+        let mut interrupted = false;
+        loop {
+            self.recv().await?;
+            for message in messages(&self.buffer) {
+                let message = message?;
+                if message.sequence_number() != seq {
+                    continue;
+                }
+                interrupted |= message.flags() & NLM_F_DUMP_INTR != 0;
+                match message.message_type() {
+                    NLMSG_DONE => return Ok(interrupted),
+                    NLMSG_ERROR => {
+                        if let Some(errno) = error_code(&message)? {
+                            return Err(io::Error::from_raw_os_error(errno));
+                        }
+                    }
+                    libc::RTM_NEWROUTE => each(&parse_route(&message)?),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends one request answered by one route (`ip route get`). `None` if the kernel
+    /// answered with an error (no route).
+    pub(crate) async fn get_route(
+        &mut self,
+        request: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> io::Result<Option<RouteMessage>> {
+        let seq = self.send_message(request).await?;
+        loop {
+            self.recv().await?;
+            for message in messages(&self.buffer) {
+                let message = message?;
+                if message.sequence_number() != seq {
+                    continue;
+                }
+                match message.message_type() {
+                    // An error (no route), or an acknowledgement without an answer.
+                    NLMSG_ERROR => return Ok(None),
+                    libc::RTM_NEWROUTE => return Ok(Some(parse_route(&message)?)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// An empty batch numbered from this socket's next sequence number.
+    pub(crate) fn new_batch(&self) -> Batch {
+        Batch::new(self.next_seq)
+    }
+
+    /// Sends `batch` in one datagram and waits for its acknowledgement. Returns the failed
+    /// requests as (index in the batch, errno); every other request succeeded. An error of
+    /// kind ENOBUFS means answers were lost: which requests failed is unknown.
+    pub(crate) async fn send_batch(&mut self, batch: &mut Batch) -> io::Result<Vec<(usize, i32)>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.next_seq = batch.last_seq().wrapping_add(1);
+        let bytes = batch.seal();
+        let sent = self.socket.send(bytes).await?;
+        if sent != bytes.len() {
+            return Err(io::Error::other("netlink batch sent in part"));
+        }
+        let last = batch.last_seq();
+        let mut failures = Vec::new();
+        loop {
+            self.recv().await?;
+            for message in messages(&self.buffer) {
+                let message = message?;
+                if message.message_type() != NLMSG_ERROR {
+                    continue;
+                }
+                let seq = message.sequence_number();
+                let Some(index) = batch.index_of(seq) else {
+                    continue;
+                };
+                if let Some(errno) = error_code(&message)? {
+                    failures.push((index, errno));
+                }
+                if seq == last {
+                    return Ok(failures);
+                }
+            }
+        }
+    }
+}
+
+/// Route, link and address notifications.
+pub(crate) struct EventSocket {
+    socket: TokioSocket,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for EventSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSocket").finish_non_exhaustive()
+    }
+}
+
+impl EventSocket {
+    /// Opens the socket in the calling thread's network namespace, joined to the route,
+    /// link and address groups of both families; notifications caused by the socket bound to
+    /// `own_port` are filtered out in the kernel.
+    pub(crate) fn open(own_port: u32) -> io::Result<Self> {
+        let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+        socket.socket_mut().bind_auto()?;
+        let raw = socket.socket_ref();
+        sockopt::set_receive_buffer(raw.as_fd(), RECEIVE_BUFFER)?;
+        sockopt::drop_netlink_messages_of(raw.as_fd(), own_port)?;
+        for group in [
+            libc::RTNLGRP_IPV4_ROUTE,
+            libc::RTNLGRP_IPV6_ROUTE,
+            libc::RTNLGRP_LINK,
+            libc::RTNLGRP_IPV4_IFADDR,
+            libc::RTNLGRP_IPV6_IFADDR,
+        ] {
+            raw.add_membership(group)?;
+        }
+        Ok(Self {
+            socket,
+            buffer: Vec::with_capacity(DATAGRAM),
+        })
+    }
+
+    /// Waits for the next datagram of notifications (cancel-safe: nothing is consumed until
+    /// it returns). ENOBUFS: the kernel dropped notifications because the buffer was full.
+    pub(crate) async fn recv(&mut self) -> io::Result<&[u8]> {
+        self.buffer.clear();
+        self.socket.recv(&mut self.buffer).await?;
+        Ok(&self.buffer)
+    }
+
+    /// The next datagram if one is waiting, without blocking.
+    pub(crate) fn try_recv(&mut self) -> Option<io::Result<&[u8]>> {
+        self.buffer.clear();
+        match self
+            .socket
+            .socket_ref()
+            .recv(&mut self.buffer, libc::MSG_DONTWAIT)
+        {
+            Ok(_) => Some(Ok(&self.buffer)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// The netlink messages of one datagram, in order.
+pub(crate) fn messages(datagram: &[u8]) -> impl Iterator<Item = io::Result<NetlinkBuffer<&[u8]>>> {
+    let mut rest = datagram;
+    std::iter::from_fn(move || {
+        // Shorter than a header: alignment padding at the end.
+        if rest.len() < 16 {
+            return None;
+        }
+        match NetlinkBuffer::new_checked(rest) {
+            Ok(message) => {
+                let length = message.length() as usize;
+                let (this, _) = rest.split_at(length);
+                rest = rest.get(length.next_multiple_of(4)..).unwrap_or_default();
+                Some(Ok(NetlinkBuffer::new(this)))
+            }
+            Err(e) => {
+                rest = &[];
+                Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
+            }
+        }
+    })
+}
+
+/// The route message in a `RTM_NEWROUTE` / `RTM_DELROUTE` message.
+pub(crate) fn parse_route(message: &NetlinkBuffer<&[u8]>) -> io::Result<RouteMessage> {
+    RouteMessage::parse(message.payload())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The errno of an `NLMSG_ERROR` message; `None` for an acknowledgement.
+fn error_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
+    let buffer = ErrorBuffer::new_checked(message.payload())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(buffer.code().map(|c| -c.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::KernelTarget;
+    use crate::routes::kernel::{WriteKind, write_request};
+
+    #[test]
+    fn a_datagram_splits_into_its_messages() {
+        let mut batch = Batch::new(7);
+        for destination in ["10.244.2.0/24", "fd00:10:244:2::/64"] {
+            assert!(batch.push(
+                write_request(
+                    destination.parse().expect("net"),
+                    WriteKind::Create(KernelTarget::Blackhole),
+                    80
+                ),
+                4096
+            ));
+        }
+        let bytes = batch.seal().to_vec();
+        let parsed: Vec<_> = messages(&bytes)
+            .map(|m| {
+                let m = m.expect("message");
+                let route = parse_route(&m).expect("route");
+                (m.sequence_number(), route.header.destination_prefix_length)
+            })
+            .collect();
+        assert_eq!(parsed, vec![(7, 24), (8, 64)]);
+        assert!(messages(&bytes[..10]).next().is_none());
+    }
+}

@@ -1,0 +1,1254 @@
+//! The programmer's cache, without I/O: per destination, what podroute wants and what the
+//! kernel holds; which destinations changed since the last flush; the next hops in use.
+//!
+//! This is the one place the desired routes live (the kernel holds the rest; the periodic full
+//! pass checks the cache against it). A destination costs one hash-map slot: a 12-byte
+//! [`Slot`] behind an 8-byte (IPv4) or 17-byte (IPv6) key. Next hops and kernel targets are
+//! interned: a route names them by a 4-byte id, because a node has few of them and many routes.
+//!
+//! Inputs: staged intents ([`RouteTable::stage`]), the kernel's routes from a dump or a
+//! notification, next-hop resolutions, and the outcome of each write. Outputs: the writes to
+//! make ([`RouteTable::plan`]) and the counts the agent exports. The decision per destination is
+//! [`super::diff::plan_destination`]; ownership is [`super::ownership`]'s.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+
+use super::diff::{Write, off_metric_write, plan_destination};
+use super::kernel::{KernelRoute, Resolution, WriteKind};
+use super::ownership::is_cni_pod_route;
+use super::programmer::RouteCounters;
+use super::{KernelTarget, RouteIntent, install_priority};
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An interned next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NextHopId(u32);
+
+/// An interned kernel target (`via gateway dev oif`, `blackhole`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TargetId(u32);
+
+/// What podroute wants for a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Nothing,
+    Blackhole,
+    Via(NextHopId),
+}
+
+/// What the cache knows of the kernel's route to a next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    /// Not asked yet.
+    Unknown,
+    Reachable(TargetId),
+    Unresolvable,
+}
+
+#[derive(Debug)]
+struct NextHop {
+    address: IpAddr,
+    resolved: Resolved,
+    /// Destinations that want this next hop.
+    users: u32,
+}
+
+/// One destination, 12 bytes: wanted (0 nothing, 1 blackhole, n + 2 next hop n), podroute's
+/// route at the install metric (0 none, n + 1 target n), how many foreign-protocol routes hold
+/// the destination, flags.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    wanted: u32,
+    ours: u32,
+    foreign: u8,
+    flags: u8,
+}
+
+/// In the queue of destinations to decide at the next flush.
+const QUEUED: u8 = 1;
+/// In the list of stale routes kept until stale removal is allowed.
+const STALE: u8 = 2;
+/// Was installed, then disappeared from the kernel: putting it back counts as `restored`.
+const LOST: u8 = 4;
+/// Seen in the current full pass's dump.
+const SEEN: u8 = 8;
+/// Counted as a collision (see [`Shared::settle`]).
+const COLLIDING: u8 = 16;
+/// Counted as installed (see [`Shared::settle`]).
+const INSTALLED: u8 = 32;
+
+impl Slot {
+    fn wanted(&self) -> Wanted {
+        match self.wanted {
+            0 => Wanted::Nothing,
+            1 => Wanted::Blackhole,
+            n => Wanted::Via(NextHopId(n - 2)),
+        }
+    }
+
+    fn set_wanted_raw(&mut self, wanted: Wanted) {
+        self.wanted = match wanted {
+            Wanted::Nothing => 0,
+            Wanted::Blackhole => 1,
+            Wanted::Via(NextHopId(n)) => n + 2,
+        };
+    }
+
+    fn ours(&self) -> Option<TargetId> {
+        self.ours.checked_sub(1).map(TargetId)
+    }
+
+    fn set_ours(&mut self, target: Option<TargetId>) {
+        self.ours = target.map_or(0, |t| t.0 + 1);
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Nothing wanted, nothing in the kernel: the slot can go.
+    fn is_empty(&self) -> bool {
+        self.wanted == 0 && self.ours == 0 && self.foreign == 0
+    }
+}
+
+/// A hash-map key for one family's prefixes.
+trait PrefixKey: Copy + Eq + Hash {
+    fn network(&self) -> IpNetwork;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct V4Key {
+    address: u32,
+    length: u8,
+}
+
+impl PrefixKey for V4Key {
+    fn network(&self) -> IpNetwork {
+        // The length came from a valid network.
+        Ipv4Network::new(self.address.into(), self.length).map_or_else(
+            |_| IpNetwork::V4(Ipv4Network::from(std::net::Ipv4Addr::from(self.address))),
+            IpNetwork::V4,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct V6Key {
+    address: [u8; 16],
+    length: u8,
+}
+
+impl PrefixKey for V6Key {
+    fn network(&self) -> IpNetwork {
+        Ipv6Network::new(self.address.into(), self.length).map_or_else(
+            |_| IpNetwork::V6(Ipv6Network::from(std::net::Ipv6Addr::from(self.address))),
+            IpNetwork::V6,
+        )
+    }
+}
+
+/// The destination with its host bits cleared, as the kernel keys it.
+fn canonical(destination: IpNetwork) -> IpNetwork {
+    IpNetwork::new(destination.network(), destination.prefix()).unwrap_or(destination)
+}
+
+/// One write the flush is to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlannedWrite {
+    /// The route's destination.
+    pub destination: IpNetwork,
+    op: PlannedOp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlannedOp {
+    Create(TargetId),
+    Replace(TargetId),
+    Delete { priority: u32 },
+}
+
+/// How the kernel answered one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Done.
+    Done,
+    /// Failed with this errno.
+    Failed(i32),
+}
+
+/// What a kernel notification means for the programmer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EventEffect {
+    /// Destinations were queued: a flush has work.
+    pub work: bool,
+    /// Next hops may resolve differently.
+    pub refresh_next_hops: bool,
+    /// The cache cannot follow this change exactly: dump and compare.
+    pub full_pass: bool,
+}
+
+impl EventEffect {
+    pub(crate) fn merge(&mut self, other: EventEffect) {
+        self.work |= other.work;
+        self.refresh_next_hops |= other.refresh_next_hops;
+        self.full_pass |= other.full_pass;
+    }
+}
+
+/// Everything but the slots, so a slot and this can be borrowed at once.
+#[derive(Debug)]
+struct Shared {
+    protocol: u8,
+    next_hops: Vec<NextHop>,
+    next_hop_ids: FastMap<IpAddr, NextHopId>,
+    targets: Vec<KernelTarget>,
+    target_ids: FastMap<KernelTarget, TargetId>,
+    blackhole: TargetId,
+    /// Destinations to decide at the next flush (each with [`QUEUED`] set).
+    queue: Vec<IpNetwork>,
+    /// Destinations whose write failed in this flush: queued again after it.
+    retry: Vec<IpNetwork>,
+    /// Stale podroute routes kept until stale removal is allowed (each with [`STALE`]).
+    stale: Vec<IpNetwork>,
+    /// podroute routes at other metrics, from the last full pass.
+    off_metric: Vec<(IpNetwork, u32)>,
+    /// Off-metric deletes that failed in this flush: tried again at the next one.
+    off_metric_retry: Vec<(IpNetwork, u32)>,
+    /// Destinations wanted as blackholes: the node's own pod CIDRs.
+    own_pod_cidrs: Vec<IpNetwork>,
+    wanted: usize,
+    installed: usize,
+    collisions: usize,
+    counters: RouteCounters,
+}
+
+impl Shared {
+    fn next_hop(&mut self, address: IpAddr) -> NextHopId {
+        if let Some(id) = self.next_hop_ids.get(&address) {
+            return *id;
+        }
+        let id = NextHopId(self.next_hops.len() as u32);
+        self.next_hops.push(NextHop {
+            address,
+            resolved: Resolved::Unknown,
+            users: 0,
+        });
+        self.next_hop_ids.insert(address, id);
+        id
+    }
+
+    fn target(&mut self, target: KernelTarget) -> TargetId {
+        if let Some(id) = self.target_ids.get(&target) {
+            return *id;
+        }
+        let id = TargetId(self.targets.len() as u32);
+        self.targets.push(target);
+        self.target_ids.insert(target, id);
+        id
+    }
+
+    fn wanted_of(&mut self, intent: Option<RouteIntent>) -> Wanted {
+        match intent {
+            None => Wanted::Nothing,
+            Some(RouteIntent::Blackhole) => Wanted::Blackhole,
+            Some(RouteIntent::Via(address)) => Wanted::Via(self.next_hop(address)),
+        }
+    }
+
+    fn set_wanted(&mut self, destination: IpNetwork, slot: &mut Slot, wanted: Wanted) {
+        let before = slot.wanted();
+        if before == wanted {
+            return;
+        }
+        match before {
+            Wanted::Nothing => self.wanted += 1,
+            Wanted::Blackhole => self.own_pod_cidrs.retain(|c| *c != destination),
+            Wanted::Via(id) => self.next_hops[id.0 as usize].users -= 1,
+        }
+        match wanted {
+            Wanted::Nothing => self.wanted -= 1,
+            Wanted::Blackhole => self.own_pod_cidrs.push(destination),
+            Wanted::Via(id) => self.next_hops[id.0 as usize].users += 1,
+        }
+        slot.set_wanted_raw(wanted);
+    }
+
+    fn queue(&mut self, destination: IpNetwork, slot: &mut Slot) {
+        if !slot.has(QUEUED) {
+            slot.flags |= QUEUED;
+            self.queue.push(destination);
+        }
+    }
+
+    /// The target podroute's route should have. An unresolvable next hop leaves an existing
+    /// route alone rather than deleting it: the path may come back, and a stale route is
+    /// better than a flap.
+    fn effective(&self, slot: &Slot) -> Option<TargetId> {
+        match slot.wanted() {
+            Wanted::Nothing => None,
+            Wanted::Blackhole => Some(self.blackhole),
+            Wanted::Via(id) => match self.next_hops[id.0 as usize].resolved {
+                Resolved::Reachable(target) => Some(target),
+                Resolved::Unknown | Resolved::Unresolvable => slot.ours(),
+            },
+        }
+    }
+
+    /// Brings the slot's counted state in line with its contents: installed (wanted, in
+    /// place, nothing pending, no collision) and colliding (wanted, but a foreign route holds
+    /// the destination; counted once when it appears).
+    fn settle(&mut self, destination: IpNetwork, slot: &mut Slot) {
+        let installed =
+            slot.wanted != 0 && slot.ours != 0 && slot.foreign == 0 && !slot.has(QUEUED);
+        if installed != slot.has(INSTALLED) {
+            slot.flags ^= INSTALLED;
+            if installed {
+                self.installed += 1;
+            } else {
+                self.installed -= 1;
+            }
+        }
+        let colliding = slot.wanted != 0 && slot.foreign > 0;
+        if colliding != slot.has(COLLIDING) {
+            slot.flags ^= COLLIDING;
+            if colliding {
+                self.collisions += 1;
+                self.counters.collisions += 1;
+                tracing::warn!(
+                    %destination,
+                    "a route of another protocol holds this destination; podroute leaves it alone"
+                );
+            } else {
+                self.collisions -= 1;
+            }
+        }
+    }
+
+    /// Decides one dequeued destination; a write goes to `out`.
+    fn plan_slot(
+        &mut self,
+        destination: IpNetwork,
+        slot: &mut Slot,
+        remove_stale: bool,
+        out: &mut Vec<PlannedWrite>,
+    ) {
+        slot.flags &= !QUEUED;
+        let decision = plan_destination(
+            self.effective(slot),
+            slot.ours(),
+            slot.foreign > 0,
+            remove_stale,
+        );
+        let op = match decision.write {
+            Some(Write::Create(t)) => Some(PlannedOp::Create(t)),
+            Some(Write::Replace(t)) => Some(PlannedOp::Replace(t)),
+            Some(Write::Delete) => Some(PlannedOp::Delete {
+                priority: install_priority(&destination),
+            }),
+            None => None,
+        };
+        if let Some(op) = op {
+            out.push(PlannedWrite { destination, op });
+        }
+        if decision.kept_stale && !slot.has(STALE) {
+            slot.flags |= STALE;
+            self.stale.push(destination);
+        }
+        self.settle(destination, slot);
+    }
+
+    /// True for a pod host route of the CNI plugin (see [`super::ownership`]).
+    fn is_cni_pod_route(&self, route: &KernelRoute) -> bool {
+        route.protocol == self.protocol && is_cni_pod_route(&route.shape, &self.own_pod_cidrs)
+    }
+}
+
+/// The desired routes and what the kernel holds for them.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    v4: FastMap<V4Key, Slot>,
+    v6: FastMap<V6Key, Slot>,
+    shared: Shared,
+}
+
+/// Runs `f` on the slot of `key` (created if `create`), then settles it and drops it if empty.
+fn edit<K: PrefixKey, R>(
+    map: &mut FastMap<K, Slot>,
+    key: K,
+    create: bool,
+    shared: &mut Shared,
+    f: impl FnOnce(IpNetwork, &mut Slot, &mut Shared) -> R,
+) -> Option<R> {
+    let slot = if create {
+        map.entry(key).or_default()
+    } else {
+        map.get_mut(&key)?
+    };
+    let destination = key.network();
+    let result = f(destination, slot, shared);
+    shared.settle(destination, slot);
+    if slot.is_empty() {
+        map.remove(&key);
+    }
+    Some(result)
+}
+
+impl RouteTable {
+    /// An empty cache for routes of `protocol`.
+    pub(crate) fn new(protocol: u8) -> Self {
+        let mut shared = Shared {
+            protocol,
+            next_hops: Vec::new(),
+            next_hop_ids: FastMap::default(),
+            targets: Vec::new(),
+            target_ids: FastMap::default(),
+            blackhole: TargetId(0),
+            queue: Vec::new(),
+            retry: Vec::new(),
+            stale: Vec::new(),
+            off_metric: Vec::new(),
+            off_metric_retry: Vec::new(),
+            own_pod_cidrs: Vec::new(),
+            wanted: 0,
+            installed: 0,
+            collisions: 0,
+            counters: RouteCounters::default(),
+        };
+        shared.blackhole = shared.target(KernelTarget::Blackhole);
+        Self {
+            v4: FastMap::default(),
+            v6: FastMap::default(),
+            shared,
+        }
+    }
+
+    fn with_slot<R>(
+        &mut self,
+        destination: IpNetwork,
+        create: bool,
+        f: impl FnOnce(IpNetwork, &mut Slot, &mut Shared) -> R,
+    ) -> Option<R> {
+        match canonical(destination) {
+            IpNetwork::V4(n) => {
+                let key = V4Key {
+                    address: n.network().into(),
+                    length: n.prefix(),
+                };
+                edit(&mut self.v4, key, create, &mut self.shared, f)
+            }
+            IpNetwork::V6(n) => {
+                let key = V6Key {
+                    address: n.network().octets(),
+                    length: n.prefix(),
+                };
+                edit(&mut self.v6, key, create, &mut self.shared, f)
+            }
+        }
+    }
+
+    fn slot(&self, destination: &IpNetwork) -> Option<&Slot> {
+        match canonical(*destination) {
+            IpNetwork::V4(n) => self.v4.get(&V4Key {
+                address: n.network().into(),
+                length: n.prefix(),
+            }),
+            IpNetwork::V6(n) => self.v6.get(&V6Key {
+                address: n.network().octets(),
+                length: n.prefix(),
+            }),
+        }
+    }
+
+    /// Every slot with its destination, mutably, with the shared part.
+    fn for_each_slot(&mut self, mut f: impl FnMut(IpNetwork, &mut Slot, &mut Shared)) {
+        for (key, slot) in &mut self.v4 {
+            f(key.network(), slot, &mut self.shared);
+        }
+        for (key, slot) in &mut self.v6 {
+            f(key.network(), slot, &mut self.shared);
+        }
+    }
+
+    /// Sets what podroute wants for `destination` (`None`: nothing). Later stages of the same
+    /// destination before a flush replace earlier ones: the flush writes only the last.
+    pub(crate) fn stage(&mut self, destination: IpNetwork, intent: Option<RouteIntent>) {
+        let wanted = self.shared.wanted_of(intent);
+        self.with_slot(
+            destination,
+            wanted != Wanted::Nothing,
+            |destination, slot, shared| {
+                if slot.wanted() != wanted {
+                    shared.set_wanted(destination, slot, wanted);
+                    shared.queue(destination, slot);
+                }
+            },
+        );
+    }
+
+    /// Stages whatever differs between the cache and `desired`, the whole desired set.
+    pub(crate) fn stage_difference(&mut self, desired: &BTreeMap<IpNetwork, RouteIntent>) {
+        for (destination, intent) in desired {
+            let wanted = self.shared.wanted_of(Some(*intent));
+            if self.slot(destination).map(Slot::wanted) != Some(wanted) {
+                self.stage(*destination, Some(*intent));
+            }
+        }
+        // Everything desired is now wanted; anything else wanted is withdrawn.
+        if self.shared.wanted > desired.len() {
+            let mut withdrawn = Vec::new();
+            self.for_each_slot(|destination, slot, _| {
+                if slot.wanted != 0 && !desired.contains_key(&destination) {
+                    withdrawn.push(destination);
+                }
+            });
+            for destination in withdrawn {
+                self.stage(destination, None);
+            }
+        }
+    }
+
+    /// Next hops in use to ask the kernel about: the ones never asked, or all if `all`.
+    pub(crate) fn next_hops_to_resolve(&self, all: bool) -> Vec<IpAddr> {
+        self.shared
+            .next_hops
+            .iter()
+            .filter(|n| n.users > 0 && (all || n.resolved == Resolved::Unknown))
+            .map(|n| n.address)
+            .collect()
+    }
+
+    /// Records how the kernel reaches `address`; routes through it are queued if that changed.
+    pub(crate) fn set_resolution(&mut self, address: IpAddr, resolution: Resolution) {
+        let id = self.shared.next_hop(address);
+        let resolved = match resolution {
+            Resolution::Reachable(target) => Resolved::Reachable(self.shared.target(target)),
+            Resolution::Unresolvable => Resolved::Unresolvable,
+        };
+        let next_hop = &mut self.shared.next_hops[id.0 as usize];
+        let before = next_hop.resolved;
+        if before == resolved {
+            return;
+        }
+        next_hop.resolved = resolved;
+        let users = next_hop.users;
+        match resolved {
+            Resolved::Unresolvable => tracing::warn!(
+                next_hop = %address,
+                routes = users,
+                "next hop unreachable through the kernel's routes; its routes are not installed \
+                 (existing ones are left alone)"
+            ),
+            _ if before == Resolved::Unresolvable => {
+                tracing::info!(next_hop = %address, routes = users, "next hop reachable again");
+            }
+            _ => {}
+        }
+        if before == Resolved::Unknown {
+            // Its users were queued when they were staged.
+            return;
+        }
+        self.for_each_slot(|destination, slot, shared| {
+            if slot.wanted() == Wanted::Via(id) {
+                shared.queue(destination, slot);
+                shared.settle(destination, slot);
+            }
+        });
+    }
+
+    /// Starts a full pass: what the cache knows of the kernel is about to be re-read.
+    pub(crate) fn begin_full_pass(&mut self) {
+        self.for_each_slot(|_, slot, _| {
+            slot.foreign = 0;
+            slot.flags &= !SEEN;
+        });
+        self.shared.off_metric.clear();
+    }
+
+    /// One route of the full pass's dump. Counts are settled at [`Self::end_full_pass`], so
+    /// the half-read table never counts as a change.
+    pub(crate) fn observe_dumped(&mut self, route: &KernelRoute) {
+        if !route.main_table {
+            return;
+        }
+        let destination = canonical(route.destination);
+        if route.protocol != self.shared.protocol {
+            if route.forwarding {
+                let slot = self.raw_slot(destination);
+                slot.foreign = slot.foreign.saturating_add(1);
+            }
+        } else if self.shared.is_cni_pod_route(route) {
+            // The plugin's, never the agent's.
+        } else if route.priority == install_priority(&destination) {
+            let target = self.shared.target(route.target);
+            let slot = self.raw_slot(destination);
+            slot.set_ours(Some(target));
+            slot.flags |= SEEN;
+        } else {
+            self.shared.off_metric.push((destination, route.priority));
+        }
+    }
+
+    fn raw_slot(&mut self, destination: IpNetwork) -> &mut Slot {
+        match destination {
+            IpNetwork::V4(n) => self
+                .v4
+                .entry(V4Key {
+                    address: n.network().into(),
+                    length: n.prefix(),
+                })
+                .or_default(),
+            IpNetwork::V6(n) => self
+                .v6
+                .entry(V6Key {
+                    address: n.network().octets(),
+                    length: n.prefix(),
+                })
+                .or_default(),
+        }
+    }
+
+    /// Ends a full pass: podroute routes the dump did not show are gone, every destination is
+    /// decided afresh at the next [`Self::plan`], counts are settled.
+    pub(crate) fn end_full_pass(&mut self) {
+        let queue = std::mem::take(&mut self.shared.queue);
+        let stale = std::mem::take(&mut self.shared.stale);
+        drop((queue, stale));
+        self.for_each_slot(|destination, slot, shared| {
+            if !slot.has(SEEN) && slot.ours != 0 {
+                if slot.has(INSTALLED) {
+                    slot.flags |= LOST;
+                }
+                slot.set_ours(None);
+            }
+            slot.flags &= !(SEEN | QUEUED | STALE);
+            if !slot.is_empty() {
+                shared.queue(destination, slot);
+            }
+            shared.settle(destination, slot);
+        });
+        self.v4.retain(|_, slot| !slot.is_empty());
+        self.v6.retain(|_, slot| !slot.is_empty());
+    }
+
+    /// Abandons a full pass whose dump failed: what was not seen yet is not gone, and known
+    /// collisions stay collisions. Another full pass follows.
+    pub(crate) fn abort_full_pass(&mut self) {
+        self.for_each_slot(|_, slot, _| {
+            slot.flags &= !SEEN;
+            if slot.has(COLLIDING) {
+                slot.foreign = slot.foreign.max(1);
+            }
+        });
+    }
+
+    /// A route notification from the kernel (`deleted` for `RTM_DELROUTE`; `replaced` when
+    /// the kernel flags the change as a replace of a route with the same key).
+    pub(crate) fn observe_event(
+        &mut self,
+        route: &KernelRoute,
+        deleted: bool,
+        replaced: bool,
+    ) -> EventEffect {
+        let mut effect = EventEffect::default();
+        let destination = canonical(route.destination);
+        let install = install_priority(&destination);
+        if route.protocol != self.shared.protocol {
+            // Next hops resolve through other programs' routes (in any table the rules use).
+            if self.covers_next_hop(destination) {
+                effect.refresh_next_hops = true;
+                effect.work = true;
+            }
+            if !route.main_table || !route.forwarding {
+                return effect;
+            }
+            self.with_slot(destination, !deleted, |destination, slot, shared| {
+                if deleted {
+                    // Another foreign route may still hold it; only a dump can tell.
+                    effect.full_pass |= slot.wanted != 0 || slot.foreign == 0;
+                    slot.foreign = slot.foreign.saturating_sub(1);
+                } else if replaced && route.priority == install && slot.ours != 0 {
+                    // It took the place of podroute's route.
+                    slot.set_ours(None);
+                    slot.foreign = slot.foreign.saturating_add(1);
+                } else if replaced {
+                    slot.foreign = slot.foreign.max(1);
+                } else {
+                    slot.foreign = slot.foreign.saturating_add(1);
+                }
+                if slot.wanted != 0 || slot.ours != 0 {
+                    shared.queue(destination, slot);
+                    effect.work = true;
+                }
+            });
+            return effect;
+        }
+        if !route.main_table || self.shared.is_cni_pod_route(route) {
+            return effect;
+        }
+        if route.priority != install {
+            // Someone else wrote (or removed) a podroute route at another metric: rare, and
+            // the full pass collects those.
+            effect.full_pass = true;
+            return effect;
+        }
+        self.with_slot(destination, !deleted, |destination, slot, shared| {
+            if deleted {
+                if slot.has(INSTALLED) {
+                    slot.flags |= LOST;
+                }
+                slot.set_ours(None);
+            } else {
+                let target = shared.target(route.target);
+                slot.set_ours(Some(target));
+            }
+            shared.queue(destination, slot);
+            effect.work = true;
+        });
+        effect
+    }
+
+    /// True if a route to `destination` could be how the kernel reaches a next hop in use.
+    fn covers_next_hop(&self, destination: IpNetwork) -> bool {
+        self.shared
+            .next_hops
+            .iter()
+            .any(|n| n.users > 0 && destination.contains(n.address))
+    }
+
+    /// True if some route podroute wants or holds goes out through interface `index`.
+    pub(crate) fn uses_interface(&self, index: u32) -> bool {
+        self.shared
+            .targets
+            .iter()
+            .any(|t| matches!(t, KernelTarget::Gateway { oif, .. } if *oif == index))
+    }
+
+    /// Moves the stale routes kept so far back into the queue, to be deleted now.
+    pub(crate) fn release_stale(&mut self) {
+        for destination in std::mem::take(&mut self.shared.stale) {
+            self.with_slot(destination, false, |destination, slot, shared| {
+                slot.flags &= !STALE;
+                shared.queue(destination, slot);
+            });
+        }
+    }
+
+    /// Decides queued destinations until `limit` writes are planned or the queue is empty;
+    /// then, with `remove_stale`, the podroute routes at other metrics.
+    pub(crate) fn plan(&mut self, remove_stale: bool, limit: usize) -> Vec<PlannedWrite> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(destination) = self.shared.queue.pop() else {
+                break;
+            };
+            self.with_slot(destination, false, |destination, slot, shared| {
+                shared.plan_slot(destination, slot, remove_stale, &mut out);
+            });
+        }
+        if remove_stale && out.len() < limit && self.shared.queue.is_empty() {
+            let take = self.shared.off_metric.len().min(limit - out.len());
+            for (destination, priority) in self.shared.off_metric.drain(..take) {
+                if let Some(WriteKind::Delete { priority }) = off_metric_write(priority, true) {
+                    out.push(PlannedWrite {
+                        destination,
+                        op: PlannedOp::Delete { priority },
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The netlink write of a planned one.
+    pub(crate) fn write_kind(&self, write: &PlannedWrite) -> WriteKind {
+        let target = |id: TargetId| self.shared.targets[id.0 as usize];
+        match write.op {
+            PlannedOp::Create(t) => WriteKind::Create(target(t)),
+            PlannedOp::Replace(t) => WriteKind::Replace(target(t)),
+            PlannedOp::Delete { priority } => WriteKind::Delete { priority },
+        }
+    }
+
+    /// Records how the kernel answered a planned write. Returns true if the answer means the
+    /// cache is wrong about the destination (a create lost a race): a full pass should check.
+    pub(crate) fn complete(&mut self, write: &PlannedWrite, outcome: Outcome) -> bool {
+        let install = install_priority(&write.destination);
+        match (write.op, outcome) {
+            (PlannedOp::Create(t) | PlannedOp::Replace(t), Outcome::Done) => {
+                let created = matches!(write.op, PlannedOp::Create(_));
+                self.with_slot(write.destination, false, |_, slot, shared| {
+                    slot.set_ours(Some(t));
+                    if created {
+                        shared.counters.created += 1;
+                        if slot.has(LOST) {
+                            shared.counters.restored += 1;
+                        }
+                    } else {
+                        shared.counters.replaced += 1;
+                    }
+                    slot.flags &= !LOST;
+                });
+                false
+            }
+            (PlannedOp::Delete { priority }, Outcome::Done) => {
+                self.shared.counters.deleted += 1;
+                if priority == install {
+                    self.with_slot(write.destination, false, |_, slot, _| slot.set_ours(None));
+                }
+                false
+            }
+            // A create refused with EEXIST lost a race with another program adding a route
+            // for the same destination after the cache last saw the kernel: that route stays,
+            // and is a collision from now on.
+            (PlannedOp::Create(_), Outcome::Failed(libc::EEXIST)) => {
+                self.shared.counters.raced += 1;
+                self.with_slot(write.destination, false, |_, slot, _| {
+                    slot.foreign = slot.foreign.max(1);
+                });
+                true
+            }
+            // Already gone: nothing to retry.
+            (PlannedOp::Delete { priority }, Outcome::Failed(libc::ESRCH)) => {
+                self.shared.counters.errors += 1;
+                if priority == install {
+                    self.with_slot(write.destination, false, |_, slot, _| slot.set_ours(None));
+                }
+                false
+            }
+            (op, Outcome::Failed(_)) => {
+                self.shared.counters.errors += 1;
+                match op {
+                    PlannedOp::Delete { priority } if priority != install => {
+                        self.shared
+                            .off_metric_retry
+                            .push((write.destination, priority));
+                    }
+                    _ => {
+                        self.with_slot(write.destination, false, |destination, slot, shared| {
+                            if !slot.has(QUEUED) {
+                                slot.flags |= QUEUED;
+                                shared.retry.push(destination);
+                            }
+                        });
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// After a flush: failed writes are queued for the next one.
+    pub(crate) fn end_flush(&mut self) {
+        let retry = std::mem::take(&mut self.shared.retry);
+        self.shared.queue.extend(retry);
+        let retry = std::mem::take(&mut self.shared.off_metric_retry);
+        self.shared.off_metric.extend(retry);
+    }
+
+    /// Destinations wanted and in place.
+    pub(crate) fn installed(&self) -> usize {
+        self.shared.installed
+    }
+
+    /// True if `destination` is wanted and in place.
+    pub(crate) fn is_installed(&self, destination: &IpNetwork) -> bool {
+        self.slot(destination).is_some_and(|s| s.has(INSTALLED))
+    }
+
+    /// The destinations wanted and in place.
+    pub(crate) fn installed_routes(&self) -> impl Iterator<Item = IpNetwork> + '_ {
+        let v4 = self.v4.iter().filter(|(_, s)| s.has(INSTALLED));
+        let v6 = self.v6.iter().filter(|(_, s)| s.has(INSTALLED));
+        v4.map(|(k, _)| k.network())
+            .chain(v6.map(|(k, _)| k.network()))
+    }
+
+    /// Wanted destinations held by a route of another protocol.
+    pub(crate) fn collisions(&self) -> usize {
+        self.shared.collisions
+    }
+
+    /// Wanted destinations whose next hop the kernel cannot reach.
+    pub(crate) fn unresolvable(&self) -> usize {
+        self.shared
+            .next_hops
+            .iter()
+            .filter(|n| n.resolved == Resolved::Unresolvable)
+            .map(|n| n.users as usize)
+            .sum()
+    }
+
+    /// Running totals.
+    pub(crate) fn counters(&self) -> &RouteCounters {
+        &self.shared.counters
+    }
+
+    /// Running totals, for the programmer's own counts (runs, batches).
+    pub(crate) fn counters_mut(&mut self) -> &mut RouteCounters {
+        &mut self.shared.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::ownership::RouteShape;
+
+    const PROTO: u8 = 80;
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().expect("net")
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+    fn via(s: &str) -> Option<RouteIntent> {
+        Some(RouteIntent::Via(ip(s)))
+    }
+    fn gw(s: &str) -> KernelTarget {
+        KernelTarget::Gateway {
+            gateway: ip(s),
+            oif: 2,
+        }
+    }
+    fn route(destination: &str, protocol: u8, target: KernelTarget) -> KernelRoute {
+        let destination = net(destination);
+        KernelRoute {
+            destination,
+            main_table: true,
+            protocol,
+            forwarding: true,
+            priority: install_priority(&destination),
+            target,
+            shape: RouteShape {
+                destination,
+                unicast: matches!(target, KernelTarget::Gateway { .. }),
+                gateway: match target {
+                    KernelTarget::Gateway { gateway, .. } => Some(gateway),
+                    _ => None,
+                },
+                oif: Some(2),
+            },
+        }
+    }
+
+    /// A table whose next hops 198.18.0.x resolve to themselves on link 2.
+    fn table() -> RouteTable {
+        RouteTable::new(PROTO)
+    }
+
+    fn resolve_all(table: &mut RouteTable) {
+        for next_hop in table.next_hops_to_resolve(false) {
+            table.set_resolution(
+                next_hop,
+                Resolution::Reachable(KernelTarget::Gateway {
+                    gateway: next_hop,
+                    oif: 2,
+                }),
+            );
+        }
+    }
+
+    /// Plans everything and completes it as the kernel would; returns the writes.
+    fn flush(table: &mut RouteTable, remove_stale: bool) -> Vec<(IpNetwork, WriteKind)> {
+        flush_with(table, remove_stale, |_| Outcome::Done)
+    }
+
+    fn flush_with(
+        table: &mut RouteTable,
+        remove_stale: bool,
+        outcome: impl Fn(&PlannedWrite) -> Outcome,
+    ) -> Vec<(IpNetwork, WriteKind)> {
+        resolve_all(table);
+        if remove_stale {
+            table.release_stale();
+        }
+        let mut done = Vec::new();
+        loop {
+            let writes = table.plan(remove_stale, 2);
+            if writes.is_empty() {
+                break;
+            }
+            for write in &writes {
+                done.push((write.destination, table.write_kind(write)));
+                table.complete(write, outcome(write));
+            }
+        }
+        table.end_flush();
+        done.sort_by_key(|(d, _)| *d);
+        done
+    }
+
+    fn full_pass(table: &mut RouteTable, kernel: &[KernelRoute]) {
+        table.begin_full_pass();
+        for route in kernel {
+            table.observe_dumped(route);
+        }
+        table.end_full_pass();
+    }
+
+    #[test]
+    fn later_stages_of_a_destination_coalesce_into_one_write() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        table.stage(net("10.244.2.0/24"), via("198.18.0.22"));
+        table.stage(net("10.244.3.0/24"), via("198.18.0.3"));
+        table.stage(net("10.244.3.0/24"), None);
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(net("10.244.2.0/24"), WriteKind::Create(gw("198.18.0.22")))]
+        );
+        assert_eq!(table.installed(), 1);
+        assert!(table.is_installed(&net("10.244.2.0/24")));
+        assert!(!table.is_installed(&net("10.244.3.0/24")));
+        // Staging what is already there writes nothing.
+        table.stage(net("10.244.2.0/24"), via("198.18.0.22"));
+        assert!(flush(&mut table, true).is_empty());
+    }
+
+    #[test]
+    fn the_difference_to_a_full_map_is_staged_and_applied_exactly() {
+        let mut table = table();
+        let mut desired = BTreeMap::from([
+            (net("10.244.1.0/24"), RouteIntent::Blackhole),
+            (net("10.244.2.0/24"), RouteIntent::Via(ip("198.18.0.2"))),
+            (
+                net("fd00:10:244:2::/64"),
+                RouteIntent::Via(ip("fd00:198:18::2")),
+            ),
+        ]);
+        table.stage_difference(&desired);
+        assert_eq!(flush(&mut table, true).len(), 3);
+        assert_eq!(table.installed(), 3);
+        let mut installed: Vec<_> = table.installed_routes().collect();
+        installed.sort();
+        assert_eq!(installed, desired.keys().copied().collect::<Vec<_>>());
+
+        table.stage_difference(&desired);
+        assert!(flush(&mut table, true).is_empty(), "no change, no write");
+
+        desired.insert(net("10.244.2.0/24"), RouteIntent::Via(ip("198.18.0.22")));
+        desired.remove(&net("fd00:10:244:2::/64"));
+        table.stage_difference(&desired);
+        assert_eq!(
+            flush(&mut table, true),
+            vec![
+                (net("10.244.2.0/24"), WriteKind::Replace(gw("198.18.0.22"))),
+                (
+                    net("fd00:10:244:2::/64"),
+                    WriteKind::Delete { priority: 1024 }
+                ),
+            ]
+        );
+        assert_eq!(table.installed(), 2);
+        assert_eq!(table.counters().created, 3);
+        assert_eq!(table.counters().replaced, 1);
+        assert_eq!(table.counters().deleted, 1);
+    }
+
+    #[test]
+    fn stale_routes_are_adopted_until_stale_removal_is_allowed() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        full_pass(
+            &mut table,
+            &[
+                route("10.244.2.0/24", PROTO, gw("198.18.0.2")),
+                route("10.244.8.0/24", PROTO, gw("198.18.0.8")),
+            ],
+        );
+        assert!(
+            flush(&mut table, false).is_empty(),
+            "adoption writes nothing"
+        );
+        assert_eq!(table.installed(), 1);
+        assert!(flush(&mut table, false).is_empty());
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(net("10.244.8.0/24"), WriteKind::Delete { priority: 0 })]
+        );
+        // A withdrawal waits for stale removal too.
+        table.stage(net("10.244.2.0/24"), None);
+        assert!(flush(&mut table, false).is_empty());
+        assert_eq!(flush(&mut table, true).len(), 1);
+        assert_eq!(table.installed(), 0);
+    }
+
+    #[test]
+    fn a_route_gone_from_the_dump_is_restored_and_counted() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        flush(&mut table, true);
+        full_pass(&mut table, &[]);
+        assert!(!table.is_installed(&net("10.244.2.0/24")));
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(net("10.244.2.0/24"), WriteKind::Create(gw("198.18.0.2")))]
+        );
+        assert_eq!(table.counters().restored, 1);
+        assert!(table.is_installed(&net("10.244.2.0/24")));
+    }
+
+    #[test]
+    fn a_deletion_notification_queues_the_repair() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        flush(&mut table, true);
+        let effect = table.observe_event(
+            &route("10.244.2.0/24", PROTO, gw("198.18.0.2")),
+            true,
+            false,
+        );
+        assert!(effect.work && !effect.full_pass);
+        assert_eq!(flush(&mut table, true).len(), 1);
+        assert_eq!(table.counters().restored, 1);
+        // Someone else's notification about an unrelated destination needs nothing.
+        let effect =
+            table.observe_event(&route("192.0.2.0/24", 4, gw("198.18.0.254")), false, false);
+        assert_eq!(effect, EventEffect::default());
+    }
+
+    #[test]
+    fn a_foreign_route_for_a_destination_is_a_collision_counted_once() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        flush(&mut table, true);
+        let foreign = route("10.244.2.0/24", 4, gw("198.18.0.254"));
+        let mut foreign_other_metric = foreign;
+        foreign_other_metric.priority = 100;
+        assert!(
+            table
+                .observe_event(&foreign_other_metric, false, false)
+                .work
+        );
+        assert_eq!(table.collisions(), 1);
+        // podroute's own route there is stale now.
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(net("10.244.2.0/24"), WriteKind::Delete { priority: 0 })]
+        );
+        full_pass(&mut table, &[foreign_other_metric]);
+        assert!(flush(&mut table, true).is_empty());
+        assert_eq!(table.collisions(), 1);
+        assert_eq!(
+            table.counters().collisions,
+            1,
+            "a standing collision counts once"
+        );
+        assert_eq!(table.installed(), 0);
+        // The foreign route goes: podroute's comes back.
+        full_pass(&mut table, &[]);
+        assert_eq!(flush(&mut table, true).len(), 1);
+        assert_eq!(table.collisions(), 0);
+        assert_eq!(table.installed(), 1);
+    }
+
+    #[test]
+    fn a_create_that_loses_a_race_leaves_the_other_route_alone() {
+        let mut table = table();
+        table.stage(net("10.244.7.0/24"), via("198.18.0.7"));
+        flush_with(&mut table, true, |_| Outcome::Failed(libc::EEXIST));
+        assert_eq!(table.counters().raced, 1);
+        assert_eq!(table.counters().errors, 0);
+        assert_eq!(table.collisions(), 1);
+        assert!(flush(&mut table, true).is_empty(), "not retried");
+    }
+
+    #[test]
+    fn failed_writes_are_retried_at_the_next_flush() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        let first = flush_with(&mut table, true, |_| Outcome::Failed(libc::ENETUNREACH));
+        assert_eq!(first.len(), 1, "tried once per flush");
+        assert_eq!(table.counters().errors, 1);
+        assert_eq!(table.installed(), 0);
+        assert_eq!(flush(&mut table, true).len(), 1);
+        assert_eq!(table.installed(), 1);
+    }
+
+    #[test]
+    fn a_next_hop_resolved_elsewhere_replaces_its_routes_and_an_unresolvable_one_keeps_them() {
+        let mut table = table();
+        for n in 2..5 {
+            table.stage(net(&format!("10.244.{n}.0/24")), via("198.18.1.3"));
+        }
+        table.stage(net("10.244.9.0/24"), via("198.18.0.9"));
+        flush(&mut table, true);
+        assert_eq!(table.installed(), 4);
+        let router = KernelTarget::Gateway {
+            gateway: ip("198.18.0.254"),
+            oif: 3,
+        };
+        table.set_resolution(ip("198.18.1.3"), Resolution::Reachable(router));
+        let writes = flush(&mut table, true);
+        assert_eq!(writes.len(), 3);
+        assert!(writes.iter().all(|(_, w)| *w == WriteKind::Replace(router)));
+        assert!(table.uses_interface(3));
+
+        table.set_resolution(ip("198.18.1.3"), Resolution::Unresolvable);
+        assert_eq!(table.unresolvable(), 3);
+        assert!(
+            flush(&mut table, true).is_empty(),
+            "existing routes are left alone"
+        );
+        assert_eq!(table.installed(), 4);
+        // A new route through it is not installed.
+        table.stage(net("10.244.5.0/24"), via("198.18.1.3"));
+        assert!(flush(&mut table, true).is_empty());
+        assert!(!table.is_installed(&net("10.244.5.0/24")));
+    }
+
+    #[test]
+    fn cni_pod_routes_and_other_tables_are_not_the_agents() {
+        let mut table = table();
+        table.stage(net("10.244.1.0/24"), Some(RouteIntent::Blackhole));
+        let mut pod = route("10.244.1.7/32", PROTO, KernelTarget::Other);
+        pod.shape.gateway = None;
+        pod.shape.unicast = true;
+        let mut other_table = route("10.244.6.0/24", PROTO, gw("198.18.0.6"));
+        other_table.main_table = false;
+        full_pass(&mut table, &[pod, other_table]);
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(
+                net("10.244.1.0/24"),
+                WriteKind::Create(KernelTarget::Blackhole)
+            )]
+        );
+        assert_eq!(
+            table.observe_event(&pod, true, false),
+            EventEffect::default()
+        );
+    }
+
+    #[test]
+    fn duplicates_at_other_metrics_go_with_stale_removal() {
+        let mut table = table();
+        table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
+        let mut duplicate = route("10.244.2.0/24", PROTO, gw("198.18.0.2"));
+        duplicate.priority = 100;
+        full_pass(
+            &mut table,
+            &[route("10.244.2.0/24", PROTO, gw("198.18.0.2")), duplicate],
+        );
+        assert!(flush(&mut table, false).is_empty());
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(net("10.244.2.0/24"), WriteKind::Delete { priority: 100 })]
+        );
+        assert!(flush(&mut table, true).is_empty());
+    }
+
+    #[test]
+    fn a_slot_costs_twenty_bytes_for_ipv4() {
+        assert_eq!(size_of::<Slot>(), 12);
+        assert_eq!(size_of::<(V4Key, Slot)>(), 20);
+        assert_eq!(size_of::<(V6Key, Slot)>(), 32);
+    }
+}
