@@ -1,18 +1,19 @@
-//! The agent's main loop: wires the Node watcher, the BGP speaker and the route reconciler.
+//! The agent's main loop: wires the Node watcher, the BGP speaker and the route programmer.
 //!
-//! Level-triggered: any change of the view or of the BGP routes, and a periodic tick, runs one
-//! reconcile from the current state. Stale podroute routes are removed only once the view is
-//! complete (Node list done) and BGP has synced (End-of-RIB from every peer) or the start-up
-//! grace period is over. If the API server goes away the view stays as it was, so nothing
-//! changes until it returns.
+//! Data flows one way: the view becomes the speaker's input (peers, policies, own routes);
+//! the speaker's Loc-RIB changes are staged in the programmer as they come, coalesced, and
+//! flushed to the kernel in batches; the own pod CIDRs are staged as blackholes from the
+//! view. A periodic tick and kernel notifications let the programmer repair what others
+//! changed. Stale podroute routes are removed only once BGP has synced (End-of-RIB from
+//! every mesh peer) or the start-up grace is over, which the speaker decides. If the API
+//! server goes away the view stays as it was, so nothing changes until it returns.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, watch};
 
 use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
@@ -20,14 +21,14 @@ use crate::context::Context;
 use crate::drift::compute_drift;
 use crate::metrics::Metrics;
 use crate::peers::{MeshOptions, mesh_peers};
-use crate::routes::RouteProgrammer;
-use crate::routes::desired::{desired_routes, expected_routes};
+use crate::routes::desired::expected_routes;
 use crate::routes::kernel::{self, KernelError};
-use crate::speaker::session::SessionFactory;
-use crate::speaker::{BgpOutput, SpeakerError, SpeakerInput, run_speaker};
+use crate::routes::{RouteIntent, RouteProgrammer};
+use crate::speaker::{BgpStatus, SpeakerError, SpeakerInput, SpeakerOutputs, run_speaker};
 use crate::static_peers::add_static_peers;
 use crate::view::{ClusterView, ViewError};
 use crate::watch::{ViewUpdate, run_node_watch};
+use podroute_bgp::speaker::RouteChange;
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum AgentError {
     /// Metrics registry.
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The signal handlers could not be installed.
+    #[error("installing the SIGTERM/SIGINT handlers: {0}")]
+    Signal(#[source] std::io::Error),
     /// HTTP listener.
     #[error("binding the HTTP server to {address}: {source}")]
     HttpBind {
@@ -72,6 +76,7 @@ impl AgentError {
             Self::SpeakerTask(_) => "speaker_task",
             Self::Metrics(_) => "metrics",
             Self::HttpBind { .. } => "http_bind",
+            Self::Signal(_) => "signal",
         }
     }
 }
@@ -93,8 +98,15 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
     kube::Client::try_from(config).map_err(|e| AgentError::KubeConfig(e.to_string()))
 }
 
+/// Route-change batches the speaker may queue ahead of the kernel programmer; past that the
+/// speaker waits (and with it, through TCP, the peers).
+const ROUTE_BATCHES: usize = 16;
+
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
-pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentError> {
+pub async fn run(config: Config) -> Result<(), AgentError> {
+    // Installed once, before anything else runs, so a signal that arrives while a step is
+    // busy is kept until the loop looks again.
+    let mut shutdown = Shutdown::install()?;
     let client = kube_client(config.kubeconfig.as_ref()).await?;
     let ctx = Arc::new(Context::new(config, Metrics::new()?));
 
@@ -114,10 +126,6 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
         view_tx,
     ));
 
-    let (speaker_tx, speaker_rx) = watch::channel(None);
-    let (bgp_tx, mut bgp_rx) = watch::channel(BgpOutput::default());
-    let speaker = tokio::spawn(run_speaker(ctx.clone(), factory, speaker_rx, bgp_tx));
-
     if ctx.config.cni.is_some() {
         // This agent runs the node's CNI: destroy pod veths whose namespace outlived DEL.
         tokio::spawn(crate::veth_sweep::run(
@@ -126,49 +134,60 @@ pub async fn run(config: Config, factory: SessionFactory) -> Result<(), AgentErr
             ctx.metrics.clone(),
         ));
     }
-    let mut reconciler = RouteProgrammer::new(ctx.config.route_protocol)?;
-    let mut tick = tokio::time::interval(ctx.config.reconcile_period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = Instant::now();
     let mut state = LoopState {
+        programmer: RouteProgrammer::new(ctx.config.route_protocol)?,
         readiness_file: ctx
             .config
             .cni
             .as_ref()
             .and_then(|c| c.readiness_file.clone())
             .map(ReadinessFile::new),
-        ..LoopState::default()
+        own_cidrs: Vec::new(),
+        speaker: None,
+        bgp: BgpStatus::default(),
+        conflist_written_for: None,
+        logged_waiting_for_cidr: false,
+        logged_view_error: None,
     };
-    let mut speaker = std::pin::pin!(speaker);
+    let mut tick = tokio::time::interval(ctx.config.reconcile_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        tokio::select! {
-            changed = view_rx.changed() => if changed.is_err() { break },
-            // The speaker dropped its output: it ended, and its result says why.
-            changed = bgp_rx.changed() => if changed.is_err() { return speaker_result((&mut speaker).await) },
-            _ = tick.tick() => {}
-            // A podroute route removed by someone else, a foreign route for one of ours, …
-            () = reconciler.kernel_changed() => {}
-            _ = tokio::time::sleep_until(started + ctx.config.startup_grace), if !state.grace_over => {
-                state.grace_over = true;
+        let wake = {
+            let (join, routes, status) = match state.speaker.as_mut() {
+                Some(task) => (
+                    Some(&mut task.join),
+                    Some(&mut task.routes),
+                    Some(&mut task.status),
+                ),
+                None => (None, None, None),
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.recv() => Wake::Shutdown,
+                result = speaker_ended(join) => Wake::SpeakerEnded(result),
+                changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
+                Some(batch) = next_routes(routes) => Wake::Routes(batch),
+                () = status_changed(status) => Wake::Step,
+                () = state.programmer.kernel_changed() => Wake::Step,
+                _ = tick.tick() => Wake::Step,
             }
-            result = &mut speaker => return speaker_result(result),
-            _ = shutdown_signal() => {
+        };
+        match wake {
+            Wake::Shutdown => {
                 tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
                 return Ok(());
             }
+            Wake::SpeakerEnded(result) => return speaker_result(result),
+            Wake::ViewGone => break,
+            Wake::Routes(batch) => state.stage_bgp(batch),
+            Wake::Step => {}
+        }
+        if let Some(task) = &mut state.speaker {
+            state.bgp = task.status.borrow_and_update().clone();
         }
         let update = view_rx.borrow_and_update().clone();
-        let bgp = bgp_rx.borrow_and_update().clone();
-        step(
-            &ctx,
-            &mut reconciler,
-            &mut state,
-            &update,
-            &bgp,
-            &speaker_tx,
-        )
-        .await?;
+        step(&ctx, &mut state, &update).await?;
     }
     Ok(())
 }
@@ -184,10 +203,48 @@ fn speaker_result(
     }
 }
 
-/// What the loop remembers between steps.
-#[derive(Debug, Default)]
+/// The running speaker task and its channels.
+#[derive(Debug)]
+struct SpeakerTask {
+    input: watch::Sender<Option<SpeakerInput>>,
+    routes: mpsc::Receiver<Vec<RouteChange>>,
+    status: watch::Receiver<BgpStatus>,
+    join: SpeakerJoin,
+}
+
+impl SpeakerTask {
+    /// Starts the speaker. `restarted`: podroute's routes were already in the kernel.
+    fn spawn(ctx: Arc<Context>, restarted: bool) -> Self {
+        let (input, input_rx) = watch::channel(None);
+        let (routes_tx, routes) = mpsc::channel(ROUTE_BATCHES);
+        let (status_tx, status) = watch::channel(BgpStatus::default());
+        let outputs = SpeakerOutputs {
+            routes: routes_tx,
+            status: status_tx,
+        };
+        let join = tokio::spawn(run_speaker(ctx, input_rx, outputs, restarted));
+        Self {
+            input,
+            routes,
+            status,
+            join,
+        }
+    }
+}
+
+/// What the loop keeps between steps. The routes themselves live in the speaker (BGP) and
+/// in the kernel (the programmer's cache of it); the loop keeps only what it staged for the
+/// own pod CIDRs and what it wrote for CNI.
+#[derive(Debug)]
 struct LoopState {
-    grace_over: bool,
+    programmer: RouteProgrammer,
+    /// Own pod CIDRs staged as blackholes.
+    own_cidrs: Vec<ipnetwork::IpNetwork>,
+    /// Started at the first usable view, after the first flush (so it knows whether routes
+    /// survived a restart).
+    speaker: Option<SpeakerTask>,
+    /// The speaker's latest status.
+    bgp: BgpStatus,
     conflist_written_for: Option<Vec<ipnetwork::IpNetwork>>,
     logged_waiting_for_cidr: bool,
     logged_view_error: Option<ViewError>,
@@ -195,14 +252,88 @@ struct LoopState {
     readiness_file: Option<ReadinessFile>,
 }
 
-/// One pass: view + BGP → speaker input, kernel routes, drift, readiness.
+/// Why the loop woke up.
+enum Wake {
+    Shutdown,
+    SpeakerEnded(Result<Result<(), SpeakerError>, tokio::task::JoinError>),
+    ViewGone,
+    Routes(Vec<RouteChange>),
+    Step,
+}
+
+type SpeakerJoin = tokio::task::JoinHandle<Result<(), SpeakerError>>;
+
+async fn speaker_ended(
+    join: Option<&mut SpeakerJoin>,
+) -> Result<Result<(), SpeakerError>, tokio::task::JoinError> {
+    match join {
+        Some(join) => join.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_routes(
+    routes: Option<&mut mpsc::Receiver<Vec<RouteChange>>>,
+) -> Option<Vec<RouteChange>> {
+    match routes {
+        Some(routes) => routes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn status_changed(status: Option<&mut watch::Receiver<BgpStatus>>) {
+    // A closed channel means the speaker ended; `speaker_ended` reports why.
+    let open = match status {
+        Some(status) => status.changed().await.is_ok(),
+        None => false,
+    };
+    if !open {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl LoopState {
+    /// Stages Loc-RIB changes (and any further batches already queued) for the kernel. The
+    /// node's own pod CIDRs stay blackholes whatever BGP says.
+    fn stage_bgp(&mut self, first: Vec<RouteChange>) {
+        let mut batch = Some(first);
+        while let Some(changes) = batch {
+            for change in changes {
+                if self.own_cidrs.contains(&change.prefix) {
+                    continue;
+                }
+                let intent = change.next_hops.first().map(RouteIntent::Via);
+                self.programmer.stage(change.prefix, intent);
+            }
+            batch = self
+                .speaker
+                .as_mut()
+                .and_then(|task| task.routes.try_recv().ok());
+        }
+    }
+
+    /// Stages the own pod CIDRs as blackholes (and drops ones that are no longer ours).
+    fn stage_own(&mut self, cidrs: Vec<ipnetwork::IpNetwork>) {
+        if cidrs == self.own_cidrs {
+            return;
+        }
+        for old in &self.own_cidrs {
+            if !cidrs.contains(old) {
+                self.programmer.stage(*old, None);
+            }
+        }
+        for cidr in &cidrs {
+            self.programmer.stage(*cidr, Some(RouteIntent::Blackhole));
+        }
+        self.own_cidrs = cidrs;
+    }
+}
+
+/// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
 async fn step(
-    ctx: &Context,
-    reconciler: &mut RouteProgrammer,
+    ctx: &Arc<Context>,
     state: &mut LoopState,
     update: &ViewUpdate,
-    bgp: &BgpOutput,
-    speaker_tx: &watch::Sender<Option<SpeakerInput>>,
 ) -> Result<(), AgentError> {
     if !update.synced {
         return Ok(());
@@ -247,18 +378,7 @@ async fn step(
     let mut peers = mesh_peers(&view, &options);
     add_static_peers(&mut peers, &ctx.config.static_peers);
     let advertised: Vec<_> = view.own.routable_cidrs().collect();
-    let input = SpeakerInput {
-        peers: peers.clone(),
-        view: view.clone(),
-        advertised,
-    };
-    speaker_tx.send_if_modified(|current| {
-        let changed = current.as_ref() != Some(&input);
-        if changed {
-            *current = Some(input);
-        }
-        changed
-    });
+    state.stage_own(advertised.iter().map(|(cidr, _)| *cidr).collect());
 
     let has_cidr = view.own_has_pod_cidr();
     if !has_cidr && !state.logged_waiting_for_cidr {
@@ -266,18 +386,8 @@ async fn step(
         state.logged_waiting_for_cidr = true;
     }
 
-    let remove_stale = bgp.initial_sync_done || state.grace_over;
-    let mut desired = desired_routes(&view, &bgp.learned);
-    // Routes from external peers passed their import list; a node's own or mesh route for the
-    // same prefix wins.
-    for (prefix, next_hop) in &bgp.external {
-        desired
-            .entry(*prefix)
-            .or_insert(crate::routes::RouteIntent::Via(*next_hop));
-    }
-    // The whole desired set for now; the speaker's Loc-RIB changes can be staged directly.
-    reconciler.stage_difference(&desired);
-    let report = match reconciler.flush(remove_stale).await {
+    let remove_stale = state.bgp.initial_sync_done;
+    let flushed = match state.programmer.flush(remove_stale).await {
         Ok(report) => Some(report),
         Err(error) => {
             tracing::warn!(%error, "route flush failed; retrying on the next change or tick");
@@ -288,38 +398,53 @@ async fn step(
             None
         }
     };
-    ctx.metrics.observe_route_counters(reconciler.counters());
+    ctx.metrics
+        .observe_route_counters(state.programmer.counters());
 
-    let expected = expected_routes(&view);
-    // Drift compares with what the Node objects say; externally learned routes are not part
-    // of that.
-    let installed: Vec<_> = report
-        .as_ref()
-        .map(|_| {
-            reconciler
-                .installed_routes()
-                .filter(|p| !bgp.external.contains_key(p) || expected.contains_key(p))
-                .collect()
-        })
-        .unwrap_or_default();
-    let drift = compute_drift(&expected, &bgp.learned, &installed);
-    ctx.metrics.observe_drift(&drift);
-    if report.is_some() {
-        // The programmer logs next hops as they become unreachable.
-        ctx.metrics
-            .routes_installed
-            .set(reconciler.installed() as i64);
-        ctx.metrics
-            .route_collisions
-            .set(reconciler.collisions() as i64);
-        ctx.metrics
-            .routes_unresolvable
-            .set(reconciler.unresolvable() as i64);
+    // The speaker starts once the kernel was looked at: routes found there mean this is a
+    // restart with forwarding preserved (graceful restart's F bit).
+    if state.speaker.is_none() {
+        let restarted = state.programmer.installed() > state.own_cidrs.len();
+        state.speaker = Some(SpeakerTask::spawn(ctx.clone(), restarted));
+    }
+    let input = SpeakerInput {
+        peers: peers.clone(),
+        view: view.clone(),
+        advertised,
+    };
+    if let Some(task) = &state.speaker {
+        task.input.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&input);
+            if changed {
+                *current = Some(input);
+            }
+            changed
+        });
     }
 
+    // Drift, over the routes the API expects (the mesh), never the whole table.
+    let expected = expected_routes(&view);
+    let installed: Vec<_> = expected
+        .keys()
+        .filter(|p| state.programmer.is_installed(p))
+        .copied()
+        .collect();
+    let drift = compute_drift(&expected, &state.bgp.mesh_best, &installed);
+    ctx.metrics.observe_drift(&drift);
+    ctx.metrics
+        .routes_installed
+        .set(state.programmer.installed() as i64);
+    ctx.metrics
+        .route_collisions
+        .set(state.programmer.collisions() as i64);
+    ctx.metrics
+        .routes_unresolvable
+        .set(state.programmer.unresolvable() as i64);
+
     // Ready once the own pod CIDR is known and its routes (the blackholes) are in place ...
-    let own_cidrs: Vec<_> = view.own.routable_cidrs().map(|(c, _)| c).collect();
-    let programmed = report.is_some() && own_cidrs.iter().all(|c| reconciler.is_installed(c));
+    let own_cidrs = state.own_cidrs.clone();
+    let programmed =
+        flushed.is_some() && own_cidrs.iter().all(|c| state.programmer.is_installed(c));
     // ... and the initial BGP sync is done (or given up on), so a new node's pods do not start
     // before it can reach the others.
     let ready = has_cidr && programmed && remove_stale;
@@ -331,7 +456,8 @@ async fn step(
     }
     // CNI STATUS says ready once the plugin has its configuration, and no longer when the
     // agent stops being ready (the file stays when the agent exits: routes and plugin go on).
-    set_cni_readiness(ctx, state, ready && state.conflist_written_for.is_some());
+    let cni_ready = ready && state.conflist_written_for.is_some();
+    set_cni_readiness(ctx, state, cni_ready);
     let reason = if !has_cidr {
         Some("the node has no pod CIDR yet".to_owned())
     } else if !programmed {
@@ -341,6 +467,8 @@ async fn step(
     } else {
         None
     };
+    let routes_installed = state.programmer.installed();
+    let bgp_peers = state.bgp.peers.clone();
     ctx.update_status(|s| {
         s.ready = ready;
         s.not_ready_reason = reason;
@@ -348,9 +476,9 @@ async fn step(
         s.own_pod_cidrs = own_cidrs;
         s.peers = peers.len();
         s.stale_removal_allowed = remove_stale;
-        s.routes_installed = report.map_or(installed.len(), |_| reconciler.installed());
+        s.routes_installed = routes_installed;
         s.drift = drift;
-        s.bgp_peers = bgp.peers.clone();
+        s.bgp_peers = bgp_peers;
     });
     Ok(())
 }
@@ -396,13 +524,26 @@ fn set_cni_readiness(ctx: &Context, state: &mut LoopState, ready: bool) {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, listened to from start to end.
+#[derive(Debug)]
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Self, AgentError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(AgentError::Signal)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(AgentError::Signal)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }

@@ -139,10 +139,17 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_STARTUP_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub startup_grace: Duration,
 
-    /// How long routes from a mesh peer whose session dropped are kept while it restarts
-    /// (like a graceful-restart helper, RFC 4724 §4.2); `0s` drops them at once. Routes of a
+    /// Graceful restart (RFC 4724) with every peer: the Restart Time we advertise, i.e. how
+    /// long peers keep this node's routes while the agent restarts. `0s` turns graceful
+    /// restart off (no capability offered; a peer's routes go as soon as its session ends).
+    #[arg(long, env = "PODROUTE_GRACEFUL_RESTART_TIME", default_value = "120s", value_parser = parse_duration)]
+    pub graceful_restart_time: Duration,
+
+    /// The longest a restarting peer's routes are kept as stale (also bounded by the restart
+    /// time the peer advertised, while it is away): they go when the peer is back and sent
+    /// End-of-RIB without them, or when this runs out. `0s` drops them at once. Routes of a
     /// Node deleted from the API go at once regardless.
-    #[arg(long, env = "PODROUTE_STALE_ROUTES_TIME", default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, env = "PODROUTE_STALE_ROUTES_TIME", default_value = "300s", value_parser = parse_duration)]
     pub stale_routes_time: Duration,
 
     /// Log format.
@@ -237,7 +244,9 @@ pub struct Config {
     pub reconcile_period: Duration,
     /// Longest wait for the BGP initial sync before stale routes are removed.
     pub startup_grace: Duration,
-    /// How long a dropped mesh peer's routes are kept.
+    /// Graceful restart time we advertise (zero: graceful restart off).
+    pub graceful_restart_time: Duration,
+    /// Longest time a restarting peer's routes are kept as stale.
     pub stale_routes_time: Duration,
     /// Log format.
     pub log_format: LogFormat,
@@ -321,6 +330,9 @@ pub enum ConfigError {
     /// Hold time of 1 or 2 seconds.
     #[error("--hold-time {0} is invalid: it must be 0 or at least 3 seconds (RFC 4271 §4.2)")]
     InvalidHoldTime(u16),
+    /// A graceful restart time that does not fit the capability's 12 bits.
+    #[error("--graceful-restart-time {0:?} is too long: at most 4095s (RFC 4724 §3)")]
+    GracefulRestartTime(Duration),
     /// Bad node IP list.
     #[error("--node-ip: {0}")]
     NodeIp(#[from] NodeIpListError),
@@ -377,6 +389,9 @@ impl Cli {
         if self.hold_time == 1 || self.hold_time == 2 {
             return Err(ConfigError::InvalidHoldTime(self.hold_time));
         }
+        if self.graceful_restart_time > Duration::from_secs(4095) {
+            return Err(ConfigError::GracefulRestartTime(self.graceful_restart_time));
+        }
         if let Some(bad) = self
             .node_ip
             .iter()
@@ -425,6 +440,7 @@ impl Cli {
             route_protocol: self.route_protocol,
             reconcile_period: self.reconcile_period,
             startup_grace: self.startup_grace,
+            graceful_restart_time: self.graceful_restart_time,
             stale_routes_time: self.stale_routes_time,
             log_format: self.log_format,
             http_listen: self.http_listen,
@@ -605,6 +621,10 @@ mod tests {
         assert!(matches!(
             parse(&["--node-name", "n", "--hold-time", "2"]),
             Err(ConfigError::InvalidHoldTime(2))
+        ));
+        assert!(matches!(
+            parse(&["--node-name", "n", "--graceful-restart-time", "2h"]),
+            Err(ConfigError::GracefulRestartTime(d)) if d == Duration::from_secs(7200)
         ));
         assert!(parse(&["--node-name", "n", "--hold-time", "0"]).is_ok());
     }

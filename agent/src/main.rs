@@ -29,8 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let factory = podroute_agent::speaker::default_session_factory();
-    match runtime.block_on(podroute_agent::agent::run(config, factory)) {
+    match runtime.block_on(podroute_agent::agent::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let error = anyhow::Error::from(error);

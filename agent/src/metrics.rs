@@ -33,6 +33,8 @@ pub struct Metrics {
     pub bgp_rejected_routes: IntGauge,
     /// BGP sessions by state.
     pub bgp_sessions: IntGaugeVec,
+    /// Loc-RIB prefixes by family (`ipv4`, `ipv6`).
+    pub bgp_loc_rib_prefixes: IntGaugeVec,
     /// Pod veths released by the CNI plugin that the agent destroyed (their netns lived on).
     pub cni_released_veths_destroyed: IntCounter,
     /// Netlink batches of route writes sent (one `sendmsg` each).
@@ -98,6 +100,14 @@ impl Metrics {
             "pod veths released by CNI DEL and destroyed by the agent because their netns lived on",
         )?;
         registry.register(Box::new(bgp_sessions.clone()))?;
+        let bgp_loc_rib_prefixes = IntGaugeVec::new(
+            Opts::new(
+                "bgp_loc_rib_prefixes",
+                "prefixes in the BGP Loc-RIB (best paths), by family",
+            ),
+            &["family"],
+        )?;
+        registry.register(Box::new(bgp_loc_rib_prefixes.clone()))?;
         registry.register(Box::new(cni_released_veths_destroyed.clone()))?;
         let netlink_batches = IntCounter::new(
             "netlink_batches_total",
@@ -119,6 +129,7 @@ impl Metrics {
             ready,
             routes_installed,
             route_writes,
+            bgp_loc_rib_prefixes,
             routes_restored,
             route_collisions,
             routes_unresolvable,

@@ -22,7 +22,7 @@ pub enum PeerKind {
     /// prefixes its import list allows; the agent connects actively and also accepts.
     Static {
         /// The import list (empty: import nothing).
-        import: Vec<crate::static_peers::ImportRule>,
+        import: Vec<podroute_bgp::speaker::PrefixRule>,
     },
 }
 

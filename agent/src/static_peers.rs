@@ -6,41 +6,18 @@
 //! [`PeerKind::Static`](crate::peers::PeerKind::Static), the same data the mesh produces, so
 //! a resource can later produce identical specs and the speaker treats them alike.
 //!
-//! Import policy: only prefixes inside one of the peer's [`ImportRule`]s (and no longer than
-//! its maximum length) are accepted; with no rule nothing is, the safe default for a router
-//! that may send a full table.
+//! Import policy: only prefixes inside one of the peer's import entries (and no longer than
+//! its maximum length, like a prefix-list `le`) are accepted; with no entry nothing is, the
+//! safe default for a router that may send a full table. Entries are the speaker's
+//! [`PrefixRule`]s, so the speaker applies them as they are.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
+use podroute_bgp::speaker::{PrefixRule, Verdict};
 
 use crate::peers::{PeerKind, PeerSet, PeerSpec};
-
-/// One entry of an import list: accept prefixes inside `prefix` whose length is at most
-/// `max_len` (like a prefix-list `le`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ImportRule {
-    /// The covering prefix.
-    pub prefix: IpNetwork,
-    /// Longest accepted prefix length (at least `prefix`'s own length).
-    pub max_len: u8,
-}
-
-impl ImportRule {
-    /// True if `candidate` lies inside the rule's prefix and is not longer than `max_len`.
-    pub fn matches(&self, candidate: IpNetwork) -> bool {
-        candidate.is_ipv4() == self.prefix.is_ipv4()
-            && candidate.prefix() >= self.prefix.prefix()
-            && candidate.prefix() <= self.max_len
-            && self.prefix.contains(candidate.network())
-    }
-}
-
-/// True if some rule of `rules` accepts `prefix`; an empty list accepts nothing.
-pub fn import_allows(rules: &[ImportRule], prefix: IpNetwork) -> bool {
-    rules.iter().any(|rule| rule.matches(prefix))
-}
 
 /// A static peer as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +33,7 @@ pub struct StaticPeer {
     /// GTSM (RFC 5082).
     pub gtsm: bool,
     /// Import list.
-    pub import: Vec<ImportRule>,
+    pub import: Vec<PrefixRule>,
 }
 
 impl StaticPeer {
@@ -122,7 +99,7 @@ pub enum StaticPeerError {
 }
 
 /// Parses one import entry: `10.99.0.0/16:24` (or `10.99.0.0/16`, meaning exactly /16).
-pub fn parse_import_rule(text: &str) -> Result<ImportRule, StaticPeerError> {
+pub fn parse_import_rule(text: &str) -> Result<PrefixRule, StaticPeerError> {
     let bad = || StaticPeerError::Import(text.to_owned());
     let (address, lengths) = text.split_once('/').ok_or_else(bad)?;
     let (len, max) = match lengths.split_once(':') {
@@ -144,7 +121,7 @@ pub fn parse_import_rule(text: &str) -> Result<ImportRule, StaticPeerError> {
     if max_len < len || max_len > limit {
         return Err(bad());
     }
-    Ok(ImportRule { prefix, max_len })
+    Ok(PrefixRule::up_to(prefix, max_len, Verdict::Accept))
 }
 
 /// Parses a spec, reading the password file it names.
@@ -270,14 +247,8 @@ mod tests {
         assert_eq!(
             peer.import,
             vec![
-                ImportRule {
-                    prefix: net("10.99.0.0/16"),
-                    max_len: 24
-                },
-                ImportRule {
-                    prefix: net("fd00:99::/32"),
-                    max_len: 64
-                },
+                PrefixRule::up_to(net("10.99.0.0/16"), 24, Verdict::Accept),
+                PrefixRule::up_to(net("fd00:99::/32"), 64, Verdict::Accept),
             ]
         );
         let spec = peer.to_spec();
@@ -290,7 +261,8 @@ mod tests {
         assert!(peer.import.is_empty());
         assert!(!peer.gtsm);
         assert_eq!(peer.md5_password, None);
-        assert!(!import_allows(&peer.import, net("10.99.1.0/24")));
+        let policy = podroute_bgp::speaker::Policy::allow_only(peer.import);
+        assert!(!policy.accepts(&net("10.99.1.0/24"), "198.18.0.254".parse().expect("ip")));
     }
 
     #[test]
@@ -337,8 +309,13 @@ mod tests {
         }
     }
 
+    fn policy(rules: &[PrefixRule]) -> podroute_bgp::speaker::Policy {
+        podroute_bgp::speaker::Policy::allow_only(rules.to_vec())
+    }
+
     #[test]
     fn import_filter_checks_containment_and_length() {
+        let any: IpAddr = "198.18.0.254".parse().expect("ip");
         let rules = vec![
             parse_import_rule("10.99.0.0/16:24").expect("rule"),
             parse_import_rule("fd00:99::/32:64").expect("rule"),
@@ -352,7 +329,7 @@ mod tests {
             "fd00:99::/32",
             "192.0.2.0/24",
         ] {
-            assert!(import_allows(&rules, net(accepted)), "{accepted}");
+            assert!(policy(&rules).accepts(&net(accepted), any), "{accepted}");
         }
         for rejected in [
             "10.98.1.0/24",   // outside
@@ -363,7 +340,7 @@ mod tests {
             "fd00:99:1::/80", // too long
             "192.0.2.0/25",   // exact rule, longer
         ] {
-            assert!(!import_allows(&rules, net(rejected)), "{rejected}");
+            assert!(!policy(&rules).accepts(&net(rejected), any), "{rejected}");
         }
     }
 

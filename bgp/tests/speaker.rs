@@ -694,6 +694,85 @@ fn initial_sync_waits_for_end_of_rib_or_the_deferral() {
 }
 
 #[test]
+fn a_further_connection_while_established_is_refused_without_graceful_restart() {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    net.add_node(2, SpeakerConfig::default());
+    let now = net.now;
+    let mut a = peer_config(1, 2);
+    a.graceful_restart = None;
+    net.node(1).speaker.add_peer(now, a);
+    net.node(2).speaker.add_peer(now, peer_config(2, 1));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    let now = net.now;
+    assert_eq!(
+        net.node(1).speaker.incoming(now, ip(2)),
+        Err(Refusal::Established)
+    );
+    net.settle();
+    assert_eq!(net.state(1, 2), Some(State::Established));
+}
+
+#[test]
+fn a_restarted_peer_that_reconnects_before_its_old_session_died_takes_over() {
+    // Node 2 restarts so fast that node 1 never saw the old connection end (a lost FIN):
+    // its new connection arrives while node 1 is Established. With graceful restart the new
+    // session replaces the old one once its OPEN is valid, and the routes stay throughout.
+    let mut net = mesh(&[1, 2]);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    let old: Vec<(IpAddr, ConnId)> = net.wires.keys().filter(|k| k.0 == ip(2)).copied().collect();
+    for key in old {
+        // Node 2's end vanishes silently.
+        if let Some(theirs) = net.wires.remove(&key) {
+            net.wires.remove(&theirs);
+        }
+    }
+    net.nodes.remove(&ip(2));
+    net.add_node(
+        2,
+        SpeakerConfig {
+            restarted: true,
+            ..SpeakerConfig::default()
+        },
+    );
+    let now = net.now;
+    let mut back = peer_config(2, 1);
+    back.session.passive = false;
+    net.node(2).speaker.add_peer(now, back);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.node(1).changes.clear();
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.state(2, 1), Some(State::Established));
+    assert_eq!(net.fib(1).get(&net_("10.244.2.0/24")), Some(&one(2)));
+    assert!(
+        net.node(1)
+            .changes
+            .iter()
+            .all(|c| c.next_hops != NextHops::None),
+        "never withdrawn"
+    );
+    let status = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!(status.established_count, 2);
+}
+
+#[test]
+fn a_forgotten_peer_gets_no_notification_and_keeps_our_routes_stale() {
+    let mut net = mesh(&[1, 2]);
+    originate(&mut net, 1, &["10.244.1.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(2).len(), 1);
+    let now = net.now;
+    net.node(1).speaker.forget_peer(now, ip(2));
+    net.settle();
+    assert!(net.node(2).seen.notifications(false).is_empty());
+    assert_eq!(net.fib(2).len(), 1, "kept as stale");
+    assert_eq!(net.node(2).speaker.peers().next().expect("peer").stale, 1);
+}
+
+#[test]
 fn a_peer_not_configured_is_refused() {
     let mut net = mesh(&[1]);
     let now = net.now;

@@ -1,8 +1,7 @@
-//! The routes a node should hold, computed without I/O.
-//!
-//! Two sources must agree for a peer route: BGP must have learned the prefix (so the peer is up
-//! and announcing it) *and* the cluster view must say that the peer's Node owns that pod CIDR
-//! with that node IP. The view alone also gives the *expected* routes used for drift reports.
+//! The routes the API alone says a node should hold, computed without I/O: every other
+//! Node's pod CIDRs via its node IP, and the own pod CIDRs as blackholes. Drift compares them
+//! with the Loc-RIB and the kernel. (That a mesh peer may announce only its own Node's CIDRs
+//! is the speaker's import policy, see `speaker::peer_config`.)
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,25 +11,8 @@ use ipnetwork::IpNetwork;
 use super::RouteIntent;
 use crate::view::ClusterView;
 
-/// Best routes from the RIB: prefix → BGP next hop.
+/// Routes as prefix → BGP next hop (the Loc-RIB's, for the prefixes drift looks at).
 pub type LearnedRoutes = BTreeMap<IpNetwork, IpAddr>;
-
-/// Desired kernel routes: the own pod CIDRs as blackholes, and every learned prefix that the
-/// view allows as `via <next hop>`.
-pub fn desired_routes(
-    view: &ClusterView,
-    learned: &LearnedRoutes,
-) -> BTreeMap<IpNetwork, RouteIntent> {
-    let mut desired: BTreeMap<IpNetwork, RouteIntent> = learned
-        .iter()
-        .filter(|(prefix, next_hop)| view_allows(view, **prefix, **next_hop))
-        .map(|(prefix, next_hop)| (*prefix, RouteIntent::Via(*next_hop)))
-        .collect();
-    for (cidr, _) in view.own.routable_cidrs() {
-        desired.insert(cidr, RouteIntent::Blackhole);
-    }
-    desired
-}
 
 /// Routes the node should hold if every peer announced exactly what its Node owns: what the
 /// API alone says. The difference to [`desired_routes`] is drift.
@@ -45,14 +27,6 @@ pub fn expected_routes(view: &ClusterView) -> BTreeMap<IpNetwork, RouteIntent> {
         expected.insert(cidr, RouteIntent::Blackhole);
     }
     expected
-}
-
-/// True if some peer Node owns `prefix` with `next_hop` as its node IP of that family.
-pub fn view_allows(view: &ClusterView, prefix: IpNetwork, next_hop: IpAddr) -> bool {
-    view.peers.values().any(|peer| {
-        peer.routable_cidrs()
-            .any(|(cidr, ip)| cidr == prefix && ip == next_hop)
-    })
 }
 
 #[cfg(test)]
@@ -80,38 +54,6 @@ mod tests {
     }
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
-    }
-
-    #[test]
-    fn learned_routes_that_match_the_view_are_desired_own_cidr_is_blackholed() {
-        let learned = LearnedRoutes::from([(net("10.244.2.0/24"), ip("198.18.0.2"))]);
-        let desired = desired_routes(&view(), &learned);
-        assert_eq!(
-            desired,
-            BTreeMap::from([
-                (net("10.244.1.0/24"), RouteIntent::Blackhole),
-                (net("10.244.2.0/24"), RouteIntent::Via(ip("198.18.0.2"))),
-            ])
-        );
-    }
-
-    #[test]
-    fn learned_routes_the_view_does_not_own_are_not_desired() {
-        let learned = LearnedRoutes::from([
-            // node-3's CIDR announced with node-2 as next hop: hijack, refused.
-            (net("10.244.3.0/24"), ip("198.18.0.2")),
-            // A prefix no Node owns.
-            (net("0.0.0.0/0"), ip("198.18.0.2")),
-            // A more specific part of a Node's CIDR is not the CIDR.
-            (net("10.244.2.128/25"), ip("198.18.0.2")),
-            // Our own CIDR learned from someone else never displaces the blackhole.
-            (net("10.244.1.0/24"), ip("198.18.0.3")),
-        ]);
-        let desired = desired_routes(&view(), &learned);
-        assert_eq!(
-            desired,
-            BTreeMap::from([(net("10.244.1.0/24"), RouteIntent::Blackhole)])
-        );
     }
 
     #[test]

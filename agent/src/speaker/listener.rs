@@ -1,23 +1,17 @@
-//! The BGP listener: accepts TCP connections on the node IP and hands each one to its peer's
-//! task. A connection from an address that is no configured peer is closed at once, before any
-//! session state exists; such refusals are counted and logged at most every few seconds.
+//! The BGP listener: accepts TCP connections on the node IP and hands each one to the
+//! speaker, which decides (a connection from an address that is no configured peer is
+//! closed at once, before any session state exists).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
+use super::connection::Inbound;
 use crate::sockopt;
-
-/// How often a refused-connection line may be logged.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Peer address → the channel of its task.
-pub type PeerRoutes = Arc<RwLock<HashMap<IpAddr, mpsc::Sender<TcpStream>>>>;
 
 /// Binds the listener (with `SO_REUSEADDR`, so a restarted agent can bind at once). It sends
 /// with TTL 255 for every peer (harmless for peers without GTSM, required for those with it);
@@ -47,10 +41,10 @@ pub fn set_peer_md5(
     )
 }
 
-/// Accepts forever, routing connections to peer tasks; `refused` is called per refusal.
-pub async fn accept_loop(listener: Arc<TcpListener>, peers: PeerRoutes, refused: impl Fn()) {
-    let mut last_log: Option<tokio::time::Instant> = None;
-    let mut unlogged = 0u64;
+/// Accepts forever and hands every connection, with the peer's address, to the speaker,
+/// which takes it or refuses it. `accepted` is bounded: while the speaker is busy, the
+/// kernel's backlog holds further connections.
+pub async fn accept_loop(listener: Arc<TcpListener>, accepted: mpsc::Sender<Inbound>) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -60,25 +54,13 @@ pub async fn accept_loop(listener: Arc<TcpListener>, peers: PeerRoutes, refused:
                 continue;
             }
         };
-        let source = canonical(remote.ip());
-        let task = peers.read().ok().and_then(|p| p.get(&source).cloned());
-        match task {
-            Some(task) => {
-                if task.try_send(stream).is_err() {
-                    tracing::debug!(%source, "peer task busy; connection dropped");
-                }
-            }
-            None => {
-                drop(stream);
-                refused();
-                unlogged += 1;
-                let now = tokio::time::Instant::now();
-                if last_log.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL) {
-                    tracing::warn!(%source, refused = unlogged, "BGP connection from an address that is no configured peer closed");
-                    last_log = Some(now);
-                    unlogged = 0;
-                }
-            }
+        let peer = canonical(remote.ip());
+        if accepted
+            .send(Inbound::Accepted(stream, peer))
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }

@@ -1,59 +1,72 @@
-//! The BGP speaker: the listener, one task per peer, and the routes they bring in.
+//! The BGP speaker's tokio shell: the listener, sockets and timers around
+//! `podroute_bgp::speaker::Speaker`, which holds every piece of BGP state.
 //!
-//! Input is data: the [`PeerSet`] computed from the cluster view (later also from `BGPPeer`
-//! resources), the view (for import policy) and the routes to advertise. The speaker applies
-//! [`PeerChanges`] to the running tasks, so only the peers that changed are touched, and
-//! publishes [`BgpOutput`]: routes accepted by import policy and whether the initial sync is
-//! done (End-of-RIB from every mesh peer for every family its session negotiated).
+//! Input is data: the [`SpeakerInput`] computed from the cluster view (peers, the view for
+//! mesh import policy, the routes to advertise), turned into per-peer configuration by
+//! [`peer_config`]. Output: Loc-RIB changes on a bounded channel (the kernel programmer's
+//! input; a full channel slows the speaker, and with it the peers, through TCP), and a
+//! [`BgpStatus`] for readiness, `status` and metrics.
+//!
+//! One task owns the speaker. Socket tasks ([`connection`]) only move bytes; the listener
+//! hands accepted connections over; timers are the speaker's `poll_timeout`.
 
-pub mod bgp_session;
+pub mod connection;
 pub mod listener;
-pub mod peer;
-pub mod rib;
-pub mod session;
-pub mod sync;
+pub mod peer_config;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ipnetwork::IpNetwork;
+use podroute_bgp::message::Family;
+use podroute_bgp::session::State;
+use podroute_bgp::speaker::{
+    ConnId, GracefulRestartConfig, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig,
+};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::context::Context;
-use crate::peers::{PeerChanges, PeerKind, PeerSet};
-use crate::routes::desired::LearnedRoutes;
+use crate::peers::{PeerChanges, PeerSet};
 use crate::view::ClusterView;
-use peer::{PeerEvent, PeerTask};
-use rib::{ReceivedRoutes, import};
-use session::{LocalSettings, SessionFactory};
-use sync::SyncTracker;
+use connection::{Connection, Dial, Inbound};
+use peer_config::{LocalSettings, originated, peer_config};
+
+/// Inbound events handled before the speaker's output is carried out and published.
+const INBOUND_BATCH: usize = 64;
+/// Capacity of the socket tasks' channel into the speaker task.
+const INBOUND_CAPACITY: usize = 256;
+/// How often a refusal of an unknown address may be logged.
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the speaker should be doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeakerInput {
     /// The sessions to run.
     pub peers: PeerSet,
-    /// The cluster view (import policy, own addresses).
+    /// The cluster view (mesh import policy, own addresses).
     pub view: Arc<ClusterView>,
     /// Routes to advertise to every peer: own pod CIDRs with the node IP as next hop.
     pub advertised: Vec<(IpNetwork, IpAddr)>,
 }
 
-/// What the speaker learned.
+/// What the speaker reports besides routes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BgpOutput {
-    /// Best routes from mesh peers accepted by import policy.
-    pub learned: LearnedRoutes,
-    /// Routes from static external peers that their import lists allow.
-    pub external: LearnedRoutes,
-    /// Every current mesh peer has sent End-of-RIB for every negotiated family since start
-    /// (true with none).
+pub struct BgpStatus {
+    /// End-of-RIB came from every mesh peer for every negotiated family, or the selection
+    /// deferral (`--startup-grace`) ran out (true with no mesh peer).
     pub initial_sync_done: bool,
     /// Peers with an Established session.
     pub established: usize,
-    /// Received routes rejected by import policy.
-    pub rejected: usize,
+    /// Routes refused by import policy since start, over all peers.
+    pub rejected: u64,
+    /// Loc-RIB prefixes: IPv4, IPv6.
+    pub loc_rib: (usize, usize),
+    /// The Loc-RIB's next hop for every pod CIDR of another Node (what the API expects):
+    /// the RIB side of drift, without copying the whole RIB.
+    pub mesh_best: crate::routes::desired::LearnedRoutes,
     /// Every configured peer and how its session is.
     pub peers: Vec<PeerStatus>,
 }
@@ -65,10 +78,18 @@ pub struct PeerStatus {
     pub address: IpAddr,
     /// Where it comes from (`mesh:<node>` or `static`).
     pub source: String,
+    /// The session state (RFC 4271 §8.2.2).
+    pub state: State,
     /// The session is Established.
     pub established: bool,
     /// It sent End-of-RIB for every negotiated family since the agent started.
     pub synced: bool,
+    /// Routes accepted and held (stale ones included).
+    pub accepted: usize,
+    /// Routes refused since the agent started.
+    pub rejected: u64,
+    /// Routes kept as stale while the peer restarts.
+    pub stale: usize,
 }
 
 /// The speaker failed to start.
@@ -108,36 +129,6 @@ impl SpeakerError {
     }
 }
 
-/// Routes a static peer's import list refuses are logged one by one up to this many per
-/// session, then only counted (a router may send a full table).
-const REFUSALS_LOGGED: usize = 10;
-
-/// How many refusals were logged per static peer in its current session.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    logged: HashMap<IpAddr, usize>,
-}
-
-impl RefusalLog {
-    fn note(&mut self, peer: IpAddr, refused: &[(IpNetwork, IpAddr)]) {
-        let logged = self.logged.entry(peer).or_default();
-        for (prefix, next_hop) in refused {
-            if *logged < REFUSALS_LOGGED {
-                tracing::warn!(%peer, %prefix, %next_hop, "route rejected: not in the peer's import list");
-            } else if *logged == REFUSALS_LOGGED {
-                tracing::warn!(%peer, "more routes rejected by the import list: counted in podroute_bgp_rejected_routes, not logged");
-            } else {
-                break;
-            }
-            *logged += 1;
-        }
-    }
-
-    fn reset(&mut self, peer: IpAddr) {
-        self.logged.remove(&peer);
-    }
-}
-
 /// The node IPs as the speaker uses them, for logs: `198.18.0.1, fd00::1` or `none`.
 fn describe_ips(ips: &crate::view::NodeIps) -> String {
     let all: Vec<String> = ips.all().map(|ip| ip.to_string()).collect();
@@ -148,12 +139,22 @@ fn describe_ips(ips: &crate::view::NodeIps) -> String {
     }
 }
 
-/// Runs the speaker until `input` is closed.
+/// Where the speaker's output goes.
+#[derive(Debug)]
+pub struct SpeakerOutputs {
+    /// Loc-RIB changes, in order.
+    pub routes: mpsc::Sender<Vec<RouteChange>>,
+    /// Status, replaced whenever it changes.
+    pub status: watch::Sender<BgpStatus>,
+}
+
+/// Runs the speaker until `input` is closed. `restarted`: podroute's routes were found in the
+/// kernel at start (graceful restart's Forwarding State, RFC 4724 §3).
 pub async fn run_speaker(
     ctx: Arc<Context>,
-    factory: SessionFactory,
     mut input: watch::Receiver<Option<SpeakerInput>>,
-    output: watch::Sender<BgpOutput>,
+    outputs: SpeakerOutputs,
+    restarted: bool,
 ) -> Result<(), SpeakerError> {
     // Wait for the first view: the listener binds to the node IP.
     let first = loop {
@@ -164,22 +165,102 @@ pub async fn run_speaker(
             return Ok(());
         }
     };
+    let (inbound_tx, mut inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+    let listeners = bind_listeners(&ctx, &first.view, &inbound_tx)?;
+    let local = LocalSettings {
+        as_number: ctx.config.as_number,
+        router_id: router_id(&first.view),
+        address: first
+            .view
+            .own
+            .ips
+            .session_address()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        hold_time: ctx.config.hold_time,
+        graceful_restart: (!ctx.config.graceful_restart_time.is_zero()).then_some(
+            GracefulRestartConfig {
+                restart_time: ctx.config.graceful_restart_time,
+                stale_routes_time: ctx.config.stale_routes_time,
+            },
+        ),
+    };
+    let config = SpeakerConfig {
+        selection_deferral: ctx.config.startup_grace,
+        restarted,
+    };
+    let mut shell = Shell {
+        speaker: Speaker::new(config, Instant::now()),
+        ctx,
+        local,
+        first_view: first.view.clone(),
+        view: first.view.clone(),
+        specs: PeerSet::new(),
+        listeners,
+        inbound: inbound_tx,
+        connections: HashMap::new(),
+        dialing: HashMap::new(),
+        outputs,
+        last_refusal_log: None,
+    };
+    shell.configure(first)?;
+    loop {
+        shell.carry_out();
+        shell.publish().await;
+        let deadline = shell.speaker.poll_timeout();
+        tokio::select! {
+            changed = input.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let next = input.borrow_and_update().clone();
+                if let Some(next) = next {
+                    shell.configure(next)?;
+                }
+            }
+            Some(event) = inbound_rx.recv() => {
+                shell.handle(event);
+                for _ in 1..INBOUND_BATCH {
+                    match inbound_rx.try_recv() {
+                        Ok(event) => shell.handle(event),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => shell.speaker.handle_timeout(Instant::now()),
+        }
+    }
+    // No Cease: the connections close with the task, so peers treat it as a restart and keep
+    // our routes (graceful restart), as after a kill.
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds the listener on the node IP (and, without `--listen-address`, also on the node's
+/// IPv6 address for static IPv6 peers), each feeding `inbound`.
+fn bind_listeners(
+    ctx: &Context,
+    view: &ClusterView,
+    inbound: &mpsc::Sender<Inbound>,
+) -> Result<Vec<(bool, Arc<TcpListener>)>, SpeakerError> {
     let own_ip = ctx
         .config
         .listen_address
-        .or(first.view.own.ips.session_address())
+        .or(view.own.ips.session_address())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let address = SocketAddr::new(own_ip, ctx.config.bgp_port);
     let mut addresses = vec![address];
-    // Without an explicit listen address, also accept on the node's IPv6 address, for static
-    // IPv6 peers that connect to us (the mesh runs over one family).
     if ctx.config.listen_address.is_none()
-        && let Some(v6) = first.view.own.ips.v6
+        && let Some(v6) = view.own.ips.v6
         && own_ip.is_ipv4()
     {
         addresses.push(SocketAddr::new(IpAddr::V6(v6), ctx.config.bgp_port));
     }
-    let routes: listener::PeerRoutes = Arc::default();
     let mut listeners = Vec::new();
     for (index, address) in addresses.into_iter().enumerate() {
         let listener = match listener::bind(address) {
@@ -192,190 +273,319 @@ pub async fn run_speaker(
             }
         };
         tracing::info!(%address, "BGP listener bound");
-        let metrics = ctx.metrics.clone();
-        tokio::spawn(listener::accept_loop(
-            listener.clone(),
-            routes.clone(),
-            move || {
-                metrics.bgp_rejected_connections.inc();
-            },
-        ));
+        tokio::spawn(listener::accept_loop(listener.clone(), inbound.clone()));
         listeners.push((address.is_ipv6(), listener));
     }
-    // The TCP-MD5 key of a peer goes on the listener of its family.
-    let listener_for = |peer: IpAddr| {
-        listeners
-            .iter()
-            .find(|(v6, _)| *v6 == peer.is_ipv6())
-            .map(|(_, l)| l.clone())
-    };
+    Ok(listeners)
+}
 
-    let local = LocalSettings {
-        as_number: ctx.config.as_number,
-        router_id: router_id(&first.view),
-        address: first.view.own.ips.session_address().unwrap_or(own_ip),
-        hold_time: ctx.config.hold_time,
-    };
-    let (advertised_tx, advertised_rx) = watch::channel(Vec::new());
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let mut tasks: HashMap<IpAddr, PeerTask> = HashMap::new();
-    let mut current = SpeakerInput {
-        peers: PeerSet::new(),
-        ..first.clone()
-    };
-    let mut received = ReceivedRoutes::default();
-    let mut established = BTreeSet::new();
-    let mut end_of_rib = SyncTracker::default();
-    let mut logged_rejections = BTreeSet::new();
-    let mut refusal_log = RefusalLog::default();
-    input.mark_changed();
+/// The speaker task's state: the speaker, and the sockets it asked for.
+struct Shell {
+    ctx: Arc<Context>,
+    speaker: Speaker,
+    local: LocalSettings,
+    first_view: Arc<ClusterView>,
+    view: Arc<ClusterView>,
+    specs: PeerSet,
+    listeners: Vec<(bool, Arc<TcpListener>)>,
+    inbound: mpsc::Sender<Inbound>,
+    connections: HashMap<ConnId, Connection>,
+    dialing: HashMap<ConnId, tokio::task::AbortHandle>,
+    outputs: SpeakerOutputs,
+    last_refusal_log: Option<Instant>,
+}
 
-    loop {
-        tokio::select! {
-            changed = input.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let Some(next) = input.borrow_and_update().clone() else { continue };
-                // The listeners, local addresses and router ID all follow the first view's IPs
-                // (unless --listen-address pins the listener; the rest still follows them).
-                if next.view.own.ips != first.view.own.ips {
-                    // Like a stop: no Cease, the connections just close with the process, so
-                    // peers treat it as a restart and keep our routes meanwhile.
-                    return Err(SpeakerError::NodeIpChanged {
-                        from: describe_ips(&first.view.own.ips),
-                        to: describe_ips(&next.view.own.ips),
-                    });
-                }
-                let changes = PeerChanges::between(&current.peers, &next.peers);
-                for address in changes.removed.iter().chain(changes.changed.iter().map(|p| &p.address)) {
-                    if let Some(task) = tasks.remove(address) {
-                        tracing::info!(peer = %address, "stopping session");
-                        if let Ok(mut map) = routes.write() {
-                            map.remove(address);
-                        }
-                        task.stop().await;
-                        received.peer_removed(*address);
-                        refusal_log.reset(*address);
-                        established.remove(address);
-                        end_of_rib.remove(*address);
-                        if let Some(listener) = listener_for(*address) {
-                            let _ = listener::set_peer_md5(&listener, *address, None);
-                        }
-                    }
-                }
-                for spec in changes.added.iter().chain(changes.changed.iter()) {
-                    if spec.md5_password.is_some()
-                        && let Some(listener) = listener_for(spec.address)
-                        && let Err(error) = listener::set_peer_md5(&listener, spec.address, spec.md5_password.as_deref())
-                    {
-                        tracing::warn!(peer = %spec.address, %error, "setting the TCP-MD5 key failed");
-                    }
-                    tracing::info!(peer = %spec.address, kind = ?spec.kind, "starting session");
-                    let task = PeerTask::spawn(
-                        spec.clone(),
-                        local_for(spec.address, local, &next.view),
-                        ctx.config.bgp_port,
-                        factory.clone(),
-                        advertised_rx.clone(),
-                        events_tx.clone(),
-                    );
-                    if let Ok(mut map) = routes.write() {
-                        map.insert(spec.address, task.incoming.clone());
-                    }
-                    tasks.insert(spec.address, task);
-                }
-                advertised_tx.send_if_modified(|current| {
-                    let changed = *current != next.advertised;
-                    if changed {
-                        current.clone_from(&next.advertised);
-                    }
-                    changed
-                });
-                current = next;
+impl Shell {
+    /// Applies a new input: peers removed, added or changed, mesh policies, own routes.
+    fn configure(&mut self, next: SpeakerInput) -> Result<(), SpeakerError> {
+        // The listeners, local addresses and router ID all follow the first view's IPs
+        // (unless --listen-address pins the listener; the rest still follows them).
+        if next.view.own.ips != self.first_view.own.ips {
+            return Err(SpeakerError::NodeIpChanged {
+                from: describe_ips(&self.first_view.own.ips),
+                to: describe_ips(&next.view.own.ips),
+            });
+        }
+        let now = Instant::now();
+        let changes = PeerChanges::between(&self.specs, &next.peers);
+        for address in &changes.removed {
+            if moved_to_another_address(&self.specs, &next.peers, *address) {
+                // The Node is still there under a new IP: like a restart of that node, so no
+                // NOTIFICATION, and it keeps our routes (graceful restart) until it is back.
+                tracing::info!(peer = %address, "peer's Node changed its IP; closing the old session");
+                self.speaker.forget_peer(now, *address);
+            } else {
+                tracing::info!(peer = %address, "peer removed; stopping its session (Cease)");
+                self.speaker.remove_peer(now, *address);
             }
-            Some((peer, event)) = events_rx.recv() => match event {
-                PeerEvent::Up { ipv4, ipv6 } => {
-                    established.insert(peer);
-                    end_of_rib.established(peer, ipv4, ipv6);
-                }
-                PeerEvent::ConnectionRejected => ctx.metrics.bgp_rejected_connections.inc(),
-                PeerEvent::Update { announced, withdrawn } => match current.peers.get(&peer).map(|spec| &spec.kind) {
-                    Some(PeerKind::Static { import: rules }) => {
-                        let refused = received.update_static(peer, &announced, &withdrawn, rules);
-                        refusal_log.note(peer, &refused);
+            self.set_md5(*address, None);
+        }
+        for spec in changes.added.iter().chain(&changes.changed) {
+            self.set_md5(spec.address, spec.md5_password.as_deref());
+        }
+        for spec in next.peers.values() {
+            let local = local_for(spec.address, self.local, &next.view);
+            self.speaker
+                .add_peer(now, peer_config(spec, &next.view, &local));
+        }
+        self.speaker
+            .set_originated(now, originated(&next.advertised));
+        self.specs = next.peers;
+        self.view = next.view;
+        Ok(())
+    }
+
+    /// Installs (or with `None` removes) a peer's TCP-MD5 key on the listener of its family.
+    fn set_md5(&self, peer: IpAddr, password: Option<&str>) {
+        let Some((_, listener)) = self.listeners.iter().find(|(v6, _)| *v6 == peer.is_ipv6())
+        else {
+            return;
+        };
+        if let Err(error) = listener::set_peer_md5(listener, peer, password)
+            && password.is_some()
+        {
+            tracing::warn!(%peer, %error, "setting the TCP-MD5 key failed");
+        }
+    }
+
+    /// One event from the socket tasks.
+    fn handle(&mut self, event: Inbound) {
+        let now = Instant::now();
+        match event {
+            Inbound::Accepted(stream, peer) => match self.speaker.incoming(now, peer) {
+                Ok(conn) => {
+                    let gtsm = self.specs.get(&peer).is_some_and(|s| s.gtsm);
+                    if let Err(error) = connection::prepare_accepted(&stream, gtsm, peer.is_ipv6())
+                    {
+                        tracing::warn!(%peer, %error, "socket options on an accepted connection failed");
                     }
-                    _ => received.update(peer, &announced, &withdrawn),
-                },
-                PeerEvent::EndOfRib(ipv6) => {
-                    end_of_rib.end_of_rib(peer, ipv6);
-                    received.end_of_rib(peer, ipv6);
+                    self.connections
+                        .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
                 }
-                PeerEvent::Down => {
-                    established.remove(&peer);
-                    refusal_log.reset(peer);
-                    // Kept while a mesh peer restarts; an external router's routes go at once
-                    // (nothing says it will come back soon, and traffic has other paths).
-                    let is_static = current.peers.get(&peer).is_some_and(|spec| matches!(spec.kind, PeerKind::Static { .. }));
-                    let keep = if is_static { std::time::Duration::ZERO } else { ctx.config.stale_routes_time };
-                    let deadline = (!keep.is_zero()).then(|| std::time::Instant::now() + keep);
-                    received.peer_down(peer, deadline);
+                Err(reason) => {
+                    drop(stream);
+                    self.refused(peer, reason);
                 }
             },
-            _ = sleep_until_std(received.next_deadline()) => {
-                if received.expire(std::time::Instant::now()) {
-                    tracing::info!("stale routes of a peer that did not come back were dropped");
+            Inbound::Connected(conn, result) => {
+                if self.dialing.remove(&conn).is_none() {
+                    return;
+                }
+                match result {
+                    Ok(stream) => {
+                        self.connections
+                            .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
+                        self.speaker.connected(now, conn);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%conn, %error, "connect failed");
+                        self.speaker.closed(now, conn);
+                    }
                 }
             }
+            Inbound::Bytes(conn, bytes) => self.speaker.bytes(now, conn, &bytes),
+            Inbound::Closed(conn) => {
+                self.connections.remove(&conn);
+                self.speaker.closed(now, conn);
+            }
         }
-        let imported = import(&received, &current.peers, &current.view);
-        // Log each rejected mesh route once, when it first appears (static peers' refusals
-        // are logged on receipt, see `RefusalLog`).
-        let now_rejected: BTreeSet<_> = imported.rejected.iter().copied().collect();
-        for (peer, prefix, next_hop) in now_rejected.difference(&logged_rejections) {
-            tracing::warn!(%peer, %prefix, %next_hop, "route rejected: the peer's Node does not own this pod CIDR with this next hop");
+    }
+
+    fn refused(&mut self, peer: IpAddr, reason: Refusal) {
+        self.ctx.metrics.bgp_rejected_connections.inc();
+        if reason != Refusal::UnknownPeer {
+            return;
         }
-        logged_rejections = now_rejected;
-        let out = BgpOutput {
-            // Only mesh peers count: routers send End-of-RIB only with graceful restart
-            // negotiated (RFC 4724 §2), and the node's pods need the mesh, not the router.
-            initial_sync_done: current
-                .peers
-                .values()
-                .filter(|spec| matches!(spec.kind, PeerKind::Mesh { .. }))
-                .all(|spec| end_of_rib.synced(spec.address)),
-            established: established.len(),
-            rejected: imported.rejected.len() + received.refused_count(),
-            learned: imported.learned,
-            external: imported.external,
-            peers: current
-                .peers
-                .values()
-                .map(|spec| PeerStatus {
-                    address: spec.address,
-                    source: spec.kind.label(),
-                    established: established.contains(&spec.address),
-                    synced: end_of_rib.synced(spec.address),
-                })
-                .collect(),
-        };
-        ctx.metrics
+        let now = Instant::now();
+        if self
+            .last_refusal_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+        {
+            tracing::warn!(%peer, "BGP connection from an address that is no configured peer closed");
+            self.last_refusal_log = Some(now);
+        }
+    }
+
+    /// Does what the speaker asked, and logs what it reported.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.speaker.poll_action() {
+            match action {
+                SpeakerAction::Connect { peer, conn } => {
+                    let Some(spec) = self.specs.get(&peer) else {
+                        self.speaker.closed(Instant::now(), conn);
+                        continue;
+                    };
+                    let dial = Dial {
+                        remote: SocketAddr::new(peer, self.ctx.config.bgp_port),
+                        local: local_for(peer, self.local, &self.first_view).address,
+                        md5_password: spec.md5_password.clone(),
+                        gtsm: spec.gtsm,
+                    };
+                    let task = tokio::spawn(connection::dial(conn, dial, self.inbound.clone()));
+                    self.dialing.insert(conn, task.abort_handle());
+                }
+                SpeakerAction::Send { conn, bytes } => {
+                    if let Some(c) = self.connections.get(&conn) {
+                        c.send(bytes);
+                    }
+                }
+                SpeakerAction::Close { conn } => {
+                    self.connections.remove(&conn);
+                    if let Some(task) = self.dialing.remove(&conn) {
+                        task.abort();
+                    }
+                }
+                other => log_action(&other),
+            }
+        }
+    }
+
+    /// Hands Loc-RIB changes to the kernel side (waiting while it is behind) and publishes
+    /// the status and metrics.
+    async fn publish(&mut self) {
+        let changes = self.speaker.take_route_changes();
+        if !changes.is_empty() && self.outputs.routes.send(changes).await.is_err() {
+            tracing::debug!("route consumer gone");
+        }
+        let status = self.status();
+        let metrics = &self.ctx.metrics;
+        metrics
             .bgp_sessions
             .with_label_values(&["established"])
-            .set(out.established as i64);
-        ctx.metrics.bgp_rejected_routes.set(out.rejected as i64);
-        output.send_if_modified(|current| {
-            let changed = *current != out;
+            .set(status.established as i64);
+        metrics.bgp_rejected_routes.set(status.rejected as i64);
+        metrics
+            .bgp_loc_rib_prefixes
+            .with_label_values(&["ipv4"])
+            .set(status.loc_rib.0 as i64);
+        metrics
+            .bgp_loc_rib_prefixes
+            .with_label_values(&["ipv6"])
+            .set(status.loc_rib.1 as i64);
+        self.outputs.status.send_if_modified(|current| {
+            let changed = *current != status;
             if changed {
-                *current = out;
+                *current = status;
             }
             changed
         });
     }
-    for (_, task) in tasks.drain() {
-        task.stop().await;
+
+    fn status(&self) -> BgpStatus {
+        let peers: Vec<PeerStatus> = self
+            .speaker
+            .peers()
+            .map(|p| PeerStatus {
+                address: p.address,
+                source: self
+                    .specs
+                    .get(&p.address)
+                    .map_or_else(|| "unknown".to_owned(), |s| s.kind.label()),
+                state: p.state,
+                established: p.state == State::Established,
+                synced: p.synced,
+                accepted: p.accepted,
+                rejected: p.rejected,
+                stale: p.stale,
+            })
+            .collect();
+        let rib = self.speaker.rib();
+        let mesh_best = self
+            .view
+            .peers
+            .values()
+            .flat_map(|node| node.routable_cidrs())
+            .filter_map(|(cidr, _)| Some((cidr, self.speaker.best_next_hops(&cidr).first()?)))
+            .collect();
+        BgpStatus {
+            mesh_best,
+            initial_sync_done: self.speaker.initial_sync_done(),
+            established: peers.iter().filter(|p| p.established).count(),
+            rejected: peers.iter().map(|p| p.rejected).sum(),
+            loc_rib: (
+                rib.len_of(Family::IPV4_UNICAST),
+                rib.len_of(Family::IPV6_UNICAST),
+            ),
+            peers,
+        }
     }
-    Ok(())
+}
+
+/// True if the mesh peer at `address` in `old` is a Node that `new` still has under another
+/// address.
+fn moved_to_another_address(old: &PeerSet, new: &PeerSet, address: IpAddr) -> bool {
+    let Some(crate::peers::PeerKind::Mesh { node }) = old.get(&address).map(|s| &s.kind) else {
+        return false;
+    };
+    new.values().any(|spec| {
+        spec.address != address
+            && matches!(&spec.kind, crate::peers::PeerKind::Mesh { node: n } if n == node)
+    })
+}
+
+/// Logs what the speaker reported.
+fn log_action(action: &SpeakerAction) {
+    match action {
+        SpeakerAction::PeerState { peer, from, to } => {
+            if *to == State::Established {
+                tracing::info!(%peer, "session Established");
+            } else if *from == State::Established {
+                tracing::info!(%peer, state = %to, "session down");
+            } else {
+                tracing::debug!(%peer, %from, %to, "session state");
+            }
+        }
+        SpeakerAction::Notification {
+            peer,
+            sent,
+            notification,
+        } => {
+            let direction = if *sent { "sent" } else { "received" };
+            tracing::info!(%peer, direction, code = notification.code, subcode = notification.subcode, "NOTIFICATION");
+        }
+        SpeakerAction::UpdateFault { peer, fault } => {
+            tracing::warn!(%peer, ?fault, "UPDATE error handled without reset (RFC 7606)");
+        }
+        SpeakerAction::RouteRejected {
+            peer,
+            prefix,
+            next_hop,
+        } => tracing::warn!(%peer, %prefix, %next_hop, "route rejected by import policy"),
+        SpeakerAction::RejectionsNotReported { peer } => tracing::warn!(
+            %peer,
+            "more routes rejected by import policy: counted in podroute_bgp_rejected_routes, not logged"
+        ),
+        SpeakerAction::MaxPrefixExceeded {
+            peer,
+            limit,
+            action,
+        } => tracing::warn!(%peer, limit, ?action, "peer passed its prefix limit"),
+        SpeakerAction::StaleKept { peer, routes } => {
+            tracing::info!(%peer, routes, "peer restarting: its routes are kept as stale (graceful restart)");
+        }
+        SpeakerAction::StaleSwept {
+            peer,
+            routes,
+            expired,
+        } => {
+            tracing::info!(%peer, routes, expired, "stale routes the peer did not announce again were removed");
+        }
+        SpeakerAction::ConnectionRefused { peer, reason } => {
+            tracing::info!(%peer, reason = reason.metric_label(), "further connection from a peer refused");
+        }
+        SpeakerAction::EndOfRib { peer, family } => {
+            tracing::debug!(%peer, ?family, "End-of-RIB");
+        }
+        SpeakerAction::InitialSyncDone { deferral_expired } => {
+            tracing::info!(
+                deferral_expired,
+                "initial BGP sync done (End-of-RIB from every mesh peer, or the startup grace ran out)"
+            );
+        }
+        SpeakerAction::Connect { .. }
+        | SpeakerAction::Send { .. }
+        | SpeakerAction::Close { .. } => {}
+    }
 }
 
 /// Our end of a session to `peer`: the node IP of the peer's family (a static IPv6 peer is
@@ -388,13 +598,6 @@ fn local_for(peer: IpAddr, local: LocalSettings, view: &ClusterView) -> LocalSet
     LocalSettings {
         address: address.unwrap_or(local.address),
         ..local
-    }
-}
-
-async fn sleep_until_std(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -420,11 +623,6 @@ fn router_id_from(v4: Option<Ipv4Addr>, v6: Option<std::net::Ipv6Addr>) -> Ipv4A
     });
     // Zero is not a valid identifier.
     Ipv4Addr::from(hash.max(1))
-}
-
-/// The session implementation the agent binary uses: `podroute_bgp`'s core session.
-pub fn default_session_factory() -> SessionFactory {
-    Arc::new(|spec, local| Box::new(bgp_session::CoreSession::new(spec, local)))
 }
 
 #[cfg(test)]

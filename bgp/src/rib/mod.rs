@@ -354,6 +354,15 @@ impl Rib {
         self.v4.len() + self.v6.len()
     }
 
+    /// Number of prefixes of one family with at least one path.
+    pub fn len_of(&self, family: crate::message::Family) -> usize {
+        match family {
+            crate::message::Family::IPV4_UNICAST => self.v4.len(),
+            crate::message::Family::IPV6_UNICAST => self.v6.len(),
+            _ => 0,
+        }
+    }
+
     /// True when no prefix has a path.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -17,10 +17,11 @@ const FORWARDING_STATE: u8 = 0x80;
 /// The restart time is 12 bits.
 const MAX_RESTART_TIME: u64 = 0x0fff;
 
-/// The capability to put in our OPEN. The Forwarding State bit is set when `restarted`
-/// (routes stay in the kernel across our restarts: that is what makes us a restarting
-/// speaker with preserved forwarding), and the Restart State bit while within the restart
-/// window.
+/// The capability to put in our OPEN. The Forwarding State bit is always set: the driver
+/// keeps its forwarding state (kernel routes) across its own restarts, which is what makes
+/// keeping our routes safe for the peer (on the first start the peer had no session with us,
+/// and the bit means nothing). The Restart State bit is set when `restarted`, until the
+/// initial sync is done (`in_restart_window`).
 pub(crate) fn capability(
     config: &GracefulRestartConfig,
     families: &[Family],
@@ -39,7 +40,7 @@ pub(crate) fn capability(
             .iter()
             .map(|family| GracefulRestartFamily {
                 family: *family,
-                flags: if restarted { FORWARDING_STATE } else { 0 },
+                flags: FORWARDING_STATE,
             })
             .collect(),
     }

@@ -166,6 +166,13 @@ impl Speaker {
         }
         self.drain(now, address, Slot::Colliding);
         self.drain(now, address, Slot::Primary);
+        self.forget_peer(now, address);
+    }
+
+    /// Removes a peer without a NOTIFICATION: its connections just close, as when this
+    /// process stops, so a peer with graceful restart keeps our routes as stale (for a peer
+    /// that comes back under another address). Its routes go here.
+    pub fn forget_peer(&mut self, _now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.remove(&address) else {
             return;
         };
@@ -367,7 +374,7 @@ impl Speaker {
             rejected: p.rejected,
             stale: p.stale.len(),
             graceful_restart: p.peer_graceful_restart.is_some(),
-            established_count: p.primary.session.counters().established,
+            established_count: p.established_count,
         })
     }
 
@@ -756,6 +763,7 @@ impl Speaker {
             .config
             .graceful_restart
             .and(negotiated.peer_graceful_restart().cloned());
+        peer.established_count += 1;
         peer.end_of_rib.clear();
         peer.rejections_reported = 0;
         peer.max_prefix_reported = false;

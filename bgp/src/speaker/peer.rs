@@ -80,6 +80,8 @@ pub(crate) struct Peer {
     /// The prefix limit was reported on the current session.
     pub(crate) max_prefix_reported: bool,
     pub(crate) held_down: Option<HeldDown>,
+    /// Times a session to the peer reached Established.
+    pub(crate) established_count: u64,
 }
 
 impl Peer {
@@ -97,6 +99,7 @@ impl Peer {
             rejections_reported: 0,
             max_prefix_reported: false,
             held_down: None,
+            established_count: 0,
         }
     }
 

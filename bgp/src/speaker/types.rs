@@ -31,8 +31,9 @@ pub struct SpeakerConfig {
     /// (the bounded selection deferral of RFC 4724 §4.1).
     pub selection_deferral: Duration,
     /// This process restarted while the forwarding state it programmed stayed in place:
-    /// OPENs sent during the first restart time carry the Restart State bit (RFC 4724 §3),
-    /// and every family is offered with its Forwarding State bit set.
+    /// OPENs sent until the initial sync is done carry the Restart State bit (RFC 4724 §3),
+    /// so peers send their routes without waiting for ours. (Every family is offered with
+    /// its Forwarding State bit set in any case: see the `graceful` module.)
     pub restarted: bool,
 }
 

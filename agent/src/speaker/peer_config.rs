@@ -1,0 +1,208 @@
+//! From the agent's peer set and cluster view to the speaker's per-peer configuration:
+//! session settings, import and export policy as data, graceful restart.
+//!
+//! The mesh rule "a node may announce only its own Node's pod CIDRs, with its node IP as next
+//! hop" is generated here from the view, one exact [`PrefixRule`] per CIDR; a Node whose CIDR
+//! changes changes only its own peer's import policy.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use ipnetwork::IpNetwork;
+use podroute_bgp::message::{NextHop, PathAttributes};
+use podroute_bgp::session::SessionConfig;
+use podroute_bgp::speaker::{GracefulRestartConfig, PeerConfig, Policy, PrefixRule, Verdict};
+
+use crate::peers::{PeerKind, PeerSpec};
+use crate::view::ClusterView;
+
+/// First wait after a failed connection attempt; it doubles up to [`CONNECT_RETRY_MAX`].
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait between connection attempts.
+const CONNECT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Wait after a session error before the session starts again (doubles while it keeps
+/// failing before Established).
+const IDLE_HOLD: Duration = Duration::from_secs(1);
+
+/// Our end of every session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalSettings {
+    /// Our AS number.
+    pub as_number: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Our session address (the mesh runs over it; it decides who connects in the mesh).
+    pub address: IpAddr,
+    /// Hold time we offer, seconds.
+    pub hold_time: u16,
+    /// Graceful restart, both roles (`None`: off).
+    pub graceful_restart: Option<GracefulRestartConfig>,
+}
+
+/// The speaker's configuration of one peer.
+///
+/// Mesh peers: the side with the lower session address connects, the other waits (no
+/// collisions by construction); import only the peer Node's pod CIDRs with its node IP;
+/// the initial sync waits for its End-of-RIB. Static peers: we connect and accept; import
+/// what the import list allows (nothing without one); they do not hold the initial sync.
+/// Every peer gets the node's own pod CIDRs, and nothing learned from other peers.
+pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -> PeerConfig {
+    let mut session = SessionConfig::new(local.as_number, local.router_id, spec.remote_as);
+    session.hold_time = local.hold_time;
+    session.connect_retry = CONNECT_RETRY;
+    session.connect_retry_max = CONNECT_RETRY_MAX;
+    session.idle_hold = IDLE_HOLD;
+    let (import, passive, wait_for_end_of_rib) = match &spec.kind {
+        PeerKind::Mesh { node } => (mesh_import(view, node), local.address > spec.address, true),
+        PeerKind::Static { import } => (Policy::allow_only(import.clone()), false, false),
+    };
+    session.passive = passive;
+    PeerConfig {
+        address: spec.address,
+        session,
+        import,
+        export: Policy::accept_all(),
+        max_prefixes: None,
+        graceful_restart: local.graceful_restart,
+        wait_for_end_of_rib,
+    }
+}
+
+/// Import from the mesh peer of Node `node`: exactly its routable pod CIDRs, each with the
+/// node's IP of that family as next hop. A Node the view does not know may send nothing.
+pub fn mesh_import(view: &ClusterView, node: &str) -> Policy {
+    let rules = view
+        .peers
+        .get(node)
+        .map(|n| {
+            n.routable_cidrs()
+                .map(|(cidr, ip)| PrefixRule::exact(cidr, Verdict::Accept).with_next_hop(ip))
+                .collect()
+        })
+        .unwrap_or_default();
+    Policy::allow_only(rules)
+}
+
+/// The routes we originate: each own pod CIDR with the node IP of its family as next hop,
+/// ORIGIN IGP (LOCAL_PREF and AS_PATH are the session's to fill, RFC 4271 §5.1).
+pub fn originated(advertised: &[(IpNetwork, IpAddr)]) -> Vec<(IpNetwork, PathAttributes)> {
+    advertised
+        .iter()
+        .map(|(prefix, next_hop)| {
+            let next_hop = match next_hop {
+                IpAddr::V4(a) => NextHop::V4(*a),
+                IpAddr::V6(global) => NextHop::V6 {
+                    global: *global,
+                    link_local: None,
+                },
+            };
+            (
+                *prefix,
+                PathAttributes {
+                    next_hop: Some(next_hop),
+                    ..PathAttributes::default()
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeIpOverride;
+    use crate::peers::{MeshOptions, mesh_peers};
+    use k8s_openapi::api::core::v1::Node;
+
+    fn view() -> ClusterView {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|n| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("node-{n}")},
+                    "spec": {"podCIDRs": [format!("10.244.{n}.0/24"), format!("fd00:10:244:{n}::/64")]},
+                    "status": {"addresses": [
+                        {"type": "InternalIP", "address": format!("198.18.0.{n}")},
+                        {"type": "InternalIP", "address": format!("fd00:198:18::{n}")}
+                    ]}
+                }))
+                .expect("node")
+            })
+            .collect();
+        ClusterView::from_nodes(&nodes, "node-2", NodeIpOverride::default()).expect("view")
+    }
+
+    fn local() -> LocalSettings {
+        LocalSettings {
+            as_number: 64512,
+            router_id: Ipv4Addr::new(198, 18, 0, 2),
+            address: "198.18.0.2".parse().expect("ip"),
+            hold_time: 90,
+            graceful_restart: None,
+        }
+    }
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().expect("net")
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn a_mesh_peer_may_announce_only_its_own_nodes_cidrs_with_its_node_ip() {
+        let view = view();
+        let peers = mesh_peers(
+            &view,
+            &MeshOptions {
+                as_number: 64512,
+                ..Default::default()
+            },
+        );
+        let node3 = &peers[&ip("198.18.0.3")];
+        let config = peer_config(node3, &view, &local());
+        let import = &config.import;
+        assert!(import.accepts(&net("10.244.3.0/24"), ip("198.18.0.3")));
+        assert!(import.accepts(&net("fd00:10:244:3::/64"), ip("fd00:198:18::3")));
+        // Another node's CIDR, a third-party next hop, a more specific: refused.
+        assert!(!import.accepts(&net("10.244.1.0/24"), ip("198.18.0.3")));
+        assert!(!import.accepts(&net("10.244.3.0/24"), ip("198.18.0.1")));
+        assert!(!import.accepts(&net("10.244.3.0/25"), ip("198.18.0.3")));
+        // The higher address waits for the lower one to connect.
+        assert!(!config.session.passive);
+        assert!(
+            peer_config(&peers[&ip("198.18.0.1")], &view, &local())
+                .session
+                .passive
+        );
+        assert!(config.wait_for_end_of_rib);
+        assert_eq!(mesh_import(&view, "node-9"), Policy::reject_all());
+    }
+
+    #[test]
+    fn a_static_peer_imports_its_list_connects_and_does_not_hold_the_sync() {
+        let view = view();
+        let spec = crate::static_peers::parse_static_peer(
+            "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
+        )
+        .expect("peer")
+        .to_spec();
+        let config = peer_config(&spec, &view, &local());
+        assert!(
+            config
+                .import
+                .accepts(&net("10.99.1.0/24"), ip("198.18.0.254"))
+        );
+        assert!(
+            !config
+                .import
+                .accepts(&net("10.99.1.0/25"), ip("198.18.0.254"))
+        );
+        assert!(
+            !config
+                .import
+                .accepts(&net("10.244.1.0/24"), ip("198.18.0.1"))
+        );
+        assert!(!config.session.passive);
+        assert!(!config.wait_for_end_of_rib);
+    }
+}
