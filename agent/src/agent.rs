@@ -187,7 +187,16 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             state.bgp = task.status.borrow_and_update().clone();
         }
         let update = view_rx.borrow_and_update().clone();
-        step(&ctx, &mut state, &update).await?;
+        // A signal also ends a long step (a bulk flush of a million routes): the kernel keeps
+        // what was written, and the next agent's first pass takes over from there.
+        tokio::select! {
+            biased;
+            () = shutdown.recv() => {
+                tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
+                return Ok(());
+            }
+            result = step(&ctx, &mut state, &update) => result?,
+        }
     }
     Ok(())
 }

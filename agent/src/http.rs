@@ -62,8 +62,12 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
         "bgpPeers": s.bgp_peers.iter().map(|p| serde_json::json!({
             "address": p.address.to_string(),
             "source": p.source,
+            "state": p.state.to_string(),
             "established": p.established,
             "synced": p.synced,
+            "acceptedRoutes": p.accepted,
+            "rejectedRoutes": p.rejected,
+            "staleRoutes": p.stale,
         })).collect::<Vec<_>>(),
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),

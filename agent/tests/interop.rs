@@ -89,6 +89,16 @@ fn agent_sessions(lab: &Lab) -> BTreeMap<String, bool> {
         .collect()
 }
 
+/// Routes the agent keeps as stale, over its router sessions, from `/status`.
+fn agent_stale_routes(lab: &Lab) -> u64 {
+    status(lab)["bgpPeers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["staleRoutes"].as_u64())
+        .sum()
+}
+
 /// A metric's value on node1 (first sample with exactly this name and labels).
 fn metric(lab: &Lab, name: &str) -> Option<f64> {
     let text = lab
@@ -444,12 +454,20 @@ fn interop(tor: Tor, tag: &str) {
         || explain(&lab, &ctl, &agent),
     );
 
-    // Router restart: sessions drop, the router's routes go, then everything comes back.
+    // Router restart: sessions drop. A router that negotiated graceful restart (FRR does by
+    // default) and went away without a NOTIFICATION keeps its routes on the node as stale
+    // while it restarts (RFC 4724 §4.2; before graceful restart they went at once); one that
+    // sent a Cease (BIRD and GoBGP on shutdown) has them removed. Then everything comes back.
     lab.stop_router().expect("stop router");
     wait_for(
         "the agent to see the router gone",
         HOLD_EXPIRY,
-        || agent_all_down(&lab) && router_routes_on_node(&lab).is_empty(),
+        || {
+            let routes = router_routes_on_node(&lab);
+            agent_all_down(&lab)
+                && (routes.is_empty()
+                    || (routes == expected_learned(&ACCEPTED) && agent_stale_routes(&lab) == 2))
+        },
         || explain(&lab, &ctl, &agent),
     );
     lab.restart_router().expect("start router");
@@ -460,6 +478,7 @@ fn interop(tor: Tor, tag: &str) {
         || {
             ctl.established(&lab)
                 && agent_established(&lab)
+                && agent_stale_routes(&lab) == 0
                 && router_routes_on_node(&lab) == expected_learned(&ACCEPTED)
                 && ctl.has_route(&cidrs[0], node_v4)
                 && ctl.has_route(&cidrs[1], node_v6)
