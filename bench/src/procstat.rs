@@ -48,6 +48,15 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok(ticks as f64 / clock_ticks_per_second())
 }
 
+/// Whether `pid` runs (exists and is no zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|text| {
+        text.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 /// `utime + stime` from a `stat` line. The command name is in parentheses and may contain
 /// spaces and parentheses, so fields are counted after the last `)`: state is field 3, utime
 /// 14 and stime 15.
@@ -95,5 +104,6 @@ mod tests {
         let m = memory(me).expect("own status");
         assert!(m.rss > 0 && m.peak >= m.rss);
         assert!(cpu_seconds(me).expect("own stat") >= 0.0);
+        assert!(alive(me));
     }
 }

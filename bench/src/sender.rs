@@ -92,12 +92,14 @@ impl std::fmt::Debug for Sender {
 
 impl Sender {
     /// Brings every peer's session up from namespace `ns`, waiting at most `timeout` for all
-    /// of them (the receiver may still be starting). `cancel` aborts the wait.
+    /// of them (the receiver may still be starting). `cancel` aborts the wait, and so does
+    /// `receiver_gone` returning true (the receiver exited).
     pub fn connect(
         ns: &str,
         plans: Vec<PeerPlan>,
         timeout: Duration,
         cancel: &AtomicBool,
+        receiver_gone: &dyn Fn() -> bool,
     ) -> Result<Sender> {
         let deadline = Instant::now() + timeout;
         let stop = Arc::new(AtomicBool::new(false));
@@ -124,6 +126,10 @@ impl Sender {
         while peers.iter().any(Option::is_none) && failure.is_none() {
             if cancel.load(Ordering::SeqCst) {
                 failure = Some(BenchError::Interrupted);
+                break;
+            }
+            if receiver_gone() {
+                failure = Some(BenchError::Failed("the receiver exited".into()));
                 break;
             }
             let (i, result) = match up_rx.recv_timeout(Duration::from_millis(100)) {

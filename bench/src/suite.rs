@@ -456,6 +456,7 @@ impl RunContext<'_> {
             self.plans.to_vec(),
             SESSION_TIMEOUT,
             self.cancel,
+            &|| !procstat::alive(pid),
         )
         .map_err(|e| match e {
             BenchError::Interrupted => e,
@@ -524,7 +525,7 @@ impl RunContext<'_> {
             if rib_at.is_none()
                 && let Some(c) = rx.rib()
             {
-                r.rib_source = format!("{} ({:?})", c.source, c.unit).to_lowercase();
+                r.rib_source = format!("{}, counting {}", c.source, c.unit.name());
                 r.rib_target = c.target(self.scenario);
                 r.rib_count = c.value.saturating_sub(base_value);
                 if r.rib_count >= r.rib_target {
@@ -592,7 +593,11 @@ impl RunContext<'_> {
                 ));
                 let secs = d.min(idle).as_secs().max(1).to_string();
                 let child = Command::new("perf")
-                    .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+                    // DWARF unwinding: release builds keep no frame pointers, so `-g` alone
+                    // would cut most Rust stacks after the first frame.
+                    .args(["record", "-F", "199", "--call-graph", "dwarf,32768", "-p"])
+                    .arg(pid.to_string())
+                    .arg("-o")
                     .arg(&file)
                     .args(["--", "sleep", &secs])
                     .stdout(std::process::Stdio::null())

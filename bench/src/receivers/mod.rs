@@ -71,6 +71,16 @@ pub enum Unit {
     Networks,
 }
 
+impl Unit {
+    /// `paths` or `networks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Paths => "paths",
+            Unit::Networks => "networks",
+        }
+    }
+}
+
 /// One answer of a receiver's RIB probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RibCount {
