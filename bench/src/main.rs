@@ -92,6 +92,9 @@ struct RunArgs {
     /// Record the agent with `perf record -g` for this many seconds of each idle window.
     #[arg(long, env = "BENCH_PERF_SECS")]
     perf_secs: Option<u64>,
+    /// Seconds a receiver gets to exit after SIGTERM before it is killed (and counted so).
+    #[arg(long, env = "BENCH_SIGTERM_GRACE_SECS", default_value_t = 30)]
+    sigterm_grace_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +153,7 @@ fn run_suite(args: RunArgs) -> anyhow::Result<()> {
         agent_bin: std::path::absolute(&args.agent)?,
         output: args.output.clone(),
         perf: args.perf_secs.map(Duration::from_secs),
+        sigterm_grace: Duration::from_secs(args.sigterm_grace_secs),
     };
     // Ctrl-C or SIGTERM stops the suite at its next step; the lab is torn down either way.
     let cancel = Arc::new(AtomicBool::new(false));

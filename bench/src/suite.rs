@@ -15,7 +15,8 @@
 //! 4. Peak RSS (`VmHWM`), a FIB dump to confirm the count; then, if converged, the idle
 //!    window: CPU seconds with nothing changing while the senders only send KEEPALIVEs
 //!    (optionally under `perf record`).
-//! 5. SIGTERM, timed to exit (SIGKILL after 30 s), sessions closed, routes flushed.
+//! 5. SIGTERM, timed to exit (SIGKILL after the grace time, 30 s by default), sessions closed,
+//!    routes flushed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -37,8 +38,6 @@ use crate::scenario::{Family, Scenario};
 use crate::sender::{PeerPlan, Sender};
 use crate::updates::{self, UpdateStream};
 
-/// Time a receiver gets to exit after SIGTERM before it is killed.
-const SIGTERM_GRACE: Duration = Duration::from_secs(30);
 /// Longest wait for every sender session to come up (the receiver starting included).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longest wait for a receiver to go quiet after its sessions came up.
@@ -72,6 +71,8 @@ pub struct SuiteConfig {
     pub output: PathBuf,
     /// `perf record -g` the podroute agent for this long at the start of each idle window.
     pub perf: Option<Duration>,
+    /// Time a receiver gets to exit after SIGTERM before it is killed.
+    pub sigterm_grace: Duration,
 }
 
 impl SuiteConfig {
@@ -217,6 +218,9 @@ fn machine(agent_bin: &Path) -> Machine {
 /// everything down. Returns every run's result (also written to `cfg.output`).
 pub fn run(cfg: &SuiteConfig, cancel: Arc<AtomicBool>) -> Result<SuiteResult> {
     preflight(cfg)?;
+    if let Some(dir) = cfg.output.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    }
     // A lab of this name left by a killed suite goes first.
     let _ = Lab::down_by_name(&cfg.lab_name);
     eprintln!("bench: bringing up lab {}", cfg.lab_name);
@@ -469,7 +473,7 @@ impl RunContext<'_> {
         // SIGTERM with everything installed, sessions still up.
         let _ = rx.process.kill(Signal::SIGTERM);
         let signalled = Instant::now();
-        match rx.process.wait_timeout(SIGTERM_GRACE) {
+        match rx.process.wait_timeout(self.cfg.sigterm_grace) {
             Some(_) => r.sigterm_exit_s = Some(signalled.elapsed().as_secs_f64()),
             None => {
                 r.sigterm_killed = true;
@@ -585,7 +589,9 @@ impl RunContext<'_> {
     ) -> Result<()> {
         let perf = match (self.cfg.perf, rx.kind) {
             (Some(d), ReceiverKind::Podroute) => {
-                let file = self.lab.dir().join("bench").join(format!(
+                // Next to the result file: the lab directory goes with the lab.
+                let dir = self.cfg.output.parent().unwrap_or(Path::new("."));
+                let file = dir.join(format!(
                     "perf-{}-{}-{}.data",
                     self.scenario.name,
                     rx.kind.name(),

@@ -40,6 +40,7 @@ fn every_receiver_is_measured_on_1k_prefixes() {
         agent_bin: agent,
         output: output.clone(),
         perf: None,
+        sigterm_grace: Duration::from_secs(10),
     };
     let result = suite::run(&cfg, Arc::new(AtomicBool::new(false))).expect("the suite runs");
 
