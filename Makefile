@@ -16,12 +16,13 @@ FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
 
-.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke test demo lab-down clean
+.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
 
 help:
 	@echo "make demo      bring up a 3-node lab with a BIRD router and show it (root)"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
+	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
 
 root:
 	@if [ "$$(id -u)" != 0 ]; then echo "error: this needs root (network namespaces); run it as root, e.g. with sudo" >&2; exit 1; fi
@@ -55,16 +56,40 @@ unit-test:
 root-test: root
 	@mkdir -p $(TEST_LOGS)
 	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before
-	set -o pipefail; $(CARGO) test --workspace -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
+	set -o pipefail; $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
 	@leaked=$$(ip netns list | awk '{print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before -); \
 	if [ -n "$$leaked" ]; then echo "error: tests leaked network namespaces:" $$leaked >&2; exit 1; fi
 
 fuzz-smoke:
 	@if [ -x fuzz/run.sh ]; then fuzz/run.sh $(FUZZ_SECONDS); else echo "fuzz: no targets yet"; fi
 
-test: deps control-plane lint build unit-test root-test fuzz-smoke
+# The benchmark harness on 1,000 prefixes into each receiver (debug agent, about 15 s): proves
+# `make bench` still works; it measures nothing worth reading. Not part of root-test, so it
+# runs once, after it.
+bench-smoke: root
+	@mkdir -p $(TEST_LOGS)
+	$(CARGO) build -p podroute-agent
+	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before-bench
+	set -o pipefail; $(CARGO) test -p podroute-bench --test smoke -- --ignored 2>&1 | tee $(TEST_LOGS)/bench-smoke.log
+	@leaked=$$(ip netns list | awk '$$1 ~ /^bsmoke/ {print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before-bench -); \
+	if [ -n "$$leaked" ]; then echo "error: the bench smoke leaked network namespaces:" $$leaked >&2; exit 1; fi
+
+test: deps control-plane lint build unit-test root-test fuzz-smoke bench-smoke
 	@echo "make test: all tiers passed"
-	@tests/scripts/test-summary.sh $(TEST_LOGS)/unit.log $(TEST_LOGS)/root.log
+	@tests/scripts/test-summary.sh $(TEST_LOGS)/unit.log $(TEST_LOGS)/root.log $(TEST_LOGS)/bench-smoke.log
+
+# The BGP ingest benchmark of issue 9 (BENCHMARKS.md): podroute-agent (release build) against
+# BIRD 2 and GoBGP in a lab, alternating, medians of BENCH_RUNS runs. Hours with the defaults;
+# CI does not run it. Results: target/bench/results.json (machine-readable) and results.md
+# (the tables). Environment (see `podroute-bench run --help`): BENCH_SCENARIOS, BENCH_RECEIVERS,
+# BENCH_RUNS (5), BENCH_IDLE_SECS (300), BENCH_IDLE_SCENARIOS (v4-100k,v4-1m),
+# BENCH_TIMEOUT_SECS, BENCH_TIMEOUT_CAP_SECS (300), BENCH_OUTPUT, BENCH_PERF_SECS (perf record
+# the agent during idle; installs linux-perf).
+bench: deps control-plane
+	@if [ -n "$(BENCH_PERF_SECS)" ] && ! dpkg -s linux-perf >/dev/null 2>&1; then \
+		apt-get install -y -q --no-install-recommends linux-perf; fi
+	$(CARGO) build --release -p podroute-agent -p podroute-bench
+	target/release/podroute-bench run
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins

@@ -1,0 +1,171 @@
+//! `podroute-bench`: runs the BGP ingest suite (`sudo make bench`) or prints the tables of a
+//! result file. Every option is also an environment variable, which is how `make bench`
+//! passes them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use podroute_bench::receivers::ReceiverKind;
+use podroute_bench::results::{SuiteResult, markdown};
+use podroute_bench::scenario::Scenario;
+use podroute_bench::suite::{self, SuiteConfig};
+
+#[derive(Debug, Parser)]
+#[command(about = "podroute's BGP ingest benchmark against BIRD 2 and GoBGP (root)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Bring up a lab, run the suite, write the result file and its tables, tear down.
+    Run(RunArgs),
+    /// Print the Markdown tables of a result file.
+    Report {
+        /// The JSON result file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenarios, comma separated: v4-100k, v6-100k, v4-10x100k-same, v4-10x100k-disjoint,
+    /// v4-1m, or any v4-<N>, v6-<N>, v4-<P>x<N>-same|disjoint.
+    #[arg(
+        long,
+        env = "BENCH_SCENARIOS",
+        value_delimiter = ',',
+        default_value = "v4-100k,v6-100k,v4-10x100k-same,v4-10x100k-disjoint,v4-1m"
+    )]
+    scenarios: Vec<String>,
+    /// Receivers, alternated in this order.
+    #[arg(
+        long,
+        env = "BENCH_RECEIVERS",
+        value_delimiter = ',',
+        default_value = "podroute,bird,gobgp"
+    )]
+    receivers: Vec<String>,
+    /// Runs per scenario and receiver (medians are taken over them).
+    #[arg(long, env = "BENCH_RUNS", default_value_t = 5)]
+    runs: u32,
+    /// Idle window after convergence, seconds.
+    #[arg(long, env = "BENCH_IDLE_SECS", default_value_t = 300)]
+    idle_secs: u64,
+    /// Scenarios with an idle window (comma separated; `all` for every one).
+    #[arg(
+        long,
+        env = "BENCH_IDLE_SCENARIOS",
+        value_delimiter = ',',
+        default_value = "v4-100k,v4-1m"
+    )]
+    idle_scenarios: Vec<String>,
+    /// A fixed convergence timeout, seconds (default: 30 s + 30 s per 100k routes, capped).
+    #[arg(long, env = "BENCH_TIMEOUT_SECS")]
+    timeout_secs: Option<u64>,
+    /// Cap of the computed convergence timeout, seconds.
+    #[arg(long, env = "BENCH_TIMEOUT_CAP_SECS", default_value_t = 300)]
+    timeout_cap_secs: u64,
+    /// The podroute-agent binary (a release build).
+    #[arg(
+        long,
+        env = "BENCH_AGENT",
+        default_value = "target/release/podroute-agent"
+    )]
+    agent: PathBuf,
+    /// The JSON result file (results.md is written next to it).
+    #[arg(
+        long,
+        env = "BENCH_OUTPUT",
+        default_value = "target/bench/results.json"
+    )]
+    output: PathBuf,
+    /// The lab's name.
+    #[arg(long, env = "BENCH_LAB", default_value = "bench")]
+    lab: String,
+    /// Record the agent with `perf record -g` for this many seconds of each idle window.
+    #[arg(long, env = "BENCH_PERF_SECS")]
+    perf_secs: Option<u64>,
+    /// Seconds a receiver gets to exit after SIGTERM before it is killed (and counted so).
+    #[arg(long, env = "BENCH_SIGTERM_GRACE_SECS", default_value_t = 30)]
+    sigterm_grace_secs: u64,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podroute-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Report { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let result: SuiteResult =
+                serde_json::from_str(&text).with_context(|| format!("parse {}", file.display()))?;
+            print!("{}", markdown(&result));
+            Ok(())
+        }
+        Cmd::Run(args) => run_suite(args),
+    }
+}
+
+fn run_suite(args: RunArgs) -> anyhow::Result<()> {
+    let mut scenarios = Vec::new();
+    for name in &args.scenarios {
+        match Scenario::by_name(name.trim()) {
+            Some(s) => scenarios.push(s),
+            None => bail!("unknown scenario `{name}`"),
+        }
+    }
+    let mut receivers = Vec::new();
+    for name in &args.receivers {
+        match ReceiverKind::parse(name.trim()) {
+            Some(k) => receivers.push(k),
+            None => bail!("unknown receiver `{name}` (podroute, bird, gobgp)"),
+        }
+    }
+    let idle_scenarios = if args.idle_scenarios.iter().any(|s| s == "all") {
+        Vec::new()
+    } else {
+        args.idle_scenarios.clone()
+    };
+    let cfg = SuiteConfig {
+        lab_name: args.lab,
+        scenarios,
+        receivers,
+        runs: args.runs.max(1),
+        timeout: args.timeout_secs.map(Duration::from_secs),
+        timeout_cap: Duration::from_secs(args.timeout_cap_secs),
+        idle: Duration::from_secs(args.idle_secs),
+        idle_scenarios,
+        agent_bin: std::path::absolute(&args.agent)?,
+        output: args.output.clone(),
+        perf: args.perf_secs.map(Duration::from_secs),
+        sigterm_grace: Duration::from_secs(args.sigterm_grace_secs),
+    };
+    // Ctrl-C or SIGTERM stops the suite at its next step; the lab is torn down either way.
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    podroute_lab::cancel::install_signal_handlers()?;
+    suite::run(&cfg, cancel)?;
+    eprintln!(
+        "bench: results in {} and {}",
+        args.output.display(),
+        args.output.with_extension("md").display()
+    );
+    Ok(())
+}
