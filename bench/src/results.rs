@@ -209,8 +209,10 @@ fn count(v: f64) -> String {
     out
 }
 
+/// `a / b`, or `—` without both; `> 100` when `b` is next to nothing (idle CPU of 0.02 %).
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a / b > 100.0 => "> 100".into(),
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "—".into(),
     }
@@ -282,9 +284,6 @@ pub fn markdown(result: &SuiteResult) -> String {
                     let mut c = format!("{}/{}", s.converged, s.runs);
                     if s.errors > 0 {
                         let _ = write!(c, ", {} failed", s.errors);
-                    }
-                    if s.killed > 0 {
-                        let _ = write!(c, ", {} killed after SIGTERM", s.killed);
                     }
                     c
                 })
@@ -365,7 +364,13 @@ fn metric_row(
             Some(v) if s.converged < s.runs && timed => {
                 format!("{} ({}/{} runs)", fmt(v), s.converged, s.runs)
             }
+            Some(v) if name.starts_with("SIGTERM") && s.killed > 0 => {
+                format!("{} ({} of {} killed)", fmt(v), s.killed, s.runs - s.errors)
+            }
             Some(v) => fmt(v),
+            None if name.starts_with("SIGTERM") && s.killed > 0 => {
+                format!("all {} killed", s.killed)
+            }
             None if timed && s.runs > s.errors && s.converged == 0 => {
                 let stuck = if name.starts_with("FIB") {
                     s.stuck_fib.map(|c| (c, s.fib_target.unwrap_or(0) as f64))
