@@ -183,7 +183,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             Wake::Routes(batch) => state.stage_bgp(batch),
             Wake::Step => {}
         }
-        if let Some(task) = &mut state.speaker {
+        if let Some(task) = &mut state.speaker
+            && task.status.has_changed().unwrap_or(false)
+        {
             state.bgp = task.status.borrow_and_update().clone();
         }
         let update = view_rx.borrow_and_update().clone();

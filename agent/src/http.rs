@@ -68,6 +68,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "acceptedRoutes": p.accepted,
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
+            "establishedCount": p.established_count,
         })).collect::<Vec<_>>(),
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),

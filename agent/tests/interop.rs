@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use podroute_lab::{Lab, LabConfig, LabProcess, Router, Tor};
 
 mod lab_support;
-use lab_support::podroute_routes;
+use lab_support::{metric, podroute_routes};
 
 /// Longest wait for a session or a route.
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -97,16 +97,6 @@ fn agent_stale_routes(lab: &Lab) -> u64 {
         .flatten()
         .filter_map(|p| p["staleRoutes"].as_u64())
         .sum()
-}
-
-/// A metric's value on node1 (first sample with exactly this name and labels).
-fn metric(lab: &Lab, name: &str) -> Option<f64> {
-    let text = lab
-        .exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
-        .ok()?;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// How the test changes the router: its static routes and the TCP-MD5 password of its
@@ -390,7 +380,11 @@ fn interop(tor: Tor, tag: &str) {
         || explain(&lab, &ctl, &agent),
     );
     assert_eq!(
-        metric(&lab, "podroute_bgp_sessions{state=\"established\"}"),
+        metric(
+            &lab,
+            "node1",
+            "podroute_bgp_sessions{state=\"established\"}"
+        ),
         Some(2.0)
     );
 
@@ -409,7 +403,7 @@ fn interop(tor: Tor, tag: &str) {
         || router_routes_on_node(&lab) == expected_learned(&ACCEPTED),
         || explain(&lab, &ctl, &agent),
     );
-    let rejected = metric(&lab, "podroute_bgp_rejected_routes").unwrap_or(0.0);
+    let rejected = metric(&lab, "node1", "podroute_bgp_rejected_routes").unwrap_or(0.0);
     assert!(
         rejected >= 2.0,
         "the prefixes outside the import list are counted as rejected: {rejected}"
@@ -417,7 +411,7 @@ fn interop(tor: Tor, tag: &str) {
 
     // An unconfigured source (the API server's address) gets its connection closed at once,
     // counted, and no session.
-    let before = metric(&lab, "podroute_bgp_rejected_connections_total").unwrap_or(0.0);
+    let before = metric(&lab, "node1", "podroute_bgp_rejected_connections_total").unwrap_or(0.0);
     let _ = lab.exec(
         "cp",
         &[
@@ -429,7 +423,7 @@ fn interop(tor: Tor, tag: &str) {
     wait_for(
         "the unconfigured source to be counted",
         CONVERGE,
-        || metric(&lab, "podroute_bgp_rejected_connections_total").unwrap_or(0.0) > before,
+        || metric(&lab, "node1", "podroute_bgp_rejected_connections_total").unwrap_or(0.0) > before,
         || explain(&lab, &ctl, &agent),
     );
     assert_eq!(

@@ -22,18 +22,7 @@ fn via(s: &str) -> RouteIntent {
 /// A node-like namespace: fabric on a dummy link, a second rack behind a router, and routes of
 /// other protocols, one of them to a pod CIDR.
 fn node_namespace() -> Netns {
-    let ns = Netns::new();
-    // A veth pair (the dummy module may be missing); its peer end stays in the namespace.
-    ns.ip(&[
-        "link", "add", "fabric0", "type", "veth", "peer", "name", "fabric0p",
-    ]);
-    // No link-local addresses: they would appear a moment later (after DAD) and make the
-    // "foreign routes unchanged" comparisons racy.
-    for link in ["fabric0p", "fabric0"] {
-        ns.ip(&["link", "set", link, "addrgenmode", "none"]);
-        ns.ip(&["link", "set", link, "up"]);
-    }
-    ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "fabric0"]);
+    let ns = Netns::with_fabric();
     ns.ip(&[
         "-6",
         "addr",

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use lab_support::podroute_routes;
+use lab_support::{metric, podroute_routes};
 use podroute_lab::{Lab, LabConfig, LabProcess, Tor};
 
 /// Prefixes the router announces: the first 100,000 /26s of 10.0.0.0/9.
@@ -71,16 +71,6 @@ fn spawn_agent(lab: &Lab) -> LabProcess {
     .expect("spawn agent")
 }
 
-/// A metric's value on node1 (the sample with exactly this name and labels).
-fn metric(lab: &Lab, name: &str) -> Option<f64> {
-    let text = lab
-        .exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
-        .ok()?;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 fn wait_for(what: &str, agent: &LabProcess, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < CONVERGE {
@@ -114,10 +104,14 @@ fn a_router_sends_100k_prefixes_and_only_the_import_lists_subset_reaches_the_ker
     // Everything else was refused and counted, nothing of it stored.
     let refused = f64::from(ANNOUNCED) - ALLOWED as f64;
     wait_for("the refusals counted", &agent, || {
-        metric(&lab, "podroute_bgp_rejected_routes") == Some(refused)
+        metric(&lab, "node1", "podroute_bgp_rejected_routes") == Some(refused)
     });
     assert_eq!(
-        metric(&lab, "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"),
+        metric(
+            &lab,
+            "node1",
+            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"
+        ),
         Some(ALLOWED as f64)
     );
 
@@ -127,7 +121,11 @@ fn a_router_sends_100k_prefixes_and_only_the_import_lists_subset_reaches_the_ker
         podroute_routes(&lab, "node1") == BTreeSet::from([own.clone()])
     });
     assert_eq!(
-        metric(&lab, "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"),
+        metric(
+            &lab,
+            "node1",
+            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"
+        ),
         Some(0.0)
     );
     drop(agent);

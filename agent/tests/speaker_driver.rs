@@ -162,6 +162,12 @@ async fn mesh_scenario(port: u16) {
     );
     assert_eq!(contexts[0].metrics.bgp_rejected_connections.get(), 1);
 
+    let sessions_before: Vec<u64> = outputs[0]
+        .borrow()
+        .peers
+        .iter()
+        .map(|p| p.established_count)
+        .collect();
     // A further connection from a peer's address (127.0.0.2) while its session is Established
     // may be the peer restarting (graceful restart, RFC 4724 §4.2): it gets an OPEN, and the
     // established session stays until a valid OPEN comes on it. This one sends nothing and
@@ -193,6 +199,8 @@ async fn mesh_scenario(port: u16) {
     assert!(out.peers.iter().all(|p| p.synced));
     let established_once = contexts[0].metrics.bgp_rejected_connections.get();
     assert_eq!(established_once, 1, "only the stranger was refused");
+    let sessions_after: Vec<u64> = out.peers.iter().map(|p| p.established_count).collect();
+    assert_eq!(sessions_after, sessions_before, "no session was reset");
 
     // node-3 leaves node-1's view: its session and routes go; node-2's stay up.
     inputs[0].send_replace(Some(input(1, &[1, 2])));

@@ -764,8 +764,7 @@ fn a_forgotten_peer_gets_no_notification_and_keeps_our_routes_stale() {
     originate(&mut net, 1, &["10.244.1.0/24"], None);
     net.run_for(Duration::from_secs(3));
     assert_eq!(net.fib(2).len(), 1);
-    let now = net.now;
-    net.node(1).speaker.forget_peer(now, ip(2));
+    net.node(1).speaker.forget_peer(ip(2));
     net.settle();
     assert!(net.node(2).seen.notifications(false).is_empty());
     assert_eq!(net.fib(2).len(), 1, "kept as stale");

@@ -90,6 +90,8 @@ pub struct PeerStatus {
     pub rejected: u64,
     /// Routes kept as stale while the peer restarts.
     pub stale: usize,
+    /// Times a session to the peer reached Established since the agent started.
+    pub established_count: u64,
 }
 
 /// The speaker failed to start.
@@ -313,7 +315,7 @@ impl Shell {
                 // The Node is still there under a new IP: like a restart of that node, so no
                 // NOTIFICATION, and it keeps our routes (graceful restart) until it is back.
                 tracing::info!(peer = %address, "peer's Node changed its IP; closing the old session");
-                self.speaker.forget_peer(now, *address);
+                self.speaker.forget_peer(*address);
             } else {
                 tracing::info!(peer = %address, "peer removed; stopping its session (Cease)");
                 self.speaker.remove_peer(now, *address);
@@ -487,6 +489,7 @@ impl Shell {
                 accepted: p.accepted,
                 rejected: p.rejected,
                 stale: p.stale,
+                established_count: p.established_count,
             })
             .collect();
         let rib = self.speaker.rib();

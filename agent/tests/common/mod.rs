@@ -30,6 +30,23 @@ impl Netns {
         ns
     }
 
+    /// A namespace with a node's fabric link: `fabric0` (198.18.0.1/24), one end of a veth
+    /// pair whose peer end stays in the namespace (the dummy module may be missing). No
+    /// link-local addresses: they would appear a moment later (after DAD) and make
+    /// comparisons of the routing table racy.
+    pub fn with_fabric() -> Self {
+        let ns = Self::new();
+        ns.ip(&[
+            "link", "add", "fabric0", "type", "veth", "peer", "name", "fabric0p",
+        ]);
+        for link in ["fabric0p", "fabric0"] {
+            ns.ip(&["link", "set", link, "addrgenmode", "none"]);
+            ns.ip(&["link", "set", link, "up"]);
+        }
+        ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "fabric0"]);
+        ns
+    }
+
     /// Runs `ip -n <ns> args...`, panics on failure, returns stdout.
     pub fn ip(&self, args: &[&str]) -> String {
         let out = Command::new("ip")

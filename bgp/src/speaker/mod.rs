@@ -166,13 +166,13 @@ impl Speaker {
         }
         self.drain(now, address, Slot::Colliding);
         self.drain(now, address, Slot::Primary);
-        self.forget_peer(now, address);
+        self.forget_peer(address);
     }
 
     /// Removes a peer without a NOTIFICATION: its connections just close, as when this
     /// process stops, so a peer with graceful restart keeps our routes as stale (for a peer
     /// that comes back under another address). Its routes go here.
-    pub fn forget_peer(&mut self, _now: Instant, address: IpAddr) {
+    pub fn forget_peer(&mut self, address: IpAddr) {
         let Some(peer) = self.peers.remove(&address) else {
             return;
         };
@@ -457,9 +457,9 @@ impl Speaker {
         peer.colliding = None;
         peer.held_down = None;
         peer.primary = Link::new(session);
-        let stale = peer.stale.take_all();
+        // Stale routes are in the RIB under the peer's id too: clearing the peer takes them.
+        peer.stale.take_all();
         let rib_id = peer.rib_id;
-        self.rib.withdraw(rib_id, &stale, &mut self.best_changes);
         self.rib.clear_peer(rib_id, &mut self.best_changes);
         self.collect_route_changes();
         self.start_primary(now, address);
@@ -606,20 +606,10 @@ impl Speaker {
 
     /// Passes a session's I/O action on (for sessions being dropped).
     fn forward_io(&mut self, link: &mut Link, action: Action) {
-        match action {
-            Action::Send(bytes) => {
-                if let Some(conn) = link.conn {
-                    self.actions.push_back(SpeakerAction::Send { conn, bytes });
-                }
-            }
-            Action::Disconnect => {
-                if let Some(conn) = link.conn.take() {
-                    self.conns.remove(&conn);
-                    self.actions.push_back(SpeakerAction::Close { conn });
-                }
-            }
-            Action::NotificationSent(_) | Action::NotificationReceived(_) => link.notified = true,
-            _ => {}
+        if let Some(Action::NotificationSent(_) | Action::NotificationReceived(_)) =
+            carry_io(link, action, &mut self.conns, &mut self.actions)
+        {
+            link.notified = true;
         }
     }
 
@@ -634,6 +624,9 @@ impl Speaker {
             };
             let Some(action) = link.session.poll_action() else {
                 return;
+            };
+            let Some(action) = carry_io(link, action, &mut self.conns, &mut self.actions) else {
+                continue;
             };
             match action {
                 Action::Connect => {
@@ -651,17 +644,8 @@ impl Speaker {
                         conn,
                     });
                 }
-                Action::Send(bytes) => {
-                    if let Some(conn) = link.conn {
-                        self.actions.push_back(SpeakerAction::Send { conn, bytes });
-                    }
-                }
-                Action::Disconnect => {
-                    if let Some(conn) = link.conn.take() {
-                        self.conns.remove(&conn);
-                        self.actions.push_back(SpeakerAction::Close { conn });
-                    }
-                }
+                // Handled by `carry_io`.
+                Action::Send(_) | Action::Disconnect => {}
                 Action::NotificationSent(notification) => {
                     link.notified = true;
                     self.actions.push_back(SpeakerAction::Notification {
@@ -1142,5 +1126,32 @@ impl Speaker {
                 },
             });
         }
+    }
+}
+
+/// Carries out a session's I/O on its link's connection: `Send` becomes
+/// [`SpeakerAction::Send`], `Disconnect` [`SpeakerAction::Close`] (and the connection is
+/// forgotten). Any other action is handed back.
+fn carry_io(
+    link: &mut Link,
+    action: Action,
+    conns: &mut HashMap<ConnId, (IpAddr, Slot)>,
+    out: &mut VecDeque<SpeakerAction>,
+) -> Option<Action> {
+    match action {
+        Action::Send(bytes) => {
+            if let Some(conn) = link.conn {
+                out.push_back(SpeakerAction::Send { conn, bytes });
+            }
+            None
+        }
+        Action::Disconnect => {
+            if let Some(conn) = link.conn.take() {
+                conns.remove(&conn);
+                out.push_back(SpeakerAction::Close { conn });
+            }
+            None
+        }
+        other => Some(other),
     }
 }
