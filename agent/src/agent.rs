@@ -168,7 +168,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 result = speaker_ended(join) => Wake::SpeakerEnded(result),
                 changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
-                () = status_changed(status) => Wake::Step,
+                () = status_changed(status) => Wake::BgpStatus,
                 () = state.programmer.kernel_changed() => Wake::Step,
                 _ = tick.tick() => Wake::Step,
             }
@@ -181,13 +181,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             Wake::SpeakerEnded(result) => return speaker_result(result),
             Wake::ViewGone => break,
             Wake::Routes(batch) => state.stage_bgp(batch),
+            Wake::BgpStatus => {
+                if let Some(task) = &mut state.speaker {
+                    state.bgp = task.status.borrow_and_update().clone();
+                }
+            }
             Wake::Step => {}
         }
-        if let Some(task) = &mut state.speaker
-            && task.status.has_changed().unwrap_or(false)
-        {
-            state.bgp = task.status.borrow_and_update().clone();
-        }
+
         let update = view_rx.borrow_and_update().clone();
         // A signal also ends a long step (a bulk flush of a million routes): the kernel keeps
         // what was written, and the next agent's first pass takes over from there.
@@ -269,6 +270,8 @@ enum Wake {
     SpeakerEnded(Result<Result<(), SpeakerError>, tokio::task::JoinError>),
     ViewGone,
     Routes(Vec<RouteChange>),
+    /// The speaker published a new status.
+    BgpStatus,
     Step,
 }
 
