@@ -100,7 +100,7 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
 
 /// Route-change batches the speaker may queue ahead of the kernel programmer; past that the
 /// speaker waits (and with it, through TCP, the peers).
-const ROUTE_BATCHES: usize = 16;
+const ROUTE_BATCHES: usize = 4;
 
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
 pub async fn run(config: Config) -> Result<(), AgentError> {

@@ -20,8 +20,10 @@ use crate::sockopt;
 
 /// How long an outgoing connect may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read buffer per connection (a full BGP extended message fits several times).
-const READ_CHUNK: usize = 64 * 1024;
+/// Read size per connection: four 4096-byte messages (an extended message of up to 64 KiB
+/// takes several reads; the session reassembles frames). Each chunk becomes at most a few
+/// thousand Loc-RIB changes in flight, so it bounds that memory.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What the socket tasks tell the speaker task.
 #[derive(Debug)]

@@ -36,6 +36,8 @@ use peer_config::{LocalSettings, originated, peer_config};
 
 /// Inbound events handled before the speaker's output is carried out and published.
 const INBOUND_BATCH: usize = 64;
+/// Loc-RIB changes after which the inbound batch ends and they are handed over.
+const ROUTE_BATCH: usize = 4096;
 /// Capacity of the socket tasks' channel into the speaker task.
 const INBOUND_CAPACITY: usize = 256;
 /// How often a refusal of an unknown address may be logged.
@@ -222,6 +224,11 @@ pub async fn run_speaker(
             Some(event) = inbound_rx.recv() => {
                 shell.handle(event);
                 for _ in 1..INBOUND_BATCH {
+                    if shell.speaker.pending_route_changes() >= ROUTE_BATCH {
+                        // Hand these over first: a bounded batch keeps the memory of routes
+                        // in flight small, and the full channel slows the peers instead.
+                        break;
+                    }
                     match inbound_rx.try_recv() {
                         Ok(event) => shell.handle(event),
                         Err(_) => break,

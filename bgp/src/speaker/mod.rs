@@ -341,6 +341,11 @@ impl Speaker {
         std::mem::take(&mut self.route_changes)
     }
 
+    /// How many Loc-RIB changes wait for [`Speaker::take_route_changes`].
+    pub fn pending_route_changes(&self) -> usize {
+        self.route_changes.len()
+    }
+
     /// When [`Speaker::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().flat_map(|p| {
