@@ -85,6 +85,17 @@ impl Net {
         );
     }
 
+    /// Node `n` back after a restart (its kernel routes kept: Restart State in its OPENs).
+    fn add_restarted_node(&mut self, n: u8) {
+        self.add_node(
+            n,
+            SpeakerConfig {
+                restarted: true,
+                ..SpeakerConfig::default()
+            },
+        );
+    }
+
     fn node(&mut self, n: u8) -> &mut Node {
         self.nodes.get_mut(&ip(n)).expect("node")
     }
@@ -510,13 +521,7 @@ fn a_killed_peer_keeps_its_routes_stale_until_it_is_back_and_sends_end_of_rib() 
     // the re-announced one never left the table.
     net.run_for(Duration::from_secs(10));
     net.node(1).changes.clear();
-    net.add_node(
-        2,
-        SpeakerConfig {
-            restarted: true,
-            ..SpeakerConfig::default()
-        },
-    );
+    net.add_restarted_node(2);
     let now = net.now;
     for peer in [1, 3] {
         net.node(2).speaker.add_peer(now, peer_config(2, peer));
@@ -554,13 +559,7 @@ fn two_restarts_inside_the_restart_time_keep_the_routes() {
         net.kill(2);
         net.run_for(Duration::from_secs(20));
         assert_eq!(net.fib(1).len(), 1);
-        net.add_node(
-            2,
-            SpeakerConfig {
-                restarted: true,
-                ..SpeakerConfig::default()
-            },
-        );
+        net.add_restarted_node(2);
         let now = net.now;
         net.node(2).speaker.add_peer(now, peer_config(2, 1));
         // Killed again before it sent anything: no originate this time round.
@@ -730,13 +729,7 @@ fn a_restarted_peer_that_reconnects_before_its_old_session_died_takes_over() {
         }
     }
     net.nodes.remove(&ip(2));
-    net.add_node(
-        2,
-        SpeakerConfig {
-            restarted: true,
-            ..SpeakerConfig::default()
-        },
-    );
+    net.add_restarted_node(2);
     let now = net.now;
     let mut back = peer_config(2, 1);
     back.session.passive = false;
