@@ -102,6 +102,10 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
 /// speaker waits (and with it, through TCP, the peers).
 const ROUTE_BATCHES: usize = 4;
 
+/// Loc-RIB changes staged before a flush, at most (plus one batch): enough for a flush to
+/// fill several netlink batches, few enough that the programmer's queue stays small.
+const STAGE_ROUTES: usize = 16 * 1024;
+
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
 pub async fn run(config: Config) -> Result<(), AgentError> {
     // Installed once, before anything else runs, so a signal that arrives while a step is
@@ -307,17 +311,27 @@ async fn status_changed(status: Option<&mut watch::Receiver<BgpStatus>>) {
 }
 
 impl LoopState {
-    /// Stages Loc-RIB changes (and any further batches already queued) for the kernel. The
-    /// node's own pod CIDRs stay blackholes whatever BGP says.
+    /// Stages Loc-RIB changes (and further queued batches, up to [`STAGE_ROUTES`] changes)
+    /// for the kernel. The node's own pod CIDRs stay blackholes whatever BGP says.
+    ///
+    /// Bounded: the speaker refills the channel as fast as this drains it, so draining until
+    /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
+    /// queue) before the first flush. A flush between bounded stages keeps the queue small and
+    /// starts installing sooner.
     fn stage_bgp(&mut self, first: Vec<RouteChange>) {
         let mut batch = Some(first);
+        let mut staged = 0;
         while let Some(changes) = batch {
+            staged += changes.len();
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
                 }
                 let intent = change.next_hops.first().map(RouteIntent::Via);
                 self.programmer.stage(change.prefix, intent);
+            }
+            if staged >= STAGE_ROUTES {
+                break;
             }
             batch = self
                 .speaker
