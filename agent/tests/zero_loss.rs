@@ -1,0 +1,282 @@
+//! Zero loss across agent restarts, with BIRD 2 as top-of-rack router (needs root: run by
+//! `make test`).
+//!
+//! A two-node lab; both agents peer with each other (mesh) and with BIRD (`--bgp-peer`),
+//! graceful restart on (the default). BIRD installs what it learns into the fabric
+//! namespace's kernel (its `kernel` protocol), so the fabric namespace is "a host behind a
+//! router". Probes every 10 ms, each accounted for (`ping -i 0.01`, transmitted against
+//! received), pod on node1 → pod on node2, pod on node2 → pod on node1, and fabric → pod
+//! on node1, while in turn: node1's agent (the sender of the first flow, the receiver of
+//! the others) is killed -9 and restarted; node2's; both at once; a rolling restart
+//! (SIGTERM, one after the other); node1's killed twice 5 s apart. Zero probes lost in each,
+//! and `ip monitor route` on both nodes and in the router's namespace shows no pod route
+//! withdrawn or re-added (proof beyond the poll: BIRD did not take the route out of its
+//! kernel, the nodes did not touch theirs).
+
+use std::time::{Duration, Instant};
+
+use podroute_lab::{Lab, LabConfig, LabNode, LabProcess, Signal, Tor};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+/// Probes per flow and scenario: 15 s at 10 ms.
+const PROBES: u32 = 1500;
+
+fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
+    let name = &node.name;
+    let args = vec![
+        "--kubeconfig".to_owned(),
+        lab.kubeconfig().display().to_string(),
+        "--node-name".to_owned(),
+        name.clone(),
+        "--cni-conflist".to_owned(),
+        lab.dir()
+            .join(format!("cni-{name}.conflist"))
+            .display()
+            .to_string(),
+        "--cni-readiness-file".to_owned(),
+        lab.dir()
+            .join(format!("cni-ready-{name}"))
+            .display()
+            .to_string(),
+        "--reconcile-period".to_owned(),
+        "2s".to_owned(),
+        "--startup-grace".to_owned(),
+        "20s".to_owned(),
+        "--bgp-peer".to_owned(),
+        "address=198.18.0.254,as=64512".to_owned(),
+    ];
+    lab.spawn(
+        name,
+        "agent",
+        env!("CARGO_BIN_EXE_podroute-agent"),
+        &args,
+        &[("RUST_LOG", "info,podroute_agent=debug")],
+    )
+    .expect("spawn agent")
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < CONVERGE {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {CONVERGE:?} waiting for {what}");
+}
+
+/// Every node's agent has both sessions up and synced, and BIRD has both up.
+fn all_synced(lab: &Lab, nodes: &[LabNode]) -> bool {
+    let agents = nodes.iter().all(|n| {
+        let text = lab
+            .exec_ok(&n.name, &["curl", "-sf", "http://127.0.0.1:9180/status"])
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let peers = v["bgpPeers"].as_array().cloned().unwrap_or_default();
+        peers.len() == 2
+            && peers
+                .iter()
+                .all(|p| p["established"] == true && p["synced"] == true)
+    });
+    let router = lab
+        .router()
+        .and_then(|r| r.sessions(&lab.router_neighbors()).ok())
+        .is_some_and(|s| s.iter().filter(|s| s.established).count() >= nodes.len());
+    agents && router
+}
+
+/// A flow of `PROBES` pings, 10 ms apart, each with a 1 s deadline.
+fn probe(lab: &Lab, from: &str, to: std::net::IpAddr, tag: &str) -> LabProcess {
+    let count = PROBES.to_string();
+    let to = to.to_string();
+    lab.spawn(
+        from,
+        &format!("probe-{tag}"),
+        "ping",
+        &[
+            "-q", "-n", "-i", "0.01", "-W", "1", "-c", &count, "-w", "60", &to,
+        ],
+        &[],
+    )
+    .expect("spawn ping")
+}
+
+/// (transmitted, received) from ping's summary.
+fn probe_result(p: &mut LabProcess) -> (u32, u32) {
+    let _ = p.wait_timeout(Duration::from_secs(90));
+    let log = p.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_owned();
+    let num = |word: &str| -> u32 {
+        let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+        words
+            .iter()
+            .position(|w| *w == word)
+            .and_then(|i| words.get(i.checked_sub(1)?)?.parse().ok())
+            .unwrap_or(0)
+    };
+    (num("packets"), num("received"))
+}
+
+/// The lines of `monitor`'s log about pod routes, from `from` on.
+fn pod_route_changes(monitor: &LabProcess, from: usize) -> Vec<String> {
+    monitor
+        .log()
+        .lines()
+        .skip(from)
+        .filter(|l| l.contains("10.244."))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn probes_every_10ms_lose_nothing_while_agents_restart() {
+    let mut lab =
+        Lab::up(&LabConfig::new(format!("zl{}", std::process::id() % 100_000), 2).tor(Tor::Bird))
+            .expect("lab up");
+    let nodes = lab.nodes().to_vec();
+    let pod1 = lab.add_pod("node1", "a").expect("pod a");
+    let pod2 = lab.add_pod("node2", "b").expect("pod b");
+    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    wait_for("sessions up and synced", || all_synced(&lab, &nodes));
+    wait_for("the router's kernel to route both pod CIDRs", || {
+        let r = lab.exec_ok("fabric", &["ip", "route"]).unwrap_or_default();
+        r.contains("10.244.1.0/24") && r.contains("10.244.2.0/24")
+    });
+    wait_for(
+        "pods to reach each other and the router to reach pod a",
+        || {
+            lab.ping(&pod1, pod2.ipv4)
+                && lab.ping(&pod2, pod1.ipv4)
+                && lab.ping_from("fabric", pod1.ipv4).unwrap_or(false)
+        },
+    );
+
+    // Route monitors on both nodes and in the router's namespace, with a positive control.
+    let targets = ["node1", "node2", "fabric"];
+    let monitors: Vec<LabProcess> = targets
+        .iter()
+        .map(|t| {
+            lab.spawn(t, "monitor", "ip", &["monitor", "route"], &[])
+                .expect("monitor")
+        })
+        .collect();
+    for (t, m) in targets.iter().zip(&monitors) {
+        wait_for("ip monitor to see a route change", || {
+            for change in ["replace", "del"] {
+                let _ = lab.exec(
+                    t,
+                    &[
+                        "ip",
+                        "route",
+                        change,
+                        "10.244.250.0/24",
+                        "dev",
+                        "lo",
+                        "proto",
+                        "static",
+                    ],
+                );
+            }
+            m.log().contains("10.244.250.0/24")
+        });
+    }
+    let marks: Vec<usize> = monitors.iter().map(|m| m.log().lines().count()).collect();
+
+    type Scenario = (&'static str, fn(&Lab, &[LabNode], &mut Vec<LabProcess>));
+    let scenarios: [Scenario; 5] = [
+        (
+            "node1's agent killed -9 and restarted",
+            |lab, nodes, agents| {
+                agents[0].kill(Signal::SIGKILL).expect("kill");
+                let _ = agents[0].wait_timeout(Duration::from_secs(5));
+                agents[0] = spawn_agent(lab, &nodes[0]);
+            },
+        ),
+        (
+            "node2's agent killed -9 and restarted",
+            |lab, nodes, agents| {
+                agents[1].kill(Signal::SIGKILL).expect("kill");
+                let _ = agents[1].wait_timeout(Duration::from_secs(5));
+                agents[1] = spawn_agent(lab, &nodes[1]);
+            },
+        ),
+        (
+            "every agent killed -9 and restarted",
+            |lab, nodes, agents| {
+                for a in agents.iter_mut() {
+                    a.kill(Signal::SIGKILL).expect("kill");
+                }
+                for (i, n) in nodes.iter().enumerate() {
+                    let _ = agents[i].wait_timeout(Duration::from_secs(5));
+                    agents[i] = spawn_agent(lab, n);
+                }
+            },
+        ),
+        (
+            "rolling restart (SIGTERM, one node after the other)",
+            |lab, nodes, agents| {
+                for (i, n) in nodes.iter().enumerate() {
+                    let _ = agents[i].terminate();
+                    agents[i] = spawn_agent(lab, n);
+                    wait_for("the restarted agent synced", || all_synced(lab, nodes));
+                }
+            },
+        ),
+        (
+            "node1's agent killed -9 twice, 5 s apart",
+            |lab, nodes, agents| {
+                for _ in 0..2 {
+                    agents[0].kill(Signal::SIGKILL).expect("kill");
+                    let _ = agents[0].wait_timeout(Duration::from_secs(5));
+                    agents[0] = spawn_agent(lab, &nodes[0]);
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+            },
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, action) in scenarios {
+        let mut flows = vec![
+            ("a→b", probe(&lab, &pod1.name, pod2.ipv4, "ab")),
+            ("b→a", probe(&lab, &pod2.name, pod1.ipv4, "ba")),
+            ("router→a", probe(&lab, "fabric", pod1.ipv4, "ra")),
+        ];
+        std::thread::sleep(Duration::from_secs(2));
+        action(&lab, &nodes, &mut agents);
+        for (flow, p) in &mut flows {
+            let (sent, got) = probe_result(p);
+            eprintln!("{name}: {flow}: {got} of {sent} probes answered");
+            if sent != PROBES || got != sent {
+                failures.push(format!("{name}: {flow}: {got} of {sent} probes answered"));
+            }
+        }
+        wait_for("sessions back up and synced", || all_synced(&lab, &nodes));
+        for ((t, m), mark) in targets.iter().zip(&monitors).zip(&marks) {
+            let changes = pod_route_changes(m, *mark);
+            let changes: Vec<String> = changes
+                .into_iter()
+                .filter(|l| !l.contains("10.244.250.0/24"))
+                .collect();
+            if !changes.is_empty() {
+                failures.push(format!("{name}: {t}: pod routes changed: {changes:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nBIRD log:\n{}",
+        failures.join("\n"),
+        std::fs::read_to_string(lab.dir().join("router/bird.log")).unwrap_or_default()
+    );
+    for a in &mut agents {
+        let _ = a.terminate();
+    }
+    drop(monitors);
+    let _ = lab.stop_router();
+}
