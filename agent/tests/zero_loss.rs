@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use podroute_lab::{Lab, LabConfig, LabNode, LabProcess, Signal, Tor};
+use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal, Tor};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 /// Probes per flow and scenario: 15 s at 10 ms.
@@ -196,16 +196,14 @@ impl RouteMonitors {
 /// The positive control's route.
 const CONTROL_ROUTE: &str = "10.244.250.0/24";
 
-#[test]
-#[ignore = "needs root: run by make test"]
-fn probes_every_10ms_lose_nothing_while_agents_restart() {
-    let mut lab =
-        Lab::up(&LabConfig::new(format!("zl{}", std::process::id() % 100_000), 2).tor(Tor::Bird))
-            .expect("lab up");
+/// A two-node lab with BIRD, a pod on each node and both agents up, synced, routing.
+fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) {
+    let name = format!("{tag}{}", std::process::id() % 100_000);
+    let mut lab = Lab::up(&LabConfig::new(name, 2).tor(Tor::Bird)).expect("lab up");
     let nodes = lab.nodes().to_vec();
     let pod1 = lab.add_pod("node1", "a").expect("pod a");
     let pod2 = lab.add_pod("node2", "b").expect("pod b");
-    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
+    let agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
     wait_for("sessions up and synced", || all_synced(&lab, &nodes));
     wait_for("the router's kernel to route both pod CIDRs", || {
         let r = lab.exec_ok("fabric", &["ip", "route"]).unwrap_or_default();
@@ -219,7 +217,13 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
                 && lab.ping_from("fabric", pod1.ipv4).unwrap_or(false)
         },
     );
+    (lab, nodes, pod1, pod2, agents)
+}
 
+#[test]
+#[ignore = "needs root: run by make test"]
+fn probes_every_10ms_lose_nothing_while_agents_restart() {
+    let (lab, nodes, pod1, pod2, mut agents) = two_nodes("zl");
     let monitors = RouteMonitors::start(&lab);
 
     type Scenario = (&'static str, fn(&Lab, &[LabNode], &mut Vec<LabProcess>));
@@ -315,7 +319,6 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
         let _ = a.terminate();
     }
     drop(monitors);
-    let _ = lab.stop_router();
 }
 
 /// How long the API server stays away in [`restart_during_an_api_server_outage_loses_nothing`]:
@@ -334,21 +337,11 @@ fn outage() -> Duration {
 #[test]
 #[ignore = "needs root: run by make test"]
 fn restart_during_an_api_server_outage_loses_nothing() {
-    let mut lab =
-        Lab::up(&LabConfig::new(format!("zo{}", std::process::id() % 100_000), 2).tor(Tor::Bird))
-            .expect("lab up");
-    let nodes = lab.nodes().to_vec();
-    let pod1 = lab.add_pod("node1", "a").expect("pod a");
-    let pod2 = lab.add_pod("node2", "b").expect("pod b");
-    let mut agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
-    wait_for("sessions up and synced", || all_synced(&lab, &nodes));
+    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes("zo");
     wait_for("the state files written", || {
         nodes
             .iter()
             .all(|n| lab.dir().join(format!("state-{}.json", n.name)).is_file())
-    });
-    wait_for("pods to reach each other", || {
-        lab.ping(&pod1, pod2.ipv4) && lab.ping(&pod2, pod1.ipv4)
     });
     let monitors = RouteMonitors::start(&lab);
 

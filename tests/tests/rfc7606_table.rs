@@ -111,3 +111,31 @@ fn every_row_has_the_stated_outcome_and_counters_in_memory() {
     assert!(rows >= 80, "{rows} rows");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every row is a seed of the `update` fuzz target (`fuzz/seeds/update/rfc7606-<role>-<row>`:
+/// the context byte, then the UPDATE body), so the fuzzer starts from each error the table
+/// knows. `PODROUTE_WRITE_SEEDS=1` writes them after the table changed.
+#[test]
+fn every_row_is_a_fuzz_seed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/update");
+    let write = std::env::var_os("PODROUTE_WRITE_SEEDS").is_some();
+    let mut missing = Vec::new();
+    for role in [Role::Mesh, Role::Router] {
+        for case in table() {
+            let e = env(role, !case.two_octet);
+            let message = (case.build)(&e);
+            let mut seed = vec![u8::from(e.four_octet)];
+            seed.extend_from_slice(&message[19..]);
+            let path = dir.join(format!("rfc7606-{}-{}", role.label(), case.name));
+            if write {
+                std::fs::write(&path, &seed).expect("write seed");
+            } else if std::fs::read(&path).ok().as_deref() != Some(&seed[..]) {
+                missing.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "seeds missing or stale (PODROUTE_WRITE_SEEDS=1 writes them): {missing:?}"
+    );
+}
