@@ -122,7 +122,34 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })?;
     tokio::spawn(crate::http::serve(ctx.clone(), http));
 
-    let (view_tx, mut view_rx) = watch::channel(ViewUpdate::initial());
+    // A view kept on the node stands in until the API's first answer replaces it.
+    let persisted = ctx.config.state_file.as_deref().and_then(|path| {
+        match crate::persist::load(path, &ctx.config.node_name) {
+            Ok(view) => {
+                tracing::info!(path = %path.display(), peers = view.peers.len(),
+                    "starting from the persisted cluster view until the API server answers");
+                Some(Arc::new(view))
+            }
+            Err(crate::persist::PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "persisted cluster view not used; waiting for the API server");
+                ctx.metrics.errors.with_label_values(&[error.metric_label()]).inc();
+                None
+            }
+        }
+    });
+    let initial = match &persisted {
+        Some(view) => ViewUpdate {
+            view: Ok(view.clone()),
+            synced: true,
+        },
+        None => ViewUpdate::initial(),
+    };
+    let (view_tx, mut view_rx) = watch::channel(initial);
     tokio::spawn(run_node_watch(
         Api::<Node>::all(client),
         ctx.config.node_name.clone(),
@@ -152,6 +179,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         conflist_written_for: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,6 +294,8 @@ struct LoopState {
     logged_view_error: Option<ViewError>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
+    /// The view last written to (or read from) the state file.
+    persisted: Option<Arc<ClusterView>>,
 }
 
 /// Why the loop woke up.
@@ -357,6 +387,26 @@ impl LoopState {
     }
 }
 
+/// Keeps `view` in the state file when it differs from what the file holds.
+fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+    let Some(path) = &ctx.config.state_file else {
+        return;
+    };
+    if state.persisted.as_deref() == Some(&**view) {
+        return;
+    }
+    match crate::persist::save(path, view) {
+        Ok(()) => state.persisted = Some(view.clone()),
+        Err(error) => {
+            tracing::warn!(%error, "could not keep the cluster view on the node");
+            ctx.metrics
+                .errors
+                .with_label_values(&[error.metric_label()])
+                .inc();
+        }
+    }
+}
+
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
 async fn step(
     ctx: &Arc<Context>,
@@ -369,6 +419,7 @@ async fn step(
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
+            persist_view(ctx, state, view);
             view.clone()
         }
         Err(error) => {

@@ -96,6 +96,8 @@ pub struct PeerStatus {
     pub stale: usize,
     /// Times a session to the peer reached Established since the agent started.
     pub established_count: u64,
+    /// Malformed UPDATEs from the peer since the agent started, by RFC 7606 action.
+    pub update_errors: podroute_bgp::counters::Rfc7606Counts,
 }
 
 /// The speaker failed to start.
@@ -501,6 +503,11 @@ impl Shell {
                 rejected: p.rejected,
                 stale: p.stale,
                 established_count: p.established_count,
+                update_errors: self
+                    .speaker
+                    .session_counters(p.address)
+                    .map(|c| c.rfc7606)
+                    .unwrap_or_default(),
             })
             .collect();
         let rib = self.speaker.rib();
