@@ -105,7 +105,7 @@ soak: deps control-plane
 # replays. Not part of make test.
 FUZZ_CAMPAIGN_SECONDS ?= 7200
 fuzz:
-	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS)
+	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS) keep
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins
