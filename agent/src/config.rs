@@ -50,6 +50,9 @@ pub enum Command {
     /// Print the running agent's status (from its `/status`) and exit: 0 when the node is
     /// ready, 1 when not, 2 when the agent cannot be asked.
     Status(StatusArgs),
+    /// Print the CustomResourceDefinitions (BGPPeer, BGPConfiguration) as YAML and exit:
+    /// what `manifests/crds.yaml` holds.
+    Crds,
 }
 
 /// Options of `podroute-agent status`.

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cni_conf;
 pub mod config;
 pub mod context;
+pub mod crd;
 pub mod drift;
 pub mod http;
 pub mod metrics;
