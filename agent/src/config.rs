@@ -113,6 +113,11 @@ pub struct Cli {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// The agent's namespace: the Secrets that BGPPeers and the BGPConfiguration name are
+    /// read from it, and only from it (set it from the downward API `metadata.namespace`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub namespace: String,
+
     /// Autonomous system number of the node mesh (iBGP: every node uses the same one).
     #[arg(
         long = "as-number",
@@ -235,6 +240,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// Name of the own Node object.
     pub node_name: String,
+    /// Namespace of the Secrets the resources name.
+    pub namespace: String,
     /// AS number of the mesh.
     pub as_number: u32,
     /// BGP listener address override.
@@ -437,6 +444,7 @@ impl Cli {
             mesh_gtsm: self.mesh_gtsm,
             kubeconfig: self.kubeconfig,
             node_name,
+            namespace: self.namespace,
             as_number: self.as_number,
             listen_address: self.listen_address,
             bgp_port: self.listen_port,

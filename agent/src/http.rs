@@ -70,6 +70,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
         })).collect::<Vec<_>>(),
+        "invalidPeers": s.invalid_peers,
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),
             "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),

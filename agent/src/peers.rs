@@ -49,6 +49,12 @@ pub struct PeerSpec {
     pub md5_password: Option<String>,
     /// GTSM (RFC 5082): require TTL 255 on received packets and send with TTL 255.
     pub gtsm: bool,
+    /// Our AS on this session, when not the node's.
+    pub local_as: Option<u32>,
+    /// Hold time offered, when not the cluster's.
+    pub hold_time: Option<u16>,
+    /// Prefix limit, if any.
+    pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
 }
 
 /// The set of peers, keyed by address (one session per remote address).
@@ -63,10 +69,17 @@ pub struct MeshOptions {
     pub md5_password: Option<String>,
     /// GTSM on mesh sessions (only when all nodes share an L2 segment).
     pub gtsm: bool,
+    /// Hold time offered on mesh sessions, when not the agent's `--hold-time`.
+    pub hold_time: Option<u16>,
+    /// The mesh runs (BGPConfiguration `nodeToNodeMesh.enabled`; on without one).
+    pub enabled: bool,
 }
 
 /// The mesh: one iBGP peer per other node that has an IP to reach it on.
 pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
+    if !options.enabled {
+        return PeerSet::new();
+    }
     let own_family_v4 = view.own.ips.v4.is_some();
     let own_ips: Vec<IpAddr> = view.own.ips.all().collect();
     view.peers
@@ -91,6 +104,11 @@ pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
                     },
                     md5_password: options.md5_password.clone(),
                     gtsm: options.gtsm,
+                    // Every node in the mesh has the cluster AS (which a BGPConfiguration may
+                    // set apart from --as-number).
+                    local_as: Some(options.as_number),
+                    hold_time: options.hold_time,
+                    max_prefixes: None,
                 },
             ))
         })
@@ -155,6 +173,7 @@ mod tests {
             &view,
             &MeshOptions {
                 as_number: 64512,
+                enabled: true,
                 ..Default::default()
             },
         )

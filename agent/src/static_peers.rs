@@ -1,5 +1,7 @@
 //! Static external BGP peers (`--bgp-peer`): top-of-rack routers configured on the command
-//! line, the first step toward the `BGPPeer` resource.
+//! line, for clusters without the CRDs and for benchmarks. A `BGPPeer` resource with a
+//! `peerAddress` becomes the same [`StaticPeer`] ([`crate::cluster_peers`]), so both take one
+//! path from there on.
 //!
 //! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`. It
 //! is parsed into a [`StaticPeer`], which becomes a [`PeerSpec`] of kind
@@ -34,6 +36,12 @@ pub struct StaticPeer {
     pub gtsm: bool,
     /// Import list.
     pub import: Vec<PrefixRule>,
+    /// Our AS on this session instead of the node's (BGPPeer `localASNumber`).
+    pub local_as: Option<u32>,
+    /// Hold time offered instead of the cluster's (BGPPeer `holdTimeSeconds`).
+    pub hold_time: Option<u16>,
+    /// Prefix limit (BGPPeer `maxPrefixes`).
+    pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
 }
 
 impl StaticPeer {
@@ -47,6 +55,9 @@ impl StaticPeer {
             },
             md5_password: self.md5_password.clone(),
             gtsm: self.gtsm,
+            local_as: self.local_as,
+            hold_time: self.hold_time,
+            max_prefixes: self.max_prefixes,
         }
     }
 }
@@ -188,6 +199,9 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
         md5_password,
         gtsm: gtsm.unwrap_or(false),
         import: import.unwrap_or_default(),
+        local_as: None,
+        hold_time: None,
+        max_prefixes: None,
     })
 }
 

@@ -169,3 +169,152 @@ fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
         "{table}"
     );
 }
+
+/// node1's `/status` as JSON (Null while the agent does not answer).
+fn status(lab: &Lab, node: &str) -> serde_json::Value {
+    lab.exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/status"])
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The `/status` entry of peer `address`, if the agent runs a session to it.
+fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::Value> {
+    status["bgpPeers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["address"] == address)
+        .cloned()
+}
+
+/// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", explain());
+}
+
+/// A router peered through a BGPPeer: BIRD's sessions come up and it learns every node's pod
+/// CIDR via that node's IP; adding a second BGPPeer, an unusable one (its Secret is missing)
+/// and deleting them touches neither the router's session nor the mesh session (their
+/// Established counts stay as they were).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("r"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n  holdTimeSeconds: 9\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+
+    wait_for(
+        "BIRD to learn every pod CIDR via its node",
+        || {
+            let routes = lab.router_exec(&["show", "route"]).unwrap_or_default();
+            routes.contains("10.244.1.0/24") && routes.contains("10.244.2.0/24")
+        },
+        || format!("{:?}\n{}", lab.router_exec(&["show", "protocols"]), logs()),
+    );
+    for node in &nodes {
+        let cidr = node.pod_cidrs()[0].to_string();
+        let route = lab
+            .router_exec(&["show", "route", &cidr])
+            .expect("birdc show route");
+        assert!(
+            route.contains(&format!("via {}", node.ipv4)),
+            "{cidr} not via {}: {route}",
+            node.ipv4
+        );
+    }
+
+    let before = status(&lab, "node1");
+    let tor = peer_status(&before, "198.18.0.254").expect("router session");
+    let mesh = peer_status(&before, "198.18.0.2").expect("mesh session");
+    assert_eq!(tor["established"], true, "{before}");
+
+    // An unusable BGPPeer is reported and left out; a usable one is added, then removed.
+    apply(
+        &lab,
+        "needs-secret",
+        &peer(
+            "needs-secret",
+            "  peerAddress: 198.18.0.253\n  peerASNumber: 65009\n  password:\n    name: podroute-bgp-passwords\n    key: rack-b\n",
+        ),
+    )
+    .expect("BGPPeer needs-secret");
+    wait_for(
+        "the missing Secret to be reported",
+        || {
+            status(&lab, "node1")["invalidPeers"]["needs-secret"]
+                .as_str()
+                .is_some_and(|why| why.contains("podroute-bgp-passwords"))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    assert!(peer_status(&status(&lab, "node1"), "198.18.0.253").is_none());
+    apply(
+        &lab,
+        "spare",
+        &peer(
+            "spare",
+            "  peerAddress: 198.18.0.252\n  peerASNumber: 65010\n",
+        ),
+    )
+    .expect("BGPPeer spare");
+    wait_for(
+        "the new BGPPeer's session",
+        || peer_status(&status(&lab, "node1"), "198.18.0.252").is_some(),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    lab.kubectl(&["delete", "bgppeer", "spare", "needs-secret"])
+        .expect("delete");
+    wait_for(
+        "the deleted BGPPeers to go",
+        || {
+            let now = status(&lab, "node1");
+            peer_status(&now, "198.18.0.252").is_none()
+                && now["invalidPeers"]
+                    .as_object()
+                    .is_some_and(|o| o.is_empty())
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+
+    let after = status(&lab, "node1");
+    for (before, address) in [(&tor, "198.18.0.254"), (&mesh, "198.18.0.2")] {
+        let now = peer_status(&after, address).expect("still configured");
+        assert_eq!(now["established"], true, "{address}: {after}");
+        assert_eq!(
+            now["establishedCount"],
+            before["establishedCount"],
+            "{address} was restarted: {after}\n{}",
+            logs()
+        );
+    }
+    // The password never reaches the agent's log.
+    assert!(!logs().contains("rack-b-secret"));
+}
