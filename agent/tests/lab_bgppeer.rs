@@ -318,3 +318,170 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
     // The password never reaches the agent's log.
     assert!(!logs().contains("rack-b-secret"));
 }
+
+/// Writes the lab's BIRD configuration with TCP-MD5 `password` on every session and reloads it.
+fn bird_password(lab: &Lab, password: &str) {
+    let router = lab.router().expect("router");
+    let text = podroute_lab::router::bird_config(router.dir(), &lab.router_neighbors()).replace(
+        " as 64512; }",
+        &format!(" as 64512; password \"{password}\"; }}"),
+    );
+    std::fs::write(router.config_path(), text).expect("write bird.conf");
+    router.reload().expect("birdc configure");
+}
+
+/// Creates or replaces Secret kube-system/`name` with key `tor` = `password`.
+fn secret(lab: &Lab, name: &str, password: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: kube-system\nstringData:\n  tor: {password}\n"
+    );
+    apply(lab, &format!("secret-{name}"), &yaml).expect("apply Secret");
+}
+
+/// The password comes from a Secret the shipped RBAC lets the agent read: right → session;
+/// rotated on both ends → that session re-keyed, the mesh session untouched (its Established
+/// count); wrong → no session; a Secret the Role does not name → reported as forbidden. The
+/// password appears nowhere: agent logs, /status, /metrics, command line, environment.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn secret_passwords_key_rotate_and_never_leak() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("p"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    install_crds(&lab);
+    let rbac = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml");
+    lab.kubectl(&["apply", "-f", rbac]).expect("apply RBAC");
+    let kubeconfig = lab
+        .service_account_kubeconfig("kube-system", "podroute")
+        .expect("SA kubeconfig");
+    let sa = kubeconfig.display().to_string();
+    let denied = lab.kubectl(&["--kubeconfig", &sa, "get", "secrets", "-n", "kube-system"]);
+    assert!(denied.is_err(), "the agent must not list every Secret");
+
+    let (first, second, wrong) = ("first-pw-4821", "second-pw-9377", "wrong-pw-1650");
+    bird_password(&lab, first);
+    secret(&lab, "podroute-bgp-passwords", first);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n  password:\n    name: podroute-bgp-passwords\n    key: tor\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let tor = |lab: &Lab| peer_status(&status(lab, "node1"), "198.18.0.254");
+    let established = |lab: &Lab| tor(lab).is_some_and(|p| p["established"] == true);
+    wait_for(
+        "the router session with the Secret's password, and the mesh",
+        || {
+            established(&lab)
+                && peer_status(&status(&lab, "node1"), "198.18.0.2")
+                    .is_some_and(|p| p["established"] == true)
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let before = status(&lab, "node1");
+    let mesh_count = peer_status(&before, "198.18.0.2").expect("mesh")["establishedCount"].clone();
+
+    // Rotation: the router first, then the Secret; the session comes back with the new key.
+    bird_password(&lab, second);
+    secret(&lab, "podroute-bgp-passwords", second);
+    // The session is restarted (a new one: its count starts again) and comes back up.
+    wait_for(
+        "the router session re-keyed",
+        || {
+            agents[0]
+                .log()
+                .contains("peer's password or GTSM changed; restarting its session")
+                && established(&lab)
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let mesh = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh");
+    assert_eq!(
+        mesh["establishedCount"], mesh_count,
+        "the mesh session was restarted"
+    );
+    assert_eq!(mesh["established"], true);
+
+    // A wrong password: the session goes and does not come back.
+    secret(&lab, "podroute-bgp-passwords", wrong);
+    wait_for(
+        "the session with the wrong password to end",
+        || !established(&lab),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let window = std::time::Instant::now();
+    while window.elapsed() < std::time::Duration::from_secs(10) {
+        assert!(
+            !established(&lab),
+            "a session with the wrong password came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // A Secret the Role does not name cannot be read: reported, nothing else changes.
+    secret(&lab, "other-secret", first);
+    apply(
+        &lab,
+        "other",
+        &peer(
+            "other",
+            "  peerAddress: 198.18.0.253\n  peerASNumber: 65001\n  password:\n    name: other-secret\n    key: tor\n",
+        ),
+    )
+    .expect("BGPPeer other");
+    wait_for(
+        "the unreadable Secret to be reported",
+        || {
+            status(&lab, "node1")["invalidPeers"]["other"]
+                .as_str()
+                .is_some_and(|w| w.contains("forbidden"))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+
+    // Nowhere to be seen.
+    let metrics = lab
+        .exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .expect("metrics");
+    let status_text = status(&lab, "node1").to_string();
+    let pid = lab
+        .exec_ok("node1", &["pgrep", "-f", "podroute-agent"])
+        .expect("pgrep");
+    let pid = pid.lines().next().expect("agent pid").trim().to_owned();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    for password in [first, second, wrong] {
+        for (place, text) in [
+            ("logs", logs()),
+            ("/metrics", metrics.clone()),
+            ("/status", status_text.clone()),
+            (
+                "command line",
+                String::from_utf8_lossy(&cmdline).into_owned(),
+            ),
+            (
+                "environment",
+                String::from_utf8_lossy(&environ).into_owned(),
+            ),
+        ] {
+            assert!(
+                !text.contains(password),
+                "the password is in the agent's {place}"
+            );
+        }
+    }
+}
