@@ -15,7 +15,7 @@ use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule, Verdict};
 use crate::crd::SecretKeyRef;
 use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
 use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
-use crate::peers::MeshOptions;
+use crate::peers::{MeshOptions, Password};
 use crate::static_peers::StaticPeer;
 use crate::view::NodeInfo;
 
@@ -143,7 +143,7 @@ pub struct FlagDefaults {
     /// `--as-number`.
     pub as_number: u32,
     /// `--mesh-password-file`'s password.
-    pub mesh_md5_password: Option<String>,
+    pub mesh_md5_password: Option<crate::peers::Password>,
     /// `--mesh-gtsm`.
     pub mesh_gtsm: bool,
 }
@@ -297,7 +297,10 @@ fn max_prefixes(limit: &bgp_peer::MaxPrefixes) -> MaxPrefix {
 }
 
 /// The password a reference names, checked like a password file.
-fn password(resources: &ClusterResources, reference: &SecretKeyRef) -> Result<String, InvalidPeer> {
+fn password(
+    resources: &ClusterResources,
+    reference: &SecretKeyRef,
+) -> Result<Password, InvalidPeer> {
     let Some(data) = resources.secrets.get(&reference.name) else {
         let reason = resources
             .unreadable
@@ -321,7 +324,7 @@ fn password(resources: &ClusterResources, reference: &SecretKeyRef) -> Result<St
     if text.is_empty() || text.len() > crate::sockopt::MD5_MAX_KEY_LEN {
         return Err(InvalidPeer::BadPassword(reference.name.clone()));
     }
-    Ok(text.to_owned())
+    Ok(Password::new(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -421,7 +424,10 @@ mod tests {
             &defaults(),
         );
         assert_eq!(peers.routers.len(), 2);
-        assert_eq!(peers.routers[0].md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            peers.routers[0].md5_password.as_ref().map(Password::expose),
+            Some("s3cret")
+        );
         assert!(
             !format!("{resources:?}").contains("s3cret"),
             "Debug shows no Secret value"

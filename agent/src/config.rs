@@ -269,7 +269,7 @@ pub struct Config {
     /// Hold time offered to peers, in seconds.
     pub hold_time: u16,
     /// TCP-MD5 password of mesh sessions.
-    pub mesh_md5_password: Option<String>,
+    pub mesh_md5_password: Option<crate::peers::Password>,
     /// GTSM on mesh sessions.
     pub mesh_gtsm: bool,
     /// Static external peers, in the order given.
@@ -464,7 +464,7 @@ impl Cli {
 
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's limit) after removing a trailing
 /// newline.
-fn read_password(path: &std::path::Path) -> Result<String, ConfigError> {
+fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, ConfigError> {
     crate::static_peers::read_md5_password(path).map_err(|reason| ConfigError::MeshPassword {
         path: path.to_owned(),
         reason,
@@ -660,7 +660,10 @@ mod tests {
         std::fs::write(&good, "s3cret\n").expect("write");
         let path = good.to_string_lossy().into_owned();
         let config = parse(&["--node-name", "n", "--mesh-password-file", &path]).expect("valid");
-        assert_eq!(config.mesh_md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.mesh_md5_password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").expect("write");

@@ -31,7 +31,7 @@ pub struct StaticPeer {
     /// File the TCP-MD5 password was read from, if any.
     pub password_file: Option<PathBuf>,
     /// The TCP-MD5 password (RFC 2385).
-    pub md5_password: Option<String>,
+    pub md5_password: Option<crate::peers::Password>,
     /// GTSM (RFC 5082).
     pub gtsm: bool,
     /// Import list.
@@ -215,7 +215,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), 
 
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's key limit) after removing a trailing
 /// newline.
-fn read_password(path: &std::path::Path) -> Result<String, StaticPeerError> {
+fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, StaticPeerError> {
     read_md5_password(path).map_err(|reason| StaticPeerError::Password {
         path: path.to_owned(),
         reason,
@@ -224,7 +224,7 @@ fn read_password(path: &std::path::Path) -> Result<String, StaticPeerError> {
 
 /// Reads a TCP-MD5 password from a file (e.g. a mounted Secret), without its trailing newline;
 /// the error is the reason it is unusable.
-pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<crate::peers::Password, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let password = text.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
@@ -233,7 +233,7 @@ pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<String, String
     if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
         return Err("longer than 80 bytes, the TCP-MD5 key limit".into());
     }
-    Ok(password)
+    Ok(crate::peers::Password::new(password))
 }
 
 #[cfg(test)]
@@ -256,7 +256,10 @@ mod tests {
         let peer = parse_static_peer(&spec).expect("valid");
         assert_eq!(peer.address, "198.18.0.254".parse::<IpAddr>().expect("ip"));
         assert_eq!(peer.remote_as, 65001);
-        assert_eq!(peer.md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            peer.md5_password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
         assert!(peer.gtsm);
         assert_eq!(
             peer.import,

@@ -330,7 +330,12 @@ impl Shell {
             self.set_md5(*address, None);
         }
         for spec in changes.added.iter().chain(&changes.changed) {
-            self.set_md5(spec.address, spec.md5_password.as_deref());
+            self.set_md5(
+                spec.address,
+                spec.md5_password
+                    .as_ref()
+                    .map(crate::peers::Password::expose),
+            );
         }
         for spec in &changes.changed {
             let rekeyed = self
