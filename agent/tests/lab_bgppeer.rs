@@ -251,6 +251,16 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         );
     }
 
+    wait_for(
+        "node1's router and mesh sessions",
+        || {
+            let now = status(&lab, "node1");
+            ["198.18.0.254", "198.18.0.2"]
+                .iter()
+                .all(|a| peer_status(&now, a).is_some_and(|p| p["established"] == true))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
     let before = status(&lab, "node1");
     let tor = peer_status(&before, "198.18.0.254").expect("router session");
     let mesh = peer_status(&before, "198.18.0.2").expect("mesh session");
@@ -315,8 +325,27 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
             logs()
         );
     }
-    // The password never reaches the agent's log.
-    assert!(!logs().contains("rack-b-secret"));
+
+    // The mesh turned off in the BGPConfiguration: the mesh sessions go, the router's stays.
+    apply(
+        &lab,
+        "mesh-off",
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMesh:\n    enabled: false\n",
+    )
+    .expect("BGPConfiguration");
+    wait_for(
+        "the mesh session to stop",
+        || peer_status(&status(&lab, "node1"), "198.18.0.2").is_none(),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let now = peer_status(&status(&lab, "node1"), "198.18.0.254").expect("router");
+    assert_eq!(now["established"], true);
+    assert_eq!(
+        now["establishedCount"],
+        tor["establishedCount"],
+        "{}",
+        logs()
+    );
 }
 
 /// Writes the lab's BIRD configuration with TCP-MD5 `password` on every session and reloads it.
