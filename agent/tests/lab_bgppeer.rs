@@ -514,3 +514,65 @@ fn secret_passwords_key_rotate_and_never_leak() {
         }
     }
 }
+
+/// Per-rack AS: node2 annotated with its own AS peers with node1 over eBGP (own AS prepended,
+/// no LOCAL_PREF) and each node still routes the other's pod CIDR via its node IP; the router,
+/// configured for AS 64512 everywhere, sees node1 in 64512 and refuses node2's AS 65002.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("a"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    lab.kubectl(&["annotate", "node", "node2", "podroute.io/as-number=65002"])
+        .expect("annotate");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    wait_for(
+        "routes both ways over the eBGP session",
+        || {
+            lab_support::podroute_routes(&lab, "node1").contains("10.244.2.0/24 via 198.18.0.2")
+                && lab_support::podroute_routes(&lab, "node2")
+                    .contains("10.244.1.0/24 via 198.18.0.1")
+        },
+        logs,
+    );
+    let peer = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh peer");
+    assert_eq!(peer["established"], true);
+    wait_for(
+        "BIRD to refuse node2's AS (Bad peer AS) and take node1's",
+        || {
+            lab.router_exec(&["show", "protocols", "all", "node2_v4"])
+                .is_ok_and(|t| t.contains("Bad peer AS"))
+                && lab
+                    .router_exec(&["show", "protocols", "node1_v4"])
+                    .is_ok_and(|t| t.contains("Established"))
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                lab.router_exec(&["show", "protocols", "all"]),
+                logs()
+            )
+        },
+    );
+}
