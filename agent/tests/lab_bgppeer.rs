@@ -187,6 +187,15 @@ fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::
         .cloned()
 }
 
+/// Every agent's log, for a failure message.
+fn joined_logs(agents: &[podroute_lab::LabProcess]) -> String {
+    agents
+        .iter()
+        .map(|a| a.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
     let start = std::time::Instant::now();
@@ -223,13 +232,7 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         .iter()
         .map(|n| lab_support::spawn_agent(&lab, n, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
 
     wait_for(
         "BIRD to learn every pod CIDR via its node",
@@ -403,13 +406,7 @@ fn secret_passwords_key_rotate_and_never_leak() {
         .iter()
         .map(|n| lab_support::spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
     let tor = |lab: &Lab| peer_status(&status(lab, "node1"), "198.18.0.254");
     let established = |lab: &Lab| tor(lab).is_some_and(|p| p["established"] == true);
     wait_for(
@@ -540,13 +537,7 @@ fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
         .iter()
         .map(|n| lab_support::spawn_agent(&lab, n, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
     wait_for(
         "routes both ways over the eBGP session",
         || {
