@@ -104,6 +104,10 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
 /// speaker waits (and with it, through TCP, the peers).
 const ROUTE_BATCHES: usize = 4;
 
+/// Loc-RIB changes staged before a flush, at most (plus one batch): enough for a flush to
+/// fill several netlink batches, few enough that the programmer's queue stays small.
+const STAGE_ROUTES: usize = 16 * 1024;
+
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
 pub async fn run(config: Config) -> Result<(), AgentError> {
     // Installed once, before anything else runs, so a signal that arrives while a step is
@@ -126,7 +130,34 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         ctx.config.namespace.clone(),
         config_tx,
     ));
-    let (view_tx, mut view_rx) = watch::channel(ViewUpdate::initial());
+    // A view kept on the node stands in until the API's first answer replaces it.
+    let persisted = ctx.config.state_file.as_deref().and_then(|path| {
+        match crate::persist::load(path, &ctx.config.node_name) {
+            Ok(view) => {
+                tracing::info!(path = %path.display(), peers = view.peers.len(),
+                    "starting from the persisted cluster view until the API server answers");
+                Some(Arc::new(view))
+            }
+            Err(crate::persist::PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "persisted cluster view not used; waiting for the API server");
+                ctx.metrics.errors.with_label_values(&[error.metric_label()]).inc();
+                None
+            }
+        }
+    });
+    let initial = match &persisted {
+        Some(view) => ViewUpdate {
+            view: Ok(view.clone()),
+            synced: true,
+        },
+        None => ViewUpdate::initial(),
+    };
+    let (view_tx, mut view_rx) = watch::channel(initial);
     tokio::spawn(run_node_watch(
         Api::<Node>::all(client),
         ctx.config.node_name.clone(),
@@ -157,6 +188,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         logged_waiting_for_cidr: false,
         logged_view_error: None,
         logged_invalid: Default::default(),
+        from_state_file: persisted.is_some(),
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -275,6 +308,11 @@ struct LoopState {
     logged_invalid: std::collections::BTreeMap<String, String>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
+    /// The view last written to (or read from) the state file.
+    persisted: Option<Arc<ClusterView>>,
+    /// Started from the state file and the BGP resources have not been listed since: run on
+    /// what the flags say (the state file keeps Nodes, not BGPPeers) until the API answers.
+    from_state_file: bool,
 }
 
 /// Why the loop woke up.
@@ -320,17 +358,27 @@ async fn status_changed(status: Option<&mut watch::Receiver<BgpStatus>>) {
 }
 
 impl LoopState {
-    /// Stages Loc-RIB changes (and any further batches already queued) for the kernel. The
-    /// node's own pod CIDRs stay blackholes whatever BGP says.
+    /// Stages Loc-RIB changes (and further queued batches, up to [`STAGE_ROUTES`] changes)
+    /// for the kernel. The node's own pod CIDRs stay blackholes whatever BGP says.
+    ///
+    /// Bounded: the speaker refills the channel as fast as this drains it, so draining until
+    /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
+    /// queue) before the first flush. A flush between bounded stages keeps the queue small and
+    /// starts installing sooner.
     fn stage_bgp(&mut self, first: Vec<RouteChange>) {
         let mut batch = Some(first);
+        let mut staged = 0;
         while let Some(changes) = batch {
+            staged += changes.len();
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
                 }
                 let intent = change.next_hops.first().map(RouteIntent::Via);
                 self.programmer.stage(change.prefix, intent);
+            }
+            if staged >= STAGE_ROUTES {
+                break;
             }
             batch = self
                 .speaker
@@ -356,6 +404,26 @@ impl LoopState {
     }
 }
 
+/// Keeps `view` in the state file when it differs from what the file holds.
+fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+    let Some(path) = &ctx.config.state_file else {
+        return;
+    };
+    if state.persisted.as_deref() == Some(&**view) {
+        return;
+    }
+    match crate::persist::save(path, view) {
+        Ok(()) => state.persisted = Some(view.clone()),
+        Err(error) => {
+            tracing::warn!(%error, "could not keep the cluster view on the node");
+            ctx.metrics
+                .errors
+                .with_label_values(&[error.metric_label()])
+                .inc();
+        }
+    }
+}
+
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
 async fn step(
     ctx: &Arc<Context>,
@@ -363,13 +431,18 @@ async fn step(
     update: &ViewUpdate,
     resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
-    if !update.synced || !resources.synced {
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets,
+    // unless the agent started from its state file while the API server is away.
+    if resources.synced {
+        state.from_state_file = false;
+    }
+    if !update.synced || (!resources.synced && !state.from_state_file) {
         return Ok(());
     }
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
+            persist_view(ctx, state, view);
             view.clone()
         }
         Err(error) => {
