@@ -195,8 +195,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         conflist_written_for: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
-        persisted,
         logged_invalid: Default::default(),
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -446,7 +446,8 @@ async fn step(
     update: &ViewUpdate,
     resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets (a
+    // loaded state file stands in for both until the API answers).
     if !update.synced || !resources.synced {
         return Ok(());
     }

@@ -96,6 +96,9 @@ struct StoredNode {
     ipv6: Option<Ipv6Addr>,
     pod_cidrs: Vec<String>,
     labels: BTreeMap<String, String>,
+    /// The node's own AS (`podroute.io/as-number`); absent in files of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    as_number: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +142,7 @@ fn store(n: &NodeInfo) -> StoredNode {
         ipv6: n.ips.v6,
         pod_cidrs: n.pod_cidrs.iter().map(ToString::to_string).collect(),
         labels: n.labels.clone(),
+        as_number: n.as_number,
     }
 }
 
@@ -178,6 +182,7 @@ fn restore(n: StoredNode, path: &Path) -> Result<NodeInfo, PersistError> {
         ips,
         pod_cidrs,
         labels: n.labels,
+        as_number: n.as_number.filter(|a| *a != 0 && *a != 23456),
         problems: Vec::new(),
     })
 }
@@ -292,6 +297,7 @@ mod tests {
                 ("rack".to_owned(), format!("r{i}")),
             ]
             .into(),
+            as_number: None,
             problems: Vec::new(),
         }
     }
