@@ -9,9 +9,11 @@ export DEBIAN_FRONTEND := noninteractive
 CARGO ?= cargo
 LAB ?= demo
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
-# plugins (chain partners and benchmark baseline), and small tools the tests call.
+# plugins (chain partners and benchmark baseline), small tools the tests call, and the cluster
+# mode's container runtime (runc), image builder (buildah) and test-pod shell (busybox-static).
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
-	openssl procps psmisc kmod ca-certificates curl iptables nftables
+	openssl procps psmisc kmod ca-certificates curl iptables nftables \
+	runc buildah busybox-static runc buildah
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
@@ -37,8 +39,14 @@ deps: root
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (stable) with rustup" >&2; exit 1; }
 	@command -v go >/dev/null || { echo "error: Go not found; it builds the lab's kube-apiserver and etcd: apt-get install golang-go (>= 1.24) or install from go.dev" >&2; exit 1; }
 
+# The light lab's control plane, then the cluster mode's kubelet, controller manager, scheduler
+# and containerd (both cached per version under ~/.cache/podroute/control-plane/).
+# The light lab's kube-apiserver, kubectl, etcd and cnitool, and the cluster mode's
+# kube-controller-manager, kube-scheduler, kubelet and containerd, cached per version set.
 control-plane:
 	@tests/scripts/control-plane.sh >/dev/null
+	@tests/scripts/control-plane.sh cluster >/dev/null
+	@tests/scripts/control-plane.sh cluster >/dev/null
 
 build:
 	$(CARGO) build --workspace --all-targets
