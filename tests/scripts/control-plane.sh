@@ -5,7 +5,8 @@
 #   tests/scripts/control-plane.sh          the light lab's set: kube-apiserver, kubectl, etcd,
 #                                           cnitool; build if needed, print the bin directory
 #   tests/scripts/control-plane.sh cluster  the cluster mode's extra set: kube-controller-manager,
-#                                           kube-scheduler, kubelet, containerd and its runc shim
+#                                           kube-scheduler, kubelet, containerd, its runc shim
+#                                           and ctr (which imports the lab's images)
 #
 # The cache lives in ${PODROUTE_CACHE:-$HOME/.cache/podroute}/control-plane/<versions>/bin.
 set -euo pipefail
@@ -34,7 +35,7 @@ else
   # Bump with CLUSTER_REVISION for changes that only concern this set.
   CLUSTER_REVISION=1
   dest="$cache_root/control-plane/cluster-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-r$CLUSTER_REVISION"
-  wanted=(kube-controller-manager kube-scheduler kubelet containerd containerd-shim-runc-v2)
+  wanted=(kube-controller-manager kube-scheduler kubelet containerd containerd-shim-runc-v2 ctr)
   what="kubernetes $K8S_VERSION, containerd $CONTAINERD_VERSION"
 fi
 bin="$dest/bin"
@@ -130,7 +131,7 @@ build_kubernetes() {
   done
 }
 
-# containerd's daemon and its runc shim. Without cgo the btrfs snapshotter is left out (the lab
+# containerd's daemon, its runc shim and ctr. Without cgo the btrfs snapshotter is left out (the lab
 # uses overlayfs or native); both binaries come out static.
 build_containerd() {
   log "compiling containerd $CONTAINERD_VERSION"
@@ -142,7 +143,7 @@ build_containerd() {
   local v=github.com/containerd/containerd/v2/version
   local ldflags="-X $v.Version=$CONTAINERD_VERSION -X $v.Revision=podroute-lab -X $v.Package=github.com/containerd/containerd/v2"
   local c
-  for c in containerd containerd-shim-runc-v2; do
+  for c in containerd containerd-shim-runc-v2 ctr; do
     [ -x "$bin/$c" ] && continue
     (cd "$mod" && go build -trimpath -tags no_btrfs -ldflags "$ldflags" -o "$bin/$c.tmp" "github.com/containerd/containerd/v2/cmd/$c")
     mv "$bin/$c.tmp" "$bin/$c"
@@ -171,7 +172,7 @@ if [ "$set_name" = light ]; then
   [ -x "$bin/etcd" ] || build_etcd
   { [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ]; } || build_kubernetes kube-apiserver kubectl
 else
-  { [ -x "$bin/containerd" ] && [ -x "$bin/containerd-shim-runc-v2" ]; } || build_containerd
+  { [ -x "$bin/containerd" ] && [ -x "$bin/containerd-shim-runc-v2" ] && [ -x "$bin/ctr" ]; } || build_containerd
   build_kubernetes kube-controller-manager kube-scheduler kubelet
 fi
 
