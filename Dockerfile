@@ -11,7 +11,8 @@ WORKDIR /src
 COPY . .
 RUN RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --target x86_64-unknown-linux-gnu \
-      -p podroute-agent -p podroute-cni --bins
+      -p podroute-agent -p podroute-cni --bins \
+ && strip target/x86_64-unknown-linux-gnu/release/podroute-agent target/x86_64-unknown-linux-gnu/release/podroute
 
 # Final stage: scratch. The agent runs as root: it needs NET_ADMIN in the host's network
 # namespace (kernel routes, TCP-MD5) and Kubernetes grants added capabilities to root only.

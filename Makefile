@@ -8,6 +8,9 @@ export DEBIAN_FRONTEND := noninteractive
 
 CARGO ?= cargo
 LAB ?= demo
+# make demo: cluster (kubelet + containerd per node, podroute as its DaemonSet) or light
+# (agents started by hand, pods made with cnitool).
+DEMO_MODE ?= cluster
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
 # plugins (chain partners and benchmark baseline), small tools the tests call, and the cluster
 # mode's container runtime (runc), image builder (buildah) and test-pod shell (busybox-static).
@@ -21,7 +24,8 @@ TEST_LOGS := target/test-logs
 .PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
 
 help:
-	@echo "make demo      bring up a 3-node lab with a BIRD router and show it (root)"
+	@echo "make demo      a 3-node lab cluster (kubelet, containerd, BIRD router), podroute's DaemonSet and pods (root)"
+	@echo "               DEMO_MODE=light: agents started by hand, pods made with cnitool"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
@@ -101,7 +105,7 @@ bench: deps control-plane
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins
-	tests/scripts/demo.sh $(LAB)
+	@if [ "$(DEMO_MODE)" = light ]; then tests/scripts/demo.sh $(LAB); else tests/scripts/demo-cluster.sh $(LAB); fi
 
 lab-down: root
 	$(CARGO) run -q -p podroute-lab -- down --name $(LAB)

@@ -11,8 +11,8 @@
 #                                                 and prints OUT_DIR
 #
 # buildah keeps its storage under OUT_DIR/.buildah, and runs in a private mount namespace whose
-# /var is an overlay with its upper layer there too, so the blob cache it would write to
-# /var/lib/containers stays out of the host. The archives are remade only when their input
+# /etc and /var are overlays with their upper layers there too, so what it would write to the
+# host (/etc/cni/net.d, the blob cache in /var/lib/containers) stays out of it. The archives are remade only when their input
 # changed. `ctr images import` loads them into a
 # node's containerd.
 set -euo pipefail
@@ -31,11 +31,14 @@ mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
 store=(--root "$out/.buildah/root" --runroot "$out/.buildah/run" --storage-driver vfs)
-mkdir -p "$out/.buildah/var/upper" "$out/.buildah/var/work"
+mkdir -p "$out"/.buildah/{etc,var}/{upper,work}
 buildah() {
   unshare --mount --propagation slave -- sh -c '
-    mount -t overlay overlay -o "lowerdir=/var,upperdir=$1/upper,workdir=$1/work" /var && shift && exec buildah "$@"
-  ' sh "$out/.buildah/var" "$@"
+    for d in etc var; do
+      mount -t overlay overlay -o "lowerdir=/$d,upperdir=$1/$d/upper,workdir=$1/$d/work" "/$d" || exit 1
+    done
+    shift && exec buildah "$@"
+  ' sh "$out/.buildah" "$@"
 }
 
 # The podroute binaries: glibc linked statically, so the image needs no libraries. A separate
@@ -75,6 +78,8 @@ trap 'rm -rf "$work"' EXIT
 # podroute: exactly what the Dockerfile's final stage holds.
 mkdir -p "$work/podroute/usr/local/bin"
 install -m 0755 "$rel/podroute-agent" "$rel/podroute" "$work/podroute/usr/local/bin/"
+# Debug line tables stay in target/; the image gets the binaries without them.
+strip "$work/podroute/usr/local/bin/"*
 hash=$(cat "$work/podroute/usr/local/bin/"* | sha256sum | cut -d' ' -f1)
 build podroute "localhost/podroute/podroute:$tag" "$hash" '["/usr/local/bin/podroute-agent"]' "$work/podroute"
 

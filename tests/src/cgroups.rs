@@ -21,8 +21,9 @@ pub(crate) fn node_cgroup(lab: &str, node: &str) -> String {
     format!("/podroute-lab-{lab}-{node}")
 }
 
-/// The v1 hierarchies (every directory under /sys/fs/cgroup but the unified one).
-fn hierarchies() -> Vec<PathBuf> {
+/// The v1 hierarchies (every directory under /sys/fs/cgroup but the unified one), and with
+/// `unified` the unified one too (runc adds its cgroups there as well on a hybrid host).
+fn hierarchies(unified: bool) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(CGROUP_ROOT) else {
         return Vec::new();
     };
@@ -30,7 +31,7 @@ fn hierarchies() -> Vec<PathBuf> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "unified"))
+        .filter(|p| unified || p.file_name().is_some_and(|n| n != "unified"))
         .collect();
     v.sort();
     v
@@ -39,7 +40,7 @@ fn hierarchies() -> Vec<PathBuf> {
 /// Creates `cgroup` in every hierarchy; in cpuset it copies the parent's cpus and mems (a
 /// new cpuset cgroup has none, and nothing could run in it).
 pub(crate) fn create(cgroup: &str) -> Result<()> {
-    for h in hierarchies() {
+    for h in hierarchies(false) {
         let dir = h.join(cgroup.trim_start_matches('/'));
         fs::create_dir_all(&dir).map_err(file_err(&dir))?;
         if h.ends_with("cpuset") {
@@ -57,7 +58,7 @@ pub(crate) fn create(cgroup: &str) -> Result<()> {
 /// Every lab cgroup directory of `lab` (the per-node roots), in every hierarchy.
 pub(crate) fn lab_cgroups(lab: &str) -> Vec<PathBuf> {
     let prefix = format!("podroute-lab-{lab}-");
-    hierarchies()
+    hierarchies(true)
         .into_iter()
         .flat_map(|h| fs::read_dir(h).into_iter().flatten().flatten())
         // `podroute-lab-<lab>-node<i>` exactly: lab `a` must not take lab `a-b`'s cgroups.

@@ -162,6 +162,8 @@ pub(crate) fn apiserver_args(pki: &PkiPaths) -> Vec<String> {
         // kubectl exec/logs reach a cluster-mode kubelet, which authenticates its clients.
         format!("--kubelet-client-certificate={}", p(&pki.admin_cert)),
         format!("--kubelet-client-key={}", p(&pki.admin_key)),
+        // Node names resolve nowhere (the lab has no DNS): dial the InternalIP.
+        "--kubelet-preferred-address-types=InternalIP".into(),
         format!(
             "--cert-dir={}",
             p(pki.ca_cert.parent().unwrap_or(Path::new(".")))
@@ -188,12 +190,11 @@ pub(crate) fn controller_manager_args(
     } else {
         CLUSTER_CIDR_V4.to_owned()
     };
-    vec![
+    let mut args = vec![
         format!("--kubeconfig={}", p(kubeconfig)),
         "--allocate-node-cidrs=true".into(),
         format!("--cluster-cidr={cidrs}"),
         "--node-cidr-mask-size-ipv4=24".into(),
-        "--node-cidr-mask-size-ipv6=64".into(),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         format!("--root-ca-file={}", p(&pki.ca_cert)),
         format!("--service-account-private-key-file={}", p(&pki.sa_key)),
@@ -201,7 +202,12 @@ pub(crate) fn controller_manager_args(
         "--leader-elect=false".into(),
         "--bind-address=127.0.0.1".into(),
         "--v=1".into(),
-    ]
+    ];
+    // Refused by a single-stack controller manager.
+    if ipv6 {
+        args.push("--node-cidr-mask-size-ipv6=64".into());
+    }
+    args
 }
 
 /// kube-scheduler's command line.

@@ -156,6 +156,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 [ttrpc]
   address = "{d}/containerd/containerd.sock.ttrpc"
 
+[plugins."io.containerd.cri.v1.runtime"]
+  # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE, which the lab may not have
+  # (sandboxed CI): containers get no lower a score than containerd's own.
+  restrict_oom_score_adj = true
 [plugins."io.containerd.cri.v1.runtime".cni]
   # The node's own (overlaid) paths: the DaemonSet's init container and agent fill them.
   bin_dirs = ["/opt/cni/bin"]
