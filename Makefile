@@ -21,7 +21,7 @@ FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
 
-.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
+.PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
 
 help:
 	@echo "make demo      a 3-node lab cluster (kubelet, containerd, BIRD router), podroute's DaemonSet and pods (root)"
@@ -52,6 +52,12 @@ control-plane:
 	@tests/scripts/control-plane.sh cluster >/dev/null
 	@tests/scripts/control-plane.sh cluster >/dev/null
 
+# The cluster mode's images (podroute from static release binaries, pause, busybox), built
+# with buildah without a registry into target/lab-images/; the lab calls this too, and it
+# rebuilds nothing that is up to date.
+lab-images: root
+	@tests/scripts/lab-images.sh target/lab-images >/dev/null
+
 build:
 	$(CARGO) build --workspace --all-targets
 
@@ -65,10 +71,11 @@ unit-test:
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(TEST_LOGS)/unit.log
 
 # Tiers 2 and 3: kernel tests in private namespaces and the lab's end-to-end tests (root).
-root-test: root
+# The cluster-mode tests use the images `lab-images` built (PODROUTE_LAB_IMAGES).
+root-test: root lab-images
 	@mkdir -p $(TEST_LOGS)
 	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before
-	set -o pipefail; $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
+	set -o pipefail; PODROUTE_LAB_IMAGES=$(CURDIR)/target/lab-images $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
 	@leaked=$$(ip netns list | awk '{print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before -); \
 	if [ -n "$$leaked" ]; then echo "error: tests leaked network namespaces:" $$leaked >&2; exit 1; fi
 
@@ -86,7 +93,7 @@ bench-smoke: root
 	@leaked=$$(ip netns list | awk '$$1 ~ /^bsmoke/ {print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before-bench -); \
 	if [ -n "$$leaked" ]; then echo "error: the bench smoke leaked network namespaces:" $$leaked >&2; exit 1; fi
 
-test: deps control-plane lint build unit-test root-test fuzz-smoke bench-smoke
+test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke bench-smoke
 	@echo "make test: all tiers passed"
 	@tests/scripts/test-summary.sh $(TEST_LOGS)/unit.log $(TEST_LOGS)/root.log $(TEST_LOGS)/bench-smoke.log
 
@@ -103,7 +110,7 @@ bench: deps control-plane
 	$(CARGO) build --release -p podroute-agent -p podroute-bench
 	target/release/podroute-bench run
 
-demo: deps control-plane
+demo: deps control-plane lab-images
 	$(CARGO) build --workspace --bins
 	@if [ "$(DEMO_MODE)" = light ]; then tests/scripts/demo.sh $(LAB); else tests/scripts/demo-cluster.sh $(LAB); fi
 

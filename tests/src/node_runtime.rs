@@ -44,6 +44,10 @@ use crate::error::{LabError, Result, file_err};
 use crate::lab::LabNode;
 use crate::process;
 
+/// Environment variable naming a directory of image archives already built by
+/// `tests/scripts/lab-images.sh` (`make lab-images` sets it for the tests): the lab then uses
+/// them as they are instead of running the script (and cargo) again.
+pub const IMAGES_ENV: &str = "PODROUTE_LAB_IMAGES";
 /// The pod sandbox image every node's containerd uses (built by `lab-images.sh`).
 pub const PAUSE_IMAGE: &str = "localhost/podroute-lab/pause:lab";
 /// How long containerd gets to answer on its socket.
@@ -90,6 +94,16 @@ impl ClusterBins {
         let images_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-images");
         let images = run_script(Command::new(scripts.join("lab-images.sh")).arg(&images_dir))?;
         let bins = Self { dir, images };
+        for archive in bins.image_archives() {
+            if !archive.is_file() {
+                return Err(LabError::ControlPlaneBinaries {
+                    detail: format!(
+                        "{} is missing (tests/scripts/lab-images.sh)",
+                        archive.display()
+                    ),
+                });
+            }
+        }
         for b in [
             "kubelet",
             "containerd",
