@@ -16,12 +16,12 @@ DEMO_MODE ?= cluster
 # mode's container runtime (runc), image builder (buildah) and test-pod shell (busybox-static).
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
 	openssl procps psmisc kmod ca-certificates curl iptables nftables \
-	runc buildah busybox-static runc buildah
+	runc buildah busybox-static
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
 
-.PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
+.PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
 
 help:
 	@echo "make demo      a 3-node lab cluster (kubelet, containerd, BIRD router), podroute's DaemonSet and pods (root)"
@@ -29,6 +29,8 @@ help:
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
+	@echo "make soak      10-minute API-server outage with an agent restart, 10-ms probes (root)"
+	@echo "make fuzz      the fuzzing campaign (FUZZ_CAMPAIGN_SECONDS per target; see fuzz/README.md)"
 
 root:
 	@if [ "$$(id -u)" != 0 ]; then echo "error: this needs root (network namespaces); run it as root, e.g. with sudo" >&2; exit 1; fi
@@ -43,13 +45,10 @@ deps: root
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (stable) with rustup" >&2; exit 1; }
 	@command -v go >/dev/null || { echo "error: Go not found; it builds the lab's kube-apiserver and etcd: apt-get install golang-go (>= 1.24) or install from go.dev" >&2; exit 1; }
 
-# The light lab's control plane, then the cluster mode's kubelet, controller manager, scheduler
-# and containerd (both cached per version under ~/.cache/podroute/control-plane/).
 # The light lab's kube-apiserver, kubectl, etcd and cnitool, and the cluster mode's
 # kube-controller-manager, kube-scheduler, kubelet and containerd, cached per version set.
 control-plane:
 	@tests/scripts/control-plane.sh >/dev/null
-	@tests/scripts/control-plane.sh cluster >/dev/null
 	@tests/scripts/control-plane.sh cluster >/dev/null
 
 # The cluster mode's images (podroute from static release binaries, pause, busybox), built
@@ -109,6 +108,20 @@ bench: deps control-plane
 		apt-get install -y -q --no-install-recommends linux-perf; fi
 	$(CARGO) build --release -p podroute-agent -p podroute-bench
 	target/release/podroute-bench run
+
+# The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
+# it with 20 s).
+SOAK_SECS ?= 600
+soak: deps control-plane
+	PODROUTE_SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p podroute-agent --test zero_loss \
+		restart_during_an_api_server_outage_loses_nothing -- --ignored --nocapture
+
+# The fuzzing campaign (fuzz/README.md): every target for FUZZ_CAMPAIGN_SECONDS (default
+# 7200 = 2 CPU-hours each); new inputs land in fuzz/corpus/, which make test's fuzz-smoke
+# replays. Not part of make test.
+FUZZ_CAMPAIGN_SECONDS ?= 7200
+fuzz:
+	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS) keep
 
 demo: deps control-plane lab-images
 	$(CARGO) build --workspace --bins

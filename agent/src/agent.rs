@@ -15,12 +15,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
 
+use crate::cluster_peers::{FlagDefaults, cluster_peers};
 use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
+use crate::config_watch::{ConfigUpdate, run_config_watch};
 use crate::context::Context;
 use crate::drift::compute_drift;
 use crate::metrics::Metrics;
-use crate::peers::{MeshOptions, mesh_peers};
+use crate::peers::mesh_peers;
 use crate::routes::desired::expected_routes;
 use crate::routes::kernel::{self, KernelError};
 use crate::routes::{RouteIntent, RouteProgrammer};
@@ -102,6 +104,10 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
 /// speaker waits (and with it, through TCP, the peers).
 const ROUTE_BATCHES: usize = 4;
 
+/// Loc-RIB changes staged before a flush, at most (plus one batch): enough for a flush to
+/// fill several netlink batches, few enough that the programmer's queue stays small.
+const STAGE_ROUTES: usize = 16 * 1024;
+
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
 pub async fn run(config: Config) -> Result<(), AgentError> {
     // Installed once, before anything else runs, so a signal that arrives while a step is
@@ -118,7 +124,40 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })?;
     tokio::spawn(crate::http::serve(ctx.clone(), http));
 
-    let (view_tx, mut view_rx) = watch::channel(ViewUpdate::initial());
+    // A view kept on the node stands in until the API's first answer replaces it.
+    let persisted = ctx.config.state_file.as_deref().and_then(|path| {
+        match crate::persist::load(path, &ctx.config.node_name) {
+            Ok(view) => {
+                tracing::info!(path = %path.display(), peers = view.peers.len(),
+                    "starting from the persisted cluster view until the API server answers");
+                Some(Arc::new(view))
+            }
+            Err(crate::persist::PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "persisted cluster view not used; waiting for the API server");
+                ctx.metrics.errors.with_label_values(&[error.metric_label()]).inc();
+                None
+            }
+        }
+    });
+    let initial = match &persisted {
+        Some(view) => ViewUpdate {
+            view: Ok(view.clone()),
+            synced: true,
+        },
+        None => ViewUpdate::initial(),
+    };
+    let (view_tx, mut view_rx) = watch::channel(initial);
+    let (config_tx, mut config_rx) = watch::channel(ConfigUpdate::default());
+    tokio::spawn(run_config_watch(
+        client.clone(),
+        ctx.config.namespace.clone(),
+        config_tx,
+    ));
     tokio::spawn(run_node_watch(
         Api::<Node>::all(client),
         ctx.config.node_name.clone(),
@@ -148,6 +187,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         conflist_written_for: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
+        persisted,
+        logged_invalid: Default::default(),
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,6 +208,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 () = shutdown.recv() => Wake::Shutdown,
                 result = speaker_ended(join) => Wake::SpeakerEnded(result),
                 changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
+                changed = config_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
                 () = status_changed(status) => Wake::BgpStatus,
                 () = state.programmer.kernel_changed() => Wake::Step,
@@ -190,6 +232,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }
 
         let update = view_rx.borrow_and_update().clone();
+        let resources = config_rx.borrow_and_update().clone();
         // A signal also ends a long step (a bulk flush of a million routes): the kernel keeps
         // what was written, and the next agent's first pass takes over from there.
         tokio::select! {
@@ -198,7 +241,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
                 return Ok(());
             }
-            result = step(&ctx, &mut state, &update) => result?,
+            result = step(&ctx, &mut state, &update, &resources) => result?,
         }
     }
     Ok(())
@@ -260,8 +303,12 @@ struct LoopState {
     conflist_written_for: Option<Vec<ipnetwork::IpNetwork>>,
     logged_waiting_for_cidr: bool,
     logged_view_error: Option<ViewError>,
+    /// The unusable BGPPeers last logged.
+    logged_invalid: std::collections::BTreeMap<String, String>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
+    /// The view last written to (or read from) the state file.
+    persisted: Option<Arc<ClusterView>>,
 }
 
 /// Why the loop woke up.
@@ -307,17 +354,27 @@ async fn status_changed(status: Option<&mut watch::Receiver<BgpStatus>>) {
 }
 
 impl LoopState {
-    /// Stages Loc-RIB changes (and any further batches already queued) for the kernel. The
-    /// node's own pod CIDRs stay blackholes whatever BGP says.
+    /// Stages Loc-RIB changes (and further queued batches, up to [`STAGE_ROUTES`] changes)
+    /// for the kernel. The node's own pod CIDRs stay blackholes whatever BGP says.
+    ///
+    /// Bounded: the speaker refills the channel as fast as this drains it, so draining until
+    /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
+    /// queue) before the first flush. A flush between bounded stages keeps the queue small and
+    /// starts installing sooner.
     fn stage_bgp(&mut self, first: Vec<RouteChange>) {
         let mut batch = Some(first);
+        let mut staged = 0;
         while let Some(changes) = batch {
+            staged += changes.len();
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
                 }
                 let intent = change.next_hops.first().map(RouteIntent::Via);
                 self.programmer.stage(change.prefix, intent);
+            }
+            if staged >= STAGE_ROUTES {
+                break;
             }
             batch = self
                 .speaker
@@ -343,18 +400,41 @@ impl LoopState {
     }
 }
 
+/// Keeps `view` in the state file when it differs from what the file holds.
+fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+    let Some(path) = &ctx.config.state_file else {
+        return;
+    };
+    if state.persisted.as_deref() == Some(&**view) {
+        return;
+    }
+    match crate::persist::save(path, view) {
+        Ok(()) => state.persisted = Some(view.clone()),
+        Err(error) => {
+            tracing::warn!(%error, "could not keep the cluster view on the node");
+            ctx.metrics
+                .errors
+                .with_label_values(&[error.metric_label()])
+                .inc();
+        }
+    }
+}
+
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
 async fn step(
     ctx: &Arc<Context>,
     state: &mut LoopState,
     update: &ViewUpdate,
+    resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    if !update.synced {
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
+    if !update.synced || !resources.synced {
         return Ok(());
     }
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
+            persist_view(ctx, state, view);
             view.clone()
         }
         Err(error) => {
@@ -384,12 +464,28 @@ async fn step(
         tracing::debug!(?problem, "Node problem");
     }
 
-    let options = MeshOptions {
+    let defaults = FlagDefaults {
         as_number: ctx.config.as_number,
-        md5_password: ctx.config.mesh_md5_password.clone(),
-        gtsm: ctx.config.mesh_gtsm,
+        mesh_md5_password: ctx.config.mesh_md5_password.clone(),
+        mesh_gtsm: ctx.config.mesh_gtsm,
     };
-    let mut peers = mesh_peers(&view, &options);
+    let from_resources = cluster_peers(&resources.resources, &view.own, &defaults);
+    let invalid: std::collections::BTreeMap<String, String> = from_resources
+        .invalid
+        .iter()
+        .map(|(name, why)| (name.clone(), why.to_string()))
+        .collect();
+    if invalid != state.logged_invalid {
+        for (name, why) in &invalid {
+            if state.logged_invalid.get(name) != Some(why) {
+                tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+            }
+        }
+        state.logged_invalid = invalid.clone();
+    }
+    let mut peers = mesh_peers(&view, &from_resources.mesh);
+    add_static_peers(&mut peers, &from_resources.routers);
+    // `--bgp-peer` last: an operator's flag wins over a resource for the same address.
     add_static_peers(&mut peers, &ctx.config.static_peers);
     let advertised: Vec<_> = view.own.routable_cidrs().collect();
     state.stage_own(advertised.iter().map(|(cidr, _)| *cidr).collect());
@@ -493,6 +589,7 @@ async fn step(
         s.routes_installed = routes_installed;
         s.drift = drift;
         s.bgp_peers = bgp_peers;
+        s.invalid_peers = invalid;
     });
     Ok(())
 }

@@ -69,7 +69,13 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
+            "updateErrors": {
+                "attributeDiscard": p.update_errors.attribute_discard,
+                "treatAsWithdraw": p.update_errors.treat_as_withdraw,
+                "sessionReset": p.update_errors.session_reset,
+            },
         })).collect::<Vec<_>>(),
+        "invalidPeers": s.invalid_peers,
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),
             "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),

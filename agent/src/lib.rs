@@ -4,13 +4,17 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod agent;
+pub mod cluster_peers;
 pub mod cni_conf;
 pub mod config;
+pub mod config_watch;
 pub mod context;
+pub mod crd;
 pub mod drift;
 pub mod http;
 pub mod metrics;
 pub mod peers;
+pub mod persist;
 pub mod routes;
 pub mod sockopt;
 pub mod speaker;

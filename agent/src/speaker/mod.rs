@@ -36,8 +36,10 @@ use peer_config::{LocalSettings, originated, peer_config};
 
 /// Inbound events handled before the speaker's output is carried out and published.
 const INBOUND_BATCH: usize = 64;
-/// Loc-RIB changes after which the inbound batch ends and they are handed over.
-const ROUTE_BATCH: usize = 4096;
+/// Loc-RIB changes after which the inbound batch ends and they are handed over: about one
+/// full UPDATE's worth (a 4,096-byte UPDATE carries up to 1,013 IPv4 /24s), so a batch is
+/// ~50 KB and the batches in flight stay well under a megabyte.
+const ROUTE_BATCH: usize = 1024;
 /// Capacity of the socket tasks' channel into the speaker task.
 const INBOUND_CAPACITY: usize = 256;
 /// How often a refusal of an unknown address may be logged.
@@ -94,6 +96,8 @@ pub struct PeerStatus {
     pub stale: usize,
     /// Times a session to the peer reached Established since the agent started.
     pub established_count: u64,
+    /// Malformed UPDATEs from the peer since the agent started, by RFC 7606 action.
+    pub update_errors: podroute_bgp::counters::Rfc7606Counts,
 }
 
 /// The speaker failed to start.
@@ -330,7 +334,24 @@ impl Shell {
             self.set_md5(*address, None);
         }
         for spec in changes.added.iter().chain(&changes.changed) {
-            self.set_md5(spec.address, spec.md5_password.as_deref());
+            self.set_md5(
+                spec.address,
+                spec.md5_password
+                    .as_ref()
+                    .map(crate::peers::Password::expose),
+            );
+        }
+        for spec in &changes.changed {
+            let rekeyed = self
+                .specs
+                .get(&spec.address)
+                .is_some_and(|old| old.md5_password != spec.md5_password || old.gtsm != spec.gtsm);
+            if rekeyed {
+                // A running connection keeps the key (and TTL) it was opened with: end this
+                // session so that it comes back with the new ones. No other session is touched.
+                tracing::info!(peer = %spec.address, "peer's password or GTSM changed; restarting its session");
+                self.speaker.remove_peer(now, spec.address);
+            }
         }
         for spec in next.peers.values() {
             let local = local_for(spec.address, self.local, &next.view);
@@ -452,7 +473,9 @@ impl Shell {
     /// Hands Loc-RIB changes to the kernel side (waiting while it is behind) and publishes
     /// the status and metrics.
     async fn publish(&mut self) {
-        let changes = self.speaker.take_route_changes();
+        let mut changes = self.speaker.take_route_changes();
+        // The vector grew by doubling; a batch waiting in the channel keeps only its length.
+        changes.shrink_to_fit();
         if !changes.is_empty() && self.outputs.routes.send(changes).await.is_err() {
             tracing::debug!("route consumer gone");
         }
@@ -497,6 +520,11 @@ impl Shell {
                 rejected: p.rejected,
                 stale: p.stale,
                 established_count: p.established_count,
+                update_errors: self
+                    .speaker
+                    .session_counters(p.address)
+                    .map(|c| c.rfc7606)
+                    .unwrap_or_default(),
             })
             .collect();
         let rib = self.speaker.rib();
