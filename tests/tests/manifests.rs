@@ -37,7 +37,12 @@ fn manifests_apply_server_side_and_grant_the_agent_only_what_it_needs() -> TestR
 
     // The real thing, then the agent's rights as the API server computes them.
     lab.kubectl(&["apply".as_ref(), "-k".as_ref(), manifests.as_os_str()])?;
-    let list = lab.kubectl(&["auth", "can-i", "--list", "--as", AGENT])?;
+    // Cluster-wide rules show in every namespace; kube-system adds the agent's Role there.
+    let mut list = String::new();
+    for ns in ["default", "kube-system"] {
+        list.push_str(&format!("## namespace {ns}\n"));
+        list.push_str(&lab.kubectl(&["auth", "can-i", "--list", "-n", ns, "--as", AGENT])?);
+    }
     let golden_path = repo("tests/manifests/golden/agent-can-i-list.txt");
     if std::env::var_os("PODROUTE_BLESS").is_some() {
         std::fs::write(&golden_path, &list)?;
@@ -54,6 +59,9 @@ fn manifests_apply_server_side_and_grant_the_agent_only_what_it_needs() -> TestR
     for (verb, what) in [
         ("get", "secrets"),
         ("list", "secrets"),
+        ("get", "secrets -n kube-system"),
+        ("list", "secrets -n kube-system"),
+        ("watch", "secrets -n kube-system"),
         ("get", "secrets -n default"),
         ("list", "pods"),
         ("list", "pods -A"),
