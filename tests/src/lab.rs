@@ -20,6 +20,7 @@ use crate::cmd;
 use crate::control_plane::{self, ControlPlaneBins};
 use crate::error::{LabError, Result, file_err};
 use crate::names::{self, LabName};
+use crate::node_runtime::ClusterBins;
 use crate::pki::{self, PkiPaths};
 use crate::plan::{self, APISERVER_V4, FABRIC_V4_PREFIX, MAX_NODES};
 use crate::process::{self, LabProcess};
@@ -50,6 +51,9 @@ pub struct LabConfig {
     /// Run etcd and kube-apiserver and create Node objects. Tests of the BGP speaker against a
     /// router alone can turn this off to save the API server's start-up time.
     pub control_plane: bool,
+    /// Cluster mode ([`crate::cluster`]): kube-controller-manager, kube-scheduler, and containerd
+    /// and a kubelet on every node; pod CIDRs from the node IPAM. Implies a control plane.
+    pub cluster: bool,
 }
 
 impl LabConfig {
@@ -61,7 +65,14 @@ impl LabConfig {
             tor: Tor::None,
             ipv6: false,
             control_plane: true,
+            cluster: false,
         }
+    }
+
+    /// Turns cluster mode on or off.
+    pub fn cluster(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
     }
 
     /// Sets the router.
@@ -103,7 +114,7 @@ pub struct LabNode {
 }
 
 impl LabNode {
-    fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
+    pub(crate) fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
         Self {
             name: names::node_name(index),
             index,
@@ -138,6 +149,9 @@ pub(crate) struct LabState {
     pub(crate) ipv6: bool,
     pub(crate) control_plane: bool,
     pub(crate) bins: Option<ControlPlaneBins>,
+    /// The cluster mode's binaries and images; `None` in the light mode.
+    #[serde(default)]
+    pub(crate) cluster: Option<ClusterBins>,
     pub(crate) nodes: Vec<LabNode>,
     /// Seconds `up` took (0 while it is still running).
     pub(crate) up_seconds: f64,
@@ -155,7 +169,7 @@ pub struct Lab {
     /// Whether dropping this value tears the lab down.
     owned: bool,
     /// Daemons this process started (etcd, kube-apiserver, router), reaped at teardown.
-    pub(crate) daemons: BTreeMap<&'static str, Child>,
+    pub(crate) daemons: BTreeMap<String, Child>,
 }
 
 impl Lab {
@@ -178,8 +192,18 @@ impl Lab {
         }
         // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
         teardown::down(&name)?;
+        if cfg.cluster && !cfg.control_plane {
+            return Err(LabError::Invalid(
+                "cluster mode needs the control plane".into(),
+            ));
+        }
         let bins = if cfg.control_plane {
             Some(ControlPlaneBins::locate()?)
+        } else {
+            None
+        };
+        let cluster = if cfg.cluster {
+            Some(ClusterBins::locate()?)
         } else {
             None
         };
@@ -191,6 +215,7 @@ impl Lab {
             ipv6: cfg.ipv6,
             control_plane: cfg.control_plane,
             bins,
+            cluster,
             nodes: (1..=cfg.nodes)
                 .map(|i| LabNode::planned(&name, i, cfg.ipv6))
                 .collect(),
@@ -497,9 +522,14 @@ impl Lab {
             &self.log_dir().join("etcd.log"),
             &self.dir.join("pids/etcd.pid"),
         )?;
-        self.daemons.insert("etcd", etcd);
+        self.daemons.insert("etcd".to_owned(), etcd);
         self.start_apiserver()?;
-        self.create_node_objects(&self.state.nodes)
+        if self.state.cluster.is_some() {
+            // The kubelets register the Nodes; the node IPAM gives them their pod CIDRs.
+            self.build_cluster()
+        } else {
+            self.create_node_objects(&self.state.nodes)
+        }
     }
 
     pub(crate) fn bins(&self) -> Result<ControlPlaneBins> {
@@ -543,7 +573,7 @@ impl Lab {
             &router.log_path().with_file_name("daemon.log"),
             &router.pid_file(),
         )?;
-        self.daemons.insert("router", child);
+        self.daemons.insert("router".to_owned(), child);
         let started = Instant::now();
         loop {
             cancel::check()?;
