@@ -9,9 +9,10 @@ export DEBIAN_FRONTEND := noninteractive
 CARGO ?= cargo
 LAB ?= demo
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
-# plugins (chain partners and benchmark baseline), and small tools the tests call.
+# plugins (chain partners and benchmark baseline), Prometheus (promtool, and a server scraping the
+# lab's agents), and small tools the tests call.
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
-	openssl procps psmisc kmod ca-certificates curl iptables nftables
+	openssl procps psmisc kmod ca-certificates curl iptables nftables prometheus
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs

@@ -13,7 +13,8 @@ use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -149,6 +150,35 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
             None => Resolution::Unresolvable,
         },
     }
+}
+
+/// `ip route get fibmatch <first address of destination>`: the FIB entry that forwards
+/// the destination's first address (its prefix, protocol and next hop), which is the
+/// destination's own route when that is in place. The kernel answers blackhole and
+/// unreachable entries with an error, like a missing route.
+pub(crate) fn fibmatch_request(destination: IpNetwork) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = match destination {
+        IpNetwork::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(n.network(), 32)
+            .build(),
+        IpNetwork::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(n.network(), 128)
+            .build(),
+    };
+    message.header.flags = RouteFlags::FibMatch;
+    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
+}
+
+/// The request dumping the blackhole routes of one family (every protocol); on a socket
+/// with strict checking the kernel sends only those.
+pub(crate) fn blackhole_dump_request(family: AddressFamily) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    message.header.address_family = family;
+    message.header.kind = RouteType::BlackHole;
+    request(
+        RouteNetlinkMessage::GetRoute(message),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
 }
 
 /// The request dumping every route of one family.
