@@ -218,7 +218,7 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
         wait_for(
             &format!("{} ready", node.name),
             || curl(&lab, &node.name, "/readyz").starts_with("ready"),
-            || logs(&agents),
+            || format!("{}\n{}", curl(&lab, &node.name, "/readyz"), logs(&agents)),
         );
     }
 
@@ -472,7 +472,13 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
         || format!("{}\n{}", curl(&lab, "node3", "/readyz"), logs(&agents)),
     );
 
-    // `podroute-agent status` shows peers with type, state and counts, and the routes.
+    // `podroute-agent status` shows peers with type, state and counts, and the routes,
+    // once node1 routes node3's new CIDR too.
+    wait_for(
+        "node1 ready with node3's new pod CIDR",
+        || curl(&lab, "node1", "/readyz").starts_with("ready"),
+        || curl(&lab, "node1", "/readyz"),
+    );
     let out = lab
         .exec_ok("node1", &[env!("CARGO_BIN_EXE_podroute-agent"), "status"])
         .expect("status");

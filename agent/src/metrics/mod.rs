@@ -205,6 +205,16 @@ impl Metrics {
         for family in ["ipv4", "ipv6"] {
             routes_installed.with_label_values(&[family]);
         }
+        // The kinds an alert looks at exist from the start; others appear when they happen.
+        for kind in [
+            "netlink_write",
+            "netlink_dump",
+            "cni_conflist",
+            "cni_readiness_file",
+            "veth_sweep",
+        ] {
+            errors.with_label_values(&[kind]);
+        }
         for op in ["create", "replace", "delete"] {
             netlink_operations.with_label_values(&[op]);
         }

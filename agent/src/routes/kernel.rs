@@ -152,20 +152,28 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
     }
 }
 
-/// `ip route get fibmatch <first address of destination>`: the FIB entry that forwards
-/// the destination's first address (its prefix, protocol and next hop), which is the
-/// destination's own route when that is in place. The kernel answers blackhole and
-/// unreachable entries with an error, like a missing route.
-pub(crate) fn fibmatch_request(destination: IpNetwork) -> NetlinkMessage<RouteNetlinkMessage> {
-    let mut message = match destination {
-        IpNetwork::V4(n) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(n.network(), 32)
-            .build(),
-        IpNetwork::V6(n) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(n.network(), 128)
-            .build(),
+/// A lookup of `address` as a socket with strict checking accepts it (every header field
+/// but the family and the destination length zero): `ip route get`, or with `fibmatch`
+/// `ip route get fibmatch`, which answers with the FIB entry that forwards the address (its
+/// prefix, protocol and next hop). The kernel answers blackhole and unreachable entries
+/// with an error, like a missing route.
+pub(crate) fn lookup_request(
+    address: IpAddr,
+    fibmatch: bool,
+) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    let (family, length) = match address {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
     };
-    message.header.flags = RouteFlags::FibMatch;
+    message.header.address_family = family;
+    message.header.destination_prefix_length = length;
+    if fibmatch {
+        message.header.flags = RouteFlags::FibMatch;
+    }
+    message
+        .attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(address)));
     request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
 }
 

@@ -14,8 +14,7 @@ use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::AddressFamily;
 
 use super::kernel::{
-    KernelError, KernelRoute, Resolution, blackhole_dump_request, fibmatch_request, resolution_of,
-    resolve_request,
+    KernelError, KernelRoute, Resolution, blackhole_dump_request, lookup_request, resolution_of,
 };
 use super::netlink::RequestSocket;
 use super::{KernelTarget, RouteIntent};
@@ -116,7 +115,7 @@ impl KernelProbe {
     async fn lookup(&mut self, destination: IpNetwork) -> Result<Option<KernelRoute>, KernelError> {
         let answer = self
             .requests
-            .get_route(fibmatch_request(destination))
+            .get_route(lookup_request(destination.network(), true))
             .await
             .map_err(KernelError::Dump)?;
         Ok(answer.as_ref().and_then(KernelRoute::from_message))
@@ -127,7 +126,7 @@ impl KernelProbe {
     async fn gateway_of(&mut self, next_hop: IpAddr) -> Result<Option<IpAddr>, KernelError> {
         let answer = self
             .requests
-            .get_route(resolve_request(next_hop))
+            .get_route(lookup_request(next_hop, false))
             .await
             .map_err(KernelError::Dump)?;
         Ok(
