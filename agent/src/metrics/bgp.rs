@@ -98,6 +98,16 @@ fn code_label(code: u8) -> &'static str {
 }
 
 const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+
+/// The per-peer families (without the `podroute_` prefix): they have series only while a
+/// peer they cover is configured.
+pub const PER_PEER_FAMILIES: [&str; 5] = [
+    "bgp_peer_state",
+    "bgp_peer_prefixes_received_total",
+    "bgp_peer_prefixes_accepted",
+    "bgp_peer_prefixes_advertised",
+    "bgp_peer_rejected_routes_total",
+];
 const REJECT_REASONS: [&str; 2] = ["import_policy", "max_prefix"];
 const RFC7606_ACTIONS: [&str; 3] = ["attribute_discard", "treat_as_withdraw", "session_reset"];
 const MAX_PREFIX_ACTIONS: [&str; 3] = ["warn", "drop_excess", "cease"];
@@ -256,32 +266,32 @@ impl BgpMetrics {
             )?,
             peer_state: gauge_vec(
                 registry,
-                "bgp_peer_state",
+                PER_PEER_FAMILIES[0],
                 "session state of one peer: 1 Idle, 2 Connect, 3 Active, 4 OpenSent, \
                  5 OpenConfirm, 6 Established (routers; mesh peers with --metrics-per-mesh-peer)",
                 &["peer", PT],
             )?,
             peer_prefixes_received: counter_vec(
                 registry,
-                "bgp_peer_prefixes_received_total",
+                PER_PEER_FAMILIES[1],
                 "prefixes one peer announced, before import policy",
                 &["peer", PT, "family"],
             )?,
             peer_prefixes_accepted: gauge_vec(
                 registry,
-                "bgp_peer_prefixes_accepted",
+                PER_PEER_FAMILIES[2],
                 "prefixes held from one peer after import policy",
                 &["peer", PT, "family"],
             )?,
             peer_prefixes_advertised: gauge_vec(
                 registry,
-                "bgp_peer_prefixes_advertised",
+                PER_PEER_FAMILIES[3],
                 "prefixes advertised to one peer",
                 &["peer", PT, "family"],
             )?,
             peer_rejected_routes: counter_vec(
                 registry,
-                "bgp_peer_rejected_routes_total",
+                PER_PEER_FAMILIES[4],
                 "prefixes of one peer refused, by reason",
                 &["peer", PT, "reason"],
             )?,
