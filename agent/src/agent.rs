@@ -111,7 +111,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let mut shutdown = Shutdown::install()?;
     let client = kube_client(config.kubeconfig.as_ref()).await?;
     let metrics = Metrics::new(config.metrics_per_mesh_peer)?;
-    let ctx = Arc::new(Context::new(config, metrics));
+    let events = crate::events::spawn(client.clone(), config.node_name.clone());
+    let ctx = Arc::new(Context::new(config, metrics).with_events(events));
 
     let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
         .await

@@ -8,6 +8,7 @@ pub mod cni_conf;
 pub mod config;
 pub mod context;
 pub mod drift;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod peers;

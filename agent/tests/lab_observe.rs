@@ -222,6 +222,28 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
         );
     }
 
+    // Kubernetes Events on the Nodes: the sessions came up.
+    wait_for(
+        "BGPSessionUp events on node1",
+        || {
+            lab.kubectl(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                "default",
+                "--field-selector",
+                "reason=BGPSessionUp,regarding.name=node1",
+                "-o",
+                "name",
+            ])
+            .is_ok_and(|out| out.lines().count() >= 2)
+        },
+        || {
+            lab.kubectl(&["get", "events.events.k8s.io", "-A"])
+                .unwrap_or_default()
+        },
+    );
+
     // promtool finds nothing wrong with any agent's exposition.
     for node in &nodes {
         let out = lab

@@ -117,7 +117,8 @@ const REFUSALS: [Refusal; 3] = [
     Refusal::HeldDown,
 ];
 
-fn max_prefix_label(action: MaxPrefixAction) -> &'static str {
+/// The `action` label of a prefix limit.
+pub fn max_prefix_label(action: MaxPrefixAction) -> &'static str {
     match action {
         MaxPrefixAction::Warn => "warn",
         MaxPrefixAction::DropExcess => "drop_excess",

@@ -518,6 +518,7 @@ impl Shell {
                             .map_or(PeerType::Router, |s| PeerType::of(&s.kind));
                         self.ctx.metrics.bgp.record(&other, peer_type);
                         self.note(&other, peer);
+                        self.report(&other, peer, peer_type);
                     }
                     log_action(&other);
                 }
@@ -531,6 +532,34 @@ impl Shell {
         if self.cause.is_none() && self.speaker.pending_route_changes() > 0 {
             self.cause = Some((at, trigger));
         }
+    }
+
+    /// Sends a Kubernetes Event for session changes and prefix limits.
+    fn report(&self, action: &SpeakerAction, peer: IpAddr, peer_type: PeerType) {
+        use crate::events::AgentEvent;
+        let peer_type = peer_type.label();
+        let event = match action {
+            SpeakerAction::PeerState { to, .. } if *to == State::Established => {
+                AgentEvent::SessionUp { peer, peer_type }
+            }
+            SpeakerAction::PeerState { from, .. } if *from == State::Established => {
+                AgentEvent::SessionDown {
+                    peer,
+                    peer_type,
+                    reason: self
+                        .peer_notes
+                        .get(&peer)
+                        .and_then(|n| n.last_error.clone()),
+                }
+            }
+            SpeakerAction::MaxPrefixExceeded { limit, action, .. } => AgentEvent::MaxPrefix {
+                peer,
+                limit: *limit,
+                action: crate::metrics::bgp::max_prefix_label(*action),
+            },
+            _ => return,
+        };
+        self.ctx.events.send(event);
     }
 
     /// Records a session change or error of `peer` for `status`.
