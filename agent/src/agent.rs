@@ -394,6 +394,7 @@ impl LoopState {
 }
 
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
+#[tracing::instrument(name = "reconcile", skip_all)]
 async fn step(
     ctx: &Arc<Context>,
     state: &mut LoopState,

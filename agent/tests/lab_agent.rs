@@ -428,12 +428,21 @@ fn foreign_routes_api_outage_and_restarts_change_nothing() {
         "foreign routes changed by kill -9"
     );
     agents[0] = spawn_agent(&lab, &nodes[0]);
-    for node in &nodes {
+    // node1 cannot install node3's route (the static route holds it): readiness means
+    // routed, so node1 says so; the others are ready.
+    for node in &nodes[1..] {
         wait_for("the agent to be ready", || {
             lab.exec(&node.name, &["curl", "-sf", "http://127.0.0.1:9180/readyz"])
                 .is_ok_and(|o| o.status.success())
         });
     }
+    wait_for("node1 not ready because of the collision", || {
+        lab.exec("node1", &["curl", "-s", "http://127.0.0.1:9180/readyz"])
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .contains("1 mesh route(s) not in the kernel, e.g. 10.244.3.0/24")
+            })
+    });
     // Let the sessions re-establish and sync (End-of-RIB), then look.
     wait_for("sessions re-established", || {
         nodes.iter().all(|n| {

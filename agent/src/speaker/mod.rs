@@ -511,7 +511,10 @@ impl Shell {
                     }
                 }
                 other => {
-                    if let Some(peer) = action_peer(&other) {
+                    // Logs about one peer carry its span, `peer{addr=…}`.
+                    let peer = action_peer(&other);
+                    let _span = peer.map(|p| tracing::info_span!("peer", addr = %p).entered());
+                    if let Some(peer) = peer {
                         let peer_type = self
                             .specs
                             .get(&peer)
