@@ -104,7 +104,11 @@ fn a_router_sends_100k_prefixes_and_only_the_import_lists_subset_reaches_the_ker
     // Everything else was refused and counted, nothing of it stored.
     let refused = f64::from(ANNOUNCED) - ALLOWED as f64;
     wait_for("the refusals counted", &agent, || {
-        metric(&lab, "node1", "podroute_bgp_rejected_routes") == Some(refused)
+        metric(
+            &lab,
+            "node1",
+            "podroute_bgp_rejected_routes_total{peer_type=\"router\",reason=\"import_policy\"}",
+        ) == Some(refused)
     });
     assert_eq!(
         metric(
