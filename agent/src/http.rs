@@ -78,6 +78,11 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
+            "updateErrors": {
+                "attributeDiscard": p.update_errors.attribute_discard,
+                "treatAsWithdraw": p.update_errors.treat_as_withdraw,
+                "sessionReset": p.update_errors.session_reset,
+            },
             "lastError": p.last_error,
         })).collect::<Vec<_>>(),
         "drift": s.drift.entries.iter().map(|e| serde_json::json!({
