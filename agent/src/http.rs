@@ -90,6 +90,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "kind": e.kind.label(),
             "expected": crate::drift::describe(e.expected),
         })).collect::<Vec<_>>(),
+        "invalidPeers": s.invalid_peers,
     });
     let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
     text.push('\n');

@@ -4,9 +4,12 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod agent;
+pub mod cluster_peers;
 pub mod cni_conf;
 pub mod config;
+pub mod config_watch;
 pub mod context;
+pub mod crd;
 pub mod drift;
 pub mod events;
 pub mod http;

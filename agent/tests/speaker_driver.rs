@@ -42,8 +42,10 @@ fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> Speaker
         &view,
         &MeshOptions {
             as_number: 64512,
-            md5_password: password.map(str::to_owned),
+            md5_password: password.map(|p| podroute_agent::peers::Password::new(p.to_owned())),
             gtsm: true,
+            hold_time: None,
+            enabled: true,
         },
     );
     let advertised = view.own.routable_cidrs().collect();
