@@ -12,10 +12,11 @@ LAB ?= demo
 # (agents started by hand, pods made with cnitool).
 DEMO_MODE ?= cluster
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
-# plugins (chain partners and benchmark baseline), small tools the tests call, and the cluster
-# mode's container runtime (runc), image builder (buildah) and test-pod shell (busybox-static).
+# plugins (chain partners and benchmark baseline), Prometheus (promtool, and a server scraping the
+# lab's agents), small tools the tests call, and the cluster mode's container runtime (runc),
+# image builder (buildah) and test-pod shell (busybox-static).
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
-	openssl procps psmisc kmod ca-certificates curl iptables nftables \
+	openssl procps psmisc kmod ca-certificates curl iptables nftables prometheus \
 	runc buildah busybox-static
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.

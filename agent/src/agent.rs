@@ -20,17 +20,19 @@ use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
 use crate::config_watch::{ConfigUpdate, run_config_watch};
 use crate::context::Context;
-use crate::drift::compute_drift;
-use crate::metrics::Metrics;
+use crate::drift::{DriftReport, DriftTracker, compute_drift};
+use crate::metrics::{Metrics, Trigger};
 use crate::peers::mesh_peers;
 use crate::routes::desired::expected_routes;
 use crate::routes::kernel::{self, KernelError};
+use crate::routes::probe::{KernelProbe, KernelVerdict};
 use crate::routes::{RouteIntent, RouteProgrammer};
-use crate::speaker::{BgpStatus, SpeakerError, SpeakerInput, SpeakerOutputs, run_speaker};
+use crate::speaker::{
+    BgpStatus, RouteBatch, SpeakerError, SpeakerInput, SpeakerOutputs, run_speaker,
+};
 use crate::static_peers::add_static_peers;
 use crate::view::{ClusterView, ViewError};
 use crate::watch::{ViewUpdate, run_node_watch};
-use podroute_bgp::speaker::RouteChange;
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // busy is kept until the loop looks again.
     let mut shutdown = Shutdown::install()?;
     let client = kube_client(config.kubeconfig.as_ref()).await?;
-    let ctx = Arc::new(Context::new(config, Metrics::new()?));
+    let metrics = Metrics::new(config.metrics_per_mesh_peer)?;
+    let events = crate::events::spawn(client.clone(), config.node_name.clone());
+    let ctx = Arc::new(Context::new(config, metrics).with_events(events));
 
     let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
         .await
@@ -183,6 +187,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     let mut state = LoopState {
         programmer: RouteProgrammer::new(ctx.config.route_protocol)?,
+        probe: KernelProbe::new(ctx.config.route_protocol)?,
+        drift: DriftTracker::default(),
+        last_drift: DriftReport::default(),
+        kernel_verdicts: Default::default(),
+        drift_due: tokio::time::Instant::now(),
+        converging: Vec::new(),
+        started: tokio::time::Instant::now(),
         readiness_file: ctx
             .config
             .cni
@@ -193,6 +204,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         speaker: None,
         bgp: BgpStatus::default(),
         conflist_written_for: None,
+        view_seen: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
         logged_invalid: Default::default(),
@@ -215,11 +227,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 biased;
                 () = shutdown.recv() => Wake::Shutdown,
                 result = speaker_ended(join) => Wake::SpeakerEnded(result),
-                changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
+                changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::View },
                 changed = config_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
                 () = status_changed(status) => Wake::BgpStatus,
-                () = state.programmer.kernel_changed() => Wake::Step,
+                () = state.programmer.kernel_changed() => Wake::Kernel,
                 _ = tick.tick() => Wake::Step,
             }
         };
@@ -231,6 +243,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             Wake::SpeakerEnded(result) => return speaker_result(result),
             Wake::ViewGone => break,
             Wake::Routes(batch) => state.stage_bgp(batch),
+            Wake::View => state.view_seen = Some(std::time::Instant::now()),
+            // Someone changed routes: look at the kernel again soon (drift).
+            Wake::Kernel => {
+                state.drift_due = state
+                    .drift_due
+                    .min(tokio::time::Instant::now() + DRIFT_AFTER_KERNEL_CHANGE);
+            }
             Wake::BgpStatus => {
                 if let Some(task) = &mut state.speaker {
                     state.bgp = task.status.borrow_and_update().clone();
@@ -270,10 +289,14 @@ fn speaker_result(
 #[derive(Debug)]
 struct SpeakerTask {
     input: watch::Sender<Option<SpeakerInput>>,
-    routes: mpsc::Receiver<Vec<RouteChange>>,
+    routes: mpsc::Receiver<RouteBatch>,
     status: watch::Receiver<BgpStatus>,
     join: SpeakerJoin,
 }
+
+/// How soon after a kernel notification the drift check looks again (the programmer
+/// repairs what it can first).
+const DRIFT_AFTER_KERNEL_CHANGE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl SpeakerTask {
     /// Starts the speaker. `restarted`: podroute's routes were already in the kernel.
@@ -301,6 +324,20 @@ impl SpeakerTask {
 #[derive(Debug)]
 struct LoopState {
     programmer: RouteProgrammer,
+    /// Drift's fresh look at the kernel.
+    probe: KernelProbe,
+    drift: DriftTracker,
+    last_drift: DriftReport,
+    kernel_verdicts: std::collections::BTreeMap<ipnetwork::IpNetwork, KernelVerdict>,
+    /// When the next drift check runs.
+    drift_due: tokio::time::Instant,
+    /// Route changes staged and not flushed yet: when their cause arrived, what it was, how
+    /// many (the convergence histogram).
+    converging: Vec<(std::time::Instant, Trigger, usize)>,
+    /// When the agent started (the startup grace of CNI readiness).
+    started: tokio::time::Instant,
+    /// When the loop last saw a new view (a Node event).
+    view_seen: Option<std::time::Instant>,
     /// Own pod CIDRs staged as blackholes.
     own_cidrs: Vec<ipnetwork::IpNetwork>,
     /// Started at the first usable view, after the first flush (so it knows whether routes
@@ -324,9 +361,13 @@ enum Wake {
     Shutdown,
     SpeakerEnded(Result<Result<(), SpeakerError>, tokio::task::JoinError>),
     ViewGone,
-    Routes(Vec<RouteChange>),
+    Routes(RouteBatch),
     /// The speaker published a new status.
     BgpStatus,
+    /// The Node watcher published a new view.
+    View,
+    /// The kernel reported a change the programmer has work for.
+    Kernel,
     Step,
 }
 
@@ -341,9 +382,7 @@ async fn speaker_ended(
     }
 }
 
-async fn next_routes(
-    routes: Option<&mut mpsc::Receiver<Vec<RouteChange>>>,
-) -> Option<Vec<RouteChange>> {
+async fn next_routes(routes: Option<&mut mpsc::Receiver<RouteBatch>>) -> Option<RouteBatch> {
     match routes {
         Some(routes) => routes.recv().await,
         None => std::future::pending().await,
@@ -369,11 +408,14 @@ impl LoopState {
     /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
     /// queue) before the first flush. A flush between bounded stages keeps the queue small and
     /// starts installing sooner.
-    fn stage_bgp(&mut self, first: Vec<RouteChange>) {
+    fn stage_bgp(&mut self, first: RouteBatch) {
         let mut batch = Some(first);
         let mut staged = 0;
-        while let Some(changes) = batch {
+        while let Some(RouteBatch { changes, cause }) = batch {
             staged += changes.len();
+            if let Some((at, trigger)) = cause {
+                self.converging.push((at, trigger, changes.len()));
+            }
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
@@ -395,6 +437,14 @@ impl LoopState {
     fn stage_own(&mut self, cidrs: Vec<ipnetwork::IpNetwork>) {
         if cidrs == self.own_cidrs {
             return;
+        }
+        let changed = cidrs
+            .iter()
+            .filter(|c| !self.own_cidrs.contains(c))
+            .chain(self.own_cidrs.iter().filter(|c| !cidrs.contains(c)))
+            .count();
+        if let Some(at) = self.view_seen {
+            self.converging.push((at, Trigger::NodeEvent, changed));
         }
         for old in &self.own_cidrs {
             if !cidrs.contains(old) {
@@ -440,6 +490,7 @@ fn persist_state(
 }
 
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
+#[tracing::instrument(name = "reconcile", skip_all)]
 async fn step(
     ctx: &Arc<Context>,
     state: &mut LoopState,
@@ -517,6 +568,7 @@ async fn step(
     }
 
     let remove_stale = state.bgp.initial_sync_done;
+    let flush_started = std::time::Instant::now();
     let flushed = match state.programmer.flush(remove_stale).await {
         Ok(report) => Some(report),
         Err(error) => {
@@ -525,9 +577,25 @@ async fn step(
                 .errors
                 .with_label_values(&[error.metric_label()])
                 .inc();
+            if !matches!(error, KernelError::Write(_)) {
+                ctx.metrics.netlink_dump_failed();
+            }
             None
         }
     };
+    let flush_done = std::time::Instant::now();
+    if let Some(report) = &flushed {
+        ctx.metrics.observe_flush(
+            flush_done.duration_since(flush_started).as_secs_f64(),
+            report.full_pass,
+        );
+        for (at, trigger, routes) in state.converging.drain(..) {
+            let seconds = flush_done.saturating_duration_since(at).as_secs_f64();
+            ctx.metrics.observe_convergence(trigger, seconds, routes);
+        }
+    }
+    ctx.metrics
+        .observe_batches(&state.programmer.take_batch_sizes());
     ctx.metrics
         .observe_route_counters(state.programmer.counters());
 
@@ -537,6 +605,10 @@ async fn step(
         let restarted = state.programmer.installed() > state.own_cidrs.len();
         state.speaker = Some(SpeakerTask::spawn(ctx.clone(), restarted));
     }
+    let mesh_peers_count = peers
+        .values()
+        .filter(|p| matches!(p.kind, crate::peers::PeerKind::Mesh { .. }))
+        .count();
     let input = SpeakerInput {
         peers: peers.clone(),
         view: view.clone(),
@@ -552,18 +624,33 @@ async fn step(
         });
     }
 
-    // Drift, over the routes the API expects (the mesh), never the whole table.
+    // Drift, over the routes the API expects (the mesh), never the whole table: the kernel
+    // looked at afresh every reconcile period and soon after it reported a change.
     let expected = expected_routes(&view);
-    let installed: Vec<_> = expected
-        .keys()
-        .filter(|p| state.programmer.is_installed(p))
-        .copied()
-        .collect();
-    let drift = compute_drift(&expected, &state.bgp.mesh_best, &installed);
-    ctx.metrics.observe_drift(&drift);
+    let now = tokio::time::Instant::now();
+    if now >= state.drift_due {
+        state.drift_due = now + ctx.config.reconcile_period;
+        match state.probe.check(&expected).await {
+            Ok(verdicts) => state.kernel_verdicts = verdicts,
+            Err(error) => {
+                tracing::warn!(%error, "looking at the kernel for drift failed");
+                ctx.metrics.netlink_dump_failed();
+            }
+        }
+        let drift = compute_drift(&expected, &state.bgp.mesh_best, &state.kernel_verdicts);
+        let events = state.drift.update(expected.keys().copied(), &drift);
+        for event in &events {
+            tracing::warn!(
+                kind = event.label(),
+                "route drift: an expected route is no longer as the API says"
+            );
+        }
+        ctx.metrics.observe_drift(&drift, &events);
+        state.last_drift = drift;
+    }
+    let drift = state.last_drift.clone();
     ctx.metrics
-        .routes_installed
-        .set(state.programmer.installed() as i64);
+        .set_installed(state.programmer.installed_by_family());
     ctx.metrics
         .route_collisions
         .set(state.programmer.collisions() as i64);
@@ -571,22 +658,39 @@ async fn step(
         .routes_unresolvable
         .set(state.programmer.unresolvable() as i64);
 
-    // Ready once the own pod CIDR is known and its routes (the blackholes) are in place ...
+    // Ready means routed: the own pod CIDR known, its blackhole in place and advertised ...
     let own_cidrs = state.own_cidrs.clone();
     let programmed =
         flushed.is_some() && own_cidrs.iter().all(|c| state.programmer.is_installed(c));
-    // ... and the initial BGP sync is done (or given up on), so a new node's pods do not start
-    // before it can reach the others.
-    let ready = has_cidr && programmed && remove_stale;
+    // ... the initial BGP sync done (or given up on) and End-of-RIB from every established
+    // mesh peer, so a new node's pods do not start before it can reach the others ...
+    let synced = remove_stale && state.bgp.mesh_unsynced == 0;
+    // ... and every mesh route BGP has in the FIB, as a fresh look at the kernel says. A
+    // router's prefix that cannot be installed does not count: only Node pod CIDRs do.
+    let unrouted: Vec<_> = state
+        .bgp
+        .mesh_best
+        .keys()
+        .filter(|p| state.kernel_verdicts.get(p) != Some(&KernelVerdict::InPlace))
+        .copied()
+        .collect();
+    let ready = has_cidr && programmed && state.bgp.own_advertised && synced && unrouted.is_empty();
     if ready
         && state.conflist_written_for.as_ref() != Some(&own_cidrs)
         && write_conflist(ctx, &own_cidrs)
     {
         state.conflist_written_for = Some(own_cidrs.clone());
     }
-    // CNI STATUS says ready once the plugin has its configuration, and no longer when the
-    // agent stops being ready (the file stays when the agent exits: routes and plugin go on).
-    let cni_ready = ready && state.conflist_written_for.is_some();
+    // CNI STATUS: pods can be wired once the plugin has its configuration, while the node
+    // has a pod CIDR, and unless peers exist but no mesh route made it into the kernel
+    // after the startup grace. A single route that cannot be installed holds /readyz back,
+    // not pod creation; the file stays when the agent exits (routes and plugin go on).
+    let grace_over = now.duration_since(state.started) >= ctx.config.startup_grace;
+    let mesh_routed = mesh_peers_count == 0 || drift.in_kernel > own_cidrs.len();
+    let cni_ready = state.conflist_written_for.is_some()
+        && has_cidr
+        && programmed
+        && (mesh_routed || !grace_over);
     set_cni_readiness(ctx, state, cni_ready);
     let reason = if !has_cidr {
         Some("the node has no pod CIDR yet".to_owned())
@@ -594,11 +698,22 @@ async fn step(
         Some("routes not programmed yet".to_owned())
     } else if !remove_stale {
         Some("waiting for the initial BGP sync (End-of-RIB from every peer)".to_owned())
+    } else if state.bgp.mesh_unsynced > 0 {
+        Some(format!(
+            "waiting for End-of-RIB from {} established mesh peer(s)",
+            state.bgp.mesh_unsynced
+        ))
+    } else if !state.bgp.own_advertised {
+        Some("the own pod CIDRs are not advertised yet".to_owned())
     } else {
-        None
+        unrouted.first().map(|first| {
+            format!(
+                "{} mesh route(s) not in the kernel, e.g. {first}",
+                unrouted.len()
+            )
+        })
     };
     let routes_installed = state.programmer.installed();
-    let bgp_peers = state.bgp.peers.clone();
     ctx.update_status(|s| {
         s.ready = ready;
         s.not_ready_reason = reason;
@@ -608,7 +723,6 @@ async fn step(
         s.stale_removal_allowed = remove_stale;
         s.routes_installed = routes_installed;
         s.drift = drift;
-        s.bgp_peers = bgp_peers;
         s.invalid_peers = invalid;
     });
     Ok(())

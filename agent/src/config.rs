@@ -164,6 +164,11 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Per-peer BGP metrics (`podroute_bgp_peer_*`) for mesh peers too, not only routers:
+    /// N-1 series per node each, N² over the cluster; off, mesh peers are aggregated.
+    #[arg(long, env = "PODROUTE_METRICS_PER_MESH_PEER")]
+    pub metrics_per_mesh_peer: bool,
+
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, env = "PODROUTE_HTTP_LISTEN", default_value = "0.0.0.0:9180")]
     pub http_listen: SocketAddr,
@@ -270,6 +275,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// HTTP server address.
     pub http_listen: SocketAddr,
+    /// Per-peer BGP metrics for mesh peers too.
+    pub metrics_per_mesh_peer: bool,
     /// Node IP override, at most one per family.
     pub node_ip_override: NodeIpOverride,
     /// What to write for the CNI plugin, or `None` when something else manages CNI.
@@ -465,6 +472,7 @@ impl Cli {
             graceful_restart_time: self.graceful_restart_time,
             stale_routes_time: self.stale_routes_time,
             log_format: self.log_format,
+            metrics_per_mesh_peer: self.metrics_per_mesh_peer,
             http_listen: self.http_listen,
             node_ip_override,
             cni,

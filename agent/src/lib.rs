@@ -11,6 +11,7 @@ pub mod config_watch;
 pub mod context;
 pub mod crd;
 pub mod drift;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod peers;

@@ -13,7 +13,8 @@ use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -149,6 +150,43 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
             None => Resolution::Unresolvable,
         },
     }
+}
+
+/// A lookup of `address` as a socket with strict checking accepts it (every header field
+/// but the family and the destination length zero): `ip route get`, or with `fibmatch`
+/// `ip route get fibmatch`, which answers with the FIB entry that forwards the address (its
+/// prefix, protocol and next hop). The kernel answers blackhole and unreachable entries
+/// with an error, like a missing route.
+pub(crate) fn lookup_request(
+    address: IpAddr,
+    fibmatch: bool,
+) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    let (family, length) = match address {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    message.header.address_family = family;
+    message.header.destination_prefix_length = length;
+    if fibmatch {
+        message.header.flags = RouteFlags::FibMatch;
+    }
+    message
+        .attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(address)));
+    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
+}
+
+/// The request dumping the blackhole routes of one family (every protocol); on a socket
+/// with strict checking the kernel sends only those.
+pub(crate) fn blackhole_dump_request(family: AddressFamily) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    message.header.address_family = family;
+    message.header.kind = RouteType::BlackHole;
+    request(
+        RouteNetlinkMessage::GetRoute(message),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
 }
 
 /// The request dumping every route of one family.

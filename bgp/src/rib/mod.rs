@@ -98,11 +98,17 @@ type V6Table = ShardedMap<(u128, u8), Entry, BuildPrefixHasher>;
 pub struct Rib {
     peers: Vec<Option<PeerInfo>>,
     free_peers: Vec<u32>,
-    /// How many paths each peer has in the table (its Adj-RIB-In size), by peer index.
-    routes_per_peer: Vec<usize>,
+    /// How many paths each peer has in the table (its Adj-RIB-In size), by peer index:
+    /// IPv4, IPv6.
+    routes_per_peer: Vec<[usize; 2]>,
     attrs: AttrStore,
     v4: V4Table,
     v6: V6Table,
+}
+
+/// The index of a prefix's family in [`Rib`]'s per-peer counts.
+fn family_index(prefix: &IpNetwork) -> usize {
+    usize::from(prefix.is_ipv6())
 }
 
 fn v4_key(n: &Ipv4Network) -> u64 {
@@ -132,12 +138,12 @@ impl Rib {
         match self.free_peers.pop() {
             Some(i) => {
                 self.peers[i as usize] = Some(info);
-                self.routes_per_peer[i as usize] = 0;
+                self.routes_per_peer[i as usize] = [0; 2];
                 PeerId(i)
             }
             None => {
                 self.peers.push(Some(info));
-                self.routes_per_peer.push(0);
+                self.routes_per_peer.push([0; 2]);
                 PeerId((self.peers.len() - 1) as u32)
             }
         }
@@ -204,7 +210,7 @@ impl Rib {
                 }
             };
             if inserted {
-                self.routes_per_peer[peer.0 as usize] += 1;
+                self.routes_per_peer[peer.0 as usize][family_index(&prefix)] += 1;
             }
             if let Some(best) = change {
                 changes.push(BestChange::Best {
@@ -253,6 +259,7 @@ impl Rib {
             if outcome != Removal::Absent
                 && let Some(n) = self.routes_per_peer.get_mut(peer.0 as usize)
             {
+                let n = &mut n[family_index(&prefix)];
                 *n = n.saturating_sub(1);
             }
             match outcome {
@@ -338,8 +345,20 @@ impl Rib {
     pub fn peer_len(&self, peer: PeerId) -> usize {
         self.routes_per_peer
             .get(peer.0 as usize)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |[v4, v6]| v4 + v6)
+    }
+
+    /// How many prefixes of `family` `peer` has a path to (0 for families other than
+    /// IPv4 and IPv6 unicast).
+    pub fn peer_len_of(&self, peer: PeerId, family: crate::message::Family) -> usize {
+        let index = match family {
+            crate::message::Family::IPV4_UNICAST => 0,
+            crate::message::Family::IPV6_UNICAST => 1,
+            _ => return 0,
+        };
+        self.routes_per_peer
+            .get(peer.0 as usize)
+            .map_or(0, |counts| counts[index])
     }
 
     /// `peer`'s path to `prefix`, if it has one.

@@ -812,6 +812,12 @@ impl Session {
                 continue;
             }
             self.counters.prefixes_received += r.announced.len() as u64;
+            let by_family = &mut self.counters.prefixes_received_by_family;
+            if r.family == Family::IPV6_UNICAST {
+                by_family.1 += r.announced.len() as u64;
+            } else if r.family == Family::IPV4_UNICAST {
+                by_family.0 += r.announced.len() as u64;
+            }
             self.counters.prefixes_withdrawn += r.withdrawn.len() as u64;
             if withdraw_all {
                 let announced = std::mem::take(&mut r.announced);

@@ -376,7 +376,13 @@ impl Speaker {
             state: p.primary.session.state(),
             synced: p.synced,
             accepted: self.rib.peer_len(p.rib_id),
+            accepted_by_family: (
+                self.rib.peer_len_of(p.rib_id, Family::IPV4_UNICAST),
+                self.rib.peer_len_of(p.rib_id, Family::IPV6_UNICAST),
+            ),
+            advertised_by_family: advertised_by_family(&p.primary.session),
             rejected: p.rejected,
+            rejected_max_prefix: p.rejected_max_prefix,
             stale: p.stale.len(),
             graceful_restart: p.peer_graceful_restart.is_some(),
             established_count: p.established_count,
@@ -920,6 +926,7 @@ impl Speaker {
             }
         }
         let mut refused = Vec::new();
+        let mut refused_by_limit = 0;
         if let Some(attrs) = routes.attributes.filter(|_| !routes.announced.is_empty()) {
             let first = routes.announced[0];
             let next_hop = peer.next_hop_of(&first, &attrs);
@@ -935,7 +942,9 @@ impl Speaker {
                     _ => refused.push((prefix, next_hop)),
                 }
             }
+            let refused_by_policy = refused.len();
             let over_limit = self.limit_prefixes(address, &mut accepted, &mut refused);
+            refused_by_limit = (refused.len() - refused_by_policy) as u64;
             self.rib
                 .announce(rib_id, &accepted, &attrs, &mut self.best_changes);
             if over_limit {
@@ -946,6 +955,9 @@ impl Speaker {
             .withdraw(rib_id, &routes.withdrawn, &mut self.best_changes);
         if !refused.is_empty() {
             self.note_refused(address, &refused);
+            if let Some(peer) = self.peers.get_mut(&address) {
+                peer.rejected_max_prefix += refused_by_limit;
+            }
             let prefixes: Vec<IpNetwork> = refused.iter().map(|(p, _)| *p).collect();
             // A refused announcement replaces what the peer sent before for the prefix.
             self.rib.withdraw(rib_id, &prefixes, &mut self.best_changes);
@@ -1159,4 +1171,14 @@ fn carry_io(
         }
         other => Some(other),
     }
+}
+
+/// How many routes a session advertises (its Adj-RIB-Out): IPv4, IPv6.
+fn advertised_by_family(session: &Session) -> (usize, usize) {
+    session
+        .advertised()
+        .fold((0, 0), |(v4, v6), (prefix, _)| match prefix {
+            IpNetwork::V4(_) => (v4 + 1, v6),
+            IpNetwork::V6(_) => (v4, v6 + 1),
+        })
 }
