@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster_peers::{FlagDefaults, cluster_peers};
+use crate::cluster_peers::{ClusterResources, FlagDefaults, cluster_peers};
 use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
 use crate::config_watch::{ConfigUpdate, run_config_watch};
@@ -124,13 +124,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })?;
     tokio::spawn(crate::http::serve(ctx.clone(), http));
 
-    // A view kept on the node stands in until the API's first answer replaces it.
+    // A view and resources kept on the node stand in until the API's first answers replace
+    // them (the Node watch's and the config watch's each replace their half).
     let persisted = ctx.config.state_file.as_deref().and_then(|path| {
         match crate::persist::load(path, &ctx.config.node_name) {
-            Ok(view) => {
-                tracing::info!(path = %path.display(), peers = view.peers.len(),
+            Ok(state) => {
+                tracing::info!(path = %path.display(), peers = state.view.peers.len(),
+                    bgp_peers = state.resources.peers.len(),
                     "starting from the persisted cluster view until the API server answers");
-                Some(Arc::new(view))
+                Some(Arc::new(state))
             }
             Err(crate::persist::PersistError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -144,15 +146,21 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             }
         }
     });
-    let initial = match &persisted {
-        Some(view) => ViewUpdate {
-            view: Ok(view.clone()),
-            synced: true,
-        },
-        None => ViewUpdate::initial(),
+    let (initial, initial_config) = match &persisted {
+        Some(state) => (
+            ViewUpdate {
+                view: Ok(Arc::new(state.view.clone())),
+                synced: true,
+            },
+            ConfigUpdate {
+                resources: state.resources.clone(),
+                synced: true,
+            },
+        ),
+        None => (ViewUpdate::initial(), ConfigUpdate::default()),
     };
     let (view_tx, mut view_rx) = watch::channel(initial);
-    let (config_tx, mut config_rx) = watch::channel(ConfigUpdate::default());
+    let (config_tx, mut config_rx) = watch::channel(initial_config);
     tokio::spawn(run_config_watch(
         client.clone(),
         ctx.config.namespace.clone(),
@@ -187,8 +195,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         conflist_written_for: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
-        persisted,
         logged_invalid: Default::default(),
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,8 +315,8 @@ struct LoopState {
     logged_invalid: std::collections::BTreeMap<String, String>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
-    /// The view last written to (or read from) the state file.
-    persisted: Option<Arc<ClusterView>>,
+    /// The state last written to (or read from) the state file.
+    persisted: Option<Arc<crate::persist::State>>,
 }
 
 /// Why the loop woke up.
@@ -400,16 +408,27 @@ impl LoopState {
     }
 }
 
-/// Keeps `view` in the state file when it differs from what the file holds.
-fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+/// Keeps `view` and `resources` (without Secret data) in the state file when they differ
+/// from what the file holds.
+fn persist_state(
+    ctx: &Context,
+    state: &mut LoopState,
+    view: &ClusterView,
+    resources: &ClusterResources,
+) {
     let Some(path) = &ctx.config.state_file else {
         return;
     };
-    if state.persisted.as_deref() == Some(&**view) {
+    if state.persisted.as_deref().is_some_and(|p| {
+        p.view == *view
+            && p.resources.peers == resources.peers
+            && p.resources.configuration == resources.configuration
+    }) {
         return;
     }
-    match crate::persist::save(path, view) {
-        Ok(()) => state.persisted = Some(view.clone()),
+    let kept = crate::persist::State::new(view.clone(), resources);
+    match crate::persist::save(path, &kept) {
+        Ok(()) => state.persisted = Some(Arc::new(kept)),
         Err(error) => {
             tracing::warn!(%error, "could not keep the cluster view on the node");
             ctx.metrics
@@ -427,14 +446,15 @@ async fn step(
     update: &ViewUpdate,
     resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets (a
+    // loaded state file stands in for both until the API answers).
     if !update.synced || !resources.synced {
         return Ok(());
     }
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
-            persist_view(ctx, state, view);
+            persist_state(ctx, state, view, &resources.resources);
             view.clone()
         }
         Err(error) => {

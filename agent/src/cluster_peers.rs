@@ -185,7 +185,9 @@ pub fn cluster_peers(
             continue;
         }
         match router_peer(resources, spec).map(|mut peer| {
-            peer.local_as = peer.local_as.or(config.as_number);
+            // Our AS on a router session: the BGPPeer's, else the node's own, else the
+            // cluster's (when a BGPConfiguration sets it; the flag is the fallback after).
+            peer.local_as = peer.local_as.or(own.as_number).or(config.as_number);
             peer
         }) {
             // Two BGPPeers for one address on this node: the first by name wins.

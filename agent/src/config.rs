@@ -232,8 +232,9 @@ pub struct Cli {
     #[arg(long = "bgp-peer", env = "PODROUTE_BGP_PEERS", value_delimiter = ' ')]
     pub bgp_peers: Vec<String>,
 
-    /// Where the agent keeps the cluster view it routes by (the Node objects' IPs and pod
-    /// CIDRs), for a restart while the API server is away (e.g. a hostPath such as
+    /// Where the agent keeps the cluster view it routes by (the Node objects' IPs, pod CIDRs
+    /// and labels, the BGPPeer and BGPConfiguration specs; never Secret data), for a restart
+    /// while the API server is away (e.g. a hostPath such as
     /// `/var/lib/podroute/view.json`). Unset: nothing is kept, and a restarted agent waits
     /// for the API server.
     #[arg(long, env = "PODROUTE_STATE_FILE")]

@@ -86,7 +86,7 @@ pub type PeerSet = BTreeMap<IpAddr, PeerSpec>;
 /// Mesh options shared by every mesh session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshOptions {
-    /// AS number of every node.
+    /// The cluster's AS number: every node's, unless its `podroute.io/as-number` says otherwise.
     pub as_number: u32,
     /// Password for every mesh session, if MD5 is used.
     pub md5_password: Option<Password>,
@@ -121,15 +121,15 @@ pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
                 address,
                 PeerSpec {
                     address,
-                    remote_as: options.as_number,
+                    remote_as: node.as_number.unwrap_or(options.as_number),
                     kind: PeerKind::Mesh {
                         node: node.name.clone(),
                     },
                     md5_password: options.md5_password.clone(),
                     gtsm: options.gtsm,
-                    // Every node in the mesh has the cluster AS (which a BGPConfiguration may
-                    // set apart from --as-number).
-                    local_as: Some(options.as_number),
+                    // The own node's AS: its annotation's, else the cluster's (which a
+                    // BGPConfiguration may set apart from --as-number).
+                    local_as: Some(view.own.as_number.unwrap_or(options.as_number)),
                     hold_time: options.hold_time,
                     max_prefixes: None,
                 },
@@ -281,5 +281,35 @@ mod tests {
             !text.contains("hunter2-mesh") && text.contains("<redacted>"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_node_as_annotation_makes_cross_rack_sessions_ebgp() {
+        let mut rack_b = node("node-3", "198.18.1.3");
+        rack_b.metadata.annotations = Some(
+            [(
+                crate::view::NODE_AS_ANNOTATION.to_owned(),
+                "65002".to_owned(),
+            )]
+            .into(),
+        );
+        let mut bad = node("node-4", "198.18.0.4");
+        bad.metadata.annotations =
+            Some([(crate::view::NODE_AS_ANNOTATION.to_owned(), "0".to_owned())].into());
+        let set = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            rack_b,
+            bad,
+        ]);
+        let by_ip = |ip: &str| &set[&ip.parse::<IpAddr>().expect("ip")];
+        assert_eq!(by_ip("198.18.0.2").remote_as, 64512, "same rack: iBGP");
+        assert_eq!(by_ip("198.18.1.3").remote_as, 65002, "other rack: eBGP");
+        assert_eq!(
+            by_ip("198.18.0.4").remote_as,
+            64512,
+            "a bad annotation is ignored"
+        );
+        assert!(set.values().all(|p| p.local_as == Some(64512)));
     }
 }

@@ -187,6 +187,15 @@ fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::
         .cloned()
 }
 
+/// Every agent's log, for a failure message.
+fn joined_logs(agents: &[podroute_lab::LabProcess]) -> String {
+    agents
+        .iter()
+        .map(|a| a.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
     let start = std::time::Instant::now();
@@ -223,13 +232,7 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         .iter()
         .map(|n| lab_support::spawn_agent(&lab, n, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
 
     wait_for(
         "BIRD to learn every pod CIDR via its node",
@@ -403,13 +406,7 @@ fn secret_passwords_key_rotate_and_never_leak() {
         .iter()
         .map(|n| lab_support::spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
     let tor = |lab: &Lab| peer_status(&status(lab, "node1"), "198.18.0.254");
     let established = |lab: &Lab| tor(lab).is_some_and(|p| p["established"] == true);
     wait_for(
@@ -513,4 +510,60 @@ fn secret_passwords_key_rotate_and_never_leak() {
             );
         }
     }
+}
+
+/// Per-rack AS: node2 annotated with its own AS peers with node1 over eBGP (own AS prepended,
+/// no LOCAL_PREF) and each node still routes the other's pod CIDR via its node IP; the router,
+/// configured for AS 64512 everywhere, sees node1 in 64512 and refuses node2's AS 65002.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("a"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    lab.kubectl(&["annotate", "node", "node2", "podroute.io/as-number=65002"])
+        .expect("annotate");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || joined_logs(&agents);
+    wait_for(
+        "routes both ways over the eBGP session",
+        || {
+            lab_support::podroute_routes(&lab, "node1").contains("10.244.2.0/24 via 198.18.0.2")
+                && lab_support::podroute_routes(&lab, "node2")
+                    .contains("10.244.1.0/24 via 198.18.0.1")
+        },
+        logs,
+    );
+    let peer = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh peer");
+    assert_eq!(peer["established"], true);
+    wait_for(
+        "BIRD to refuse node2's AS (Bad peer AS) and take node1's",
+        || {
+            lab.router_exec(&["show", "protocols", "all", "node2_v4"])
+                .is_ok_and(|t| t.contains("Bad peer AS"))
+                && lab
+                    .router_exec(&["show", "protocols", "node1_v4"])
+                    .is_ok_and(|t| t.contains("Established"))
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                lab.router_exec(&["show", "protocols", "all"]),
+                logs()
+            )
+        },
+    );
 }
