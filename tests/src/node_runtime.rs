@@ -91,8 +91,13 @@ impl ClusterBins {
             Ok(PathBuf::from(out.trim()))
         };
         let dir = run_script(Command::new(scripts.join("control-plane.sh")).arg("cluster"))?;
-        let images_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-images");
-        let images = run_script(Command::new(scripts.join("lab-images.sh")).arg(&images_dir))?;
+        let images = match std::env::var_os(IMAGES_ENV).filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lab-images");
+                run_script(Command::new(scripts.join("lab-images.sh")).arg(&dir))?
+            }
+        };
         let bins = Self { dir, images };
         for archive in bins.image_archives() {
             if !archive.is_file() {

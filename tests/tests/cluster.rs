@@ -171,6 +171,75 @@ fn daemonset_ready_on_three_nodes_and_pods_on_every_node_reach_each_other() -> T
     }
     assert!(failures.is_empty(), "unreachable: {failures:?}");
 
+    // node1's agent pod deleted: the DaemonSet makes a new one, and the other nodes' routes to
+    // node1's pods stay while it is gone.
+    let node1_cidr = lab.node("node1")?.pod_cidr_v4.to_string();
+    let route_on_node2 = || {
+        lab.routes_to("node2", &node1_cidr)
+            .map(|r| !r.is_empty())
+            .unwrap_or(false)
+    };
+    assert!(route_on_node2(), "node2 routes {node1_cidr} before");
+    let agent1 = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=podroute",
+        "--field-selector=spec.nodeName=node1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])?;
+    lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "delete",
+        "pod",
+        agent1.trim(),
+        "--wait=true",
+    ])?;
+    assert!(
+        route_on_node2(),
+        "node2 kept {node1_cidr} while node1's agent was gone"
+    );
+    lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "daemonset/podroute",
+        "--timeout=180s",
+    ])?;
+    let again = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=podroute",
+        "--field-selector=spec.nodeName=node1",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])?;
+    assert_ne!(again.trim(), agent1.trim(), "a new agent pod runs on node1");
+    assert!(route_on_node2(), "node2 routes {node1_cidr} after");
+    let (p1, _, ips1) = pods
+        .iter()
+        .find(|p| p.1 == "node1")
+        .ok_or("no pod on node1")?;
+    let (p2, _, _) = pods
+        .iter()
+        .find(|p| p.1 == "node2")
+        .ok_or("no pod on node2")?;
+    let out = lab.kubectl_output(&[
+        "exec", "-n", "default", p2, "--", "ping", "-c", "1", "-W", "2", &ips1[0],
+    ])?;
+    assert!(
+        out.status.success(),
+        "{p2} reaches {p1} after node1's agent came back"
+    );
+
     let report = lab.down()?;
     assert!(
         report.cgroups > 0,
