@@ -157,7 +157,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 synced: true,
             },
             ConfigUpdate {
-                resources: state.resources.clone(),
+                resources: Arc::new(state.resources.clone()),
                 synced: true,
             },
         ),
@@ -626,10 +626,10 @@ async fn step(
 
     // Drift, over the routes the API expects (the mesh), never the whole table: the kernel
     // looked at afresh every reconcile period and soon after it reported a change.
-    let expected = expected_routes(&view);
     let now = tokio::time::Instant::now();
     if now >= state.drift_due {
         state.drift_due = now + ctx.config.reconcile_period;
+        let expected = expected_routes(&view);
         match state.probe.check(&expected).await {
             Ok(verdicts) => state.kernel_verdicts = verdicts,
             Err(error) => {

@@ -13,6 +13,7 @@
 //! [`ClusterResources`] whose `Debug` prints no value.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -28,8 +29,8 @@ use crate::crd::bgp_peer::{BGPPeer, BGPPeerSpec};
 /// The resources as published to the agent's loop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigUpdate {
-    /// What the API server holds.
-    pub resources: ClusterResources,
+    /// What the API server holds (shared: the loop takes a copy on every wake).
+    pub resources: Arc<ClusterResources>,
     /// Everything has been listed (or found absent) at least once.
     pub synced: bool,
 }
@@ -215,7 +216,7 @@ impl WatchState {
                 || self.resources.unreadable.contains_key(name)
         });
         ConfigUpdate {
-            resources: self.resources.clone(),
+            resources: Arc::new(self.resources.clone()),
             synced: self.peers_listed && self.configs_listed && secrets_known,
         }
     }
