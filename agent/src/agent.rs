@@ -191,7 +191,8 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         drift: DriftTracker::default(),
         last_drift: DriftReport::default(),
         kernel_verdicts: Default::default(),
-        drift_due: tokio::time::Instant::now(),
+        drift_owed: true,
+        drift_soon: None,
         converging: Vec::new(),
         started: tokio::time::Instant::now(),
         readiness_file: ctx
@@ -223,6 +224,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 ),
                 None => (None, None, None),
             };
+            let drift_soon = state.drift_soon;
             tokio::select! {
                 biased;
                 () = shutdown.recv() => Wake::Shutdown,
@@ -232,7 +234,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
                 () = status_changed(status) => Wake::BgpStatus,
                 () = state.programmer.kernel_changed() => Wake::Kernel,
-                _ = tick.tick() => Wake::Step,
+                _ = tick.tick() => Wake::Tick,
+                () = tokio::time::sleep_until(drift_soon.unwrap_or_else(tokio::time::Instant::now)),
+                    if drift_soon.is_some() => Wake::DriftSoon,
             }
         };
         match wake {
@@ -246,9 +250,13 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             Wake::View => state.view_seen = Some(std::time::Instant::now()),
             // Someone changed routes: look at the kernel again soon (drift).
             Wake::Kernel => {
-                state.drift_due = state
-                    .drift_due
-                    .min(tokio::time::Instant::now() + DRIFT_AFTER_KERNEL_CHANGE);
+                let soon = tokio::time::Instant::now() + DRIFT_AFTER_KERNEL_CHANGE;
+                state.drift_soon = Some(state.drift_soon.map_or(soon, |t| t.min(soon)));
+            }
+            Wake::Tick => state.drift_owed = true,
+            Wake::DriftSoon => {
+                state.drift_soon = None;
+                state.drift_owed = true;
             }
             Wake::BgpStatus => {
                 if let Some(task) = &mut state.speaker {
@@ -329,8 +337,11 @@ struct LoopState {
     drift: DriftTracker,
     last_drift: DriftReport,
     kernel_verdicts: std::collections::BTreeMap<ipnetwork::IpNetwork, KernelVerdict>,
-    /// When the next drift check runs.
-    drift_due: tokio::time::Instant,
+    /// A drift check runs at the next pass that gets past the initial sync: set at start, on
+    /// every reconcile tick, and when `drift_soon` fires.
+    drift_owed: bool,
+    /// When to look again after the kernel reported a change.
+    drift_soon: Option<tokio::time::Instant>,
     /// Route changes staged and not flushed yet: when their cause arrived, what it was, how
     /// many (the convergence histogram).
     converging: Vec<(std::time::Instant, Trigger, usize)>,
@@ -368,6 +379,10 @@ enum Wake {
     View,
     /// The kernel reported a change the programmer has work for.
     Kernel,
+    /// The reconcile period passed.
+    Tick,
+    /// Time to look at the kernel again after it reported a change.
+    DriftSoon,
     Step,
 }
 
@@ -627,8 +642,7 @@ async fn step(
     // Drift, over the routes the API expects (the mesh), never the whole table: the kernel
     // looked at afresh every reconcile period and soon after it reported a change.
     let now = tokio::time::Instant::now();
-    if now >= state.drift_due {
-        state.drift_due = now + ctx.config.reconcile_period;
+    if std::mem::take(&mut state.drift_owed) {
         let expected = expected_routes(&view);
         match state.probe.check(&expected).await {
             Ok(verdicts) => state.kernel_verdicts = verdicts,
