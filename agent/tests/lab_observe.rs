@@ -14,7 +14,7 @@ use podroute_lab::{Lab, LabConfig, LabNode, LabProcess, Tor};
 use serde_json::Value;
 
 mod lab_support;
-use lab_support::metric;
+use lab_support::{metric, podroute_routes};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 /// Where Prometheus listens, inside the fabric namespace (the lab's router address).
@@ -35,37 +35,7 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl Fn() -> S
 }
 
 fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
-    let dir = lab.dir();
-    let args = vec![
-        "--kubeconfig".to_owned(),
-        lab.kubeconfig().display().to_string(),
-        "--node-name".to_owned(),
-        node.name.clone(),
-        "--cni-conflist".to_owned(),
-        dir.join(format!("cni-{}.conflist", node.name))
-            .display()
-            .to_string(),
-        "--cni-readiness-file".to_owned(),
-        dir.join(format!("cni-ready-{}", node.name))
-            .display()
-            .to_string(),
-        "--reconcile-period".to_owned(),
-        "2s".to_owned(),
-        "--startup-grace".to_owned(),
-        "20s".to_owned(),
-        "--hold-time".to_owned(),
-        "9".to_owned(),
-        "--bgp-peer".to_owned(),
-        "address=198.18.0.254,as=64512".to_owned(),
-    ];
-    lab.spawn(
-        &node.name,
-        "agent",
-        env!("CARGO_BIN_EXE_podroute-agent"),
-        &args,
-        &[("RUST_LOG", "info,podroute_agent=debug")],
-    )
-    .expect("spawn agent")
+    lab_support::spawn_agent(lab, node, &["--bgp-peer", "address=198.18.0.254,as=64512"])
 }
 
 fn curl(lab: &Lab, node: &str, path: &str) -> String {
@@ -292,7 +262,10 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
     let installed = "sum by (instance) (podroute_routes_installed)";
     wait_for(
         "3 routes installed on each node (own blackhole, two peers)",
-        || by_instance(&lab, installed).iter().all(|(_, v)| *v == 3.0),
+        || {
+            let values = by_instance(&lab, installed);
+            values.len() == 3 && values.iter().all(|(_, v)| *v == 3.0)
+        },
         || format!("{:?}", query(&lab, installed)),
     );
 
@@ -323,7 +296,9 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
     );
 
     // Every dashboard panel query parses and returns data.
-    for expr in dashboard_queries() {
+    let queries = dashboard_queries();
+    assert!(!queries.is_empty(), "the dashboard has no panel queries");
+    for expr in queries {
         wait_for(
             &format!("data for the panel query {expr}"),
             || query(&lab, &expr).is_ok_and(|r| !r.is_empty()),
@@ -441,10 +416,7 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
         "the deleted route to be restored and counted as drift",
         || {
             metric(&lab, "node1", missing).is_some_and(|v| v > before)
-                && lab
-                    .routes_json("node1")
-                    .map(|r| r.to_string().contains(route))
-                    .unwrap_or(false)
+                && podroute_routes(&lab, "node1").contains(&format!("{route} via 198.18.0.2"))
                 && drift(&lab, "node1").is_empty()
         },
         || format!("{:?}", status(&lab, "node1")),

@@ -1,4 +1,4 @@
-//! Helpers shared by the lab tests (interop, lab_agent, lab_ingest).
+//! Helpers shared by the lab tests.
 
 #![allow(dead_code, unreachable_pub)]
 
