@@ -117,19 +117,6 @@ pub enum Resolution {
     Unresolvable,
 }
 
-/// The `ip route get <next hop>` request.
-pub(crate) fn resolve_request(next_hop: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
-    let message = match next_hop {
-        IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(a, 32)
-            .build(),
-        IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(a, 128)
-            .build(),
-    };
-    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
-}
-
 /// Reads the answer to [`resolve_request`] like BIRD's recursive gateways: if the kernel's
 /// route to the next hop has a gateway, podroute's route uses the same gateway and device; if
 /// the next hop is on a connected subnet, the route goes `via next_hop dev <that device>`.
@@ -152,15 +139,21 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
     }
 }
 
-/// A lookup of `address` as a socket with strict checking accepts it (every header field
-/// but the family and the destination length zero): `ip route get`, or with `fibmatch`
-/// `ip route get fibmatch`, which answers with the FIB entry that forwards the address (its
-/// prefix, protocol and next hop). The kernel answers blackhole and unreachable entries
-/// with an error, like a missing route.
-pub(crate) fn lookup_request(
-    address: IpAddr,
-    fibmatch: bool,
-) -> NetlinkMessage<RouteNetlinkMessage> {
+/// The `ip route get <next hop>` request: how the kernel forwards to `next_hop`.
+pub(crate) fn resolve_request(next_hop: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
+    get_request(next_hop, RouteFlags::empty())
+}
+
+/// The `ip route get fibmatch <address>` request: the FIB entry that forwards `address` (its
+/// prefix, protocol and next hop). The kernel answers blackhole and unreachable entries with
+/// an error, like a missing route.
+pub(crate) fn fibmatch_request(address: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
+    get_request(address, RouteFlags::FibMatch)
+}
+
+/// A route lookup of `address` that a socket with strict checking accepts too (every header
+/// field but the family, the destination length and `flags` zero), as `ip route get` sends it.
+fn get_request(address: IpAddr, flags: RouteFlags) -> NetlinkMessage<RouteNetlinkMessage> {
     let mut message = RouteMessage::default();
     let (family, length) = match address {
         IpAddr::V4(_) => (AddressFamily::Inet, 32),
@@ -168,9 +161,7 @@ pub(crate) fn lookup_request(
     };
     message.header.address_family = family;
     message.header.destination_prefix_length = length;
-    if fibmatch {
-        message.header.flags = RouteFlags::FibMatch;
-    }
+    message.header.flags = flags;
     message
         .attributes
         .push(RouteAttribute::Destination(RouteAddress::from(address)));

@@ -14,7 +14,8 @@ use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::AddressFamily;
 
 use super::kernel::{
-    KernelError, KernelRoute, Resolution, blackhole_dump_request, lookup_request, resolution_of,
+    KernelError, KernelRoute, Resolution, blackhole_dump_request, fibmatch_request, resolution_of,
+    resolve_request,
 };
 use super::netlink::RequestSocket;
 use super::{KernelTarget, RouteIntent};
@@ -90,21 +91,26 @@ impl KernelProbe {
                 }
                 RouteIntent::Via(next_hop) => {
                     let answer = self.lookup(*destination).await?;
-                    let gateway = match gateways.get(next_hop) {
-                        Some(gateway) => *gateway,
-                        None => {
-                            let gateway = self.gateway_of(*next_hop).await?;
-                            gateways.insert(*next_hop, gateway);
-                            gateway
-                        }
+                    let protocol = self.protocol;
+                    let classify = |gateway| {
+                        classify_via(*destination, *next_hop, answer.as_ref(), gateway, protocol)
                     };
-                    classify_via(
-                        *destination,
-                        *next_hop,
-                        answer.as_ref(),
-                        gateway,
-                        self.protocol,
-                    )
+                    // Only a route through another gateway needs the kernel's way to the
+                    // next hop (a next hop behind a router): one more lookup, per next hop.
+                    match classify(None) {
+                        KernelVerdict::WrongTarget => {
+                            let gateway = match gateways.get(next_hop) {
+                                Some(gateway) => *gateway,
+                                None => {
+                                    let gateway = self.gateway_of(*next_hop).await?;
+                                    gateways.insert(*next_hop, gateway);
+                                    gateway
+                                }
+                            };
+                            classify(gateway)
+                        }
+                        verdict => verdict,
+                    }
                 }
             };
             verdicts.insert(*destination, verdict);
@@ -115,7 +121,7 @@ impl KernelProbe {
     async fn lookup(&mut self, destination: IpNetwork) -> Result<Option<KernelRoute>, KernelError> {
         let answer = self
             .requests
-            .get_route(lookup_request(destination.network(), true))
+            .get_route(fibmatch_request(destination.network()))
             .await
             .map_err(KernelError::Dump)?;
         Ok(answer.as_ref().and_then(KernelRoute::from_message))
@@ -126,7 +132,7 @@ impl KernelProbe {
     async fn gateway_of(&mut self, next_hop: IpAddr) -> Result<Option<IpAddr>, KernelError> {
         let answer = self
             .requests
-            .get_route(lookup_request(next_hop, false))
+            .get_route(resolve_request(next_hop))
             .await
             .map_err(KernelError::Dump)?;
         Ok(
