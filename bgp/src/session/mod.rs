@@ -767,11 +767,7 @@ impl Session {
             nlri,
             ..
         } = update;
-        let mut attributes = attributes.unwrap_or_default();
-        if !self.config.is_ibgp() {
-            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
-            attributes.local_pref = None;
-        }
+        let attributes = attributes.unwrap_or_default();
 
         let mut v4 = ReceivedRoutes::empty(Family::IPV4_UNICAST);
         v4.withdrawn = withdrawn;
@@ -832,7 +828,7 @@ impl Session {
     }
 
     /// RFC 7606 rules for an UPDATE from an external peer: a malformed LOCAL_PREF is
-    /// discarded, not treat-as-withdraw (§7.5; a well-formed one is ignored below, RFC 4271
+    /// discarded, not treat-as-withdraw (§7.5; a well-formed one is dropped too, RFC 4271
     /// §5.1.5); ORIGINATOR_ID and CLUSTER_LIST do not belong on the session and are
     /// discarded (§7.9, §7.10); an AS_PATH whose first AS is not the peer's makes the
     /// UPDATE treat-as-withdraw (§7.2, RFC 4271 §6.3).
@@ -853,6 +849,8 @@ impl Session {
         let Some(a) = update.attributes.as_mut() else {
             return;
         };
+        // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
+        a.local_pref = None;
         a.originator_id = None;
         a.cluster_list.clear();
         if announces && a.as_path.first_as() != Some(self.config.peer_as) {
