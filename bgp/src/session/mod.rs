@@ -404,6 +404,11 @@ impl Session {
         self.adj_rib_out.len()
     }
 
+    /// Number of routes we advertise per family: IPv4, IPv6.
+    pub fn advertised_by_family(&self) -> (usize, usize) {
+        self.adj_rib_out.len_by_family()
+    }
+
     // ---- internals ----
 
     fn local_open(&self) -> Open {

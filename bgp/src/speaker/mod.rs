@@ -380,7 +380,7 @@ impl Speaker {
                 self.rib.peer_len_of(p.rib_id, Family::IPV4_UNICAST),
                 self.rib.peer_len_of(p.rib_id, Family::IPV6_UNICAST),
             ),
-            advertised_by_family: advertised_by_family(&p.primary.session),
+            advertised_by_family: p.primary.session.advertised_by_family(),
             rejected: p.rejected,
             rejected_max_prefix: p.rejected_max_prefix,
             stale: p.stale.len(),
@@ -1171,14 +1171,4 @@ fn carry_io(
         }
         other => Some(other),
     }
-}
-
-/// How many routes a session advertises (its Adj-RIB-Out): IPv4, IPv6.
-fn advertised_by_family(session: &Session) -> (usize, usize) {
-    session
-        .advertised()
-        .fold((0, 0), |(v4, v6), (prefix, _)| match prefix {
-            IpNetwork::V4(_) => (v4 + 1, v6),
-            IpNetwork::V6(_) => (v4, v6 + 1),
-        })
 }
