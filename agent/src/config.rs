@@ -19,9 +19,6 @@ use crate::static_peers::{StaticPeer, StaticPeerError, parse_static_peer};
 /// deletes, which are filtered by protocol, would take routes it did not create.
 const RESERVED_ROUTE_PROTOCOLS: [u8; 5] = [0, 1, 2, 3, 4];
 
-/// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
-const AS_TRANS: u32 = 23456;
-
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -401,7 +398,7 @@ impl Cli {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .ok_or(ConfigError::MissingNodeName)?;
-        if self.as_number == 0 || self.as_number == AS_TRANS {
+        if !crate::peers::usable_as(self.as_number) {
             return Err(ConfigError::ReservedAsNumber(self.as_number));
         }
         if RESERVED_ROUTE_PROTOCOLS.contains(&self.route_protocol) {
@@ -422,7 +419,7 @@ impl Cli {
         if let Some(bad) = self
             .node_ip
             .iter()
-            .find(|ip| ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+            .find(|ip| !crate::peers::usable_address(**ip))
         {
             return Err(ConfigError::UnusableNodeIp(*bad));
         }

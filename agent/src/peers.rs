@@ -10,6 +10,19 @@ use std::net::IpAddr;
 
 use crate::view::ClusterView;
 
+/// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
+pub(crate) const AS_TRANS: u32 = 23456;
+
+/// An AS a node or a peer can have: not 0 (RFC 7607), not AS_TRANS.
+pub(crate) fn usable_as(asn: u32) -> bool {
+    asn != 0 && asn != AS_TRANS
+}
+
+/// An address a peer or a node can have: unicast, not unspecified or loopback.
+pub(crate) fn usable_address(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+}
+
 /// A TCP-MD5 password (RFC 2385). Its `Debug` prints `<redacted>`, so no log line, status or
 /// error that shows a peer's configuration shows the password.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -19,6 +32,19 @@ impl Password {
     /// Wraps a password (already checked: 1 to 80 bytes).
     pub fn new(text: String) -> Self {
         Self(text)
+    }
+
+    /// A password as a file or a Secret holds it: without its trailing newline, 1 to 80
+    /// bytes (the TCP-MD5 key limit). The error says why it is unusable.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            return Err("empty");
+        }
+        if text.len() > crate::sockopt::MD5_MAX_KEY_LEN {
+            return Err("longer than 80 bytes, the TCP-MD5 key limit");
+        }
+        Ok(Self(text.to_owned()))
     }
 
     /// The password itself, for the socket option that needs it.

@@ -182,7 +182,7 @@ fn restore(n: StoredNode, path: &Path) -> Result<NodeInfo, PersistError> {
         ips,
         pod_cidrs,
         labels: n.labels,
-        as_number: n.as_number.filter(|a| *a != 0 && *a != 23456),
+        as_number: n.as_number.filter(|a| crate::peers::usable_as(*a)),
         problems: Vec::new(),
     })
 }

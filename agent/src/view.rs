@@ -128,7 +128,7 @@ impl NodeInfo {
             .as_ref()
             .and_then(|a| a.get(NODE_AS_ANNOTATION))
             .and_then(|text| match text.trim().parse::<u32>() {
-                Ok(asn) if asn != 0 && asn != 23456 => Some(asn),
+                Ok(asn) if crate::peers::usable_as(asn) => Some(asn),
                 _ => {
                     problems.push(NodeProblem::BadAsAnnotation(text.clone()));
                     None
