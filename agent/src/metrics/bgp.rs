@@ -15,10 +15,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::{counter_vec, gauge_vec, registered};
 use podroute_bgp::message::error_code;
 use podroute_bgp::session::State;
 use podroute_bgp::speaker::{MaxPrefixAction, Refusal, Speaker, SpeakerAction};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::peers::{PeerKind, PeerSet};
 
@@ -151,28 +152,6 @@ pub struct BgpMetrics {
     per_mesh_peer: bool,
 }
 
-fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntGaugeVec, prometheus::Error> {
-    let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
-}
-
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, prometheus::Error> {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
-}
-
 impl BgpMetrics {
     /// Registers the families in `registry`, every aggregate series at zero.
     /// `per_mesh_peer`: per-peer series for mesh peers too.
@@ -185,14 +164,13 @@ impl BgpMetrics {
                 "BGP sessions by state and peer type",
                 &[PT, "state"],
             )?,
-            initial_sync_done: {
-                let g = IntGauge::new(
+            initial_sync_done: registered(
+                registry,
+                IntGauge::new(
                     "bgp_initial_sync_done",
                     "1 once End-of-RIB came from every mesh peer or the startup grace ran out",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+                )?,
+            )?,
             session_transitions: counter_vec(
                 registry,
                 "bgp_session_transitions_total",

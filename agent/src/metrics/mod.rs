@@ -80,128 +80,162 @@ const SECONDS_BUCKETS: [f64; 14] = [
 /// Buckets of the batch size histogram (requests; a batch holds at most 64 KiB).
 const BATCH_BUCKETS: [f64; 8] = [1.0, 4.0, 16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0];
 
+/// Registers `metric` in `registry` and hands it back (clones share the series).
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A registered gauge family.
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+/// A registered counter family.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
 impl Metrics {
     /// Creates and registers every metric (`per_mesh_peer`: per-peer BGP series for mesh
     /// peers too).
     pub fn new(per_mesh_peer: bool) -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("podroute".into()), None)?;
         let bgp = BgpMetrics::new(&registry, per_mesh_peer)?;
-        let register = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
-
-        let build_info = IntGaugeVec::new(
-            Opts::new("build_info", "1, labelled with the agent's version"),
+        gauge_vec(
+            &registry,
+            "build_info",
+            "1, labelled with the agent's version",
             &["version"],
-        )?;
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        register(Box::new(build_info))?;
-        let ready = IntGauge::new(
-            "ready",
-            "1 when the node routes: own pod CIDR advertised, End-of-RIB from every established \
+        )?
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+        let ready = registered(
+            &registry,
+            IntGauge::new(
+                "ready",
+                "1 when the node routes: own pod CIDR advertised, End-of-RIB from every established \
              mesh peer, every mesh route in the FIB",
+            )?,
         )?;
-        register(Box::new(ready.clone()))?;
-        let routes_installed = IntGaugeVec::new(
-            Opts::new(
-                "routes_installed",
-                "podroute routes in the kernel, by family",
-            ),
+        let routes_installed = gauge_vec(
+            &registry,
+            "routes_installed",
+            "podroute routes in the kernel, by family",
             &["family"],
         )?;
-        register(Box::new(routes_installed.clone()))?;
-        let netlink_operations = IntCounterVec::new(
-            Opts::new(
-                "netlink_operations_total",
-                "kernel route writes done, by operation",
-            ),
+        let netlink_operations = counter_vec(
+            &registry,
+            "netlink_operations_total",
+            "kernel route writes done, by operation",
             &["op"],
         )?;
-        register(Box::new(netlink_operations.clone()))?;
-        let netlink_errors = IntCounterVec::new(
-            Opts::new(
-                "netlink_errors_total",
-                "failed netlink requests, by operation",
-            ),
+        let netlink_errors = counter_vec(
+            &registry,
+            "netlink_errors_total",
+            "failed netlink requests, by operation",
             &["op"],
         )?;
-        register(Box::new(netlink_errors.clone()))?;
-        let netlink_batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "netlink_batch_size",
-                "route write requests per netlink batch (one sendmsg)",
-            )
-            .buckets(BATCH_BUCKETS.to_vec()),
+        let netlink_batch_size = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "netlink_batch_size",
+                    "route write requests per netlink batch (one sendmsg)",
+                )
+                .buckets(BATCH_BUCKETS.to_vec()),
+            )?,
         )?;
-        register(Box::new(netlink_batch_size.clone()))?;
-        let routes_restored = IntCounter::new(
-            "routes_restored_total",
-            "podroute routes deleted by someone else and restored",
+        let routes_restored = registered(
+            &registry,
+            IntCounter::new(
+                "routes_restored_total",
+                "podroute routes deleted by someone else and restored",
+            )?,
         )?;
-        register(Box::new(routes_restored.clone()))?;
-        let route_collisions = IntGauge::new(
-            "route_collisions",
-            "destinations held by a route of another protocol",
+        let route_collisions = registered(
+            &registry,
+            IntGauge::new(
+                "route_collisions",
+                "destinations held by a route of another protocol",
+            )?,
         )?;
-        register(Box::new(route_collisions.clone()))?;
-        let routes_unresolvable = IntGauge::new(
-            "routes_unresolvable",
-            "routes whose next hop cannot be reached",
+        let routes_unresolvable = registered(
+            &registry,
+            IntGauge::new(
+                "routes_unresolvable",
+                "routes whose next hop cannot be reached",
+            )?,
         )?;
-        register(Box::new(routes_unresolvable.clone()))?;
-        let errors = IntCounterVec::new(Opts::new("errors_total", "errors by kind"), &["kind"])?;
-        register(Box::new(errors.clone()))?;
-        let drift_routes = IntGaugeVec::new(
-            Opts::new(
-                "drift_routes",
-                "expected routes (from Node objects) the RIB or the kernel gets wrong, by kind",
-            ),
+        let errors = counter_vec(&registry, "errors_total", "errors by kind", &["kind"])?;
+        let drift_routes = gauge_vec(
+            &registry,
+            "drift_routes",
+            "expected routes (from Node objects) the RIB or the kernel gets wrong, by kind",
             &["kind"],
         )?;
-        register(Box::new(drift_routes.clone()))?;
-        let drift_events = IntCounterVec::new(
-            Opts::new(
-                "drift_events_total",
-                "expected routes that were in place and drifted, by kind (repairs of routes \
+        let drift_events = counter_vec(
+            &registry,
+            "drift_events_total",
+            "expected routes that were in place and drifted, by kind (repairs of routes \
                  others deleted included)",
-            ),
             &["kind"],
         )?;
-        register(Box::new(drift_events.clone()))?;
         for kind in DriftKind::ALL {
             drift_routes.with_label_values(&[kind.label()]);
             drift_events.with_label_values(&[kind.label()]);
         }
-        let cni_released_veths_destroyed = IntCounter::new(
-            "cni_released_veths_destroyed_total",
-            "pod veths released by CNI DEL and destroyed by the agent because their netns lived on",
+        let cni_released_veths_destroyed = registered(
+            &registry,
+            IntCounter::new(
+                "cni_released_veths_destroyed_total",
+                "pod veths released by CNI DEL and destroyed by the agent because their netns lived on",
+            )?,
         )?;
-        register(Box::new(cni_released_veths_destroyed.clone()))?;
-        let route_full_passes = IntCounter::new(
-            "route_full_passes_total",
-            "kernel table dumps compared with the desired routes",
+        let route_full_passes = registered(
+            &registry,
+            IntCounter::new(
+                "route_full_passes_total",
+                "kernel table dumps compared with the desired routes",
+            )?,
         )?;
-        register(Box::new(route_full_passes.clone()))?;
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "route_reconcile_duration_seconds",
-                "time one flush of staged routes to the kernel takes, by pass (a full pass \
+        let reconcile_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "route_reconcile_duration_seconds",
+                    "time one flush of staged routes to the kernel takes, by pass (a full pass \
                  dumps and compares the table first)",
-            )
-            .buckets(SECONDS_BUCKETS.to_vec()),
-            &["pass"],
+                )
+                .buckets(SECONDS_BUCKETS.to_vec()),
+                &["pass"],
+            )?,
         )?;
-        register(Box::new(reconcile_duration.clone()))?;
-        let convergence = HistogramVec::new(
-            HistogramOpts::new(
-                "route_convergence_seconds",
-                "per kernel route change: from this agent receiving the BGP UPDATE or Node \
+        let convergence = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "route_convergence_seconds",
+                    "per kernel route change: from this agent receiving the BGP UPDATE or Node \
                  event that caused it to the flush that wrote it",
-            )
-            .buckets(SECONDS_BUCKETS.to_vec()),
-            &["trigger"],
+                )
+                .buckets(SECONDS_BUCKETS.to_vec()),
+                &["trigger"],
+            )?,
         )?;
-        register(Box::new(convergence.clone()))?;
         for family in ["ipv4", "ipv6"] {
             routes_installed.with_label_values(&[family]);
         }
