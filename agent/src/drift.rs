@@ -136,8 +136,6 @@ pub fn compute_drift(
 pub struct DriftTracker {
     /// Destinations expected and clean at the last check.
     clean: BTreeSet<IpNetwork>,
-    /// (destination, kind) drifting at the last check.
-    drifting: BTreeSet<(IpNetwork, DriftKind)>,
 }
 
 impl DriftTracker {
@@ -155,17 +153,12 @@ impl DriftTracker {
             .filter(|(prefix, _)| self.clean.contains(prefix))
             .map(|(_, kind)| *kind)
             .collect();
+        let drifting: BTreeSet<IpNetwork> = now.iter().map(|(prefix, _)| *prefix).collect();
         self.clean = expected
             .into_iter()
-            .filter(|p| !now.iter().any(|(d, _)| d == p))
+            .filter(|p| !drifting.contains(p))
             .collect();
-        self.drifting = now;
         events
-    }
-
-    /// True if `prefix` drifted in `kind` at the last check.
-    pub fn is_drifting(&self, prefix: IpNetwork, kind: DriftKind) -> bool {
-        self.drifting.contains(&(prefix, kind))
     }
 }
 
@@ -265,7 +258,12 @@ mod tests {
             tracker.update(keys(), &replaced),
             vec![DriftKind::KernelForeign]
         );
-        assert!(tracker.is_drifting(net("10.244.2.0/24"), DriftKind::KernelForeign));
+        assert!(
+            replaced
+                .entries
+                .iter()
+                .any(|e| e.prefix == net("10.244.2.0/24") && e.kind == DriftKind::KernelForeign)
+        );
         assert!(tracker.update(keys(), &replaced).is_empty());
         // Repaired, then deleted: a new event of the other kind.
         assert!(tracker.update(keys(), &clean).is_empty());

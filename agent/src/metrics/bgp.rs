@@ -64,14 +64,6 @@ pub const STATES: [(State, &str); 6] = [
     (State::Established, "established"),
 ];
 
-/// The label of a session state.
-pub fn state_label(state: State) -> &'static str {
-    STATES
-        .iter()
-        .find(|(s, _)| *s == state)
-        .map_or("idle", |(_, l)| l)
-}
-
 fn state_number(state: State) -> i64 {
     STATES
         .iter()
