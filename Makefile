@@ -26,8 +26,8 @@ TEST_LOGS := target/test-logs
 .PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
 
 help:
-	@echo "make demo      a 3-node lab cluster (kubelet, containerd, BIRD router), podroute's DaemonSet and pods (root)"
-	@echo "               DEMO_MODE=light: agents started by hand, pods made with cnitool"
+	@echo "make demo      a 3-node lab with a BIRD router, agents and pods made with the CNI plugin (root)"
+	@echo "               DEMO_MODE=cluster: kubelet and containerd per node, podroute as its DaemonSet"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
@@ -125,7 +125,12 @@ FUZZ_CAMPAIGN_SECONDS ?= 7200
 fuzz:
 	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS) keep
 
-demo: deps control-plane lab-images
+# The light demo needs only the light control plane; cluster mode also the kubelet set and
+# the images.
+demo: deps
+	@tests/scripts/control-plane.sh >/dev/null
+	@if [ "$(DEMO_MODE)" != light ]; then tests/scripts/control-plane.sh cluster >/dev/null && \
+		tests/scripts/lab-images.sh target/lab-images >/dev/null; fi
 	$(CARGO) build --workspace --bins
 	@if [ "$(DEMO_MODE)" = light ]; then tests/scripts/demo.sh $(LAB); else tests/scripts/demo-cluster.sh $(LAB); fi
 

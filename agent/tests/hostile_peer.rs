@@ -600,6 +600,10 @@ impl Runner<'_> {
                 })
                 .unwrap_or(0)
         };
+        // The flood's own peak: VmHWM reset to the current RSS first (clear_refs 5), as the
+        // ingest benchmark does.
+        std::fs::write(format!("/proc/{agent_pid}/clear_refs"), "5")
+            .map_err(|e| format!("resetting the agent's peak RSS: {e}"))?;
         let before = rss("VmRSS:");
         let env = Env {
             four_octet: true,

@@ -515,8 +515,8 @@ fn secret_passwords_key_rotate_and_never_leak() {
     }
 }
 
-/// Per-rack AS: node2 annotated with its own AS peers with node1 over eBGP (own AS prepended,
-/// no LOCAL_PREF) and each node still routes the other's pod CIDR via its node IP; the router,
+/// Per-rack AS: node2 annotated with its own AS peers with node1 over eBGP and each node
+/// still routes the other's pod CIDR via its node IP; the router,
 /// configured for AS 64512 everywhere, sees node1 in 64512 and refuses node2's AS 65002.
 #[test]
 #[ignore = "needs root: run by make test"]

@@ -27,7 +27,7 @@ k() { "$cli" kubectl --name "$lab" -- "$@"; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces); run: sudo make demo"
 [ -x "$cli" ] || die "$cli is not built; run: cargo build --workspace --bins"
 
-say "Lab $lab in cluster mode: 3 nodes with kubelet + containerd, BIRD router"
+say "Lab $lab in cluster mode: 3 nodes with kubelet + containerd, BIRD router (not peered in this mode yet)"
 if "$cli" status --name "$lab" >/dev/null 2>&1; then
   echo "lab $lab is already up: reusing it"
 else

@@ -51,7 +51,7 @@ fi
 mkdir -p "$lab_dir/logs" "$lab_dir/pids" "$lab_dir/pods"
 
 # The router is peered the Kubernetes way: podroute's CRDs and one BGPPeer for it (every node,
-# iBGP in the lab's AS 64512). A function, so the cluster-mode demo can call it too.
+# iBGP in the lab's AS 64512).
 peer_with_router() {
   local lab=$1 manifests
   manifests=$(pwd)/manifests
