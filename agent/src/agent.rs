@@ -565,6 +565,10 @@ async fn step(
         for (name, why) in &invalid {
             if state.logged_invalid.get(name) != Some(why) {
                 tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+                ctx.events.send(crate::events::AgentEvent::ConfigRejected {
+                    resource: rejected_resource(name),
+                    why: why.clone(),
+                });
             }
         }
         state.logged_invalid = invalid.clone();
@@ -808,5 +812,17 @@ impl Shutdown {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// A resource the node cannot use, kind/name, from its key in [`ClusterPeers::invalid`]
+/// (a BGPPeer's name, which cannot hold a `/`, or `BGPConfiguration/default`).
+///
+/// [`ClusterPeers::invalid`]: crate::cluster_peers::ClusterPeers::invalid
+fn rejected_resource(key: &str) -> String {
+    if key.contains('/') {
+        key.to_owned()
+    } else {
+        format!("BGPPeer/{key}")
     }
 }
