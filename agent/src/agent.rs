@@ -670,6 +670,7 @@ async fn step(
         }
         ctx.metrics.observe_drift(&drift, &events);
         state.last_drift = drift;
+        observe_address_usage(ctx, &state.own_cidrs);
     }
     let drift = state.last_drift.clone();
     ctx.metrics
@@ -769,6 +770,23 @@ fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
                 .with_label_values(&["cni_conflist"])
                 .inc();
             false
+        }
+    }
+}
+
+/// Publishes how full the own pod CIDRs are, from the CNI plugin's address store.
+fn observe_address_usage(ctx: &Context, own_cidrs: &[ipnetwork::IpNetwork]) {
+    let Some(settings) = &ctx.config.cni else {
+        return;
+    };
+    match cni_conf::address_usage(settings, own_cidrs) {
+        Ok(usage) => ctx.metrics.set_address_usage(&usage),
+        Err(error) => {
+            tracing::warn!(%error, "reading the CNI plugin's address store failed");
+            ctx.metrics
+                .errors
+                .with_label_values(&["cni_address_store"])
+                .inc();
         }
     }
 }
