@@ -517,6 +517,25 @@ fn a_rolling_update_to_a_new_image_tag_loses_no_probe_between_nodes_and_keeps_ev
         images.split_whitespace().all(|i| i == NEXT_IMAGE),
         "{images}"
     );
+    // What the new agents used through their start, the sync and the probes (the numbers
+    // behind the DaemonSet's requests and limits), against its memory limit.
+    let limit = memory_limit(&lab)?;
+    for p in &after {
+        let u = agent_usage(&lab, p)?;
+        eprintln!(
+            "agent on {}: VmHWM {} KiB, cgroup peak {} KiB, {} ms CPU in {} s (limit {} KiB)",
+            p.node,
+            u.hwm_kib,
+            u.cgroup_peak_kib,
+            u.cpu_ms,
+            u.age_s,
+            limit / 1024
+        );
+        assert!(
+            u.hwm_kib * 1024 < limit && u.cgroup_peak_kib * 1024 < limit,
+            "{u:?}"
+        );
+    }
     assert!(
         losses.is_empty(),
         "probes lost between nodes: {losses:?} ({total} sent)"
@@ -541,6 +560,100 @@ fn a_rolling_update_to_a_new_image_tag_loses_no_probe_between_nodes_and_keeps_ev
     }
     drop(monitors);
     down_and_check(lab)
+}
+
+/// An agent container's use of the node, read from its cgroups and /proc.
+#[derive(Debug)]
+struct Usage {
+    /// The process's peak resident set (VmHWM), binary text included.
+    hwm_kib: u64,
+    /// The container cgroup's peak charge (memory.max_usage_in_bytes).
+    cgroup_peak_kib: u64,
+    /// CPU time of the container (cpuacct.usage).
+    cpu_ms: u64,
+    /// Seconds since the agent process started.
+    age_s: u64,
+}
+
+/// The agent container of agent pod `pod`, found by its container ID under the node's
+/// cgroup root (cgroup v1: memory and cpuacct hierarchies).
+fn agent_usage(lab: &Lab, pod: &PodSeen) -> Res<Usage> {
+    let id = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pod",
+        &pod.name,
+        "-o",
+        "jsonpath={.status.containerStatuses[?(@.name==\"agent\")].containerID}",
+    ])?;
+    let id = id.trim().trim_start_matches("containerd://").to_owned();
+    let root = format!("podroute-lab-{}-{}", lab.name(), pod.node);
+    let memory = Path::new("/sys/fs/cgroup/memory");
+    let mut stack = vec![memory.join(&root)];
+    let dir = loop {
+        let d = stack
+            .pop()
+            .ok_or_else(|| format!("no cgroup for container {id}"))?;
+        if d.file_name().is_some_and(|n| n.to_string_lossy() == id) {
+            break d;
+        }
+        stack.extend(
+            std::fs::read_dir(&d)?
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+    };
+    let read = |p: &Path| -> Res<String> { Ok(std::fs::read_to_string(p)?.trim().to_owned()) };
+    let pid = read(&dir.join("cgroup.procs"))?
+        .lines()
+        .next()
+        .ok_or("the agent's cgroup has no process")?
+        .to_owned();
+    let status = read(&Path::new("/proc").join(&pid).join("status"))?;
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or("no VmHWM")?;
+    let rel = dir.strip_prefix(memory)?;
+    let cpu_ns: u64 = read(
+        &Path::new("/sys/fs/cgroup/cpuacct")
+            .join(rel)
+            .join("cpuacct.usage"),
+    )?
+    .parse()?;
+    let etimes = std::process::Command::new("ps")
+        .args(["-o", "etimes=", "-p", &pid])
+        .output()?;
+    Ok(Usage {
+        hwm_kib,
+        cgroup_peak_kib: read(&dir.join("memory.max_usage_in_bytes"))?.parse::<u64>()? / 1024,
+        cpu_ms: cpu_ns / 1_000_000,
+        age_s: String::from_utf8_lossy(&etimes.stdout).trim().parse()?,
+    })
+}
+
+/// The DaemonSet's memory limit for the agent, in bytes (`Mi` or `Gi`).
+fn memory_limit(lab: &Lab) -> Res<u64> {
+    let q = lab.kubectl(&[
+        "-n",
+        "kube-system",
+        "get",
+        "daemonset",
+        "podroute",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
+    ])?;
+    let q = q.trim();
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let scale = match unit {
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(format!("the agent's memory limit is {q:?}, not in Mi or Gi").into()),
+    };
+    Ok(n.parse::<u64>()? * scale)
 }
 
 /// The sandbox of pod `uid` in `node`'s containerd: (sandbox id, its network namespace path),
