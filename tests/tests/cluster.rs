@@ -302,15 +302,7 @@ fn daemonset_ready_on_three_nodes_and_dual_stack_pods_on_every_node_reach_each_o
         .count();
     assert_eq!((v4, v6, cidrs.len()), (3, 3, 6), "{cidrs:?}");
 
-    let ds: Value = serde_json::from_str(&lab.kubectl(&[
-        "-n",
-        "kube-system",
-        "get",
-        "daemonset",
-        "podroute",
-        "-o",
-        "json",
-    ])?)?;
+    let ds = daemonset(&lab)?;
     assert_eq!(ds["status"]["numberReady"], 3, "{}", ds["status"]);
 
     // The init container installed the plugin and the agent wrote the conflist on each node.
@@ -635,18 +627,25 @@ fn agent_usage(lab: &Lab, pod: &PodSeen) -> Res<Usage> {
     })
 }
 
-/// The DaemonSet's memory limit for the agent, in bytes (`Mi` or `Gi`).
-fn memory_limit(lab: &Lab) -> Res<u64> {
-    let q = lab.kubectl(&[
+/// The podroute DaemonSet as the API server has it.
+fn daemonset(lab: &Lab) -> Res<Value> {
+    Ok(serde_json::from_str(&lab.kubectl(&[
         "-n",
         "kube-system",
         "get",
         "daemonset",
         "podroute",
         "-o",
-        "jsonpath={.spec.template.spec.containers[0].resources.limits.memory}",
-    ])?;
-    let q = q.trim();
+        "json",
+    ])?)?)
+}
+
+/// The DaemonSet's memory limit for the agent, in bytes (`Mi` or `Gi`).
+fn memory_limit(lab: &Lab) -> Res<u64> {
+    let ds = daemonset(lab)?;
+    let q = ds["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .unwrap_or_default();
     let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
     let scale = match unit {
         "Mi" => 1 << 20,
