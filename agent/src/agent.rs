@@ -565,6 +565,10 @@ async fn step(
         for (name, why) in &invalid {
             if state.logged_invalid.get(name) != Some(why) {
                 tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+                ctx.events.send(crate::events::AgentEvent::ConfigRejected {
+                    resource: rejected_resource(name),
+                    why: why.clone(),
+                });
             }
         }
         state.logged_invalid = invalid.clone();
@@ -582,7 +586,13 @@ async fn step(
         state.logged_waiting_for_cidr = true;
     }
 
-    let remove_stale = state.bgp.initial_sync_done;
+    // Routes a previous run left in the kernel stay until BGP has told this run about them
+    // again: the mesh's after the initial sync, a router's after its End-of-RIB (an agent
+    // restarted before its router session is back must not pull the router's routes for
+    // the seconds that takes), all of them once the startup grace runs out.
+    let grace_over = state.started.elapsed() >= ctx.config.startup_grace;
+    let initial_sync_done = state.bgp.initial_sync_done;
+    let remove_stale = initial_sync_done && (state.bgp.routers_synced || grace_over);
     let flush_started = std::time::Instant::now();
     let flushed = match state.programmer.flush(remove_stale).await {
         Ok(report) => Some(report),
@@ -641,7 +651,6 @@ async fn step(
 
     // Drift, over the routes the API expects (the mesh), never the whole table: the kernel
     // looked at afresh every reconcile period and soon after it reported a change.
-    let now = tokio::time::Instant::now();
     if std::mem::take(&mut state.drift_owed) {
         let expected = expected_routes(&view);
         match state.probe.check(&expected).await {
@@ -678,7 +687,7 @@ async fn step(
         flushed.is_some() && own_cidrs.iter().all(|c| state.programmer.is_installed(c));
     // ... the initial BGP sync done (or given up on) and End-of-RIB from every established
     // mesh peer, so a new node's pods do not start before it can reach the others ...
-    let synced = remove_stale && state.bgp.mesh_unsynced == 0;
+    let synced = initial_sync_done && state.bgp.mesh_unsynced == 0;
     // ... and every mesh route BGP has in the FIB, as a fresh look at the kernel says. A
     // router's prefix that cannot be installed does not count: only Node pod CIDRs do.
     let unrouted: Vec<_> = state
@@ -699,7 +708,6 @@ async fn step(
     // has a pod CIDR, and unless peers exist but no mesh route made it into the kernel
     // after the startup grace. A single route that cannot be installed holds /readyz back,
     // not pod creation; the file stays when the agent exits (routes and plugin go on).
-    let grace_over = now.duration_since(state.started) >= ctx.config.startup_grace;
     let mesh_routed = mesh_peers_count == 0 || drift.in_kernel > own_cidrs.len();
     let cni_ready = state.conflist_written_for.is_some()
         && has_cidr
@@ -710,8 +718,8 @@ async fn step(
         Some("the node has no pod CIDR yet".to_owned())
     } else if !programmed {
         Some("routes not programmed yet".to_owned())
-    } else if !remove_stale {
-        Some("waiting for the initial BGP sync (End-of-RIB from every peer)".to_owned())
+    } else if !initial_sync_done {
+        Some("waiting for the initial BGP sync (End-of-RIB from every mesh peer)".to_owned())
     } else if state.bgp.mesh_unsynced > 0 {
         Some(format!(
             "waiting for End-of-RIB from {} established mesh peer(s)",
@@ -804,5 +812,17 @@ impl Shutdown {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// A resource the node cannot use, kind/name, from its key in [`ClusterPeers::invalid`]
+/// (a BGPPeer's name, which cannot hold a `/`, or `BGPConfiguration/default`).
+///
+/// [`ClusterPeers::invalid`]: crate::cluster_peers::ClusterPeers::invalid
+fn rejected_resource(key: &str) -> String {
+    if key.contains('/') {
+        key.to_owned()
+    } else {
+        format!("BGPPeer/{key}")
     }
 }

@@ -139,8 +139,8 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_RECONCILE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub reconcile_period: Duration,
 
-    /// Longest wait after start for the BGP initial sync (End-of-RIB) before stale routes
-    /// are removed anyway.
+    /// Longest wait after start for End-of-RIB from every mesh and router peer before
+    /// stale routes are removed anyway.
     #[arg(long, env = "PODROUTE_STARTUP_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub startup_grace: Duration,
 

@@ -429,8 +429,11 @@ mod tests {
             idle_cpu_slices: vec![0.010000000000000009, 0.1 + 0.2],
             ..run("podroute", 1, Some(0.528046905), true)
         };
-        let text = serde_json::to_string(&run).unwrap();
-        assert_eq!(serde_json::from_str::<RunResult>(&text).unwrap(), run);
+        let text = serde_json::to_string(&run).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<RunResult>(&text).expect("parse"),
+            run
+        );
     }
 
     #[test]

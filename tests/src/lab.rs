@@ -587,16 +587,17 @@ impl Lab {
         process::ensure_dir(router.dir())?;
         let neighbors = self.router_neighbors();
         router::write_config(&router, &neighbors)?;
-        self.spawn_router()
+        self.spawn_router(false)
     }
 
     /// Starts the router daemon with the configuration file as it is (see
-    /// [`Router::config_path`]) and waits until its client answers.
-    pub(crate) fn spawn_router(&mut self) -> Result<()> {
+    /// [`Router::config_path`]), recovering from its own crash if `recovery` (see
+    /// [`Router::daemon_args`]), and waits until its client answers.
+    pub(crate) fn spawn_router(&mut self, recovery: bool) -> Result<()> {
         let Some(router) = self.router() else {
             return Ok(());
         };
-        let argv = router.daemon_args();
+        let argv = router.daemon_args(recovery);
         let Some((prog, rest)) = argv.split_first() else {
             return Ok(());
         };

@@ -70,6 +70,10 @@ pub struct BgpStatus {
     pub established: usize,
     /// Established mesh peers that did not send End-of-RIB yet.
     pub mesh_unsynced: usize,
+    /// Every router (static or BGPPeer) peer has sent End-of-RIB since the agent started, or
+    /// is established without graceful restart (which promises none): what the routes it
+    /// taught the previous run may be judged by (true with no router peer).
+    pub routers_synced: bool,
     /// The Loc-RIB's next hop for every pod CIDR of another Node (what the API expects):
     /// the RIB side of drift, without copying the whole RIB.
     pub mesh_best: crate::routes::desired::LearnedRoutes,
@@ -693,17 +697,21 @@ impl Shell {
     fn status(&self) -> BgpStatus {
         let mut established = 0;
         let mut mesh_unsynced = 0;
+        let mut routers_synced = true;
         let mut advertised = false;
         for p in self.speaker.peers() {
-            if p.state != State::Established {
-                continue;
-            }
-            established += 1;
-            advertised |= p.advertised_by_family.0 + p.advertised_by_family.1 > 0;
             let mesh = self
                 .specs
                 .get(&p.address)
                 .is_some_and(|s| PeerType::of(&s.kind) == PeerType::Mesh);
+            let up = p.state == State::Established;
+            let told_everything = p.synced || up && !p.graceful_restart;
+            routers_synced &= mesh || told_everything;
+            if !up {
+                continue;
+            }
+            established += 1;
+            advertised |= p.advertised_by_family.0 + p.advertised_by_family.1 > 0;
             if mesh && !p.synced {
                 mesh_unsynced += 1;
             }
@@ -719,6 +727,7 @@ impl Shell {
             initial_sync_done: self.speaker.initial_sync_done(),
             established,
             mesh_unsynced,
+            routers_synced,
             mesh_best,
             own_advertised: advertised || established == 0,
         }
