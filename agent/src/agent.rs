@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let metrics = Metrics::new(config.metrics_per_mesh_peer)?;
     let events = crate::events::spawn(client.clone(), config.node_name.clone());
     let ctx = Arc::new(Context::new(config, metrics).with_events(events));
+    crate::node_status::spawn(client.clone(), ctx.clone());
 
     let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
         .await

@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod malloc;
 pub mod metrics;
+pub mod node_status;
 pub mod peers;
 pub mod persist;
 pub mod routes;
