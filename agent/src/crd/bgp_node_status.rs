@@ -8,6 +8,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Nothing to ask for: the agent fills in the status.
+// Three integer print columns repeat `type_ = "integer"`, which the lint takes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(
     CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize,
 )]
