@@ -4,6 +4,7 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod agent;
+pub mod bfd;
 pub mod cni_conf;
 pub mod config;
 pub mod context;

@@ -43,6 +43,14 @@ pub struct Metrics {
     pub netlink_batch_requests: IntCounter,
     /// Full passes of the route programmer (table dump and compare).
     pub route_full_passes: IntCounter,
+    /// BFD sessions by state (`admin_down`, `down`, `init`, `up`).
+    pub bfd_sessions: IntGaugeVec,
+    /// BFD session state changes.
+    pub bfd_transitions: IntCounter,
+    /// BFD sessions that went Down because the Detection Time expired.
+    pub bfd_detections: IntCounter,
+    /// Received BFD packets dropped, by reason.
+    pub bfd_dropped_packets: IntCounterVec,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
 
@@ -124,7 +132,32 @@ impl Metrics {
         registry.register(Box::new(netlink_batches.clone()))?;
         registry.register(Box::new(netlink_batch_requests.clone()))?;
         registry.register(Box::new(route_full_passes.clone()))?;
+        let bfd_sessions = IntGaugeVec::new(
+            Opts::new("bfd_sessions", "BFD sessions by state"),
+            &["state"],
+        )?;
+        let bfd_transitions =
+            IntCounter::new("bfd_transitions_total", "BFD session state changes")?;
+        let bfd_detections = IntCounter::new(
+            "bfd_detections_total",
+            "BFD sessions that went down because no packet came within the detection time",
+        )?;
+        let bfd_dropped_packets = IntCounterVec::new(
+            Opts::new(
+                "bfd_dropped_packets_total",
+                "received BFD packets dropped, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(bfd_sessions.clone()))?;
+        registry.register(Box::new(bfd_transitions.clone()))?;
+        registry.register(Box::new(bfd_detections.clone()))?;
+        registry.register(Box::new(bfd_dropped_packets.clone()))?;
         Ok(Self {
+            bfd_sessions,
+            bfd_transitions,
+            bfd_detections,
+            bfd_dropped_packets,
             registry,
             ready,
             routes_installed,
