@@ -69,6 +69,13 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
+            "bfd": match p.bfd {
+                None => "off",
+                Some(podroute_bfd::endpoint::Liveness::Up) => "up",
+                Some(podroute_bfd::endpoint::Liveness::Down) => "down",
+                Some(podroute_bfd::endpoint::Liveness::AdminDown) => "admin_down",
+            },
+            "waitingForBfd": p.waiting_for_bfd,
         })).collect::<Vec<_>>(),
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),

@@ -137,12 +137,18 @@ pub fn render(status: &Value) -> String {
     for peer in &peers {
         let flag =
             |key: &str, yes: &str, no: &str| if peer[key] == true { yes } else { no }.to_owned();
+        let bfd = match peer["bfd"].as_str() {
+            None | Some("off") => String::new(),
+            Some(state) if peer["waitingForBfd"] == true => format!("  BFD {state} (BGP waits)"),
+            Some(state) => format!("  BFD {state}"),
+        };
         out.push_str(&format!(
-            "  {:<40} {:<24} {:<12} {}\n",
+            "  {:<40} {:<24} {:<12} {}{}\n",
             peer["address"].as_str().unwrap_or("?"),
             peer["source"].as_str().unwrap_or("?"),
             flag("established", "Established", "down"),
             flag("synced", "synced", "not synced"),
+            bfd,
         ));
     }
     let drift = [

@@ -44,6 +44,7 @@ fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> Speaker
             as_number: 64512,
             md5_password: password.map(str::to_owned),
             gtsm: true,
+            bfd: None,
         },
     );
     let advertised = view.own.routable_cidrs().collect();
@@ -83,6 +84,7 @@ fn start(
     let outputs = SpeakerOutputs {
         routes: routes_tx,
         status: status_tx,
+        bfd: Default::default(),
     };
     tokio::spawn(run_speaker(ctx, in_rx, outputs, false));
     (in_tx, status_rx)
