@@ -98,18 +98,24 @@ impl Drop for Bird {
     }
 }
 
-async fn expect(events: &mut UnboundedReceiver<LivenessEvent>, peer: IpAddr, liveness: Liveness) {
-    let want = LivenessEvent { peer, liveness };
-    tokio::time::timeout(Duration::from_secs(31), async {
-        while let Some(event) = events.recv().await {
-            if event == want {
-                return;
+/// Waits (at most 30 s) until each of `peers` has been reported `liveness`, in any
+/// order, skipping other events.
+async fn expect(
+    events: &mut UnboundedReceiver<LivenessEvent>,
+    peers: &[IpAddr],
+    liveness: Liveness,
+) {
+    let mut missing: Vec<IpAddr> = peers.to_vec();
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !missing.is_empty() {
+            let event = events.recv().await.expect("BFD task runs");
+            if event.liveness == liveness {
+                missing.retain(|p| *p != event.peer);
             }
         }
-        panic!("BFD task ended");
     })
-    .await
-    .unwrap_or_else(|_| panic!("no {want:?}"));
+    .await;
+    assert!(waited.is_ok(), "no {liveness:?} from {missing:?}");
 }
 
 /// The first Control packet BIRD sends to `node` (before our task owns port 3784).
@@ -199,21 +205,7 @@ fn bird_sessions_come_up_on_both_families_and_go_down_when_bird_dies() {
         for router in [ROUTER_V4, ROUTER_V6] {
             bfd.add_session(ip(router), config);
         }
-        for router in [ROUTER_V4, ROUTER_V6] {
-            if tokio::time::timeout(
-                Duration::from_secs(30),
-                expect(&mut events, ip(router), Liveness::Up),
-            )
-            .await
-            .is_err()
-            {
-                let view = bfd.snapshot().await.expect("running");
-                panic!(
-                    "no Up with {router}: {view:#?}\nBIRD: {}",
-                    bird.sessions()
-                );
-            }
-        }
+        expect(&mut events, &[ip(ROUTER_V4), ip(ROUTER_V6)], Liveness::Up).await;
         let shown = bird.sessions();
         for node in [NODE_V4, NODE_V6] {
             let line = shown
@@ -225,9 +217,7 @@ fn bird_sessions_come_up_on_both_families_and_go_down_when_bird_dies() {
 
         // BIRD dies without a word: our end must find out by itself.
         bird.kill();
-        for router in [ROUTER_V4, ROUTER_V6] {
-            expect(&mut events, ip(router), Liveness::Down).await;
-        }
+        expect(&mut events, &[ip(ROUTER_V4), ip(ROUTER_V6)], Liveness::Down).await;
         let view = bfd.snapshot().await.expect("running");
         assert_eq!(view.counters.detections, 2);
         assert!(view.sessions.iter().all(|s| s.state == State::Down));

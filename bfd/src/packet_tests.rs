@@ -142,3 +142,50 @@ proptest! {
         }
     }
 }
+
+/// Hex to bytes, for golden vectors.
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn golden_bird_2_down_packets_decode_and_re_encode() {
+    // Captured from BIRD 2.0.12 (`protocol bfd`, min rx/tx 100 ms, multiplier 3, a static
+    // `neighbor`) by agent/tests/bfd_bird.rs: its first packets to an IPv4 and an IPv6
+    // peer, before the peer answered. Down, no diag, Your Discriminator 0, the one-second
+    // transmit interval of §6.8.3 while not Up, the configured 100 ms receive interval.
+    for (golden, discr) in [
+        (
+            "2040031865924b8a00000000000f4240000186a000000000",
+            0x6592_4b8a,
+        ),
+        (
+            "20400318766e002400000000000f4240000186a000000000",
+            0x766e_0024,
+        ),
+    ] {
+        let bytes = hex(golden);
+        let packet = ControlPacket::decode(&bytes).expect("BIRD's packet decodes");
+        assert_eq!(
+            packet,
+            ControlPacket {
+                diag: Diag::NONE,
+                state: State::Down,
+                poll: false,
+                final_: false,
+                control_plane_independent: false,
+                demand: false,
+                detect_mult: 3,
+                my_discr: discr,
+                your_discr: 0,
+                desired_min_tx: 1_000_000,
+                required_min_rx: 100_000,
+                required_min_echo_rx: 0,
+            }
+        );
+        assert_eq!(packet.encode().as_slice(), bytes.as_slice());
+    }
+}
