@@ -90,6 +90,8 @@ bench: deps control-plane
 		apt-get install -y -q --no-install-recommends linux-perf; fi
 	$(CARGO) build --release -p podroute-agent -p podroute-bench
 	target/release/podroute-bench run
+	@mkdir -p target/bench
+	target/release/podroute-bench bfd | tee target/bench/bfd.json
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins
