@@ -189,3 +189,42 @@ fn golden_bird_2_down_packets_decode_and_re_encode() {
         assert_eq!(packet.encode().as_slice(), bytes.as_slice());
     }
 }
+
+#[test]
+fn golden_frr_bfdd_down_packets_decode_and_re_encode() {
+    // Captured from FRR bfdd (with zebra; `peer ... local-address`, receive/transmit
+    // interval 100, detect-multiplier 3) by agent/tests/bfd_interop.rs, IPv4 then IPv6:
+    // Down, the one-second rate both ways while not Up, and unlike BIRD a Required Min
+    // Echo RX of 50 ms (FRR offers to take Echo packets; we send none, §6.8.9).
+    for (golden, discr) in [
+        (
+            "20400318cc21558000000000000f4240000f42400000c350",
+            0xcc21_5580,
+        ),
+        (
+            "20400318458f8ae100000000000f4240000f42400000c350",
+            0x458f_8ae1,
+        ),
+    ] {
+        let bytes = hex(golden);
+        let packet = ControlPacket::decode(&bytes).expect("FRR's packet decodes");
+        assert_eq!(
+            packet,
+            ControlPacket {
+                diag: Diag::NONE,
+                state: State::Down,
+                poll: false,
+                final_: false,
+                control_plane_independent: false,
+                demand: false,
+                detect_mult: 3,
+                my_discr: discr,
+                your_discr: 0,
+                desired_min_tx: 1_000_000,
+                required_min_rx: 1_000_000,
+                required_min_echo_rx: 50_000,
+            }
+        );
+        assert_eq!(packet.encode().as_slice(), bytes.as_slice());
+    }
+}
