@@ -11,6 +11,38 @@
 //! - [`session`]: one session's RFC 5880 §6.8 state machine, intervals, poll sequences.
 //! - [`endpoint`]: [`endpoint::Bfd`], every session of a node behind one socket and one
 //!   timer heap; demultiplexing, GTSM, damping, counters. Drivers use this.
+//!
+//! # BFD and graceful restart (RFC 5882 §4.3): the rule
+//!
+//! A peer must tell "the agent restarts, keep its routes" (BGP graceful restart) from "the
+//! link or node is dead, drop them now". podroute's BFD runs inside the agent, so it dies
+//! with the control plane; the rule is:
+//!
+//! 1. **The C bit is honest: clear.** [`endpoint::BfdConfig::control_plane_independent`]
+//!    is false in the agent. A BFD that outlived the agent (a separate process) could set
+//!    it; this one cannot, and a set C bit would tell peers a BFD Down is always a
+//!    forwarding failure.
+//! 2. **Planned stop → AdminDown first.** On SIGTERM (a restart, an upgrade) the agent
+//!    calls [`endpoint::Bfd::shutdown`]: every session sends AdminDown (diag 7) before BGP
+//!    closes. RFC 5882 §3.2: AdminDown is no failure, so peers leave the BGP session to its
+//!    hold timer and graceful restart, and keep the routes as stale.
+//! 3. **Anything else → Down → drop fast.** A crash, a dead link, a dead node: the peer
+//!    hears nothing for a Detection Time and tears BGP down. An agent crash thus costs a
+//!    reconvergence instead of a graceful restart: the safe side, since a crashed agent and
+//!    a dead node look the same from outside.
+//! 4. **As a receiver, the same reading:** [`endpoint::Liveness::AdminDown`] (the peer's
+//!    planned stop) changes nothing in BGP; [`endpoint::Liveness::Down`] ends the session
+//!    at once with Cease/BFD Down (RFC 9384) and drops its routes, stale ones included,
+//!    whatever the peer's C bit. BIRD 2 and FRR both send C clear (see the golden packets);
+//!    reading a clear C bit as "maybe a restart, keep routes" would make BFD useless
+//!    against them, so a restarting peer is expected to say AdminDown first, as podroute
+//!    does.
+//!
+//! Authentication (RFC 5880 §6.7) is off: a packet with the A bit is dropped. Adding it
+//! would take: per-session keys (a `Password`-like type that does not print), the
+//! bfd.XmitAuthSeq / bfd.RcvAuthSeq / bfd.AuthSeqKnown variables, the five auth section
+//! formats with their Length rules in the codec, sequence windows of 3 × Detect Mult, and
+//! MD5/SHA1 digests over the packet with the key (a maintained crate: `sha1`, `md-5`).
 
 pub mod endpoint;
 pub mod packet;
