@@ -493,7 +493,15 @@ impl Speaker {
     /// Ends the peer's sessions with Cease/`subcode`, drops its routes, and starts it
     /// again with its (new) configuration.
     fn restart_peer(&mut self, now: Instant, address: IpAddr, subcode: u8) {
-        self.reset_peer(now, address, subcode, true);
+        // Strict BFD: the new session too waits for BFD Up.
+        let wait = self
+            .peers
+            .get(&address)
+            .is_some_and(|p| p.config.bfd == BfdMode::Strict && p.path_up != Some(true));
+        self.reset_peer(now, address, subcode, !wait);
+        if wait && let Some(peer) = self.peers.get_mut(&address) {
+            peer.held_down = Some(HeldDown::UntilPathUp);
+        }
     }
 
     /// [`Speaker::restart_peer`], and with `start` false the new session stays Idle.
