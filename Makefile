@@ -16,13 +16,15 @@ FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
 
-.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench demo lab-down clean
+.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
 
 help:
 	@echo "make demo      bring up a 3-node lab with a BIRD router and show it (root)"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
+	@echo "make soak      10-minute API-server outage with an agent restart, 10-ms probes (root)"
+	@echo "make fuzz      the fuzzing campaign (FUZZ_CAMPAIGN_SECONDS per target; see fuzz/README.md)"
 
 root:
 	@if [ "$$(id -u)" != 0 ]; then echo "error: this needs root (network namespaces); run it as root, e.g. with sudo" >&2; exit 1; fi
@@ -92,6 +94,20 @@ bench: deps control-plane
 	target/release/podroute-bench run
 	@mkdir -p target/bench
 	target/release/podroute-bench bfd | tee target/bench/bfd.json
+
+# The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
+# it with 20 s).
+SOAK_SECS ?= 600
+soak: deps control-plane
+	PODROUTE_SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p podroute-agent --test zero_loss \
+		restart_during_an_api_server_outage_loses_nothing -- --ignored --nocapture
+
+# The fuzzing campaign (fuzz/README.md): every target for FUZZ_CAMPAIGN_SECONDS (default
+# 7200 = 2 CPU-hours each); new inputs land in fuzz/corpus/, which make test's fuzz-smoke
+# replays. Not part of make test.
+FUZZ_CAMPAIGN_SECONDS ?= 7200
+fuzz:
+	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS) keep
 
 demo: deps control-plane
 	$(CARGO) build --workspace --bins

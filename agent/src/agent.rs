@@ -102,6 +102,10 @@ pub async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, A
 /// speaker waits (and with it, through TCP, the peers).
 const ROUTE_BATCHES: usize = 4;
 
+/// Loc-RIB changes staged before a flush, at most (plus one batch): enough for a flush to
+/// fill several netlink batches, few enough that the programmer's queue stays small.
+const STAGE_ROUTES: usize = 16 * 1024;
+
 /// Runs the agent until a fatal error or SIGTERM/SIGINT. Routes stay in the kernel on exit.
 pub async fn run(config: Config) -> Result<(), AgentError> {
     // Installed once, before anything else runs, so a signal that arrives while a step is
@@ -118,7 +122,34 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })?;
     tokio::spawn(crate::http::serve(ctx.clone(), http));
 
-    let (view_tx, mut view_rx) = watch::channel(ViewUpdate::initial());
+    // A view kept on the node stands in until the API's first answer replaces it.
+    let persisted = ctx.config.state_file.as_deref().and_then(|path| {
+        match crate::persist::load(path, &ctx.config.node_name) {
+            Ok(view) => {
+                tracing::info!(path = %path.display(), peers = view.peers.len(),
+                    "starting from the persisted cluster view until the API server answers");
+                Some(Arc::new(view))
+            }
+            Err(crate::persist::PersistError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "persisted cluster view not used; waiting for the API server");
+                ctx.metrics.errors.with_label_values(&[error.metric_label()]).inc();
+                None
+            }
+        }
+    });
+    let initial = match &persisted {
+        Some(view) => ViewUpdate {
+            view: Ok(view.clone()),
+            synced: true,
+        },
+        None => ViewUpdate::initial(),
+    };
+    let (view_tx, mut view_rx) = watch::channel(initial);
     tokio::spawn(run_node_watch(
         Api::<Node>::all(client),
         ctx.config.node_name.clone(),
@@ -148,6 +179,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         conflist_written_for: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -277,6 +309,8 @@ struct LoopState {
     logged_view_error: Option<ViewError>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
+    /// The view last written to (or read from) the state file.
+    persisted: Option<Arc<ClusterView>>,
 }
 
 /// Why the loop woke up.
@@ -322,17 +356,27 @@ async fn status_changed(status: Option<&mut watch::Receiver<BgpStatus>>) {
 }
 
 impl LoopState {
-    /// Stages Loc-RIB changes (and any further batches already queued) for the kernel. The
-    /// node's own pod CIDRs stay blackholes whatever BGP says.
+    /// Stages Loc-RIB changes (and further queued batches, up to [`STAGE_ROUTES`] changes)
+    /// for the kernel. The node's own pod CIDRs stay blackholes whatever BGP says.
+    ///
+    /// Bounded: the speaker refills the channel as fast as this drains it, so draining until
+    /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
+    /// queue) before the first flush. A flush between bounded stages keeps the queue small and
+    /// starts installing sooner.
     fn stage_bgp(&mut self, first: Vec<RouteChange>) {
         let mut batch = Some(first);
+        let mut staged = 0;
         while let Some(changes) = batch {
+            staged += changes.len();
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
                 }
                 let intent = change.next_hops.first().map(RouteIntent::Via);
                 self.programmer.stage(change.prefix, intent);
+            }
+            if staged >= STAGE_ROUTES {
+                break;
             }
             batch = self
                 .speaker
@@ -358,6 +402,26 @@ impl LoopState {
     }
 }
 
+/// Keeps `view` in the state file when it differs from what the file holds.
+fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+    let Some(path) = &ctx.config.state_file else {
+        return;
+    };
+    if state.persisted.as_deref() == Some(&**view) {
+        return;
+    }
+    match crate::persist::save(path, view) {
+        Ok(()) => state.persisted = Some(view.clone()),
+        Err(error) => {
+            tracing::warn!(%error, "could not keep the cluster view on the node");
+            ctx.metrics
+                .errors
+                .with_label_values(&[error.metric_label()])
+                .inc();
+        }
+    }
+}
+
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
 async fn step(
     ctx: &Arc<Context>,
@@ -370,6 +434,7 @@ async fn step(
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
+            persist_view(ctx, state, view);
             view.clone()
         }
         Err(error) => {

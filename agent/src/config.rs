@@ -241,6 +241,13 @@ pub struct Cli {
     /// environment, separate several peers by spaces.
     #[arg(long = "bgp-peer", env = "PODROUTE_BGP_PEERS", value_delimiter = ' ')]
     pub bgp_peers: Vec<String>,
+
+    /// Where the agent keeps the cluster view it routes by (the Node objects' IPs and pod
+    /// CIDRs), for a restart while the API server is away (e.g. a hostPath such as
+    /// `/var/lib/podroute/view.json`). Unset: nothing is kept, and a restarted agent waits
+    /// for the API server.
+    #[arg(long, env = "PODROUTE_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 /// `--mesh-bfd`.
@@ -306,6 +313,8 @@ pub struct Config {
     pub mesh_bfd: Option<BfdSettings>,
     /// Static external peers, in the order given.
     pub static_peers: Vec<StaticPeer>,
+    /// Where the cluster view is kept across restarts (see [`crate::persist`]).
+    pub state_file: Option<PathBuf>,
 }
 
 /// Node IP(s) chosen by the operator, one per family at most.
@@ -489,6 +498,7 @@ impl Cli {
         Ok(Config {
             mesh_bfd,
             static_peers,
+            state_file: self.state_file,
             mesh_md5_password,
             mesh_gtsm: self.mesh_gtsm,
             kubeconfig: self.kubeconfig,

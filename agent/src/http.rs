@@ -76,6 +76,11 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
                 Some(podroute_bfd::endpoint::Liveness::AdminDown) => "admin_down",
             },
             "waitingForBfd": p.waiting_for_bfd,
+            "updateErrors": {
+                "attributeDiscard": p.update_errors.attribute_discard,
+                "treatAsWithdraw": p.update_errors.treat_as_withdraw,
+                "sessionReset": p.update_errors.session_reset,
+            },
         })).collect::<Vec<_>>(),
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),

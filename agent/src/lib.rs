@@ -12,6 +12,7 @@ pub mod drift;
 pub mod http;
 pub mod metrics;
 pub mod peers;
+pub mod persist;
 pub mod routes;
 pub mod sockopt;
 pub mod speaker;

@@ -18,6 +18,7 @@
 //!   uses it.
 //! - [`rib`]: the Loc-RIB ([`rib::Rib`]) holding every peer's Adj-RIB-In, with the §9.1.2.2
 //!   decision process, reporting best-path changes ([`rib::BestChange`]).
+//! - [`sharded_map`]: the hash map of the big prefix tables, grown shard by shard.
 //! - [`counters`]: plain per-session counters ([`counters::SessionCounters`]).
 //! - [`speaker`]: the multi-peer speaker ([`speaker::Speaker`]) that owns every session, the
 //!   RIB, import/export policy ([`speaker::Policy`]), prefix limits and graceful restart,
@@ -57,4 +58,5 @@ pub mod counters;
 pub mod message;
 pub mod rib;
 pub mod session;
+pub mod sharded_map;
 pub mod speaker;

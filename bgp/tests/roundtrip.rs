@@ -58,7 +58,8 @@ fn as_path(four_octet: bool) -> impl Strategy<Value = AsPath> {
         // Confederation segments are not carried in AS4_PATH (RFC 6793 §6).
         prop_oneof![Just(SegmentType::Sequence), Just(SegmentType::Set)].boxed()
     };
-    vec((kinds, vec(any::<u32>(), 1..20)), 0..4).prop_map(|segs| AsPath {
+    // AS 0 is malformed (RFC 7607).
+    vec((kinds, vec(1..=u32::MAX, 1..20)), 0..4).prop_map(|segs| AsPath {
         segments: segs
             .into_iter()
             .map(|(kind, asns)| AsPathSegment { kind, asns })
@@ -76,11 +77,16 @@ fn attributes(four_octet: bool) -> impl Strategy<Value = PathAttributes> {
         as_path(four_octet),
         unicast_v4(),
         (any::<Option<u32>>(), any::<Option<u32>>(), any::<bool>()),
-        proptest::option::of((any::<u32>(), any::<u32>())),
+        proptest::option::of((1..=u32::MAX, any::<u32>())),
         vec(any::<u32>(), 0..20),
         proptest::option::of(any::<u32>()),
         vec(any::<u32>(), 0..5),
-        btree_map(19u8..=254, vec(any::<u8>(), 0..300), 0..3),
+        // Types this crate does not check (24, 25 and 128 have RFC 7606 length rules).
+        btree_map(
+            (19u8..=254).prop_filter("checked type", |t| ![24, 25, 128].contains(t)),
+            vec(any::<u8>(), 0..300),
+            0..3,
+        ),
     )
         .prop_map(
             |(

@@ -154,13 +154,16 @@ fn unknown_well_known_attribute_resets_the_session() {
 }
 
 #[test]
-fn attribute_overrunning_the_list_resets_the_session() {
+fn attribute_overrunning_the_list_is_treat_as_withdraw() {
+    // RFC 7606 §4: the Total Path Attribute Length still locates the NLRI.
     let mut bad = next_hop();
     bad[2] = 200;
-    assert_eq!(
-        decode(&[origin(), as_path_65002(), bad]),
-        Err(UpdateError::MalformedAttributeList)
-    );
+    let u = decode(&[origin(), as_path_65002(), bad]).expect("decodes");
+    assert!(u.treat_as_withdraw());
+    assert_eq!(u.nlri.len(), 1);
+    // Fewer than three octets left for an attribute header: the same.
+    let u = decode(&[origin(), as_path_65002(), next_hop(), vec![0x40, 1]]).expect("decodes");
+    assert!(u.treat_as_withdraw());
 }
 
 #[test]
@@ -180,15 +183,27 @@ fn mp_reach_whose_nlri_cannot_be_located_resets_the_session() {
 }
 
 #[test]
-fn mp_reach_with_a_bad_next_hop_length_is_treat_as_withdraw() {
-    // Next hop of 5 bytes; the prefixes after it can still be found.
-    let mp = attr(
-        0x80,
-        14,
-        &[
-            0, 2, 1, 5, 1, 2, 3, 4, 5, 0, 64, 0xfd, 0, 0, 0x10, 2, 0x44, 0, 1,
-        ],
-    );
+fn mp_reach_with_a_next_hop_length_the_family_has_not_resets_the_session() {
+    // RFC 7606 §7.11: a 5-byte next hop fits no family, so the NLRI behind it is not
+    // trusted; nor is a 4-byte (IPv4) next hop for IPv6 prefixes.
+    for (nh_len, nh) in [(5u8, vec![1, 2, 3, 4, 5]), (4, vec![198, 18, 0, 2])] {
+        let mut value = vec![0, 2, 1, nh_len];
+        value.extend_from_slice(&nh);
+        value.extend_from_slice(&[0, 64, 0xfd, 0, 0, 0x10, 2, 0x44, 0, 1]);
+        let mp = attr(0x80, 14, &value);
+        assert_eq!(
+            decode(&[mp, origin(), as_path_65002(), next_hop()]),
+            Err(UpdateError::OptionalAttribute { type_code: 14 })
+        );
+    }
+}
+
+#[test]
+fn mp_reach_with_a_multicast_next_hop_is_treat_as_withdraw() {
+    let mut value = vec![0, 2, 1, 16, 0xff, 2];
+    value.extend_from_slice(&[0; 13]);
+    value.extend_from_slice(&[1, 0, 64, 0xfd, 0, 0, 0x10, 2, 0x44, 0, 1]);
+    let mp = attr(0x80, 14, &value);
     let u = decode(&[mp, origin(), as_path_65002(), next_hop()]).expect("decodes");
     assert!(u.treat_as_withdraw());
     assert_eq!(u.mp_reach.map(|m| m.nlri.len()), Some(1));

@@ -71,6 +71,7 @@ pub mod control_plane;
 pub mod error;
 mod fabric;
 mod faults;
+pub mod hostile;
 mod kube;
 pub mod lab;
 pub mod names;

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
+use podroute_bgp::sharded_map::ShardedMap;
+
 use super::diff::{Write, off_metric_write, plan_destination};
 use super::kernel::{KernelRoute, Resolution, WriteKind};
 use super::ownership::is_cni_pod_route;
@@ -24,6 +26,8 @@ use super::programmer::RouteCounters;
 use super::{KernelTarget, RouteIntent, install_priority};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// The per-destination tables: a million entries grow shard by shard.
+type SlotMap<K> = ShardedMap<K, Slot, foldhash::fast::RandomState>;
 
 /// An interned next hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,14 +376,14 @@ impl Shared {
 /// The desired routes and what the kernel holds for them.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
-    v4: FastMap<V4Key, Slot>,
-    v6: FastMap<V6Key, Slot>,
+    v4: SlotMap<V4Key>,
+    v6: SlotMap<V6Key>,
     shared: Shared,
 }
 
 /// Runs `f` on the slot of `key` (created if `create`), then settles it and drops it if empty.
 fn edit<K: PrefixKey, R>(
-    map: &mut FastMap<K, Slot>,
+    map: &mut SlotMap<K>,
     key: K,
     create: bool,
     shared: &mut Shared,
@@ -422,8 +426,8 @@ impl RouteTable {
         };
         shared.blackhole = shared.target(KernelTarget::Blackhole);
         Self {
-            v4: FastMap::default(),
-            v6: FastMap::default(),
+            v4: SlotMap::default(),
+            v6: SlotMap::default(),
             shared,
         }
     }
@@ -467,10 +471,10 @@ impl RouteTable {
 
     /// Every slot with its destination, mutably, with the shared part.
     fn for_each_slot(&mut self, mut f: impl FnMut(IpNetwork, &mut Slot, &mut Shared)) {
-        for (key, slot) in &mut self.v4 {
+        for (key, slot) in self.v4.iter_mut() {
             f(key.network(), slot, &mut self.shared);
         }
-        for (key, slot) in &mut self.v6 {
+        for (key, slot) in self.v6.iter_mut() {
             f(key.network(), slot, &mut self.shared);
         }
     }

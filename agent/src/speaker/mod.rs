@@ -39,8 +39,10 @@ use peer_config::{LocalSettings, originated, peer_config};
 
 /// Inbound events handled before the speaker's output is carried out and published.
 const INBOUND_BATCH: usize = 64;
-/// Loc-RIB changes after which the inbound batch ends and they are handed over.
-const ROUTE_BATCH: usize = 4096;
+/// Loc-RIB changes after which the inbound batch ends and they are handed over: about one
+/// full UPDATE's worth (a 4,096-byte UPDATE carries up to 1,013 IPv4 /24s), so a batch is
+/// ~50 KB and the batches in flight stay well under a megabyte.
+const ROUTE_BATCH: usize = 1024;
 /// Capacity of the socket tasks' channel into the speaker task.
 const INBOUND_CAPACITY: usize = 256;
 /// How often a refusal of an unknown address may be logged.
@@ -101,6 +103,8 @@ pub struct PeerStatus {
     pub bfd: Option<Liveness>,
     /// Strict BFD holds the session until BFD is Up.
     pub waiting_for_bfd: bool,
+    /// Malformed UPDATEs from the peer since the agent started, by RFC 7606 action.
+    pub update_errors: podroute_bgp::counters::Rfc7606Counts,
 }
 
 /// The speaker failed to start.
@@ -576,7 +580,9 @@ impl Shell {
     /// Hands Loc-RIB changes to the kernel side (waiting while it is behind) and publishes
     /// the status and metrics.
     async fn publish(&mut self) {
-        let changes = self.speaker.take_route_changes();
+        let mut changes = self.speaker.take_route_changes();
+        // The vector grew by doubling; a batch waiting in the channel keeps only its length.
+        changes.shrink_to_fit();
         if !changes.is_empty() && self.outputs.routes.send(changes).await.is_err() {
             tracing::debug!("route consumer gone");
         }
@@ -628,6 +634,11 @@ impl Shell {
                         .unwrap_or(Liveness::Down)
                 }),
                 waiting_for_bfd: p.waiting_for_bfd,
+                update_errors: self
+                    .speaker
+                    .session_counters(p.address)
+                    .map(|c| c.rfc7606)
+                    .unwrap_or_default(),
             })
             .collect();
         let rib = self.speaker.rib();

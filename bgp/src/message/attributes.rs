@@ -58,10 +58,18 @@ pub mod attr_type {
     pub const MP_REACH_NLRI: u8 = 14;
     /// MP_UNREACH_NLRI (RFC 4760).
     pub const MP_UNREACH_NLRI: u8 = 15;
+    /// EXTENDED COMMUNITIES (RFC 4360).
+    pub const EXTENDED_COMMUNITIES: u8 = 16;
     /// AS4_PATH (RFC 6793).
     pub const AS4_PATH: u8 = 17;
     /// AS4_AGGREGATOR (RFC 6793).
     pub const AS4_AGGREGATOR: u8 = 18;
+    /// Traffic Engineering (RFC 5543).
+    pub const TRAFFIC_ENGINEERING: u8 = 24;
+    /// IPv6 Address Specific Extended Community (RFC 5701).
+    pub const IPV6_EXTENDED_COMMUNITIES: u8 = 25;
+    /// ATTR_SET (RFC 6368).
+    pub const ATTR_SET: u8 = 128;
 }
 
 /// ORIGIN values (RFC 4271 §5.1.1); lower is preferred.
@@ -244,8 +252,9 @@ impl NextHop {
 }
 
 /// An optional transitive attribute this crate does not interpret, carried on. Decoding
-/// sets the Partial bit (RFC 4271 §5: we did not recognise it); encoding writes `flags`
-/// as they are.
+/// sets the Partial bit on an unrecognised one (RFC 4271 §5); the ones RFC 7606 §7.14–7.16
+/// give a length rule for (extended communities, IPv6 extended communities, ATTR_SET) are
+/// checked and kept as received. Encoding writes `flags` as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RawAttribute {
     /// Flags as received (Extended Length is recomputed on encode).
@@ -284,7 +293,8 @@ pub struct PathAttributes {
     pub originator_id: Option<Ipv4Addr>,
     /// CLUSTER_LIST (RFC 4456).
     pub cluster_list: Vec<Ipv4Addr>,
-    /// Optional transitive attributes this crate does not interpret.
+    /// Optional transitive attributes this crate does not interpret (some length-checked,
+    /// see [`RawAttribute`]).
     pub unknown: Vec<RawAttribute>,
 }
 

@@ -201,6 +201,22 @@ impl UpdateError {
         }
     }
 
+    /// The path attribute the error is about, if it is about one.
+    pub fn type_code(&self) -> Option<u8> {
+        match *self {
+            UpdateError::MalformedAttributeList | UpdateError::InvalidNetworkField => None,
+            UpdateError::InvalidOrigin { .. } => Some(super::attr_type::ORIGIN),
+            UpdateError::UnrecognizedWellKnown { type_code }
+            | UpdateError::MissingWellKnown { type_code }
+            | UpdateError::AttributeFlags { type_code }
+            | UpdateError::AttributeLength { type_code }
+            | UpdateError::InvalidNextHop { type_code }
+            | UpdateError::OptionalAttribute { type_code }
+            | UpdateError::MalformedAsPath { type_code }
+            | UpdateError::DuplicateAttribute { type_code } => Some(type_code),
+        }
+    }
+
     /// The NOTIFICATION to send when this error resets the session.
     pub fn notification(&self) -> Notification {
         let data = match self {

@@ -15,12 +15,15 @@
 //! +-----------------------------------------------------+
 //! ```
 //!
-//! Error handling follows RFC 7606: an error in the framing of the attribute list, in the
-//! withdrawn routes or NLRI fields, or in MP_REACH_NLRI/MP_UNREACH_NLRI (whose prefixes
-//! could then not be located, §7.11) fails [`Update::decode`] (session reset). Errors in
-//! single attributes are recorded in [`Update::faults`] with their action: the attribute
-//! is dropped (attribute-discard) or every prefix announced is to be taken as withdrawn
-//! (treat-as-withdraw, see [`Update::treat_as_withdraw`]).
+//! Error handling follows RFC 7606: lengths that overrun the message, an error in the
+//! withdrawn routes or NLRI fields (§5.3), or in MP_REACH_NLRI/MP_UNREACH_NLRI (whose
+//! prefixes could then not be located, §7.11), a duplicate MP_REACH/MP_UNREACH (§3.g) and
+//! an unrecognised well-known attribute fail [`Update::decode`] (session reset). Errors in
+//! single attributes, and an attribute overrunning the attribute list (§4), are recorded in
+//! [`Update::faults`] with their action: the attribute is dropped (attribute-discard) or
+//! every prefix announced is to be taken as withdrawn (treat-as-withdraw, see
+//! [`Update::treat_as_withdraw`]). Rules that depend on the session (LOCAL_PREF and the
+//! route-reflection attributes from an external peer) are the session's.
 //!
 //! Encoding puts MP_REACH_NLRI (always with the extended length) and MP_UNREACH_NLRI
 //! first (RFC 7606 §5.1), the other attributes in type order. That is byte for byte what
@@ -276,17 +279,18 @@ impl AttributeParser {
     fn parse(&mut self, buf: &[u8]) -> Result<(), UpdateError> {
         let mut r = Reader::new(buf);
         while !r.is_empty() {
-            let flags = r.u8().ok_or(UpdateError::MalformedAttributeList)?;
-            let type_code = r.u8().ok_or(UpdateError::MalformedAttributeList)?;
-            let len = if flags & attr_flags::EXTENDED_LENGTH != 0 {
-                r.u16().map(usize::from)
-            } else {
-                r.u8().map(usize::from)
-            }
-            .ok_or(UpdateError::MalformedAttributeList)?;
-            // RFC 7606 §4: an attribute overrunning the list leaves us unable to find the
-            // rest, possibly MP_REACH/MP_UNREACH (§7.11): session reset.
-            let value = r.take(len).ok_or(UpdateError::MalformedAttributeList)?;
+            let Some((flags, type_code, value)) = next_attribute(&mut r) else {
+                // RFC 7606 §4: an attribute header that does not fit, or a value that
+                // overruns the Total Path Attribute Length. That length still locates the
+                // NLRI field, so the UPDATE is treat-as-withdraw; whatever followed the bad
+                // attribute is unreadable (RFC 7606 §5.1 has MP_REACH/MP_UNREACH sent first,
+                // as BIRD, FRR, GoBGP and this crate do, so their prefixes were read).
+                self.fault(
+                    UpdateError::MalformedAttributeList,
+                    ErrorAction::TreatAsWithdraw,
+                );
+                return Ok(());
+            };
             if self.seen(type_code) {
                 if matches!(
                     type_code,
@@ -322,6 +326,11 @@ impl AttributeParser {
             t::AGGREGATOR | t::AS4_PATH | t::AS4_AGGREGATOR => {
                 (OPTIONAL | TRANSITIVE, ErrorAction::AttributeDiscard)
             }
+            // RFC 7606 §7.13–7.16.
+            t::EXTENDED_COMMUNITIES | t::IPV6_EXTENDED_COMMUNITIES | t::ATTR_SET => {
+                (OPTIONAL | TRANSITIVE, ErrorAction::TreatAsWithdraw)
+            }
+            t::TRAFFIC_ENGINEERING => (OPTIONAL, ErrorAction::TreatAsWithdraw),
             t::MP_REACH_NLRI | t::MP_UNREACH_NLRI => (OPTIONAL, ErrorAction::SessionReset),
             _ => {
                 if flags & OPTIONAL == 0 {
@@ -342,7 +351,7 @@ impl AttributeParser {
         let result = if category != expected {
             Err(UpdateError::AttributeFlags { type_code })
         } else {
-            self.known(type_code, value)
+            self.known(flags, type_code, value)
         };
         match result {
             Ok(()) => Ok(()),
@@ -354,7 +363,7 @@ impl AttributeParser {
         }
     }
 
-    fn known(&mut self, type_code: u8, value: &[u8]) -> Result<(), UpdateError> {
+    fn known(&mut self, flags: u8, type_code: u8, value: &[u8]) -> Result<(), UpdateError> {
         use attr_type as t;
         let bad_len = UpdateError::AttributeLength { type_code };
         let mut r = Reader::new(value);
@@ -398,10 +407,15 @@ impl AttributeParser {
                 }
                 .ok_or(bad_len)?;
                 let address = Ipv4Addr::from(r.u32().ok_or(bad_len)?);
+                // RFC 7607 §2: AS 0 makes the attribute malformed.
+                if asn == 0 {
+                    return Err(UpdateError::OptionalAttribute { type_code });
+                }
                 self.attrs.aggregator = Some(Aggregator { asn, address });
             }
             t::COMMUNITIES => {
-                if !value.len().is_multiple_of(4) {
+                // RFC 7606 §7.8: a non-zero multiple of 4.
+                if value.is_empty() || !value.len().is_multiple_of(4) {
                     return Err(bad_len);
                 }
                 self.attrs.communities = value
@@ -413,7 +427,8 @@ impl AttributeParser {
                 self.attrs.originator_id = Some(Ipv4Addr::from(exact_u32(value).ok_or(bad_len)?));
             }
             t::CLUSTER_LIST => {
-                if !value.len().is_multiple_of(4) {
+                // RFC 7606 §7.10: a non-zero multiple of 4.
+                if value.is_empty() || !value.len().is_multiple_of(4) {
                     return Err(bad_len);
                 }
                 self.attrs.cluster_list = value
@@ -439,8 +454,35 @@ impl AttributeParser {
                 }
                 let asn = r.u32().ok_or(bad_len)?;
                 let address = Ipv4Addr::from(r.u32().ok_or(bad_len)?);
+                // RFC 7607 §2: AS 0 makes it malformed (RFC 6793 §6: discarded).
+                if asn == 0 {
+                    return Err(UpdateError::OptionalAttribute { type_code });
+                }
                 self.as4_aggregator = Some(Aggregator { asn, address });
             }
+            t::EXTENDED_COMMUNITIES | t::IPV6_EXTENDED_COMMUNITIES | t::ATTR_SET => {
+                // RFC 7606 §7.14: a non-zero multiple of 8; §7.15: of 20; §7.16: at least
+                // the 4-octet origin AS.
+                let ok = match type_code {
+                    t::EXTENDED_COMMUNITIES => !value.is_empty() && value.len().is_multiple_of(8),
+                    t::IPV6_EXTENDED_COMMUNITIES => {
+                        !value.is_empty() && value.len().is_multiple_of(20)
+                    }
+                    _ => value.len() >= 4,
+                };
+                if !ok {
+                    return Err(bad_len);
+                }
+                self.attrs.unknown.push(RawAttribute {
+                    flags: flags & !attr_flags::EXTENDED_LENGTH,
+                    type_code,
+                    value: bytes::Bytes::copy_from_slice(value),
+                });
+            }
+            // RFC 7606 §7.13: shorter than one Interface Switching Capability Descriptor
+            // (RFC 5543 §3: 4 octets, then 8 four-octet bandwidths). Non-transitive and of
+            // no use here: checked, then dropped.
+            t::TRAFFIC_ENGINEERING if value.len() < 36 => return Err(bad_len),
             t::MP_REACH_NLRI => self.mp_reach(value)?,
             t::MP_UNREACH_NLRI => {
                 let afi = r.u16().ok_or(bad_len)?;
@@ -465,7 +507,10 @@ impl AttributeParser {
     }
 
     /// MP_REACH_NLRI: errors that leave the prefixes unlocatable reset the session
-    /// (RFC 7606 §7.11); a bad next hop with locatable prefixes is treat-as-withdraw.
+    /// (RFC 7606 §7.11), and so does a next-hop length the family does not have (4 octets
+    /// for IPv4, 16 or 32 for IPv6, RFC 2545 §3; RFC 8950 next hops are not negotiated):
+    /// §7.11 does not trust the NLRI behind it. A next hop of the right length that is no
+    /// usable address is treat-as-withdraw.
     fn mp_reach(&mut self, value: &[u8]) -> Result<(), UpdateError> {
         let type_code = attr_type::MP_REACH_NLRI;
         let bad = UpdateError::OptionalAttribute { type_code };
@@ -480,15 +525,14 @@ impl AttributeParser {
             // RFC 4760 §7: a family not negotiated is ignored.
             return Ok(());
         }
-        let nlri = decode_prefixes(r.rest(), family == Family::IPV6_UNICAST).map_err(|_| bad)?;
         let mut nr = Reader::new(nh);
-        let next_hop = match nh.len() {
-            4 => nr.array::<4>().map(|a| NextHop::V4(Ipv4Addr::from(a))),
-            16 => nr.array::<16>().map(|a| NextHop::V6 {
+        let next_hop = match (family == Family::IPV6_UNICAST, nh.len()) {
+            (false, 4) => nr.array::<4>().map(|a| NextHop::V4(Ipv4Addr::from(a))),
+            (true, 16) => nr.array::<16>().map(|a| NextHop::V6 {
                 global: Ipv6Addr::from(a),
                 link_local: None,
             }),
-            32 => (|| {
+            (true, 32) => (|| {
                 let g = nr.array::<16>()?;
                 let l = nr.array::<16>()?;
                 Some(NextHop::V6 {
@@ -497,33 +541,25 @@ impl AttributeParser {
                 })
             })(),
             _ => None,
-        };
-        let invalid = match next_hop {
-            None => true,
-            Some(NextHop::V4(a)) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
-            Some(NextHop::V6 { global, .. }) => global.is_multicast(),
-        };
-        match next_hop {
-            Some(next_hop) if !invalid => {
-                self.mp_reach = Some(MpReach {
-                    family,
-                    next_hop,
-                    nlri,
-                });
-            }
-            _ => {
-                // Keep the prefixes so treat-as-withdraw can withdraw them.
-                self.mp_reach = Some(MpReach {
-                    family,
-                    next_hop: NextHop::V4(Ipv4Addr::UNSPECIFIED),
-                    nlri,
-                });
-                self.fault(
-                    UpdateError::InvalidNextHop { type_code },
-                    ErrorAction::TreatAsWithdraw,
-                );
-            }
         }
+        .ok_or(bad)?;
+        let nlri = decode_prefixes(r.rest(), family == Family::IPV6_UNICAST).map_err(|_| bad)?;
+        let invalid = match next_hop {
+            NextHop::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
+            NextHop::V6 { global, .. } => global.is_unspecified() || global.is_multicast(),
+        };
+        if invalid {
+            self.fault(
+                UpdateError::InvalidNextHop { type_code },
+                ErrorAction::TreatAsWithdraw,
+            );
+        }
+        // Kept when invalid too: treat-as-withdraw then withdraws these prefixes.
+        self.mp_reach = Some(MpReach {
+            family,
+            next_hop,
+            nlri,
+        });
         Ok(())
     }
 
@@ -617,6 +653,19 @@ impl AttributeParser {
     }
 }
 
+/// Reads one attribute's flags, type code and value; `None` if the header or the value
+/// does not fit in what is left.
+fn next_attribute<'a>(r: &mut Reader<'a>) -> Option<(u8, u8, &'a [u8])> {
+    let flags = r.u8()?;
+    let type_code = r.u8()?;
+    let len = if flags & attr_flags::EXTENDED_LENGTH != 0 {
+        usize::from(r.u16()?)
+    } else {
+        usize::from(r.u8()?)
+    };
+    Some((flags, type_code, r.take(len)?))
+}
+
 fn exact_u32(value: &[u8]) -> Option<u32> {
     let a: [u8; 4] = value.try_into().ok()?;
     Some(u32::from_be_bytes(a))
@@ -635,7 +684,7 @@ fn decode_as_path(value: &[u8], four_octet: bool, type_code: u8) -> Result<AsPat
             return Err(bad);
         }
         let raw = r.take(count * width).ok_or(bad)?;
-        let asns = if four_octet {
+        let asns: Vec<u32> = if four_octet {
             raw.chunks_exact(4)
                 .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
@@ -644,6 +693,10 @@ fn decode_as_path(value: &[u8], four_octet: bool, type_code: u8) -> Result<AsPat
                 .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
                 .collect()
         };
+        // RFC 7607 §2: AS 0 makes the path malformed.
+        if asns.contains(&0) {
+            return Err(bad);
+        }
         segments.push(AsPathSegment { kind, asns });
     }
     Ok(AsPath { segments })

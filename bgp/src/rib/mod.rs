@@ -12,7 +12,6 @@ mod attr_store;
 mod decision;
 mod hash;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -22,6 +21,7 @@ pub use decision::{Candidate, DEFAULT_LOCAL_PREF, select_best};
 
 use crate::message::{PathAttributes, canonical};
 use crate::session::ReceivedRoutes;
+use crate::sharded_map::ShardedMap;
 use attr_store::{AttrId, AttrStore};
 use hash::BuildPrefixHasher;
 
@@ -90,8 +90,8 @@ impl Entry {
 }
 
 /// Table keys: IPv4 as address<<8|length in one u64; IPv6 as (address, length).
-type V4Table = HashMap<u64, Entry, BuildPrefixHasher>;
-type V6Table = HashMap<(u128, u8), Entry, BuildPrefixHasher>;
+type V4Table = ShardedMap<u64, Entry, BuildPrefixHasher>;
+type V6Table = ShardedMap<(u128, u8), Entry, BuildPrefixHasher>;
 
 /// Loc-RIB plus the Adj-RIB-In of every peer.
 #[derive(Debug, Default)]
@@ -306,12 +306,12 @@ impl Rib {
     /// The routes `peer` sent (its Adj-RIB-In), in no particular order.
     pub fn adj_rib_in(&self, peer: PeerId) -> Vec<(IpNetwork, Arc<PathAttributes>)> {
         let mut out = Vec::new();
-        for (k, e) in &self.v4 {
+        for (k, e) in self.v4.iter() {
             if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
                 out.push((v4_prefix(*k), self.attrs.get(p.attr).clone()));
             }
         }
-        for (k, e) in &self.v6 {
+        for (k, e) in self.v6.iter() {
             if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
                 out.push((v6_prefix(*k), self.attrs.get(p.attr).clone()));
             }

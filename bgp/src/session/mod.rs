@@ -744,7 +744,10 @@ impl Session {
         }
     }
 
-    fn handle_update(&mut self, update: Update) {
+    fn handle_update(&mut self, mut update: Update) {
+        if !self.config.is_ibgp() {
+            self.external_peer_rules(&mut update);
+        }
         for f in &update.faults {
             self.counters.errors.update += 1;
             self.counters.rfc7606.count(f.action);
@@ -819,6 +822,40 @@ impl Session {
             if !r.announced.is_empty() || !r.withdrawn.is_empty() {
                 self.actions.push_back(Action::Routes(r));
             }
+        }
+    }
+
+    /// RFC 7606 rules for an UPDATE from an external peer: a malformed LOCAL_PREF is
+    /// discarded, not treat-as-withdraw (§7.5; a well-formed one is ignored below, RFC 4271
+    /// §5.1.5); ORIGINATOR_ID and CLUSTER_LIST do not belong on the session and are
+    /// discarded (§7.9, §7.10); an AS_PATH whose first AS is not the peer's makes the
+    /// UPDATE treat-as-withdraw (§7.2, RFC 4271 §6.3).
+    fn external_peer_rules(&self, update: &mut Update) {
+        use crate::message::{AttributeFault, ErrorAction, UpdateError, attr_type};
+        for f in &mut update.faults {
+            if matches!(
+                f.error.type_code(),
+                Some(attr_type::LOCAL_PREF | attr_type::ORIGINATOR_ID | attr_type::CLUSTER_LIST)
+            ) {
+                f.action = ErrorAction::AttributeDiscard;
+            }
+        }
+        // Only when nothing else already withdraws the UPDATE (one error, one count).
+        let announces = !update.treat_as_withdraw()
+            && (!update.nlri.is_empty()
+                || update.mp_reach.as_ref().is_some_and(|m| !m.nlri.is_empty()));
+        let Some(a) = update.attributes.as_mut() else {
+            return;
+        };
+        a.originator_id = None;
+        a.cluster_list.clear();
+        if announces && a.as_path.first_as() != Some(self.config.peer_as) {
+            update.faults.push(AttributeFault {
+                error: UpdateError::MalformedAsPath {
+                    type_code: attr_type::AS_PATH,
+                },
+                action: ErrorAction::TreatAsWithdraw,
+            });
         }
     }
 
