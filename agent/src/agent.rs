@@ -15,12 +15,14 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
 
+use crate::cluster_peers::{FlagDefaults, cluster_peers};
 use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
+use crate::config_watch::{ConfigUpdate, run_config_watch};
 use crate::context::Context;
 use crate::drift::compute_drift;
 use crate::metrics::Metrics;
-use crate::peers::{MeshOptions, mesh_peers};
+use crate::peers::mesh_peers;
 use crate::routes::desired::expected_routes;
 use crate::routes::kernel::{self, KernelError};
 use crate::routes::{RouteIntent, RouteProgrammer};
@@ -150,6 +152,12 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         None => ViewUpdate::initial(),
     };
     let (view_tx, mut view_rx) = watch::channel(initial);
+    let (config_tx, mut config_rx) = watch::channel(ConfigUpdate::default());
+    tokio::spawn(run_config_watch(
+        client.clone(),
+        ctx.config.namespace.clone(),
+        config_tx,
+    ));
     tokio::spawn(run_node_watch(
         Api::<Node>::all(client),
         ctx.config.node_name.clone(),
@@ -180,6 +188,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         logged_waiting_for_cidr: false,
         logged_view_error: None,
         persisted,
+        logged_invalid: Default::default(),
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,6 +208,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 () = shutdown.recv() => Wake::Shutdown,
                 result = speaker_ended(join) => Wake::SpeakerEnded(result),
                 changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
+                changed = config_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
                 () = status_changed(status) => Wake::BgpStatus,
                 () = state.programmer.kernel_changed() => Wake::Step,
@@ -222,6 +232,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         }
 
         let update = view_rx.borrow_and_update().clone();
+        let resources = config_rx.borrow_and_update().clone();
         // A signal also ends a long step (a bulk flush of a million routes): the kernel keeps
         // what was written, and the next agent's first pass takes over from there.
         tokio::select! {
@@ -230,7 +241,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 planned_stop(&state).await;
                 return Ok(());
             }
-            result = step(&ctx, &mut state, &update) => result?,
+            result = step(&ctx, &mut state, &update, &resources) => result?,
         }
     }
     Ok(())
@@ -307,6 +318,8 @@ struct LoopState {
     conflist_written_for: Option<Vec<ipnetwork::IpNetwork>>,
     logged_waiting_for_cidr: bool,
     logged_view_error: Option<ViewError>,
+    /// The unusable BGPPeers last logged.
+    logged_invalid: std::collections::BTreeMap<String, String>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
     /// The view last written to (or read from) the state file.
@@ -427,8 +440,10 @@ async fn step(
     ctx: &Arc<Context>,
     state: &mut LoopState,
     update: &ViewUpdate,
+    resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    if !update.synced {
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
+    if !update.synced || !resources.synced {
         return Ok(());
     }
     let view: Arc<ClusterView> = match &update.view {
@@ -464,13 +479,29 @@ async fn step(
         tracing::debug!(?problem, "Node problem");
     }
 
-    let options = MeshOptions {
+    let defaults = FlagDefaults {
         as_number: ctx.config.as_number,
-        md5_password: ctx.config.mesh_md5_password.clone(),
-        gtsm: ctx.config.mesh_gtsm,
-        bfd: ctx.config.mesh_bfd,
+        mesh_md5_password: ctx.config.mesh_md5_password.clone(),
+        mesh_gtsm: ctx.config.mesh_gtsm,
+        mesh_bfd: ctx.config.mesh_bfd,
     };
-    let mut peers = mesh_peers(&view, &options);
+    let from_resources = cluster_peers(&resources.resources, &view.own, &defaults);
+    let invalid: std::collections::BTreeMap<String, String> = from_resources
+        .invalid
+        .iter()
+        .map(|(name, why)| (name.clone(), why.to_string()))
+        .collect();
+    if invalid != state.logged_invalid {
+        for (name, why) in &invalid {
+            if state.logged_invalid.get(name) != Some(why) {
+                tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+            }
+        }
+        state.logged_invalid = invalid.clone();
+    }
+    let mut peers = mesh_peers(&view, &from_resources.mesh);
+    add_static_peers(&mut peers, &from_resources.routers);
+    // `--bgp-peer` last: an operator's flag wins over a resource for the same address.
     add_static_peers(&mut peers, &ctx.config.static_peers);
     let advertised: Vec<_> = view.own.routable_cidrs().collect();
     state.stage_own(advertised.iter().map(|(cidr, _)| *cidr).collect());
@@ -574,6 +605,7 @@ async fn step(
         s.routes_installed = routes_installed;
         s.drift = drift;
         s.bgp_peers = bgp_peers;
+        s.invalid_peers = invalid;
     });
     Ok(())
 }

@@ -51,6 +51,9 @@ pub enum Command {
     /// Print the running agent's status (from its `/status`) and exit: 0 when the node is
     /// ready, 1 when not, 2 when the agent cannot be asked.
     Status(StatusArgs),
+    /// Print the CustomResourceDefinitions (BGPPeer, BGPConfiguration) as YAML and exit:
+    /// what `manifests/crds.yaml` holds.
+    Crds,
 }
 
 /// Options of `podroute-agent status`.
@@ -110,6 +113,11 @@ pub struct Cli {
     /// Name of the Node object this agent runs on (set it from the downward API).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
+
+    /// The agent's namespace: the Secrets that BGPPeers and the BGPConfiguration name are
+    /// read from it, and only from it (set it from the downward API `metadata.namespace`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub namespace: String,
 
     /// Autonomous system number of the node mesh (iBGP: every node uses the same one).
     #[arg(
@@ -279,6 +287,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// Name of the own Node object.
     pub node_name: String,
+    /// Namespace of the Secrets the resources name.
+    pub namespace: String,
     /// AS number of the mesh.
     pub as_number: u32,
     /// BGP listener address override.
@@ -306,7 +316,7 @@ pub struct Config {
     /// Hold time offered to peers, in seconds.
     pub hold_time: u16,
     /// TCP-MD5 password of mesh sessions.
-    pub mesh_md5_password: Option<String>,
+    pub mesh_md5_password: Option<crate::peers::Password>,
     /// GTSM on mesh sessions.
     pub mesh_gtsm: bool,
     /// BFD on mesh sessions.
@@ -503,6 +513,7 @@ impl Cli {
             mesh_gtsm: self.mesh_gtsm,
             kubeconfig: self.kubeconfig,
             node_name,
+            namespace: self.namespace,
             as_number: self.as_number,
             listen_address: self.listen_address,
             bgp_port: self.listen_port,
@@ -522,7 +533,7 @@ impl Cli {
 
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's limit) after removing a trailing
 /// newline.
-fn read_password(path: &std::path::Path) -> Result<String, ConfigError> {
+fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, ConfigError> {
     crate::static_peers::read_md5_password(path).map_err(|reason| ConfigError::MeshPassword {
         path: path.to_owned(),
         reason,
@@ -718,7 +729,10 @@ mod tests {
         std::fs::write(&good, "s3cret\n").expect("write");
         let path = good.to_string_lossy().into_owned();
         let config = parse(&["--node-name", "n", "--mesh-password-file", &path]).expect("valid");
-        assert_eq!(config.mesh_md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.mesh_md5_password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").expect("write");

@@ -29,6 +29,8 @@ pub struct AgentStatus {
     pub drift: DriftReport,
     /// BGP peers and their sessions.
     pub bgp_peers: Vec<crate::speaker::PeerStatus>,
+    /// BGPPeers (and the BGPConfiguration) not used on this node, by name, with why.
+    pub invalid_peers: std::collections::BTreeMap<String, String>,
 }
 
 /// One per agent, shared by every task.

@@ -82,6 +82,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
                 "sessionReset": p.update_errors.session_reset,
             },
         })).collect::<Vec<_>>(),
+        "invalidPeers": s.invalid_peers,
         "drift": {
             "missingInRib": pairs(&s.drift.missing_in_rib),
             "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),

@@ -5,9 +5,12 @@
 
 pub mod agent;
 pub mod bfd;
+pub mod cluster_peers;
 pub mod cni_conf;
 pub mod config;
+pub mod config_watch;
 pub mod context;
+pub mod crd;
 pub mod drift;
 pub mod http;
 pub mod metrics;

@@ -11,6 +11,18 @@ fn main() -> ExitCode {
     if let Some(Command::Status(args)) = &cli.command {
         return status(args);
     }
+    if let Some(Command::Crds) = &cli.command {
+        return match podroute_agent::crd::manifest_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("podroute-agent crds: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match cli.validate() {
         Ok(config) => config,
         Err(error) => {

@@ -11,6 +11,29 @@ use std::time::Duration;
 
 use crate::view::ClusterView;
 
+/// A TCP-MD5 password (RFC 2385). Its `Debug` prints `<redacted>`, so no log line, status or
+/// error that shows a peer's configuration shows the password.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password (already checked: 1 to 80 bytes).
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The password itself, for the socket option that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Where a peer comes from (decides import policy).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerKind {
@@ -47,9 +70,15 @@ pub struct PeerSpec {
     /// Where the peer comes from.
     pub kind: PeerKind,
     /// TCP-MD5 password (RFC 2385), if any.
-    pub md5_password: Option<String>,
+    pub md5_password: Option<Password>,
     /// GTSM (RFC 5082): require TTL 255 on received packets and send with TTL 255.
     pub gtsm: bool,
+    /// Our AS on this session, when not the node's.
+    pub local_as: Option<u32>,
+    /// Hold time offered, when not the cluster's.
+    pub hold_time: Option<u16>,
+    /// Prefix limit, if any.
+    pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
     /// BFD with the peer (RFC 5880/5881), if on.
     pub bfd: Option<BfdSettings>,
 }
@@ -114,15 +143,22 @@ pub struct MeshOptions {
     /// AS number of every node.
     pub as_number: u32,
     /// Password for every mesh session, if MD5 is used.
-    pub md5_password: Option<String>,
+    pub md5_password: Option<Password>,
     /// GTSM on mesh sessions (only when all nodes share an L2 segment).
     pub gtsm: bool,
     /// BFD on mesh sessions.
     pub bfd: Option<BfdSettings>,
+    /// Hold time offered on mesh sessions, when not the agent's `--hold-time`.
+    pub hold_time: Option<u16>,
+    /// The mesh runs (BGPConfiguration `nodeToNodeMesh.enabled`; on without one).
+    pub enabled: bool,
 }
 
 /// The mesh: one iBGP peer per other node that has an IP to reach it on.
 pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
+    if !options.enabled {
+        return PeerSet::new();
+    }
     let own_family_v4 = view.own.ips.v4.is_some();
     let own_ips: Vec<IpAddr> = view.own.ips.all().collect();
     view.peers
@@ -148,6 +184,11 @@ pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
                     md5_password: options.md5_password.clone(),
                     gtsm: options.gtsm,
                     bfd: options.bfd,
+                    // Every node in the mesh has the cluster AS (which a BGPConfiguration may
+                    // set apart from --as-number).
+                    local_as: Some(options.as_number),
+                    hold_time: options.hold_time,
+                    max_prefixes: None,
                 },
             ))
         })
@@ -212,6 +253,7 @@ mod tests {
             &view,
             &MeshOptions {
                 as_number: 64512,
+                enabled: true,
                 ..Default::default()
             },
         )
@@ -278,10 +320,23 @@ mod tests {
         ]);
         let mut after = before.clone();
         if let Some(p) = after.values_mut().next() {
-            p.md5_password = Some("secret".into());
+            p.md5_password = Some(Password::new("secret".into()));
         }
         let changes = PeerChanges::between(&before, &after);
         assert_eq!(changes.changed.len(), 1);
         assert!(changes.added.is_empty() && changes.removed.is_empty());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let mut set = peers(&[node("node-1", "198.18.0.1"), node("node-2", "198.18.0.2")]);
+        for spec in set.values_mut() {
+            spec.md5_password = Some(Password::new("hunter2-mesh".into()));
+        }
+        let text = format!("{set:?}");
+        assert!(
+            !text.contains("hunter2-mesh") && text.contains("<redacted>"),
+            "{text}"
+        );
     }
 }

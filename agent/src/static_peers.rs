@@ -1,5 +1,7 @@
 //! Static external BGP peers (`--bgp-peer`): top-of-rack routers configured on the command
-//! line, the first step toward the `BGPPeer` resource.
+//! line, for clusters without the CRDs and for benchmarks. A `BGPPeer` resource with a
+//! `peerAddress` becomes the same [`StaticPeer`] ([`crate::cluster_peers`]), so both take one
+//! path from there on.
 //!
 //! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`
 //! `[,bfd=on|strict][,bfd-min-tx=300ms][,bfd-min-rx=300ms][,bfd-multiplier=3]`. It
@@ -31,13 +33,19 @@ pub struct StaticPeer {
     /// File the TCP-MD5 password was read from, if any.
     pub password_file: Option<PathBuf>,
     /// The TCP-MD5 password (RFC 2385).
-    pub md5_password: Option<String>,
+    pub md5_password: Option<crate::peers::Password>,
     /// GTSM (RFC 5082).
     pub gtsm: bool,
     /// Import list.
     pub import: Vec<PrefixRule>,
     /// BFD (`bfd=on|strict`, `bfd-min-tx=`, `bfd-min-rx=`, `bfd-multiplier=`).
     pub bfd: Option<BfdSettings>,
+    /// Our AS on this session instead of the node's (BGPPeer `localASNumber`).
+    pub local_as: Option<u32>,
+    /// Hold time offered instead of the cluster's (BGPPeer `holdTimeSeconds`).
+    pub hold_time: Option<u16>,
+    /// Prefix limit (BGPPeer `maxPrefixes`).
+    pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
 }
 
 impl StaticPeer {
@@ -52,6 +60,9 @@ impl StaticPeer {
             md5_password: self.md5_password.clone(),
             gtsm: self.gtsm,
             bfd: self.bfd,
+            local_as: self.local_as,
+            hold_time: self.hold_time,
+            max_prefixes: self.max_prefixes,
         }
     }
 }
@@ -234,6 +245,9 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
         gtsm: gtsm.unwrap_or(false),
         import: import.unwrap_or_default(),
         bfd,
+        local_as: None,
+        hold_time: None,
+        max_prefixes: None,
     })
 }
 
@@ -247,7 +261,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &'static str) -> Result<(), 
 
 /// Reads a TCP-MD5 password: 1 to 80 bytes (the kernel's key limit) after removing a trailing
 /// newline.
-fn read_password(path: &std::path::Path) -> Result<String, StaticPeerError> {
+fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, StaticPeerError> {
     read_md5_password(path).map_err(|reason| StaticPeerError::Password {
         path: path.to_owned(),
         reason,
@@ -256,7 +270,7 @@ fn read_password(path: &std::path::Path) -> Result<String, StaticPeerError> {
 
 /// Reads a TCP-MD5 password from a file (e.g. a mounted Secret), without its trailing newline;
 /// the error is the reason it is unusable.
-pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<String, String> {
+pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<crate::peers::Password, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let password = text.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
@@ -265,7 +279,7 @@ pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<String, String
     if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
         return Err("longer than 80 bytes, the TCP-MD5 key limit".into());
     }
-    Ok(password)
+    Ok(crate::peers::Password::new(password))
 }
 
 #[cfg(test)]
@@ -321,7 +335,10 @@ mod tests {
         let peer = parse_static_peer(&spec).expect("valid");
         assert_eq!(peer.address, "198.18.0.254".parse::<IpAddr>().expect("ip"));
         assert_eq!(peer.remote_as, 65001);
-        assert_eq!(peer.md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            peer.md5_password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
         assert!(peer.gtsm);
         assert_eq!(
             peer.import,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal, Tor};
 
 mod lab_support;
-use lab_support::podroute_routes;
+use lab_support::{podroute_routes, spawn_agent_with};
 
 /// Longest wait for routes to converge.
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -27,46 +27,6 @@ fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
 /// Starts the agent in `node`'s namespace as Node `node_name`, with `extra` arguments.
 fn spawn_agent_as(lab: &Lab, node: &LabNode, node_name: &str, extra: &[&str]) -> LabProcess {
     spawn_agent_with(lab, node, node_name, &lab.kubeconfig(), extra)
-}
-
-/// Starts the agent with a given kubeconfig.
-fn spawn_agent_with(
-    lab: &Lab,
-    node: &LabNode,
-    node_name: &str,
-    kubeconfig: &std::path::Path,
-    extra: &[&str],
-) -> LabProcess {
-    let conflist = lab.dir().join(format!("cni-{node_name}.conflist"));
-    let mut args = vec![
-        "--kubeconfig".to_owned(),
-        kubeconfig.display().to_string(),
-        "--node-name".to_owned(),
-        node_name.to_owned(),
-        "--cni-conflist".to_owned(),
-        conflist.display().to_string(),
-        // Inside the lab directory, never the host's /run/podroute.
-        "--cni-readiness-file".to_owned(),
-        lab.dir()
-            .join(format!("cni-ready-{node_name}"))
-            .display()
-            .to_string(),
-        "--reconcile-period".to_owned(),
-        "2s".to_owned(),
-        "--startup-grace".to_owned(),
-        "20s".to_owned(),
-        "--hold-time".to_owned(),
-        "9".to_owned(),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    lab.spawn(
-        &node.name,
-        "agent",
-        env!("CARGO_BIN_EXE_podroute-agent"),
-        &args,
-        &[("RUST_LOG", "info,podroute_agent=debug")],
-    )
-    .expect("spawn agent")
 }
 
 /// Routes of every protocol but podroute's, exactly as `ip -j` prints them.

@@ -52,9 +52,11 @@ fn input_with(
         &view,
         &MeshOptions {
             as_number: 64512,
-            md5_password: password.map(str::to_owned),
+            md5_password: password.map(|p| podroute_agent::peers::Password::new(p.to_owned())),
             gtsm: true,
             bfd,
+            hold_time: None,
+            enabled: true,
         },
     );
     let advertised = view.own.routable_cidrs().collect();

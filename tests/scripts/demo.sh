@@ -2,12 +2,13 @@
 # `make demo`: podroute end to end on one host.
 #
 #   1. a 3-node lab (network namespaces, a real kube-apiserver, a BIRD top-of-rack router),
-#      brought up, or reused if it is already up;
+#      brought up, or reused if it is already up; podroute's CRDs and a BGPPeer for the router;
 #   2. one podroute-agent per node, in the background inside the node's namespace;
 #   3. once every node is ready (the agent wrote its CNI conflist), two pods per node made
 #      through the podroute CNI plugin with cnitool, the way a container runtime makes them;
-#   4. the ping matrix between all pods, each node's podroute routes and the router's view,
-#      then how to look around and how to tear it all down (`make lab-down`).
+#   4. the ping matrix between all pods, each node's podroute routes and the router's view
+#      (peered through a BGPPeer: every node's pod CIDR via its node IP), a ping from the
+#      router's namespace to a pod on every node, then how to look around and how to tear it all down (`make lab-down`).
 #
 #   tests/scripts/demo.sh [LAB]      default lab name: demo
 #
@@ -48,6 +49,48 @@ else
   "$cli" up --nodes ${#nodes[@]} --tor bird --name "$lab"
 fi
 mkdir -p "$lab_dir/logs" "$lab_dir/pids" "$lab_dir/pods"
+
+# The router is peered the Kubernetes way: podroute's CRDs and one BGPPeer for it (every node,
+# iBGP in the lab's AS 64512). A function, so the cluster-mode demo can call it too.
+peer_with_router() {
+  local lab=$1 manifests
+  manifests=$(pwd)/manifests
+  "$cli" kubectl --name "$lab" -- apply -f "$manifests/crds.yaml" >/dev/null
+  "$cli" kubectl --name "$lab" -- wait --for=condition=Established --timeout=60s \
+    crd/bgppeers.podroute.io crd/bgpconfigurations.podroute.io >/dev/null
+  "$cli" kubectl --name "$lab" -- apply -f - <<'YAML'
+apiVersion: podroute.io/v1alpha1
+kind: BGPPeer
+metadata:
+  name: tor
+spec:
+  peerAddress: 198.18.0.254
+  peerASNumber: 64512
+YAML
+}
+
+# Pings one pod per node from the router's namespace (a host outside the cluster): it reaches
+# them through the routes BIRD learned from the agents. Prints a line per pod; returns the
+# number of pods it could not reach.
+ping_from_router() {
+  local lab=$1 missed=0 i
+  shift
+  local -a names=() ips=()
+  while [ $# -gt 0 ]; do names+=("$1") ips+=("$2"); shift 2; done
+  for i in "${!names[@]}"; do
+    if ip netns exec "$lab-fabric" ping -n -q -c 1 -W 1 "${ips[i]}" >/dev/null 2>&1 ||
+      ip netns exec "$lab-fabric" ping -n -q -c 1 -W 1 "${ips[i]}" >/dev/null 2>&1; then
+      echo "  router -> ${names[i]} (${ips[i]}) ✓"
+    else
+      echo "  router -> ${names[i]} (${ips[i]}) ✗"
+      missed=$((missed + 1))
+    fi
+  done
+  return $missed
+}
+
+say "BGPPeer for the BIRD router (podroute.io/v1alpha1)"
+peer_with_router "$lab"
 
 # --- 2. agents ----------------------------------------------------------------------------
 say "podroute-agent on every node"
@@ -144,16 +187,24 @@ for node in "${nodes[@]}"; do
   ip netns exec "$lab-$node" ip route show proto 80 | sed 's/^/  /'
 done
 
-say "The router's view (BIRD in the fabric namespace)"
+say "The router's view (BIRD in the fabric namespace, peered through BGPPeer tor)"
 birdc=(ip netns exec "$lab-fabric" birdc -s "$lab_dir/router/bird.ctl")
-protocols=$("${birdc[@]}" show protocols 2>&1 || true)
-sed 's/^/  /' <<<"$protocols"
-if grep -q Established <<<"$protocols"; then
-  "${birdc[@]}" show route 2>&1 | sed 's/^/  /' || true
-else
-  echo "  The pod routes above come from the agents' iBGP full mesh between the nodes; the"
-  echo "  agents do not peer with the router, so its sessions to the nodes stay Active."
-fi
+deadline=$((SECONDS + ready_timeout))
+until routes=$("${birdc[@]}" show route 2>&1) && \
+  [ "$(grep -c 'via 198.18.0' <<<"$routes")" -ge ${#nodes[@]} ]; do
+  [ $SECONDS -ge $deadline ] && break
+  sleep 0.5
+done
+"${birdc[@]}" show protocols 2>&1 | sed 's/^/  /' || true
+sed 's/^/  /' <<<"$routes"
+router_targets=()
+for i in "${!pods[@]}"; do
+  case ${pods[i]} in *-a) router_targets+=("${pods[i]}" "${pod_ips[i]}") ;; esac
+done
+say "Ping from the router's namespace to a pod on every node"
+router_missed=0
+ping_from_router "$lab" "${router_targets[@]}" || router_missed=$?
+[ $router_missed = 0 ] || failed=$((failed + router_missed))
 
 say "Look around"
 cat <<EOF

@@ -46,7 +46,7 @@ pub struct Dial {
     /// Our address to connect from.
     pub local: IpAddr,
     /// TCP-MD5 password (RFC 2385).
-    pub md5_password: Option<String>,
+    pub md5_password: Option<crate::peers::Password>,
     /// GTSM (RFC 5082).
     pub gtsm: bool,
 }
@@ -64,7 +64,11 @@ async fn connect(dial: &Dial) -> std::io::Result<TcpStream> {
     };
     socket.bind(SocketAddr::new(dial.local, 0))?;
     if let Some(password) = &dial.md5_password {
-        sockopt::set_tcp_md5(socket.as_fd(), dial.remote.ip(), password.as_bytes())?;
+        sockopt::set_tcp_md5(
+            socket.as_fd(),
+            dial.remote.ip(),
+            password.expose().as_bytes(),
+        )?;
     }
     if dial.gtsm {
         sockopt::set_gtsm(socket.as_fd(), dial.remote.is_ipv6())?;

@@ -415,7 +415,24 @@ impl Shell {
             self.set_md5(*address, None);
         }
         for spec in changes.added.iter().chain(&changes.changed) {
-            self.set_md5(spec.address, spec.md5_password.as_deref());
+            self.set_md5(
+                spec.address,
+                spec.md5_password
+                    .as_ref()
+                    .map(crate::peers::Password::expose),
+            );
+        }
+        for spec in &changes.changed {
+            let rekeyed = self
+                .specs
+                .get(&spec.address)
+                .is_some_and(|old| old.md5_password != spec.md5_password || old.gtsm != spec.gtsm);
+            if rekeyed {
+                // A running connection keeps the key (and TTL) it was opened with: end this
+                // session so that it comes back with the new ones. No other session is touched.
+                tracing::info!(peer = %spec.address, "peer's password or GTSM changed; restarting its session");
+                self.speaker.remove_peer(now, spec.address);
+            }
         }
         for spec in next.peers.values() {
             let local = local_for(spec.address, self.local, &next.view);

@@ -49,8 +49,9 @@ pub struct LocalSettings {
 /// what the import list allows (nothing without one); they do not hold the initial sync.
 /// Every peer gets the node's own pod CIDRs, and nothing learned from other peers.
 pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -> PeerConfig {
-    let mut session = SessionConfig::new(local.as_number, local.router_id, spec.remote_as);
-    session.hold_time = local.hold_time;
+    let local_as = spec.local_as.unwrap_or(local.as_number);
+    let mut session = SessionConfig::new(local_as, local.router_id, spec.remote_as);
+    session.hold_time = spec.hold_time.unwrap_or(local.hold_time);
     session.connect_retry = CONNECT_RETRY;
     session.connect_retry_max = CONNECT_RETRY_MAX;
     session.idle_hold = IDLE_HOLD;
@@ -64,7 +65,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         session,
         import,
         export: Policy::accept_all(),
-        max_prefixes: None,
+        max_prefixes: spec.max_prefixes,
         graceful_restart: local.graceful_restart,
         wait_for_end_of_rib,
         bfd: match spec.bfd {
@@ -162,6 +163,7 @@ mod tests {
             &view,
             &MeshOptions {
                 as_number: 64512,
+                enabled: true,
                 ..Default::default()
             },
         );

@@ -35,3 +35,54 @@ pub fn metric(lab: &Lab, node: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// Starts `podroute-agent` in `node`'s namespace with the lab's admin kubeconfig, the files
+/// it writes kept in the lab directory, short timers for tests, and `extra` arguments.
+pub fn spawn_agent(
+    lab: &Lab,
+    node: &podroute_lab::LabNode,
+    extra: &[&str],
+) -> podroute_lab::LabProcess {
+    spawn_agent_with(lab, node, &node.name, &lab.kubeconfig(), extra)
+}
+
+/// Starts the agent in `node`'s namespace as Node `node_name` with `kubeconfig`.
+pub fn spawn_agent_with(
+    lab: &Lab,
+    node: &podroute_lab::LabNode,
+    node_name: &str,
+    kubeconfig: &std::path::Path,
+    extra: &[&str],
+) -> podroute_lab::LabProcess {
+    let dir = lab.dir();
+    let mut args: Vec<String> = vec![
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--node-name".into(),
+        node_name.to_owned(),
+        "--cni-conflist".into(),
+        dir.join(format!("cni-{node_name}.conflist"))
+            .display()
+            .to_string(),
+        // Inside the lab directory, never the host's /run/podroute.
+        "--cni-readiness-file".into(),
+        dir.join(format!("cni-ready-{node_name}"))
+            .display()
+            .to_string(),
+        "--reconcile-period".into(),
+        "2s".into(),
+        "--startup-grace".into(),
+        "20s".into(),
+        "--hold-time".into(),
+        "9".into(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    lab.spawn(
+        &node.name,
+        "agent",
+        env!("CARGO_BIN_EXE_podroute-agent"),
+        &args,
+        &[("RUST_LOG", "info,podroute_agent=debug")],
+    )
+    .expect("spawn agent")
+}

@@ -1,0 +1,460 @@
+//! From podroute's resources to peers: BGPPeers, the BGPConfiguration and the Secrets they
+//! name become the same [`StaticPeer`]s and [`MeshOptions`] that `--bgp-peer` and the mesh
+//! flags produce, so one path runs from there to the speaker.
+//!
+//! A BGPPeer the agent cannot use (its Secret or key is missing, a value the schema could not
+//! refuse) is reported in [`ClusterPeers::invalid`] and left out; every other peer carries on.
+//! Nothing here talks to the API server: [`crate::config_watch`] gathers the objects.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule, Verdict};
+
+use crate::crd::SecretKeyRef;
+use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
+use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
+use crate::peers::{MeshOptions, Password};
+use crate::static_peers::StaticPeer;
+use crate::view::NodeInfo;
+
+/// The Secrets the agent has read: name → key → value.
+pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+/// Everything the resources say, as listed from the API server.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ClusterResources {
+    /// Every BGPPeer, by name.
+    pub peers: BTreeMap<String, BGPPeerSpec>,
+    /// The `default` BGPConfiguration, if any.
+    pub configuration: Option<BGPConfigurationSpec>,
+    /// The referenced Secrets that exist and could be read.
+    pub secrets: SecretData,
+    /// Secrets that could not be read, with why (not found, forbidden).
+    pub unreadable: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ClusterResources {
+    // Secret values never reach a log: only their names and keys are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&String, Vec<&String>> = self
+            .secrets
+            .iter()
+            .map(|(name, data)| (name, data.keys().collect()))
+            .collect();
+        f.debug_struct("ClusterResources")
+            .field("peers", &self.peers)
+            .field("configuration", &self.configuration)
+            .field("secrets", &secrets)
+            .field("unreadable", &self.unreadable)
+            .finish()
+    }
+}
+
+impl ClusterResources {
+    /// Records a BGPPeer (or its new version).
+    pub fn apply_peer(&mut self, peer: &BGPPeer) {
+        if let Some(name) = &peer.metadata.name {
+            self.peers.insert(name.clone(), peer.spec.clone());
+        }
+    }
+
+    /// Records the BGPConfiguration if it is the `default` one.
+    pub fn apply_configuration(&mut self, config: Option<&BGPConfiguration>) {
+        self.configuration = config
+            .filter(|c| c.metadata.name.as_deref() == Some(DEFAULT_NAME))
+            .map(|c| c.spec.clone());
+    }
+
+    /// The names of every Secret a BGPPeer or the BGPConfiguration refers to.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<String> {
+        self.peers
+            .values()
+            .filter_map(|p| p.password.as_ref())
+            .chain(
+                self.configuration
+                    .as_ref()
+                    .and_then(|c| c.node_to_node_mesh.as_ref())
+                    .and_then(|m| m.password.as_ref()),
+            )
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
+/// Why a BGPPeer or the mesh settings are not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPeer {
+    /// The Secret named for the password could not be read.
+    #[error("Secret {name:?}: {reason}")]
+    SecretUnreadable {
+        /// The Secret.
+        name: String,
+        /// Not found, forbidden, ...
+        reason: String,
+    },
+    /// The Secret has no such key.
+    #[error("Secret {name:?} has no key {key:?}")]
+    SecretKeyMissing {
+        /// The Secret.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// The password is empty, longer than 80 bytes or not UTF-8.
+    #[error("the password in Secret {0:?} is not 1 to 80 bytes of text")]
+    BadPassword(String),
+    /// A field the schema should have refused (an object stored before the CRD was updated).
+    #[error("{0}")]
+    BadField(String),
+    /// `peerSelector` peers (node-to-node sessions chosen by labels) are not implemented yet.
+    #[error("peerSelector is not supported by this agent yet")]
+    PeerSelectorUnsupported,
+}
+
+impl InvalidPeer {
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::SecretUnreadable { .. } => "secret_unreadable",
+            Self::SecretKeyMissing { .. } => "secret_key_missing",
+            Self::BadPassword(_) => "bad_password",
+            Self::BadField(_) => "bad_field",
+            Self::PeerSelectorUnsupported => "peer_selector_unsupported",
+        }
+    }
+}
+
+/// What the resources mean for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPeers {
+    /// The router peers of this node (BGPPeers with `peerAddress` that select it).
+    pub routers: Vec<StaticPeer>,
+    /// The mesh settings.
+    pub mesh: MeshOptions,
+    /// BGPPeers not used, by name, with why (`"BGPConfiguration"` for the mesh password).
+    pub invalid: BTreeMap<String, InvalidPeer>,
+}
+
+/// The defaults when no BGPConfiguration exists: the agent's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagDefaults {
+    /// `--as-number`.
+    pub as_number: u32,
+    /// `--mesh-password-file`'s password.
+    pub mesh_md5_password: Option<crate::peers::Password>,
+    /// `--mesh-gtsm`.
+    pub mesh_gtsm: bool,
+    /// `--mesh-bfd` and its intervals.
+    pub mesh_bfd: Option<crate::peers::BfdSettings>,
+}
+
+/// The peers of node `own` from `resources`, with `defaults` for what they leave unsaid.
+pub fn cluster_peers(
+    resources: &ClusterResources,
+    own: &NodeInfo,
+    defaults: &FlagDefaults,
+) -> ClusterPeers {
+    let mut invalid = BTreeMap::new();
+    let config = resources.configuration.clone().unwrap_or_default();
+    let as_number = config.as_number.unwrap_or(defaults.as_number);
+    let mesh_settings = config.node_to_node_mesh.as_ref();
+    let mut mesh = MeshOptions {
+        as_number,
+        md5_password: defaults.mesh_md5_password.clone(),
+        gtsm: mesh_settings.map_or(defaults.mesh_gtsm, |m| m.gtsm),
+        hold_time: mesh_settings.and_then(|m| m.hold_time_seconds),
+        enabled: mesh_settings.is_none_or(|m| m.enabled),
+        bfd: defaults.mesh_bfd,
+    };
+    if let Some(reference) = mesh_settings.and_then(|m| m.password.as_ref()) {
+        match password(resources, reference) {
+            Ok(pw) => mesh.md5_password = Some(pw),
+            Err(error) => {
+                // A mesh with the wrong (or no) password would not come up anywhere: keep the
+                // previous one working by leaving the mesh's sessions as the flags say.
+                invalid.insert("BGPConfiguration/default".to_owned(), error);
+            }
+        }
+    }
+    let mut routers: Vec<StaticPeer> = Vec::new();
+    for (name, spec) in &resources.peers {
+        let selected = spec
+            .node_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&own.labels));
+        if !selected {
+            continue;
+        }
+        match router_peer(resources, spec).map(|mut peer| {
+            peer.local_as = peer.local_as.or(config.as_number);
+            peer
+        }) {
+            // Two BGPPeers for one address on this node: the first by name wins.
+            Ok(peer) if routers.iter().any(|r| r.address == peer.address) => {
+                let reason = format!(
+                    "another BGPPeer already peers with {} on this node",
+                    peer.address
+                );
+                invalid.insert(name.clone(), InvalidPeer::BadField(reason));
+            }
+            Ok(peer) => routers.push(peer),
+            Err(error) => {
+                invalid.insert(name.clone(), error);
+            }
+        }
+    }
+    ClusterPeers {
+        routers,
+        mesh,
+        invalid,
+    }
+}
+
+/// One BGPPeer with a `peerAddress` as a [`StaticPeer`].
+fn router_peer(
+    resources: &ClusterResources,
+    spec: &BGPPeerSpec,
+) -> Result<StaticPeer, InvalidPeer> {
+    let bad = |what: String| InvalidPeer::BadField(what);
+    let Some(address) = &spec.peer_address else {
+        return Err(InvalidPeer::PeerSelectorUnsupported);
+    };
+    let address: IpAddr = address
+        .parse()
+        .map_err(|_| bad(format!("peerAddress {address:?} is not an IP address")))?;
+    if address.is_unspecified() || address.is_loopback() || address.is_multicast() {
+        return Err(bad(format!(
+            "peerAddress {address} is not a unicast address"
+        )));
+    }
+    let remote_as = spec
+        .peer_as_number
+        .filter(|a| usable_as(*a))
+        .ok_or_else(|| bad("peerASNumber is missing, 0 or 23456".into()))?;
+    if spec.local_as_number.is_some_and(|a| !usable_as(a)) {
+        return Err(bad("localASNumber is 0 or 23456".into()));
+    }
+    if spec.hold_time_seconds.is_some_and(|h| h == 1 || h == 2) {
+        return Err(bad("holdTimeSeconds must be 0 or at least 3".into()));
+    }
+    let import = spec
+        .import
+        .iter()
+        .map(import_rule)
+        .collect::<Result<Vec<_>, _>>()?;
+    let md5_password = match &spec.password {
+        Some(reference) => Some(password(resources, reference)?),
+        None => None,
+    };
+    Ok(StaticPeer {
+        address,
+        remote_as,
+        password_file: None,
+        md5_password,
+        gtsm: spec.gtsm,
+        import,
+        local_as: spec.local_as_number,
+        hold_time: spec.hold_time_seconds,
+        max_prefixes: spec.max_prefixes.as_ref().map(max_prefixes),
+        // The BGPPeer resource has no `bfd` field yet (issue 12): BFD with a router is
+        // configured on `--bgp-peer` for now.
+        bfd: None,
+    })
+}
+
+fn usable_as(asn: u32) -> bool {
+    asn != 0 && asn != 23456
+}
+
+/// An import entry as the speaker's rule: ge/le default to the prefix's own length.
+fn import_rule(rule: &ImportRule) -> Result<PrefixRule, InvalidPeer> {
+    let bad = || InvalidPeer::BadField(format!("import prefix {:?} is not usable", rule.prefix));
+    let prefix: ipnetwork::IpNetwork = rule.prefix.parse().map_err(|_| bad())?;
+    if prefix.network() != prefix.ip() {
+        return Err(bad());
+    }
+    let own = prefix.prefix();
+    let limit = if prefix.is_ipv4() { 32 } else { 128 };
+    let le = rule.le.unwrap_or(own);
+    let ge = rule.ge.unwrap_or(own);
+    if le < own || ge < own || ge > le || le > limit {
+        return Err(bad());
+    }
+    let mut out = PrefixRule::up_to(prefix, le, Verdict::Accept);
+    out.min_len = ge;
+    Ok(out)
+}
+
+fn max_prefixes(limit: &bgp_peer::MaxPrefixes) -> MaxPrefix {
+    MaxPrefix {
+        limit: usize::try_from(limit.limit).unwrap_or(usize::MAX),
+        action: match limit.action {
+            bgp_peer::MaxPrefixAction::Warn => MaxPrefixAction::Warn,
+            bgp_peer::MaxPrefixAction::DropExcess => MaxPrefixAction::DropExcess,
+            bgp_peer::MaxPrefixAction::Cease => MaxPrefixAction::Cease {
+                restart_after: limit
+                    .restart_after_seconds
+                    .map(|s| Duration::from_secs(u64::from(s))),
+            },
+        },
+    }
+}
+
+/// The password a reference names, checked like a password file.
+fn password(
+    resources: &ClusterResources,
+    reference: &SecretKeyRef,
+) -> Result<Password, InvalidPeer> {
+    let Some(data) = resources.secrets.get(&reference.name) else {
+        let reason = resources
+            .unreadable
+            .get(&reference.name)
+            .cloned()
+            .unwrap_or_else(|| "not read yet".to_owned());
+        return Err(InvalidPeer::SecretUnreadable {
+            name: reference.name.clone(),
+            reason,
+        });
+    };
+    let value = data
+        .get(&reference.key)
+        .ok_or_else(|| InvalidPeer::SecretKeyMissing {
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+        })?;
+    let text = std::str::from_utf8(value)
+        .map(|t| t.trim_end_matches(['\n', '\r']))
+        .map_err(|_| InvalidPeer::BadPassword(reference.name.clone()))?;
+    if text.is_empty() || text.len() > crate::sockopt::MD5_MAX_KEY_LEN {
+        return Err(InvalidPeer::BadPassword(reference.name.clone()));
+    }
+    Ok(Password::new(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeIpOverride;
+
+    fn own(labels: serde_json::Value) -> NodeInfo {
+        let node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-1", "labels": labels},
+            "status": {"addresses": [{"type": "InternalIP", "address": "198.18.0.1"}]}
+        }))
+        .expect("node");
+        NodeInfo::from_node(&node, NodeIpOverride::default()).expect("named")
+    }
+
+    fn spec(json: serde_json::Value) -> BGPPeerSpec {
+        serde_json::from_value(json).expect("spec")
+    }
+
+    fn defaults() -> FlagDefaults {
+        FlagDefaults {
+            as_number: 64512,
+            mesh_md5_password: None,
+            mesh_gtsm: false,
+            mesh_bfd: None,
+        }
+    }
+
+    #[test]
+    fn a_bgppeer_becomes_the_static_peer_its_flag_would_give() {
+        let mut resources = ClusterResources::default();
+        resources.peers.insert(
+            "tor".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.254", "peerASNumber": 64512,
+                "import": [{"prefix": "10.99.0.0/16", "le": 24}]
+            })),
+        );
+        let peers = cluster_peers(&resources, &own(serde_json::json!({})), &defaults());
+        let flag = crate::static_peers::parse_static_peer(
+            "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
+        )
+        .expect("flag");
+        assert_eq!(peers.routers, vec![flag]);
+        assert!(peers.invalid.is_empty());
+        assert!(peers.mesh.enabled, "no BGPConfiguration: the mesh runs");
+    }
+
+    #[test]
+    fn node_selector_picks_nodes_and_a_missing_secret_is_reported_alone() {
+        let mut resources = ClusterResources::default();
+        resources.peers.insert(
+            "rack-a".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.254", "peerASNumber": 65001,
+                "nodeSelector": {"matchLabels": {"rack": "a"}}
+            })),
+        );
+        resources.peers.insert(
+            "rack-b".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.1.254", "peerASNumber": 65002,
+                "nodeSelector": {"matchLabels": {"rack": "b"}}
+            })),
+        );
+        resources.peers.insert(
+            "locked".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.253", "peerASNumber": 65003,
+                "password": {"name": "pw", "key": "tor"}
+            })),
+        );
+        let peers = cluster_peers(
+            &resources,
+            &own(serde_json::json!({"rack": "a"})),
+            &defaults(),
+        );
+        let addresses: Vec<String> = peers
+            .routers
+            .iter()
+            .map(|p| p.address.to_string())
+            .collect();
+        assert_eq!(addresses, ["198.18.0.254"]);
+        assert_eq!(
+            peers.invalid.get("locked").map(InvalidPeer::metric_label),
+            Some("secret_unreadable")
+        );
+
+        // The Secret appears: the peer is used, with its password.
+        resources.secrets.insert(
+            "pw".into(),
+            [("tor".to_owned(), b"s3cret\n".to_vec())].into(),
+        );
+        let peers = cluster_peers(
+            &resources,
+            &own(serde_json::json!({"rack": "a"})),
+            &defaults(),
+        );
+        assert_eq!(peers.routers.len(), 2);
+        assert_eq!(
+            peers.routers[0].md5_password.as_ref().map(Password::expose),
+            Some("s3cret")
+        );
+        assert!(
+            !format!("{resources:?}").contains("s3cret"),
+            "Debug shows no Secret value"
+        );
+    }
+
+    #[test]
+    fn the_configuration_turns_the_mesh_off_and_sets_its_as() {
+        let resources = ClusterResources {
+            configuration: Some(
+                serde_json::from_value(serde_json::json!({
+                    "asNumber": 65100, "nodeToNodeMesh": {"enabled": false, "holdTimeSeconds": 30}
+                }))
+                .expect("config"),
+            ),
+            ..Default::default()
+        };
+        let peers = cluster_peers(&resources, &own(serde_json::json!({})), &defaults());
+        assert!(!peers.mesh.enabled);
+        assert_eq!(peers.mesh.as_number, 65100);
+        assert_eq!(peers.mesh.hold_time, Some(30));
+    }
+}

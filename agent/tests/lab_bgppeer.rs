@@ -1,0 +1,516 @@
+//! BGPPeer and BGPConfiguration against the lab's real kube-apiserver (needs root: run by
+//! `make test`): the generated CRDs install, their schema and CEL rules refuse what can be
+//! seen from the object alone, and the agent peers through a BGPPeer.
+
+use podroute_lab::{Lab, LabConfig};
+
+mod lab_support;
+
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
+
+fn lab_name(tag: &str) -> String {
+    format!("bp{tag}{}", std::process::id() % 100_000)
+}
+
+/// Installs the CRDs and waits until the API server serves them.
+fn install_crds(lab: &Lab) {
+    lab.kubectl(&["apply", "-f", CRDS]).expect("apply CRDs");
+    lab.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/bgppeers.podroute.io",
+        "crd/bgpconfigurations.podroute.io",
+    ])
+    .expect("CRDs established");
+}
+
+/// `kubectl apply` of one YAML document: Ok, or the API server's refusal.
+fn apply(lab: &Lab, name: &str, yaml: &str) -> Result<String, String> {
+    let path = lab.dir().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write object");
+    let out = lab
+        .kubectl_output(&["apply", "-f", &path.display().to_string()])
+        .expect("run kubectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+fn peer(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+#[ignore = "needs root: run by make test"]
+fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
+    let lab = Lab::up(&LabConfig::new(lab_name("s"), 1)).expect("lab up");
+    install_crds(&lab);
+
+    let valid = [
+        (
+            "tor-v4",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n  import:\n  - prefix: 10.99.0.0/16\n    le: 24\n  maxPrefixes:\n    limit: 100\n    action: Cease\n    restartAfterSeconds: 30\n",
+        ),
+        (
+            "tor-v6",
+            "  peerAddress: fd00:198:18::fe\n  peerASNumber: 65001\n  password:\n    name: tor\n    key: password\n  nodeSelector:\n    matchLabels:\n      rack: a\n",
+        ),
+        (
+            "reflectors",
+            "  peerSelector:\n    matchExpressions:\n    - key: route-reflector\n      operator: Exists\n",
+        ),
+    ];
+    for (name, spec) in valid {
+        apply(&lab, name, &peer(name, spec)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    let invalid = [
+        (
+            "bad-address",
+            "  peerAddress: 198.18.0.300\n  peerASNumber: 64512\n",
+            "peerAddress must be a unicast",
+        ),
+        (
+            "loopback",
+            "  peerAddress: 127.0.0.1\n  peerASNumber: 64512\n",
+            "peerAddress must be a unicast",
+        ),
+        (
+            "as-zero",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 0\n",
+            "peerASNumber must be 1..4294967295",
+        ),
+        (
+            "as-trans",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 23456\n",
+            "AS_TRANS",
+        ),
+        (
+            "no-as",
+            "  peerAddress: 198.18.0.254\n",
+            "needs its peerASNumber",
+        ),
+        (
+            "both",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  peerSelector: {}\n",
+            "exactly one of peerAddress",
+        ),
+        ("neither", "  gtsm: true\n", "exactly one of peerAddress"),
+        (
+            "host-bits",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  import:\n  - prefix: 10.99.1.0/16\n",
+            "network address in CIDR form",
+        ),
+        (
+            "le-too-long",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  import:\n  - prefix: 10.99.0.0/16\n    le: 33\n",
+            "32 or 128 bits",
+        ),
+        (
+            "ge-above-le",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  import:\n  - prefix: 10.99.0.0/16\n    ge: 24\n    le: 20\n",
+            "ge must not be longer than le",
+        ),
+        (
+            "hold-2",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  holdTimeSeconds: 2\n",
+            "holdTimeSeconds must be 0 or 3",
+        ),
+        (
+            "bad-action",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  maxPrefixes:\n    limit: 10\n    action: Explode\n",
+            "Unsupported value",
+        ),
+        (
+            "restart-without-cease",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  maxPrefixes:\n    limit: 10\n    action: Warn\n    restartAfterSeconds: 5\n",
+            "Cease action only",
+        ),
+        (
+            "bad-operator",
+            "  peerSelector:\n    matchExpressions:\n    - key: rack\n      operator: In\n",
+            "In and NotIn need values",
+        ),
+    ];
+    for (name, spec, message) in invalid {
+        let refused = apply(&lab, name, &peer(name, spec))
+            .expect_err(&format!("{name} must be refused by the API server"));
+        assert!(refused.contains(message), "{name}: {refused}");
+    }
+
+    // BGPConfiguration: a singleton named default.
+    let config = |name: &str| {
+        format!(
+            "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: {name}\nspec:\n  asNumber: 64512\n  nodeToNodeMesh:\n    enabled: false\n"
+        )
+    };
+    apply(&lab, "config-default", &config("default")).expect("default");
+    let refused = apply(&lab, "config-other", &config("other")).expect_err("not default");
+    assert!(refused.contains("named default"), "{refused}");
+
+    // `kubectl get` shows the printer columns.
+    let table = lab.kubectl(&["get", "bgppeers"]).expect("get bgppeers");
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["NAME", "PEER", "AS", "AGE"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(
+        table.contains("198.18.0.254") && table.contains("64512"),
+        "{table}"
+    );
+}
+
+/// node1's `/status` as JSON (Null while the agent does not answer).
+fn status(lab: &Lab, node: &str) -> serde_json::Value {
+    lab.exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/status"])
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The `/status` entry of peer `address`, if the agent runs a session to it.
+fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::Value> {
+    status["bgpPeers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["address"] == address)
+        .cloned()
+}
+
+/// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
+fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", explain());
+}
+
+/// A router peered through a BGPPeer: BIRD's sessions come up and it learns every node's pod
+/// CIDR via that node's IP; adding a second BGPPeer, an unusable one (its Secret is missing)
+/// and deleting them touches neither the router's session nor the mesh session (their
+/// Established counts stay as they were).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("r"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n  holdTimeSeconds: 9\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+
+    wait_for(
+        "BIRD to learn every pod CIDR via its node",
+        || {
+            let routes = lab.router_exec(&["show", "route"]).unwrap_or_default();
+            routes.contains("10.244.1.0/24") && routes.contains("10.244.2.0/24")
+        },
+        || format!("{:?}\n{}", lab.router_exec(&["show", "protocols"]), logs()),
+    );
+    for node in &nodes {
+        let cidr = node.pod_cidrs()[0].to_string();
+        let route = lab
+            .router_exec(&["show", "route", &cidr])
+            .expect("birdc show route");
+        assert!(
+            route.contains(&format!("via {}", node.ipv4)),
+            "{cidr} not via {}: {route}",
+            node.ipv4
+        );
+    }
+
+    wait_for(
+        "node1's router and mesh sessions",
+        || {
+            let now = status(&lab, "node1");
+            ["198.18.0.254", "198.18.0.2"]
+                .iter()
+                .all(|a| peer_status(&now, a).is_some_and(|p| p["established"] == true))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let before = status(&lab, "node1");
+    let tor = peer_status(&before, "198.18.0.254").expect("router session");
+    let mesh = peer_status(&before, "198.18.0.2").expect("mesh session");
+    assert_eq!(tor["established"], true, "{before}");
+
+    // An unusable BGPPeer is reported and left out; a usable one is added, then removed.
+    apply(
+        &lab,
+        "needs-secret",
+        &peer(
+            "needs-secret",
+            "  peerAddress: 198.18.0.253\n  peerASNumber: 65009\n  password:\n    name: podroute-bgp-passwords\n    key: rack-b\n",
+        ),
+    )
+    .expect("BGPPeer needs-secret");
+    wait_for(
+        "the missing Secret to be reported",
+        || {
+            status(&lab, "node1")["invalidPeers"]["needs-secret"]
+                .as_str()
+                .is_some_and(|why| why.contains("podroute-bgp-passwords"))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    assert!(peer_status(&status(&lab, "node1"), "198.18.0.253").is_none());
+    apply(
+        &lab,
+        "spare",
+        &peer(
+            "spare",
+            "  peerAddress: 198.18.0.252\n  peerASNumber: 65010\n",
+        ),
+    )
+    .expect("BGPPeer spare");
+    wait_for(
+        "the new BGPPeer's session",
+        || peer_status(&status(&lab, "node1"), "198.18.0.252").is_some(),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    lab.kubectl(&["delete", "bgppeer", "spare", "needs-secret"])
+        .expect("delete");
+    wait_for(
+        "the deleted BGPPeers to go",
+        || {
+            let now = status(&lab, "node1");
+            peer_status(&now, "198.18.0.252").is_none()
+                && now["invalidPeers"]
+                    .as_object()
+                    .is_some_and(|o| o.is_empty())
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+
+    let after = status(&lab, "node1");
+    for (before, address) in [(&tor, "198.18.0.254"), (&mesh, "198.18.0.2")] {
+        let now = peer_status(&after, address).expect("still configured");
+        assert_eq!(now["established"], true, "{address}: {after}");
+        assert_eq!(
+            now["establishedCount"],
+            before["establishedCount"],
+            "{address} was restarted: {after}\n{}",
+            logs()
+        );
+    }
+
+    // The mesh turned off in the BGPConfiguration: the mesh sessions go, the router's stays.
+    apply(
+        &lab,
+        "mesh-off",
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMesh:\n    enabled: false\n",
+    )
+    .expect("BGPConfiguration");
+    wait_for(
+        "the mesh session to stop",
+        || peer_status(&status(&lab, "node1"), "198.18.0.2").is_none(),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let now = peer_status(&status(&lab, "node1"), "198.18.0.254").expect("router");
+    assert_eq!(now["established"], true);
+    assert_eq!(
+        now["establishedCount"],
+        tor["establishedCount"],
+        "{}",
+        logs()
+    );
+}
+
+/// Writes the lab's BIRD configuration with TCP-MD5 `password` on every session and reloads it.
+fn bird_password(lab: &Lab, password: &str) {
+    let router = lab.router().expect("router");
+    let text = podroute_lab::router::bird_config(router.dir(), &lab.router_neighbors()).replace(
+        " as 64512; }",
+        &format!(" as 64512; password \"{password}\"; }}"),
+    );
+    std::fs::write(router.config_path(), text).expect("write bird.conf");
+    router.reload().expect("birdc configure");
+}
+
+/// Creates or replaces Secret kube-system/`name` with key `tor` = `password`.
+fn secret(lab: &Lab, name: &str, password: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: kube-system\nstringData:\n  tor: {password}\n"
+    );
+    apply(lab, &format!("secret-{name}"), &yaml).expect("apply Secret");
+}
+
+/// The password comes from a Secret the shipped RBAC lets the agent read: right → session;
+/// rotated on both ends → that session re-keyed, the mesh session untouched (its Established
+/// count); wrong → no session; a Secret the Role does not name → reported as forbidden. The
+/// password appears nowhere: agent logs, /status, /metrics, command line, environment.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn secret_passwords_key_rotate_and_never_leak() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("p"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    install_crds(&lab);
+    let rbac = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/rbac.yaml");
+    lab.kubectl(&["apply", "-f", rbac]).expect("apply RBAC");
+    let kubeconfig = lab
+        .service_account_kubeconfig("kube-system", "podroute")
+        .expect("SA kubeconfig");
+    let sa = kubeconfig.display().to_string();
+    let denied = lab.kubectl(&["--kubeconfig", &sa, "get", "secrets", "-n", "kube-system"]);
+    assert!(denied.is_err(), "the agent must not list every Secret");
+
+    let (first, second, wrong) = ("first-pw-4821", "second-pw-9377", "wrong-pw-1650");
+    bird_password(&lab, first);
+    secret(&lab, "podroute-bgp-passwords", first);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n  password:\n    name: podroute-bgp-passwords\n    key: tor\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
+        .collect();
+    let logs = || {
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let tor = |lab: &Lab| peer_status(&status(lab, "node1"), "198.18.0.254");
+    let established = |lab: &Lab| tor(lab).is_some_and(|p| p["established"] == true);
+    wait_for(
+        "the router session with the Secret's password, and the mesh",
+        || {
+            established(&lab)
+                && peer_status(&status(&lab, "node1"), "198.18.0.2")
+                    .is_some_and(|p| p["established"] == true)
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let before = status(&lab, "node1");
+    let mesh_count = peer_status(&before, "198.18.0.2").expect("mesh")["establishedCount"].clone();
+
+    // Rotation: the router first, then the Secret; the session comes back with the new key.
+    bird_password(&lab, second);
+    secret(&lab, "podroute-bgp-passwords", second);
+    // The session is restarted (a new one: its count starts again) and comes back up.
+    wait_for(
+        "the router session re-keyed",
+        || {
+            agents[0]
+                .log()
+                .contains("peer's password or GTSM changed; restarting its session")
+                && established(&lab)
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let mesh = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh");
+    assert_eq!(
+        mesh["establishedCount"], mesh_count,
+        "the mesh session was restarted"
+    );
+    assert_eq!(mesh["established"], true);
+
+    // A wrong password: the session goes and does not come back.
+    secret(&lab, "podroute-bgp-passwords", wrong);
+    wait_for(
+        "the session with the wrong password to end",
+        || !established(&lab),
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+    let window = std::time::Instant::now();
+    while window.elapsed() < std::time::Duration::from_secs(10) {
+        assert!(
+            !established(&lab),
+            "a session with the wrong password came up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // A Secret the Role does not name cannot be read: reported, nothing else changes.
+    secret(&lab, "other-secret", first);
+    apply(
+        &lab,
+        "other",
+        &peer(
+            "other",
+            "  peerAddress: 198.18.0.253\n  peerASNumber: 65001\n  password:\n    name: other-secret\n    key: tor\n",
+        ),
+    )
+    .expect("BGPPeer other");
+    wait_for(
+        "the unreadable Secret to be reported",
+        || {
+            status(&lab, "node1")["invalidPeers"]["other"]
+                .as_str()
+                .is_some_and(|w| w.contains("forbidden"))
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
+    );
+
+    // Nowhere to be seen.
+    let metrics = lab
+        .exec_ok("node1", &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .expect("metrics");
+    let status_text = status(&lab, "node1").to_string();
+    let pid = lab
+        .exec_ok("node1", &["pgrep", "-f", "podroute-agent"])
+        .expect("pgrep");
+    let pid = pid.lines().next().expect("agent pid").trim().to_owned();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    for password in [first, second, wrong] {
+        for (place, text) in [
+            ("logs", logs()),
+            ("/metrics", metrics.clone()),
+            ("/status", status_text.clone()),
+            (
+                "command line",
+                String::from_utf8_lossy(&cmdline).into_owned(),
+            ),
+            (
+                "environment",
+                String::from_utf8_lossy(&environ).into_owned(),
+            ),
+        ] {
+            assert!(
+                !text.contains(password),
+                "the password is in the agent's {place}"
+            );
+        }
+    }
+}
