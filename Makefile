@@ -8,18 +8,26 @@ export DEBIAN_FRONTEND := noninteractive
 
 CARGO ?= cargo
 LAB ?= demo
+# make demo: cluster (kubelet + containerd per node, podroute as its DaemonSet; the default) or
+# light (agents started by hand, pods made with cnitool; builds less the first time).
+DEMO_MODE ?= cluster
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
-# plugins (chain partners and benchmark baseline), and small tools the tests call.
+# plugins (chain partners and benchmark baseline), Prometheus (promtool, and a server scraping the
+# lab's agents), small tools the tests call, and the cluster mode's container runtime (runc),
+# image builder (buildah) and test-pod shell (busybox-static).
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
-	openssl procps psmisc kmod ca-certificates curl iptables nftables
+	openssl procps psmisc kmod ca-certificates curl iptables nftables prometheus \
+	runc buildah busybox-static
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
 
-.PHONY: help deps root control-plane build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
+.PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
 
 help:
-	@echo "make demo      bring up a 3-node lab with a BIRD router and show it (root)"
+	@echo "make demo      a 3-node cluster (kubelet + containerd per node) with a BIRD router, podroute"
+	@echo "               as its DaemonSet, pods made by the kubelets through the CNI plugin (root)"
+	@echo "               DEMO_MODE=light: agents started by hand, pods made with cnitool"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
@@ -39,8 +47,17 @@ deps: root
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (stable) with rustup" >&2; exit 1; }
 	@command -v go >/dev/null || { echo "error: Go not found; it builds the lab's kube-apiserver and etcd: apt-get install golang-go (>= 1.24) or install from go.dev" >&2; exit 1; }
 
+# The light lab's kube-apiserver, kubectl, etcd and cnitool, and the cluster mode's
+# kube-controller-manager, kube-scheduler, kubelet and containerd, cached per version set.
 control-plane:
 	@tests/scripts/control-plane.sh >/dev/null
+	@tests/scripts/control-plane.sh cluster >/dev/null
+
+# The cluster mode's images (podroute from static release binaries, pause, busybox), built
+# with buildah without a registry into target/lab-images/; the lab calls this too, and it
+# rebuilds nothing that is up to date.
+lab-images: root
+	@tests/scripts/lab-images.sh target/lab-images >/dev/null
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -55,10 +72,11 @@ unit-test:
 	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(TEST_LOGS)/unit.log
 
 # Tiers 2 and 3: kernel tests in private namespaces and the lab's end-to-end tests (root).
-root-test: root
+# The cluster-mode tests use the images `lab-images` built (PODROUTE_LAB_IMAGES).
+root-test: root lab-images
 	@mkdir -p $(TEST_LOGS)
 	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before
-	set -o pipefail; $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
+	set -o pipefail; PODROUTE_LAB_IMAGES=$(CURDIR)/target/lab-images $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
 	@leaked=$$(ip netns list | awk '{print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before -); \
 	if [ -n "$$leaked" ]; then echo "error: tests leaked network namespaces:" $$leaked >&2; exit 1; fi
 
@@ -76,7 +94,7 @@ bench-smoke: root
 	@leaked=$$(ip netns list | awk '$$1 ~ /^bsmoke/ {print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before-bench -); \
 	if [ -n "$$leaked" ]; then echo "error: the bench smoke leaked network namespaces:" $$leaked >&2; exit 1; fi
 
-test: deps control-plane lint build unit-test root-test fuzz-smoke bench-smoke
+test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke bench-smoke
 	@echo "make test: all tiers passed"
 	@tests/scripts/test-summary.sh $(TEST_LOGS)/unit.log $(TEST_LOGS)/root.log $(TEST_LOGS)/bench-smoke.log
 
@@ -109,9 +127,15 @@ FUZZ_CAMPAIGN_SECONDS ?= 7200
 fuzz:
 	fuzz/run.sh $(FUZZ_CAMPAIGN_SECONDS) keep
 
-demo: deps control-plane
+# The light demo needs only the light control plane; cluster mode also the kubelet set and
+# the images.
+demo: deps
+	@case "$(DEMO_MODE)" in cluster|light) ;; *) echo "error: DEMO_MODE is cluster or light, not '$(DEMO_MODE)'" >&2; exit 1;; esac
+	@tests/scripts/control-plane.sh >/dev/null
+	@if [ "$(DEMO_MODE)" != light ]; then tests/scripts/control-plane.sh cluster >/dev/null && \
+		tests/scripts/lab-images.sh target/lab-images >/dev/null; fi
 	$(CARGO) build --workspace --bins
-	tests/scripts/demo.sh $(LAB)
+	@if [ "$(DEMO_MODE)" = light ]; then tests/scripts/demo.sh $(LAB); else tests/scripts/demo-cluster.sh $(LAB); fi
 
 lab-down: root
 	$(CARGO) run -q -p podroute-lab -- down --name $(LAB)

@@ -16,8 +16,10 @@ SCRATCH="$(mktemp -d)"
 trap 'rm -rf "$SCRATCH"' EXIT
 for target in $(cargo fuzz list); do
     mkdir -p "corpus/$target"
-    if [ "$KEEP" = keep ]; then new="corpus/$target"; else new="$SCRATCH/$target"; mkdir -p "$new"; fi
+    # libFuzzer writes new inputs into the first directory and reads all of them.
+    if [ "$KEEP" = keep ]; then dirs="corpus/$target"; else mkdir -p "$SCRATCH/$target"; dirs="$SCRATCH/$target corpus/$target"; fi
     echo "== fuzz $target for ${SECONDS_EACH}s"
-    cargo fuzz run --target-dir "$TARGET_DIR" "$target" "$new" "corpus/$target" "seeds/$target" -- \
+    # shellcheck disable=SC2086 # $dirs is one or two directory names without spaces
+    cargo fuzz run --target-dir "$TARGET_DIR" "$target" $dirs "seeds/$target" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=70000 -print_final_stats=1
 done

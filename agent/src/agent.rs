@@ -15,22 +15,24 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster_peers::{FlagDefaults, cluster_peers};
+use crate::cluster_peers::{ClusterResources, FlagDefaults, cluster_peers};
 use crate::cni_conf::{self, ReadinessFile};
 use crate::config::Config;
 use crate::config_watch::{ConfigUpdate, run_config_watch};
 use crate::context::Context;
-use crate::drift::compute_drift;
-use crate::metrics::Metrics;
+use crate::drift::{DriftReport, DriftTracker, compute_drift};
+use crate::metrics::{Metrics, Trigger};
 use crate::peers::mesh_peers;
 use crate::routes::desired::expected_routes;
 use crate::routes::kernel::{self, KernelError};
+use crate::routes::probe::{KernelProbe, KernelVerdict};
 use crate::routes::{RouteIntent, RouteProgrammer};
-use crate::speaker::{BgpStatus, SpeakerError, SpeakerInput, SpeakerOutputs, run_speaker};
+use crate::speaker::{
+    BgpStatus, RouteBatch, SpeakerError, SpeakerInput, SpeakerOutputs, run_speaker,
+};
 use crate::static_peers::add_static_peers;
 use crate::view::{ClusterView, ViewError};
 use crate::watch::{ViewUpdate, run_node_watch};
-use podroute_bgp::speaker::RouteChange;
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,9 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     // busy is kept until the loop looks again.
     let mut shutdown = Shutdown::install()?;
     let client = kube_client(config.kubeconfig.as_ref()).await?;
-    let ctx = Arc::new(Context::new(config, Metrics::new()?));
+    let metrics = Metrics::new(config.metrics_per_mesh_peer)?;
+    let events = crate::events::spawn(client.clone(), config.node_name.clone());
+    let ctx = Arc::new(Context::new(config, metrics).with_events(events));
 
     let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
         .await
@@ -124,13 +128,15 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         })?;
     tokio::spawn(crate::http::serve(ctx.clone(), http));
 
-    // A view kept on the node stands in until the API's first answer replaces it.
+    // A view and resources kept on the node stand in until the API's first answers replace
+    // them (the Node watch's and the config watch's each replace their half).
     let persisted = ctx.config.state_file.as_deref().and_then(|path| {
         match crate::persist::load(path, &ctx.config.node_name) {
-            Ok(view) => {
-                tracing::info!(path = %path.display(), peers = view.peers.len(),
+            Ok(state) => {
+                tracing::info!(path = %path.display(), peers = state.view.peers.len(),
+                    bgp_peers = state.resources.peers.len(),
                     "starting from the persisted cluster view until the API server answers");
-                Some(Arc::new(view))
+                Some(Arc::new(state))
             }
             Err(crate::persist::PersistError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -144,15 +150,21 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             }
         }
     });
-    let initial = match &persisted {
-        Some(view) => ViewUpdate {
-            view: Ok(view.clone()),
-            synced: true,
-        },
-        None => ViewUpdate::initial(),
+    let (initial, initial_config) = match &persisted {
+        Some(state) => (
+            ViewUpdate {
+                view: Ok(Arc::new(state.view.clone())),
+                synced: true,
+            },
+            ConfigUpdate {
+                resources: Arc::new(state.resources.clone()),
+                synced: true,
+            },
+        ),
+        None => (ViewUpdate::initial(), ConfigUpdate::default()),
     };
     let (view_tx, mut view_rx) = watch::channel(initial);
-    let (config_tx, mut config_rx) = watch::channel(ConfigUpdate::default());
+    let (config_tx, mut config_rx) = watch::channel(initial_config);
     tokio::spawn(run_config_watch(
         client.clone(),
         ctx.config.namespace.clone(),
@@ -175,6 +187,14 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     }
     let mut state = LoopState {
         programmer: RouteProgrammer::new(ctx.config.route_protocol)?,
+        probe: KernelProbe::new(ctx.config.route_protocol)?,
+        drift: DriftTracker::default(),
+        last_drift: DriftReport::default(),
+        kernel_verdicts: Default::default(),
+        drift_owed: true,
+        drift_soon: None,
+        converging: Vec::new(),
+        started: tokio::time::Instant::now(),
         readiness_file: ctx
             .config
             .cni
@@ -185,10 +205,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         speaker: None,
         bgp: BgpStatus::default(),
         conflist_written_for: None,
+        view_seen: None,
         logged_waiting_for_cidr: false,
         logged_view_error: None,
-        persisted,
         logged_invalid: Default::default(),
+        persisted,
     };
     let mut tick = tokio::time::interval(ctx.config.reconcile_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,16 +224,19 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
                 ),
                 None => (None, None, None),
             };
+            let drift_soon = state.drift_soon;
             tokio::select! {
                 biased;
                 () = shutdown.recv() => Wake::Shutdown,
                 result = speaker_ended(join) => Wake::SpeakerEnded(result),
-                changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
+                changed = view_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::View },
                 changed = config_rx.changed() => if changed.is_err() { Wake::ViewGone } else { Wake::Step },
                 Some(batch) = next_routes(routes) => Wake::Routes(batch),
                 () = status_changed(status) => Wake::BgpStatus,
-                () = state.programmer.kernel_changed() => Wake::Step,
-                _ = tick.tick() => Wake::Step,
+                () = state.programmer.kernel_changed() => Wake::Kernel,
+                _ = tick.tick() => Wake::Tick,
+                () = tokio::time::sleep_until(drift_soon.unwrap_or_else(tokio::time::Instant::now)),
+                    if drift_soon.is_some() => Wake::DriftSoon,
             }
         };
         match wake {
@@ -223,6 +247,17 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             Wake::SpeakerEnded(result) => return speaker_result(result),
             Wake::ViewGone => break,
             Wake::Routes(batch) => state.stage_bgp(batch),
+            Wake::View => state.view_seen = Some(std::time::Instant::now()),
+            // Someone changed routes: look at the kernel again soon (drift).
+            Wake::Kernel => {
+                let soon = tokio::time::Instant::now() + DRIFT_AFTER_KERNEL_CHANGE;
+                state.drift_soon = Some(state.drift_soon.map_or(soon, |t| t.min(soon)));
+            }
+            Wake::Tick => state.drift_owed = true,
+            Wake::DriftSoon => {
+                state.drift_soon = None;
+                state.drift_owed = true;
+            }
             Wake::BgpStatus => {
                 if let Some(task) = &mut state.speaker {
                     state.bgp = task.status.borrow_and_update().clone();
@@ -272,12 +307,16 @@ fn speaker_result(
 #[derive(Debug)]
 struct SpeakerTask {
     input: watch::Sender<Option<SpeakerInput>>,
-    routes: mpsc::Receiver<Vec<RouteChange>>,
+    routes: mpsc::Receiver<RouteBatch>,
     status: watch::Receiver<BgpStatus>,
     join: SpeakerJoin,
     /// The speaker's BFD task, once it runs.
     bfd: Arc<std::sync::OnceLock<crate::bfd::driver::BfdHandle>>,
 }
+
+/// How soon after a kernel notification the drift check looks again (the programmer
+/// repairs what it can first).
+const DRIFT_AFTER_KERNEL_CHANGE: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl SpeakerTask {
     /// Starts the speaker. `restarted`: podroute's routes were already in the kernel.
@@ -308,6 +347,23 @@ impl SpeakerTask {
 #[derive(Debug)]
 struct LoopState {
     programmer: RouteProgrammer,
+    /// Drift's fresh look at the kernel.
+    probe: KernelProbe,
+    drift: DriftTracker,
+    last_drift: DriftReport,
+    kernel_verdicts: std::collections::BTreeMap<ipnetwork::IpNetwork, KernelVerdict>,
+    /// A drift check runs at the next pass that gets past the initial sync: set at start, on
+    /// every reconcile tick, and when `drift_soon` fires.
+    drift_owed: bool,
+    /// When to look again after the kernel reported a change.
+    drift_soon: Option<tokio::time::Instant>,
+    /// Route changes staged and not flushed yet: when their cause arrived, what it was, how
+    /// many (the convergence histogram).
+    converging: Vec<(std::time::Instant, Trigger, usize)>,
+    /// When the agent started (the startup grace of CNI readiness).
+    started: tokio::time::Instant,
+    /// When the loop last saw a new view (a Node event).
+    view_seen: Option<std::time::Instant>,
     /// Own pod CIDRs staged as blackholes.
     own_cidrs: Vec<ipnetwork::IpNetwork>,
     /// Started at the first usable view, after the first flush (so it knows whether routes
@@ -322,8 +378,8 @@ struct LoopState {
     logged_invalid: std::collections::BTreeMap<String, String>,
     /// The CNI readiness file, when the agent keeps one.
     readiness_file: Option<ReadinessFile>,
-    /// The view last written to (or read from) the state file.
-    persisted: Option<Arc<ClusterView>>,
+    /// The state last written to (or read from) the state file.
+    persisted: Option<Arc<crate::persist::State>>,
 }
 
 /// Why the loop woke up.
@@ -331,9 +387,17 @@ enum Wake {
     Shutdown,
     SpeakerEnded(Result<Result<(), SpeakerError>, tokio::task::JoinError>),
     ViewGone,
-    Routes(Vec<RouteChange>),
+    Routes(RouteBatch),
     /// The speaker published a new status.
     BgpStatus,
+    /// The Node watcher published a new view.
+    View,
+    /// The kernel reported a change the programmer has work for.
+    Kernel,
+    /// The reconcile period passed.
+    Tick,
+    /// Time to look at the kernel again after it reported a change.
+    DriftSoon,
     Step,
 }
 
@@ -348,9 +412,7 @@ async fn speaker_ended(
     }
 }
 
-async fn next_routes(
-    routes: Option<&mut mpsc::Receiver<Vec<RouteChange>>>,
-) -> Option<Vec<RouteChange>> {
+async fn next_routes(routes: Option<&mut mpsc::Receiver<RouteBatch>>) -> Option<RouteBatch> {
     match routes {
         Some(routes) => routes.recv().await,
         None => std::future::pending().await,
@@ -376,11 +438,14 @@ impl LoopState {
     /// empty would stage a whole million-route feed (18 bytes a route in the programmer's
     /// queue) before the first flush. A flush between bounded stages keeps the queue small and
     /// starts installing sooner.
-    fn stage_bgp(&mut self, first: Vec<RouteChange>) {
+    fn stage_bgp(&mut self, first: RouteBatch) {
         let mut batch = Some(first);
         let mut staged = 0;
-        while let Some(changes) = batch {
+        while let Some(RouteBatch { changes, cause }) = batch {
             staged += changes.len();
+            if let Some((at, trigger)) = cause {
+                self.converging.push((at, trigger, changes.len()));
+            }
             for change in changes {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
@@ -403,6 +468,14 @@ impl LoopState {
         if cidrs == self.own_cidrs {
             return;
         }
+        let changed = cidrs
+            .iter()
+            .filter(|c| !self.own_cidrs.contains(c))
+            .chain(self.own_cidrs.iter().filter(|c| !cidrs.contains(c)))
+            .count();
+        if let Some(at) = self.view_seen {
+            self.converging.push((at, Trigger::NodeEvent, changed));
+        }
         for old in &self.own_cidrs {
             if !cidrs.contains(old) {
                 self.programmer.stage(*old, None);
@@ -415,16 +488,27 @@ impl LoopState {
     }
 }
 
-/// Keeps `view` in the state file when it differs from what the file holds.
-fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
+/// Keeps `view` and `resources` (without Secret data) in the state file when they differ
+/// from what the file holds.
+fn persist_state(
+    ctx: &Context,
+    state: &mut LoopState,
+    view: &ClusterView,
+    resources: &ClusterResources,
+) {
     let Some(path) = &ctx.config.state_file else {
         return;
     };
-    if state.persisted.as_deref() == Some(&**view) {
+    if state.persisted.as_deref().is_some_and(|p| {
+        p.view == *view
+            && p.resources.peers == resources.peers
+            && p.resources.configuration == resources.configuration
+    }) {
         return;
     }
-    match crate::persist::save(path, view) {
-        Ok(()) => state.persisted = Some(view.clone()),
+    let kept = crate::persist::State::new(view.clone(), resources);
+    match crate::persist::save(path, &kept) {
+        Ok(()) => state.persisted = Some(Arc::new(kept)),
         Err(error) => {
             tracing::warn!(%error, "could not keep the cluster view on the node");
             ctx.metrics
@@ -436,20 +520,22 @@ fn persist_view(ctx: &Context, state: &mut LoopState, view: &Arc<ClusterView>) {
 }
 
 /// One pass: view → speaker input and own routes; staged routes → kernel; drift, readiness.
+#[tracing::instrument(name = "reconcile", skip_all)]
 async fn step(
     ctx: &Arc<Context>,
     state: &mut LoopState,
     update: &ViewUpdate,
     resources: &ConfigUpdate,
 ) -> Result<(), AgentError> {
-    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets.
+    // The initial sync waits for Nodes, BGPPeers, the BGPConfiguration and their Secrets (a
+    // loaded state file stands in for both until the API answers).
     if !update.synced || !resources.synced {
         return Ok(());
     }
     let view: Arc<ClusterView> = match &update.view {
         Ok(view) => {
             state.logged_view_error = None;
-            persist_view(ctx, state, view);
+            persist_state(ctx, state, view, &resources.resources);
             view.clone()
         }
         Err(error) => {
@@ -495,6 +581,10 @@ async fn step(
         for (name, why) in &invalid {
             if state.logged_invalid.get(name) != Some(why) {
                 tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+                ctx.events.send(crate::events::AgentEvent::ConfigRejected {
+                    resource: rejected_resource(name),
+                    why: why.clone(),
+                });
             }
         }
         state.logged_invalid = invalid.clone();
@@ -512,7 +602,14 @@ async fn step(
         state.logged_waiting_for_cidr = true;
     }
 
-    let remove_stale = state.bgp.initial_sync_done;
+    // Routes a previous run left in the kernel stay until BGP has told this run about them
+    // again: the mesh's after the initial sync, a router's after its End-of-RIB (an agent
+    // restarted before its router session is back must not pull the router's routes for
+    // the seconds that takes), all of them once the startup grace runs out.
+    let grace_over = state.started.elapsed() >= ctx.config.startup_grace;
+    let initial_sync_done = state.bgp.initial_sync_done;
+    let remove_stale = initial_sync_done && (state.bgp.routers_synced || grace_over);
+    let flush_started = std::time::Instant::now();
     let flushed = match state.programmer.flush(remove_stale).await {
         Ok(report) => Some(report),
         Err(error) => {
@@ -521,9 +618,25 @@ async fn step(
                 .errors
                 .with_label_values(&[error.metric_label()])
                 .inc();
+            if !matches!(error, KernelError::Write(_)) {
+                ctx.metrics.netlink_dump_failed();
+            }
             None
         }
     };
+    let flush_done = std::time::Instant::now();
+    if let Some(report) = &flushed {
+        ctx.metrics.observe_flush(
+            flush_done.duration_since(flush_started).as_secs_f64(),
+            report.full_pass,
+        );
+        for (at, trigger, routes) in state.converging.drain(..) {
+            let seconds = flush_done.saturating_duration_since(at).as_secs_f64();
+            ctx.metrics.observe_convergence(trigger, seconds, routes);
+        }
+    }
+    ctx.metrics
+        .observe_batches(&state.programmer.take_batch_sizes());
     ctx.metrics
         .observe_route_counters(state.programmer.counters());
 
@@ -533,6 +646,10 @@ async fn step(
         let restarted = state.programmer.installed() > state.own_cidrs.len();
         state.speaker = Some(SpeakerTask::spawn(ctx.clone(), restarted));
     }
+    let mesh_peers_count = peers
+        .values()
+        .filter(|p| matches!(p.kind, crate::peers::PeerKind::Mesh { .. }))
+        .count();
     let input = SpeakerInput {
         peers: peers.clone(),
         view: view.clone(),
@@ -548,18 +665,32 @@ async fn step(
         });
     }
 
-    // Drift, over the routes the API expects (the mesh), never the whole table.
-    let expected = expected_routes(&view);
-    let installed: Vec<_> = expected
-        .keys()
-        .filter(|p| state.programmer.is_installed(p))
-        .copied()
-        .collect();
-    let drift = compute_drift(&expected, &state.bgp.mesh_best, &installed);
-    ctx.metrics.observe_drift(&drift);
+    // Drift, over the routes the API expects (the mesh), never the whole table: the kernel
+    // looked at afresh every reconcile period and soon after it reported a change.
+    if std::mem::take(&mut state.drift_owed) {
+        let expected = expected_routes(&view);
+        match state.probe.check(&expected).await {
+            Ok(verdicts) => state.kernel_verdicts = verdicts,
+            Err(error) => {
+                tracing::warn!(%error, "looking at the kernel for drift failed");
+                ctx.metrics.netlink_dump_failed();
+            }
+        }
+        let drift = compute_drift(&expected, &state.bgp.mesh_best, &state.kernel_verdicts);
+        let events = state.drift.update(expected.keys().copied(), &drift);
+        for event in &events {
+            tracing::warn!(
+                kind = event.label(),
+                "route drift: an expected route is no longer as the API says"
+            );
+        }
+        ctx.metrics.observe_drift(&drift, &events);
+        state.last_drift = drift;
+        observe_address_usage(ctx, &state.own_cidrs);
+    }
+    let drift = state.last_drift.clone();
     ctx.metrics
-        .routes_installed
-        .set(state.programmer.installed() as i64);
+        .set_installed(state.programmer.installed_by_family());
     ctx.metrics
         .route_collisions
         .set(state.programmer.collisions() as i64);
@@ -567,34 +698,61 @@ async fn step(
         .routes_unresolvable
         .set(state.programmer.unresolvable() as i64);
 
-    // Ready once the own pod CIDR is known and its routes (the blackholes) are in place ...
+    // Ready means routed: the own pod CIDR known, its blackhole in place and advertised ...
     let own_cidrs = state.own_cidrs.clone();
     let programmed =
         flushed.is_some() && own_cidrs.iter().all(|c| state.programmer.is_installed(c));
-    // ... and the initial BGP sync is done (or given up on), so a new node's pods do not start
-    // before it can reach the others.
-    let ready = has_cidr && programmed && remove_stale;
+    // ... the initial BGP sync done (or given up on) and End-of-RIB from every established
+    // mesh peer, so a new node's pods do not start before it can reach the others ...
+    let synced = initial_sync_done && state.bgp.mesh_unsynced == 0;
+    // ... and every mesh route BGP has in the FIB, as a fresh look at the kernel says. A
+    // router's prefix that cannot be installed does not count: only Node pod CIDRs do.
+    let unrouted: Vec<_> = state
+        .bgp
+        .mesh_best
+        .keys()
+        .filter(|p| state.kernel_verdicts.get(p) != Some(&KernelVerdict::InPlace))
+        .copied()
+        .collect();
+    let ready = has_cidr && programmed && state.bgp.own_advertised && synced && unrouted.is_empty();
     if ready
         && state.conflist_written_for.as_ref() != Some(&own_cidrs)
         && write_conflist(ctx, &own_cidrs)
     {
         state.conflist_written_for = Some(own_cidrs.clone());
     }
-    // CNI STATUS says ready once the plugin has its configuration, and no longer when the
-    // agent stops being ready (the file stays when the agent exits: routes and plugin go on).
-    let cni_ready = ready && state.conflist_written_for.is_some();
+    // CNI STATUS: pods can be wired once the plugin has its configuration, while the node
+    // has a pod CIDR, and unless peers exist but no mesh route made it into the kernel
+    // after the startup grace. A single route that cannot be installed holds /readyz back,
+    // not pod creation; the file stays when the agent exits (routes and plugin go on).
+    let mesh_routed = mesh_peers_count == 0 || drift.in_kernel > own_cidrs.len();
+    let cni_ready = state.conflist_written_for.is_some()
+        && has_cidr
+        && programmed
+        && (mesh_routed || !grace_over);
     set_cni_readiness(ctx, state, cni_ready);
     let reason = if !has_cidr {
         Some("the node has no pod CIDR yet".to_owned())
     } else if !programmed {
         Some("routes not programmed yet".to_owned())
-    } else if !remove_stale {
-        Some("waiting for the initial BGP sync (End-of-RIB from every peer)".to_owned())
+    } else if !initial_sync_done {
+        Some("waiting for the initial BGP sync (End-of-RIB from every mesh peer)".to_owned())
+    } else if state.bgp.mesh_unsynced > 0 {
+        Some(format!(
+            "waiting for End-of-RIB from {} established mesh peer(s)",
+            state.bgp.mesh_unsynced
+        ))
+    } else if !state.bgp.own_advertised {
+        Some("the own pod CIDRs are not advertised yet".to_owned())
     } else {
-        None
+        unrouted.first().map(|first| {
+            format!(
+                "{} mesh route(s) not in the kernel, e.g. {first}",
+                unrouted.len()
+            )
+        })
     };
     let routes_installed = state.programmer.installed();
-    let bgp_peers = state.bgp.peers.clone();
     ctx.update_status(|s| {
         s.ready = ready;
         s.not_ready_reason = reason;
@@ -604,7 +762,6 @@ async fn step(
         s.stale_removal_allowed = remove_stale;
         s.routes_installed = routes_installed;
         s.drift = drift;
-        s.bgp_peers = bgp_peers;
         s.invalid_peers = invalid;
     });
     Ok(())
@@ -629,6 +786,23 @@ fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
                 .with_label_values(&["cni_conflist"])
                 .inc();
             false
+        }
+    }
+}
+
+/// Publishes how full the own pod CIDRs are, from the CNI plugin's address store.
+fn observe_address_usage(ctx: &Context, own_cidrs: &[ipnetwork::IpNetwork]) {
+    let Some(settings) = &ctx.config.cni else {
+        return;
+    };
+    match cni_conf::address_usage(settings, own_cidrs) {
+        Ok(usage) => ctx.metrics.set_address_usage(&usage),
+        Err(error) => {
+            tracing::warn!(%error, "reading the CNI plugin's address store failed");
+            ctx.metrics
+                .errors
+                .with_label_values(&["cni_address_store"])
+                .inc();
         }
     }
 }
@@ -672,5 +846,17 @@ impl Shutdown {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// A resource the node cannot use, kind/name, from its key in [`ClusterPeers::invalid`]
+/// (a BGPPeer's name, which cannot hold a `/`, or `BGPConfiguration/default`).
+///
+/// [`ClusterPeers::invalid`]: crate::cluster_peers::ClusterPeers::invalid
+fn rejected_resource(key: &str) -> String {
+    if key.contains('/') {
+        key.to_owned()
+    } else {
+        format!("BGPPeer/{key}")
     }
 }

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule, Verdict};
+use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule};
 
 use crate::crd::SecretKeyRef;
 use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
 use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
-use crate::peers::{MeshOptions, Password};
+use crate::peers::{MeshOptions, Password, usable_address, usable_as};
 use crate::static_peers::StaticPeer;
 use crate::view::NodeInfo;
 
@@ -133,7 +133,8 @@ pub struct ClusterPeers {
     pub routers: Vec<StaticPeer>,
     /// The mesh settings.
     pub mesh: MeshOptions,
-    /// BGPPeers not used, by name, with why (`"BGPConfiguration"` for the mesh password).
+    /// Resources not used, with why: BGPPeers by name (which cannot hold a `/`), the mesh
+    /// password of the BGPConfiguration as `BGPConfiguration/default`.
     pub invalid: BTreeMap<String, InvalidPeer>,
 }
 
@@ -188,7 +189,9 @@ pub fn cluster_peers(
             continue;
         }
         match router_peer(resources, spec).map(|mut peer| {
-            peer.local_as = peer.local_as.or(config.as_number);
+            // Our AS on a router session: the BGPPeer's, else the node's own, else the
+            // cluster's (when a BGPConfiguration sets it; the flag is the fallback after).
+            peer.local_as = peer.local_as.or(own.as_number).or(config.as_number);
             peer
         }) {
             // Two BGPPeers for one address on this node: the first by name wins.
@@ -224,7 +227,7 @@ fn router_peer(
     let address: IpAddr = address
         .parse()
         .map_err(|_| bad(format!("peerAddress {address:?} is not an IP address")))?;
-    if address.is_unspecified() || address.is_loopback() || address.is_multicast() {
+    if !usable_address(address) {
         return Err(bad(format!(
             "peerAddress {address} is not a unicast address"
         )));
@@ -264,27 +267,11 @@ fn router_peer(
     })
 }
 
-fn usable_as(asn: u32) -> bool {
-    asn != 0 && asn != 23456
-}
-
 /// An import entry as the speaker's rule: ge/le default to the prefix's own length.
 fn import_rule(rule: &ImportRule) -> Result<PrefixRule, InvalidPeer> {
     let bad = || InvalidPeer::BadField(format!("import prefix {:?} is not usable", rule.prefix));
     let prefix: ipnetwork::IpNetwork = rule.prefix.parse().map_err(|_| bad())?;
-    if prefix.network() != prefix.ip() {
-        return Err(bad());
-    }
-    let own = prefix.prefix();
-    let limit = if prefix.is_ipv4() { 32 } else { 128 };
-    let le = rule.le.unwrap_or(own);
-    let ge = rule.ge.unwrap_or(own);
-    if le < own || ge < own || ge > le || le > limit {
-        return Err(bad());
-    }
-    let mut out = PrefixRule::up_to(prefix, le, Verdict::Accept);
-    out.min_len = ge;
-    Ok(out)
+    crate::static_peers::import_rule(prefix, rule.ge, rule.le).ok_or_else(bad)
 }
 
 fn max_prefixes(limit: &bgp_peer::MaxPrefixes) -> MaxPrefix {
@@ -324,13 +311,10 @@ fn password(
             name: reference.name.clone(),
             key: reference.key.clone(),
         })?;
-    let text = std::str::from_utf8(value)
-        .map(|t| t.trim_end_matches(['\n', '\r']))
-        .map_err(|_| InvalidPeer::BadPassword(reference.name.clone()))?;
-    if text.is_empty() || text.len() > crate::sockopt::MD5_MAX_KEY_LEN {
-        return Err(InvalidPeer::BadPassword(reference.name.clone()));
-    }
-    Ok(Password::new(text.to_owned()))
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| Password::parse(text).ok())
+        .ok_or_else(|| InvalidPeer::BadPassword(reference.name.clone()))
 }
 
 #[cfg(test)]

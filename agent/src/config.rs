@@ -20,9 +20,6 @@ use crate::static_peers::{StaticPeer, StaticPeerError, parse_static_peer};
 /// deletes, which are filtered by protocol, would take routes it did not create.
 const RESERVED_ROUTE_PROTOCOLS: [u8; 5] = [0, 1, 2, 3, 4];
 
-/// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
-const AS_TRANS: u32 = 23456;
-
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -143,8 +140,8 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_RECONCILE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub reconcile_period: Duration,
 
-    /// Longest wait after start for the BGP initial sync (End-of-RIB) before stale routes
-    /// are removed anyway.
+    /// Longest wait after start for End-of-RIB from every mesh and router peer before
+    /// stale routes are removed anyway.
     #[arg(long, env = "PODROUTE_STARTUP_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub startup_grace: Duration,
 
@@ -164,6 +161,11 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "PODROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Per-peer BGP metrics (`podroute_bgp_peer_*`) for mesh peers too, not only routers:
+    /// N-1 series per node each, N² over the cluster; off, mesh peers are aggregated.
+    #[arg(long, env = "PODROUTE_METRICS_PER_MESH_PEER")]
+    pub metrics_per_mesh_peer: bool,
 
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, env = "PODROUTE_HTTP_LISTEN", default_value = "0.0.0.0:9180")]
@@ -250,8 +252,9 @@ pub struct Cli {
     #[arg(long = "bgp-peer", env = "PODROUTE_BGP_PEERS", value_delimiter = ' ')]
     pub bgp_peers: Vec<String>,
 
-    /// Where the agent keeps the cluster view it routes by (the Node objects' IPs and pod
-    /// CIDRs), for a restart while the API server is away (e.g. a hostPath such as
+    /// Where the agent keeps the cluster view it routes by (the Node objects' IPs, pod CIDRs
+    /// and labels, the BGPPeer and BGPConfiguration specs; never Secret data), for a restart
+    /// while the API server is away (e.g. a hostPath such as
     /// `/var/lib/podroute/view.json`). Unset: nothing is kept, and a restarted agent waits
     /// for the API server.
     #[arg(long, env = "PODROUTE_STATE_FILE")]
@@ -309,6 +312,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// HTTP server address.
     pub http_listen: SocketAddr,
+    /// Per-peer BGP metrics for mesh peers too.
+    pub metrics_per_mesh_peer: bool,
     /// Node IP override, at most one per family.
     pub node_ip_override: NodeIpOverride,
     /// What to write for the CNI plugin, or `None` when something else manages CNI.
@@ -438,7 +443,7 @@ impl Cli {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .ok_or(ConfigError::MissingNodeName)?;
-        if self.as_number == 0 || self.as_number == AS_TRANS {
+        if !crate::peers::usable_as(self.as_number) {
             return Err(ConfigError::ReservedAsNumber(self.as_number));
         }
         if RESERVED_ROUTE_PROTOCOLS.contains(&self.route_protocol) {
@@ -459,7 +464,7 @@ impl Cli {
         if let Some(bad) = self
             .node_ip
             .iter()
-            .find(|ip| ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+            .find(|ip| !crate::peers::usable_address(**ip))
         {
             return Err(ConfigError::UnusableNodeIp(*bad));
         }
@@ -523,6 +528,7 @@ impl Cli {
             graceful_restart_time: self.graceful_restart_time,
             stale_routes_time: self.stale_routes_time,
             log_format: self.log_format,
+            metrics_per_mesh_peer: self.metrics_per_mesh_peer,
             http_listen: self.http_listen,
             node_ip_override,
             cni,

@@ -4,13 +4,16 @@
 //! `synced` turns true once BGPPeers and BGPConfigurations have both been listed and every
 //! referenced Secret has been read (or found unreadable). A cluster without the CRDs answers
 //! the lists with 404: that counts as listed and empty, so the agent runs on its flags, and
-//! the watcher keeps retrying, so installing the CRDs later is picked up.
+//! the watcher keeps retrying, so installing the CRDs later is picked up. Nothing is
+//! published before the first full listing, so the channel's initial value (the state
+//! file's resources, after a restart during an API outage) stands until then.
 //!
 //! Secrets are read only by name in the agent's namespace (`fieldSelector
 //! metadata.name=<name>`), which is what the Role's `resourceNames` allows; values stay in
 //! [`ClusterResources`] whose `Debug` prints no value.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -26,8 +29,8 @@ use crate::crd::bgp_peer::{BGPPeer, BGPPeerSpec};
 /// The resources as published to the agent's loop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigUpdate {
-    /// What the API server holds.
-    pub resources: ClusterResources,
+    /// What the API server holds (shared: the loop takes a copy on every wake).
+    pub resources: Arc<ClusterResources>,
     /// Everything has been listed (or found absent) at least once.
     pub synced: bool,
 }
@@ -56,6 +59,7 @@ pub async fn run_config_watch(client: Client, namespace: String, tx: watch::Send
     let mut configs = std::pin::pin!(configs);
     let (secret_tx, mut secret_rx) = mpsc::channel(16);
     let mut state = WatchState::default();
+    let mut synced_once = false;
 
     loop {
         tokio::select! {
@@ -66,13 +70,19 @@ pub async fn run_config_watch(client: Client, namespace: String, tx: watch::Send
         }
         state.follow_secrets(&client, &namespace, &secret_tx);
         let update = state.update();
-        tx.send_if_modified(|current| {
-            let changed = *current != update;
-            if changed {
-                *current = update;
-            }
-            changed
-        });
+        // Nothing before the first full listing: until then the channel holds what the agent
+        // started from (nothing yet, or the state file's resources), and a partial listing,
+        // or a failed list during an API outage, must not replace it.
+        synced_once |= update.synced;
+        if synced_once {
+            tx.send_if_modified(|current| {
+                let changed = *current != update;
+                if changed {
+                    *current = update;
+                }
+                changed
+            });
+        }
         if tx.is_closed() {
             return;
         }
@@ -206,7 +216,7 @@ impl WatchState {
                 || self.resources.unreadable.contains_key(name)
         });
         ConfigUpdate {
-            resources: self.resources.clone(),
+            resources: Arc::new(self.resources.clone()),
             synced: self.peers_listed && self.configs_listed && secrets_known,
         }
     }

@@ -42,6 +42,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Current status.
     pub status: RwLock<AgentStatus>,
+    /// Kubernetes Events about the own Node.
+    pub events: crate::events::EventSender,
 }
 
 impl Context {
@@ -55,7 +57,14 @@ impl Context {
             config,
             metrics,
             status: RwLock::new(status),
+            events: crate::events::EventSender::none(),
         }
+    }
+
+    /// The context, publishing Kubernetes Events through `events`.
+    pub fn with_events(mut self, events: crate::events::EventSender) -> Self {
+        self.events = events;
+        self
     }
 
     /// A copy of the current status.

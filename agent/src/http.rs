@@ -45,10 +45,9 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> String {
 async fn status(State(ctx): State<Arc<Context>>) -> String {
     let s = ctx.status();
     let list = |v: &[ipnetwork::IpNetwork]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let pairs = |v: &[(ipnetwork::IpNetwork, std::net::IpAddr)]| {
-        v.iter()
-            .map(|(p, n)| format!("{p} via {n}"))
-            .collect::<Vec<_>>()
+    let since = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     };
     let json = serde_json::json!({
         "node": ctx.config.node_name,
@@ -59,13 +58,23 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
         "peers": s.peers,
         "staleRemovalAllowed": s.stale_removal_allowed,
         "routesInstalled": s.routes_installed,
+        "routes": {
+            "expected": s.drift.expected,
+            "installed": s.routes_installed,
+            "asExpectedInKernel": s.drift.in_kernel,
+            "drifting": s.drift.entries.len(),
+        },
         "bgpPeers": s.bgp_peers.iter().map(|p| serde_json::json!({
             "address": p.address.to_string(),
             "source": p.source,
+            "type": p.peer_type,
             "state": p.state.to_string(),
+            "sinceUnixSeconds": since(p.since),
             "established": p.established,
             "synced": p.synced,
+            "receivedPrefixes": p.received,
             "acceptedRoutes": p.accepted,
+            "advertisedRoutes": p.advertised,
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
@@ -81,14 +90,14 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
                 "treatAsWithdraw": p.update_errors.treat_as_withdraw,
                 "sessionReset": p.update_errors.session_reset,
             },
+            "lastError": p.last_error,
+        })).collect::<Vec<_>>(),
+        "drift": s.drift.entries.iter().map(|e| serde_json::json!({
+            "prefix": e.prefix.to_string(),
+            "kind": e.kind.label(),
+            "expected": crate::drift::describe(e.expected),
         })).collect::<Vec<_>>(),
         "invalidPeers": s.invalid_peers,
-        "drift": {
-            "missingInRib": pairs(&s.drift.missing_in_rib),
-            "unexpectedInRib": pairs(&s.drift.unexpected_in_rib),
-            "missingInKernel": list(&s.drift.missing_in_kernel),
-            "unexpectedInKernel": list(&s.drift.unexpected_in_kernel),
-        }
     });
     let mut text = serde_json::to_string_pretty(&json).unwrap_or_default();
     text.push('\n');

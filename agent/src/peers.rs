@@ -11,6 +11,19 @@ use std::time::Duration;
 
 use crate::view::ClusterView;
 
+/// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
+pub(crate) const AS_TRANS: u32 = 23456;
+
+/// An AS a node or a peer can have: not 0 (RFC 7607), not AS_TRANS.
+pub(crate) fn usable_as(asn: u32) -> bool {
+    asn != 0 && asn != AS_TRANS
+}
+
+/// An address a peer or a node can have: unicast, not unspecified or loopback.
+pub(crate) fn usable_address(ip: IpAddr) -> bool {
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+}
+
 /// A TCP-MD5 password (RFC 2385). Its `Debug` prints `<redacted>`, so no log line, status or
 /// error that shows a peer's configuration shows the password.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -20,6 +33,19 @@ impl Password {
     /// Wraps a password (already checked: 1 to 80 bytes).
     pub fn new(text: String) -> Self {
         Self(text)
+    }
+
+    /// A password as a file or a Secret holds it: without its trailing newline, 1 to 80
+    /// bytes (the TCP-MD5 key limit). The error says why it is unusable.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            return Err("empty");
+        }
+        if text.len() > crate::sockopt::MD5_MAX_KEY_LEN {
+            return Err("longer than 80 bytes, the TCP-MD5 key limit");
+        }
+        Ok(Self(text.to_owned()))
     }
 
     /// The password itself, for the socket option that needs it.
@@ -140,7 +166,7 @@ pub type PeerSet = BTreeMap<IpAddr, PeerSpec>;
 /// Mesh options shared by every mesh session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshOptions {
-    /// AS number of every node.
+    /// The cluster's AS number: every node's, unless its `podroute.io/as-number` says otherwise.
     pub as_number: u32,
     /// Password for every mesh session, if MD5 is used.
     pub md5_password: Option<Password>,
@@ -177,16 +203,16 @@ pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
                 address,
                 PeerSpec {
                     address,
-                    remote_as: options.as_number,
+                    remote_as: node.as_number.unwrap_or(options.as_number),
                     kind: PeerKind::Mesh {
                         node: node.name.clone(),
                     },
                     md5_password: options.md5_password.clone(),
                     gtsm: options.gtsm,
                     bfd: options.bfd,
-                    // Every node in the mesh has the cluster AS (which a BGPConfiguration may
-                    // set apart from --as-number).
-                    local_as: Some(options.as_number),
+                    // The own node's AS: its annotation's, else the cluster's (which a
+                    // BGPConfiguration may set apart from --as-number).
+                    local_as: Some(view.own.as_number.unwrap_or(options.as_number)),
                     hold_time: options.hold_time,
                     max_prefixes: None,
                 },
@@ -338,5 +364,35 @@ mod tests {
             !text.contains("hunter2-mesh") && text.contains("<redacted>"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_node_as_annotation_makes_cross_rack_sessions_ebgp() {
+        let mut rack_b = node("node-3", "198.18.1.3");
+        rack_b.metadata.annotations = Some(
+            [(
+                crate::view::NODE_AS_ANNOTATION.to_owned(),
+                "65002".to_owned(),
+            )]
+            .into(),
+        );
+        let mut bad = node("node-4", "198.18.0.4");
+        bad.metadata.annotations =
+            Some([(crate::view::NODE_AS_ANNOTATION.to_owned(), "0".to_owned())].into());
+        let set = peers(&[
+            node("node-1", "198.18.0.1"),
+            node("node-2", "198.18.0.2"),
+            rack_b,
+            bad,
+        ]);
+        let by_ip = |ip: &str| &set[&ip.parse::<IpAddr>().expect("ip")];
+        assert_eq!(by_ip("198.18.0.2").remote_as, 64512, "same rack: iBGP");
+        assert_eq!(by_ip("198.18.1.3").remote_as, 65002, "other rack: eBGP");
+        assert_eq!(
+            by_ip("198.18.0.4").remote_as,
+            64512,
+            "a bad annotation is ignored"
+        );
+        assert!(set.values().all(|p| p.local_as == Some(64512)));
     }
 }

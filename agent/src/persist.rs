@@ -1,8 +1,10 @@
 //! What the agent needs to route, kept on the node for a restart while the API server is
-//! away: the cluster view built from the Node objects (own node: name, IPs, pod CIDRs; every
-//! other node: the same). Static peers come from the agent's own flags and TCP-MD5
-//! passwords from files (mounted Secrets) the kubelet keeps on the node, so neither is
-//! copied here.
+//! away: the cluster view built from the Node objects (own node: name, IPs, pod CIDRs,
+//! labels; every other node: the same) and podroute's resources (every BGPPeer's spec, the
+//! `default` BGPConfiguration's spec). Secret data is never copied here: a session whose
+//! TCP-MD5 password comes from a Secret comes back when the API answers (the mesh falls
+//! back to `--mesh-password-file` meanwhile); static peers come from the agent's own flags
+//! and their passwords from files the kubelet keeps on the node.
 //!
 //! The file is JSON with a version; it is written atomically (a temporary file in the same
 //! directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
@@ -19,10 +21,14 @@ use std::path::{Path, PathBuf};
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_peers::ClusterResources;
+use crate::crd::bgp_configuration::BGPConfigurationSpec;
+use crate::crd::bgp_peer::BGPPeerSpec;
 use crate::view::{ClusterView, NodeInfo, NodeIps};
 
-/// The file format version this agent writes and reads.
-const VERSION: u32 = 1;
+/// The file format version this agent writes and reads (1: the view without labels or
+/// resources).
+const VERSION: u32 = 2;
 
 /// Why a persisted view could not be used (or written).
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,10 @@ struct StoredNode {
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
     pod_cidrs: Vec<String>,
+    labels: BTreeMap<String, String>,
+    /// The node's own AS (`podroute.io/as-number`); absent in files of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    as_number: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +106,33 @@ struct StoredView {
     version: u32,
     own: StoredNode,
     peers: Vec<StoredNode>,
+    /// Every BGPPeer's spec, by name.
+    bgp_peers: BTreeMap<String, BGPPeerSpec>,
+    /// The `default` BGPConfiguration's spec.
+    bgp_configuration: Option<BGPConfigurationSpec>,
+}
+
+/// What the file holds: the cluster view and the resources without Secret data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The view from the Node objects.
+    pub view: ClusterView,
+    /// BGPPeers and the BGPConfiguration; `secrets` and `unreadable` are always empty.
+    pub resources: ClusterResources,
+}
+
+impl State {
+    /// `view` and `resources`, with the resources' Secret data (and read errors) left out.
+    pub fn new(view: ClusterView, resources: &ClusterResources) -> Self {
+        Self {
+            view,
+            resources: ClusterResources {
+                peers: resources.peers.clone(),
+                configuration: resources.configuration.clone(),
+                ..ClusterResources::default()
+            },
+        }
+    }
 }
 
 fn store(n: &NodeInfo) -> StoredNode {
@@ -104,6 +141,8 @@ fn store(n: &NodeInfo) -> StoredNode {
         ipv4: n.ips.v4,
         ipv6: n.ips.v6,
         pod_cidrs: n.pod_cidrs.iter().map(ToString::to_string).collect(),
+        labels: n.labels.clone(),
+        as_number: n.as_number,
     }
 }
 
@@ -142,21 +181,24 @@ fn restore(n: StoredNode, path: &Path) -> Result<NodeInfo, PersistError> {
         name: n.name,
         ips,
         pod_cidrs,
-        labels: BTreeMap::new(),
+        labels: n.labels,
+        as_number: n.as_number.filter(|a| crate::peers::usable_as(*a)),
         problems: Vec::new(),
     })
 }
 
-/// Writes `view` to `path` atomically.
-pub fn save(path: &Path, view: &ClusterView) -> Result<(), PersistError> {
+/// Writes `state` to `path` atomically (Secret data, should `state` hold any, is left out).
+pub fn save(path: &Path, state: &State) -> Result<(), PersistError> {
     let io = |source| PersistError::Io {
         path: path.to_owned(),
         source,
     };
     let stored = StoredView {
         version: VERSION,
-        own: store(&view.own),
-        peers: view.peers.values().map(store).collect(),
+        own: store(&state.view.own),
+        peers: state.view.peers.values().map(store).collect(),
+        bgp_peers: state.resources.peers.clone(),
+        bgp_configuration: state.resources.configuration.clone(),
     };
     let text = serde_json::to_vec_pretty(&stored).map_err(|e| PersistError::Format {
         path: path.to_owned(),
@@ -183,22 +225,29 @@ pub fn save(path: &Path, view: &ClusterView) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// Reads and validates the view in `path`, written for node `node_name`.
-pub fn load(path: &Path, node_name: &str) -> Result<ClusterView, PersistError> {
+/// Reads and validates the state in `path`, written for node `node_name`.
+pub fn load(path: &Path, node_name: &str) -> Result<State, PersistError> {
     let text = std::fs::read(path).map_err(|source| PersistError::Io {
         path: path.to_owned(),
         source,
     })?;
-    let stored: StoredView = serde_json::from_slice(&text).map_err(|e| PersistError::Format {
+    let format = |e: serde_json::Error| PersistError::Format {
         path: path.to_owned(),
         reason: e.to_string(),
-    })?;
-    if stored.version != VERSION {
+    };
+    // The version first, so a file of another version is refused as such, whatever its shape.
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let versioned: Versioned = serde_json::from_slice(&text).map_err(format)?;
+    if versioned.version != VERSION {
         return Err(PersistError::Version {
             path: path.to_owned(),
-            found: stored.version,
+            found: versioned.version,
         });
     }
+    let stored: StoredView = serde_json::from_slice(&text).map_err(format)?;
     if stored.own.name != node_name {
         return Err(PersistError::OtherNode {
             path: path.to_owned(),
@@ -218,7 +267,14 @@ pub fn load(path: &Path, node_name: &str) -> Result<ClusterView, PersistError> {
         }
         peers.insert(p.name.clone(), p);
     }
-    Ok(ClusterView { own, peers })
+    Ok(State {
+        view: ClusterView { own, peers },
+        resources: ClusterResources {
+            peers: stored.bgp_peers,
+            configuration: stored.bgp_configuration,
+            ..ClusterResources::default()
+        },
+    })
 }
 
 #[cfg(test)]
@@ -236,7 +292,12 @@ mod tests {
                 format!("10.244.{i}.0/24").parse().expect("net"),
                 format!("fd00:10:244:{i}::/64").parse().expect("net"),
             ],
-            labels: BTreeMap::new(),
+            labels: [
+                ("kubernetes.io/hostname".to_owned(), name.to_owned()),
+                ("rack".to_owned(), format!("r{i}")),
+            ]
+            .into(),
+            as_number: None,
             problems: Vec::new(),
         }
     }
@@ -248,13 +309,46 @@ mod tests {
         }
     }
 
+    fn resources() -> ClusterResources {
+        let peer: BGPPeerSpec = serde_json::from_value(serde_json::json!({
+            "peerAddress": "198.18.0.254",
+            "peerASNumber": 65100,
+            "nodeSelector": {"matchLabels": {"rack": "r1"}},
+            "password": {"name": "tor", "key": "password"},
+            "holdTimeSeconds": 9,
+            "import": [{"prefix": "10.96.0.0/12", "le": 32}],
+            "maxPrefixes": {"limit": 100, "action": "Warn"},
+        }))
+        .expect("BGPPeer spec");
+        let configuration: BGPConfigurationSpec = serde_json::from_value(serde_json::json!({
+            "asNumber": 64513,
+            "nodeToNodeMesh": {"enabled": false, "gtsm": true,
+                "password": {"name": "mesh", "key": "pw"}},
+        }))
+        .expect("BGPConfiguration spec");
+        ClusterResources {
+            peers: [("tor".to_owned(), peer)].into(),
+            configuration: Some(configuration),
+            secrets: [(
+                "tor".to_owned(),
+                [("password".to_owned(), b"s3cret-tor".to_vec())].into(),
+            )]
+            .into(),
+            unreadable: [("mesh".to_owned(), "not found".to_owned())].into(),
+        }
+    }
+
+    fn state() -> State {
+        State::new(view(), &resources())
+    }
+
     #[test]
     fn a_saved_view_loads_back_equal_and_replaces_the_old_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub").join("view.json");
-        let mut v = view();
+        let mut v = state();
         save(&path, &v).expect("save");
-        v.peers.insert("node3".to_owned(), node("node3", 3));
+        v.view.peers.insert("node3".to_owned(), node("node3", 3));
         save(&path, &v).expect("save again");
         assert_eq!(load(&path, "node1").expect("load"), v);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
@@ -266,17 +360,68 @@ mod tests {
     }
 
     #[test]
+    fn peers_configuration_and_labels_come_back_and_secrets_are_not_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("view.json");
+        let full = resources();
+        save(&path, &State::new(view(), &full)).expect("save");
+        let loaded = load(&path, "node1").expect("load");
+        assert_eq!(loaded.view, view());
+        assert_eq!(loaded.view.own.labels["rack"], "r1");
+        assert_eq!(loaded.view.peers["node2"].labels["rack"], "r2");
+        assert_eq!(loaded.resources.peers, full.peers);
+        assert_eq!(loaded.resources.configuration, full.configuration);
+        assert!(loaded.resources.secrets.is_empty());
+        assert!(loaded.resources.unreadable.is_empty());
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("s3cret"), "a Secret value reached the file");
+        assert!(
+            text.contains("\"name\": \"tor\""),
+            "the Secret reference is kept"
+        );
+        // The loaded resources select the same peers, and name the Secret still to be read.
+        let defaults = crate::cluster_peers::FlagDefaults {
+            as_number: 64512,
+            mesh_md5_password: None,
+            mesh_gtsm: false,
+            mesh_bfd: None,
+        };
+        let peers =
+            crate::cluster_peers::cluster_peers(&loaded.resources, &loaded.view.own, &defaults);
+        assert_eq!(peers.mesh.as_number, 64513);
+        assert!(!peers.mesh.enabled);
+        assert!(peers.invalid.contains_key("tor"), "{peers:?}");
+    }
+
+    #[test]
+    fn a_file_of_version_1_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("view.json");
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "own": {"name": "node1", "ipv4": "198.18.0.1", "ipv6": null,
+                "pod_cidrs": ["10.244.1.0/24"]}, "peers": []}"#,
+        )
+        .expect("write");
+        assert!(matches!(
+            load(&path, "node1"),
+            Err(PersistError::Version { found: 1, .. })
+        ));
+    }
+
+    #[test]
     fn a_bad_file_is_an_error_not_a_view() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("view.json");
-        save(&path, &view()).expect("save");
+        save(&path, &state()).expect("save");
         assert!(matches!(
             load(&path, "node2"),
             Err(PersistError::OtherNode { .. })
         ));
         let text = std::fs::read_to_string(&path).expect("read");
         for (from, to) in [
-            ("\"version\": 1", "\"version\": 2"),
+            ("\"version\": 2", "\"version\": 1"),
+            ("\"version\": 2", "\"version\": 3"),
             ("10.244.2.0/24", "10.244.2.1/24"),
             ("10.244.2.0/24", "banana"),
             ("\"name\": \"node2\"", "\"name\": \"node1\""),

@@ -135,14 +135,25 @@ pub fn parse_import_rule(text: &str) -> Result<PrefixRule, StaticPeerError> {
         return Err(bad());
     }
     let max_len = match max {
-        Some(max) => max.parse().map_err(|_| bad())?,
-        None => len,
+        Some(max) => Some(max.parse().map_err(|_| bad())?),
+        None => None,
     };
-    let limit = if address.is_ipv4() { 32 } else { 128 };
-    if max_len < len || max_len > limit {
-        return Err(bad());
+    import_rule(prefix, None, max_len).ok_or_else(bad)
+}
+
+/// An import rule accepting `prefix` and its more-specifics from length `ge` to `le` (both
+/// default to the prefix's own length); `None` if the prefix has host bits set or the lengths
+/// do not fit (`len ≤ ge ≤ le ≤ 32 or 128`). Flags and BGPPeers both build their rules here.
+pub(crate) fn import_rule(prefix: IpNetwork, ge: Option<u8>, le: Option<u8>) -> Option<PrefixRule> {
+    let own = prefix.prefix();
+    let limit = if prefix.is_ipv4() { 32 } else { 128 };
+    let (ge, le) = (ge.unwrap_or(own), le.unwrap_or(own));
+    if prefix.network() != prefix.ip() || ge < own || ge > le || le > limit {
+        return None;
     }
-    Ok(PrefixRule::up_to(prefix, max_len, Verdict::Accept))
+    let mut rule = PrefixRule::up_to(prefix, le, Verdict::Accept);
+    rule.min_len = ge;
+    Some(rule)
 }
 
 /// Parses a spec, reading the password file it names.
@@ -165,7 +176,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                 let ip: IpAddr = value
                     .parse()
                     .map_err(|_| StaticPeerError::Address(value.to_owned()))?;
-                if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+                if !crate::peers::usable_address(ip) {
                     return Err(StaticPeerError::Address(value.to_owned()));
                 }
                 set_once(&mut address, ip, "address")?;
@@ -174,8 +185,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                 let asn: u32 = value
                     .parse()
                     .map_err(|_| StaticPeerError::AsNumber(value.to_owned()))?;
-                // AS 0 (RFC 7607) and AS_TRANS (RFC 6793 §9) are never a real peer AS.
-                if asn == 0 || asn == 23456 {
+                if !crate::peers::usable_as(asn) {
                     return Err(StaticPeerError::AsNumber(value.to_owned()));
                 }
                 set_once(&mut remote_as, asn, "as")?;
@@ -272,14 +282,7 @@ fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, Stati
 /// the error is the reason it is unusable.
 pub(crate) fn read_md5_password(path: &std::path::Path) -> Result<crate::peers::Password, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let password = text.trim_end_matches(['\n', '\r']).to_owned();
-    if password.is_empty() {
-        return Err("the file is empty".into());
-    }
-    if password.len() > crate::sockopt::MD5_MAX_KEY_LEN {
-        return Err("longer than 80 bytes, the TCP-MD5 key limit".into());
-    }
-    Ok(crate::peers::Password::new(password))
+    crate::peers::Password::parse(&text).map_err(|reason| format!("the password is {reason}"))
 }
 
 #[cfg(test)]

@@ -125,50 +125,80 @@ pub fn render(status: &Value) -> String {
             cidrs.join(", ")
         },
     );
+    let routes = &status["routes"];
     line(
         "routes:",
         format!(
-            "{} installed",
-            status["routesInstalled"].as_u64().unwrap_or(0)
+            "{} expected, {} installed, {} as expected in the kernel, {} drifting",
+            routes["expected"].as_u64().unwrap_or(0),
+            routes["installed"].as_u64().unwrap_or(0),
+            routes["asExpectedInKernel"].as_u64().unwrap_or(0),
+            routes["drifting"].as_u64().unwrap_or(0),
         ),
     );
     let peers = status["bgpPeers"].as_array().cloned().unwrap_or_default();
     line("BGP peers:", peers.len().to_string());
-    for peer in &peers {
-        let flag =
-            |key: &str, yes: &str, no: &str| if peer[key] == true { yes } else { no }.to_owned();
-        let bfd = match peer["bfd"].as_str() {
-            None | Some("off") => String::new(),
-            Some(state) if peer["waitingForBfd"] == true => format!("  BFD {state} (BGP waits)"),
-            Some(state) => format!("  BFD {state}"),
-        };
+    if !peers.is_empty() {
         out.push_str(&format!(
-            "  {:<40} {:<24} {:<12} {}{}\n",
-            peer["address"].as_str().unwrap_or("?"),
-            peer["source"].as_str().unwrap_or("?"),
-            flag("established", "Established", "down"),
-            flag("synced", "synced", "not synced"),
-            bfd,
+            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
+            "ADDRESS", "TYPE", "STATE", "FOR", "IN", "ACCEPTED", "OUT", "BFD", "LAST ERROR"
         ));
     }
-    let drift = [
-        ("missingInRib", "missing in the RIB"),
-        ("unexpectedInRib", "unexpected in the RIB"),
-        ("missingInKernel", "missing in the kernel"),
-        ("unexpectedInKernel", "unexpected in the kernel"),
-    ];
-    let mut clean = true;
-    for (key, what) in drift {
-        let routes = strings(&status["drift"][key]);
-        if !routes.is_empty() {
-            clean = false;
-            out.push_str(&format!("drift:      {what}: {}\n", routes.join(", ")));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for peer in &peers {
+        let number = |key: &str| peer[key].as_u64().unwrap_or(0);
+        let mut state = peer["state"].as_str().unwrap_or("?").to_owned();
+        if peer["established"] == true && peer["synced"] != true {
+            state.push('*');
         }
+        let since = peer["sinceUnixSeconds"]
+            .as_u64()
+            .map_or_else(|| "?".to_owned(), |t| duration(now.saturating_sub(t)));
+        // BFD next to the session it guards: its state, `(waits)` while strict mode holds
+        // BGP back until BFD is Up.
+        let bfd = match peer["bfd"].as_str() {
+            None | Some("off") => "-".to_owned(),
+            Some(state) if peer["waitingForBfd"] == true => format!("{state} (waits)"),
+            Some(state) => state.to_owned(),
+        };
+        out.push_str(&format!(
+            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
+            peer["address"].as_str().unwrap_or("?"),
+            peer["type"].as_str().unwrap_or("?"),
+            state,
+            since,
+            number("receivedPrefixes"),
+            number("acceptedRoutes"),
+            number("advertisedRoutes"),
+            bfd,
+            peer["lastError"].as_str().unwrap_or("-"),
+        ));
     }
-    if clean {
+    let drift = status["drift"].as_array().cloned().unwrap_or_default();
+    if drift.is_empty() {
         out.push_str("drift:      none\n");
     }
+    for entry in &drift {
+        out.push_str(&format!(
+            "drift:      {} {} (expected {})\n",
+            entry["prefix"].as_str().unwrap_or("?"),
+            entry["kind"].as_str().unwrap_or("?"),
+            entry["expected"].as_str().unwrap_or("?"),
+        ));
+    }
     out
+}
+
+/// `95s`, `12m`, `3h`, `2d`.
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }
 
 #[cfg(test)]
@@ -180,30 +210,38 @@ mod tests {
     fn a_ready_node_with_peers_and_no_drift() {
         let text = render(&json!({
             "node": "node1", "ready": true, "podCIDRs": ["10.244.1.0/24", "fd00:10:244:1::/64"],
-            "routesInstalled": 4,
+            "routes": {"expected": 4, "installed": 4, "asExpectedInKernel": 4, "drifting": 0},
             "bgpPeers": [
-                {"address": "198.18.0.2", "source": "mesh:node2", "established": true, "synced": true},
-                {"address": "198.18.0.254", "source": "static", "established": false, "synced": false},
+                {"address": "198.18.0.2", "type": "mesh", "state": "Established", "established": true,
+                 "synced": true, "receivedPrefixes": 1, "acceptedRoutes": 1, "advertisedRoutes": 1},
+                {"address": "198.18.0.254", "type": "router", "state": "Active", "established": false,
+                 "synced": false, "lastError": "NOTIFICATION received: cease"},
             ],
-            "drift": {"missingInRib": [], "unexpectedInRib": [], "missingInKernel": [], "unexpectedInKernel": []},
+            "drift": [],
         }));
         assert!(is_ready(&json!({"ready": true})));
         assert!(text.contains("ready:      yes\n"), "{text}");
         assert!(text.contains("10.244.1.0/24, fd00:10:244:1::/64"), "{text}");
-        assert!(text.contains("routes:     4 installed"), "{text}");
+        assert!(
+            text.contains(
+                "routes:     4 expected, 4 installed, 4 as expected in the kernel, 0 drifting"
+            ),
+            "{text}"
+        );
         let mesh = text
             .lines()
             .find(|l| l.contains("198.18.0.2 "))
             .expect("peer line");
         assert!(
-            mesh.contains("mesh:node2") && mesh.contains("Established") && mesh.ends_with("synced")
+            mesh.contains("mesh") && mesh.contains("Established "),
+            "{mesh}"
         );
         let router = text
             .lines()
             .find(|l| l.contains("198.18.0.254"))
             .expect("peer line");
         assert!(
-            router.contains("down") && router.ends_with("not synced"),
+            router.contains("Active") && router.ends_with("NOTIFICATION received: cease"),
             "{router}"
         );
         assert!(text.contains("drift:      none"), "{text}");
@@ -213,8 +251,8 @@ mod tests {
     fn a_node_that_is_not_ready_says_why_and_shows_drift() {
         let status = json!({
             "node": "node3", "ready": false, "notReadyReason": "the node has no pod CIDR yet",
-            "podCIDRs": [], "routesInstalled": 0, "bgpPeers": [],
-            "drift": {"missingInKernel": ["10.244.2.0/24"], "unexpectedInRib": ["10.244.9.0/24 via 198.18.0.9"]},
+            "podCIDRs": [], "bgpPeers": [],
+            "drift": [{"prefix": "10.244.2.0/24", "kind": "kernel_foreign", "expected": "via 198.18.0.2"}],
         });
         let text = render(&status);
         assert!(!is_ready(&status));
@@ -224,11 +262,7 @@ mod tests {
         );
         assert!(text.contains("pod CIDRs:  none yet"), "{text}");
         assert!(
-            text.contains("missing in the kernel: 10.244.2.0/24"),
-            "{text}"
-        );
-        assert!(
-            text.contains("unexpected in the RIB: 10.244.9.0/24 via 198.18.0.9"),
+            text.contains("drift:      10.244.2.0/24 kernel_foreign (expected via 198.18.0.2)"),
             "{text}"
         );
         assert!(!text.contains("drift:      none"), "{text}");

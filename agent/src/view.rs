@@ -16,6 +16,10 @@ use crate::config::NodeIpOverride;
 /// Annotation that overrides a node's IP(s): one IPv4 and/or one IPv6, comma separated.
 pub const NODE_IP_ANNOTATION: &str = "podroute.io/node-ip";
 
+/// Annotation that gives a node its own AS number instead of the cluster's (e.g. one AS per
+/// rack); sessions between nodes of different AS numbers are eBGP.
+pub const NODE_AS_ANNOTATION: &str = "podroute.io/as-number";
+
 /// A node's IP per address family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct NodeIps {
@@ -55,6 +59,8 @@ pub enum NodeProblem {
     BadNodeIpAnnotation(String),
     /// A pod CIDR that is not a network address in CIDR form; it is ignored.
     BadPodCidr(String),
+    /// The `podroute.io/as-number` annotation is not a usable AS number; the cluster AS is used.
+    BadAsAnnotation(String),
     /// A pod CIDR of a family the node has no IP of; no route can point to it.
     NoNodeIpForPodCidr(IpNetwork),
 }
@@ -70,6 +76,8 @@ pub struct NodeInfo {
     pub pod_cidrs: Vec<IpNetwork>,
     /// Node labels (for peer selectors later).
     pub labels: BTreeMap<String, String>,
+    /// The node's own AS (`podroute.io/as-number`), if it has one apart from the cluster's.
+    pub as_number: Option<u32>,
     /// Problems found while reading the Node.
     pub problems: Vec<NodeProblem>,
 }
@@ -114,11 +122,24 @@ impl NodeInfo {
         }
 
         let labels = node.metadata.labels.clone().unwrap_or_default();
+        let as_number = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NODE_AS_ANNOTATION))
+            .and_then(|text| match text.trim().parse::<u32>() {
+                Ok(asn) if crate::peers::usable_as(asn) => Some(asn),
+                _ => {
+                    problems.push(NodeProblem::BadAsAnnotation(text.clone()));
+                    None
+                }
+            });
         Some(Self {
             name,
             ips,
             pod_cidrs,
             labels,
+            as_number,
             problems,
         })
     }

@@ -258,7 +258,7 @@ fn interop(kind: Kind) {
                 seed: 7,
                 ..BfdConfig::default()
             },
-            metrics: Metrics::new().expect("metrics"),
+            metrics: Metrics::new(false).expect("metrics"),
         })
         .expect("BFD sockets");
         let config = SessionConfig {

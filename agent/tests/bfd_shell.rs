@@ -43,7 +43,7 @@ fn node(local: Vec<IpAddr>, seed: u64) -> (BfdHandle, UnboundedReceiver<Liveness
             seed,
             ..BfdConfig::default()
         },
-        metrics: Metrics::new().expect("metrics"),
+        metrics: Metrics::new(false).expect("metrics"),
     })
     .expect("BFD sockets")
 }

@@ -600,6 +600,10 @@ impl Runner<'_> {
                 })
                 .unwrap_or(0)
         };
+        // The flood's own peak: VmHWM reset to the current RSS first (clear_refs 5), as the
+        // ingest benchmark does.
+        std::fs::write(format!("/proc/{agent_pid}/clear_refs"), "5")
+            .map_err(|e| format!("resetting the agent's peak RSS: {e}"))?;
         let before = rss("VmRSS:");
         let env = Env {
             four_octet: true,
@@ -678,8 +682,14 @@ fn a_hostile_mesh_peer_and_router_peer_get_rfc7606_handling() {
     }
 
     // An unconfigured source (the control plane's address) is closed at once and counted.
-    let counted =
-        || metric(&lab, "node2", "podroute_bgp_rejected_connections_total").unwrap_or(0.0);
+    let counted = || {
+        metric(
+            &lab,
+            "node2",
+            "podroute_bgp_rejected_connections_total{reason=\"unknown_peer\"}",
+        )
+        .unwrap_or(0.0)
+    };
     let before = counted();
     let to: SocketAddr = "198.18.0.2:179".parse().expect("addr");
     match connect_from(&lab.cp_ns(), to, Duration::from_secs(2)) {

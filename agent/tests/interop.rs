@@ -383,7 +383,7 @@ fn interop(tor: Tor, tag: &str) {
         metric(
             &lab,
             "node1",
-            "podroute_bgp_sessions{state=\"established\"}"
+            "podroute_bgp_sessions{peer_type=\"router\",state=\"established\"}"
         ),
         Some(2.0)
     );
@@ -403,15 +403,24 @@ fn interop(tor: Tor, tag: &str) {
         || router_routes_on_node(&lab) == expected_learned(&ACCEPTED),
         || explain(&lab, &ctl, &agent),
     );
-    let rejected = metric(&lab, "node1", "podroute_bgp_rejected_routes").unwrap_or(0.0);
-    assert!(
-        rejected >= 2.0,
-        "the prefixes outside the import list are counted as rejected: {rejected}"
+    // Metrics follow the speaker within a second.
+    const REJECTED_METRIC: &str =
+        "podroute_bgp_rejected_routes_total{peer_type=\"router\",reason=\"import_policy\"}";
+    wait_for(
+        "the prefixes outside the import list to be counted as rejected",
+        CONVERGE,
+        || metric(&lab, "node1", REJECTED_METRIC).unwrap_or(0.0) >= 2.0,
+        || explain(&lab, &ctl, &agent),
     );
 
     // An unconfigured source (the API server's address) gets its connection closed at once,
     // counted, and no session.
-    let before = metric(&lab, "node1", "podroute_bgp_rejected_connections_total").unwrap_or(0.0);
+    let before = metric(
+        &lab,
+        "node1",
+        "podroute_bgp_rejected_connections_total{reason=\"unknown_peer\"}",
+    )
+    .unwrap_or(0.0);
     let _ = lab.exec(
         "cp",
         &[
@@ -423,7 +432,15 @@ fn interop(tor: Tor, tag: &str) {
     wait_for(
         "the unconfigured source to be counted",
         CONVERGE,
-        || metric(&lab, "node1", "podroute_bgp_rejected_connections_total").unwrap_or(0.0) > before,
+        || {
+            metric(
+                &lab,
+                "node1",
+                "podroute_bgp_rejected_connections_total{reason=\"unknown_peer\"}",
+            )
+            .unwrap_or(0.0)
+                > before
+        },
         || explain(&lab, &ctl, &agent),
     );
     assert_eq!(

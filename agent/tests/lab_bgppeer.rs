@@ -187,6 +187,15 @@ fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::
         .cloned()
 }
 
+/// Every agent's log, for a failure message.
+fn joined_logs(agents: &[podroute_lab::LabProcess]) -> String {
+    agents
+        .iter()
+        .map(|a| a.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
     let start = std::time::Instant::now();
@@ -223,13 +232,7 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         .iter()
         .map(|n| lab_support::spawn_agent(&lab, n, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
 
     wait_for(
         "BIRD to learn every pod CIDR via its node",
@@ -286,6 +289,30 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
     assert!(peer_status(&status(&lab, "node1"), "198.18.0.253").is_none());
+    // ... and told to operators as a Warning Event on the Node.
+    wait_for(
+        "a BGPConfigRejected event about needs-secret on node1",
+        || {
+            lab.kubectl(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                "default",
+                "--field-selector",
+                "reason=BGPConfigRejected,regarding.name=node1,type=Warning",
+                "-o",
+                "jsonpath={.items[*].note}",
+            ])
+            .is_ok_and(|notes| {
+                notes.contains("BGPPeer/needs-secret not used on this node")
+                    && notes.contains("podroute-bgp-passwords")
+            })
+        },
+        || {
+            lab.kubectl(&["get", "events.events.k8s.io", "-A", "-o", "wide"])
+                .unwrap_or_default()
+        },
+    );
     apply(
         &lab,
         "spare",
@@ -318,12 +345,16 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
     for (before, address) in [(&tor, "198.18.0.254"), (&mesh, "198.18.0.2")] {
         let now = peer_status(&after, address).expect("still configured");
         assert_eq!(now["established"], true, "{address}: {after}");
-        assert_eq!(
-            now["establishedCount"],
-            before["establishedCount"],
-            "{address} was restarted: {after}\n{}",
-            logs()
-        );
+        // A restarted session is a new peer whose count starts again at 1, like the one
+        // before: the time of its last state change tells them apart.
+        for field in ["establishedCount", "sinceUnixSeconds"] {
+            assert_eq!(
+                now[field],
+                before[field],
+                "{address} was restarted ({field}): {after}\n{}",
+                logs()
+            );
+        }
     }
 
     // The mesh turned off in the BGPConfiguration: the mesh sessions go, the router's stays.
@@ -340,12 +371,9 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
     );
     let now = peer_status(&status(&lab, "node1"), "198.18.0.254").expect("router");
     assert_eq!(now["established"], true);
-    assert_eq!(
-        now["establishedCount"],
-        tor["establishedCount"],
-        "{}",
-        logs()
-    );
+    for field in ["establishedCount", "sinceUnixSeconds"] {
+        assert_eq!(now[field], tor[field], "{field}: {}", logs());
+    }
 }
 
 /// Writes the lab's BIRD configuration with TCP-MD5 `password` on every session and reloads it.
@@ -403,13 +431,7 @@ fn secret_passwords_key_rotate_and_never_leak() {
         .iter()
         .map(|n| lab_support::spawn_agent_with(&lab, n, &n.name, &kubeconfig, &[]))
         .collect();
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
+    let logs = || joined_logs(&agents);
     let tor = |lab: &Lab| peer_status(&status(lab, "node1"), "198.18.0.254");
     let established = |lab: &Lab| tor(lab).is_some_and(|p| p["established"] == true);
     wait_for(
@@ -422,7 +444,7 @@ fn secret_passwords_key_rotate_and_never_leak() {
         || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
     let before = status(&lab, "node1");
-    let mesh_count = peer_status(&before, "198.18.0.2").expect("mesh")["establishedCount"].clone();
+    let mesh_before = peer_status(&before, "198.18.0.2").expect("mesh");
 
     // Rotation: the router first, then the Secret; the session comes back with the new key.
     bird_password(&lab, second);
@@ -439,10 +461,12 @@ fn secret_passwords_key_rotate_and_never_leak() {
         || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
     let mesh = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh");
-    assert_eq!(
-        mesh["establishedCount"], mesh_count,
-        "the mesh session was restarted"
-    );
+    for field in ["establishedCount", "sinceUnixSeconds"] {
+        assert_eq!(
+            mesh[field], mesh_before[field],
+            "the mesh session was restarted ({field})"
+        );
+    }
     assert_eq!(mesh["established"], true);
 
     // A wrong password: the session goes and does not come back.
@@ -513,4 +537,60 @@ fn secret_passwords_key_rotate_and_never_leak() {
             );
         }
     }
+}
+
+/// Per-rack AS: node2 annotated with its own AS peers with node1 over eBGP and each node
+/// still routes the other's pod CIDR via its node IP; the router,
+/// configured for AS 64512 everywhere, sees node1 in 64512 and refuses node2's AS 65002.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
+    let lab =
+        Lab::up(&LabConfig::new(lab_name("a"), 2).tor(podroute_lab::Tor::Bird)).expect("lab up");
+    lab.kubectl(&["annotate", "node", "node2", "podroute.io/as-number=65002"])
+        .expect("annotate");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor",
+        &peer(
+            "tor",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 64512\n",
+        ),
+    )
+    .expect("BGPPeer tor");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || joined_logs(&agents);
+    wait_for(
+        "routes both ways over the eBGP session",
+        || {
+            lab_support::podroute_routes(&lab, "node1").contains("10.244.2.0/24 via 198.18.0.2")
+                && lab_support::podroute_routes(&lab, "node2")
+                    .contains("10.244.1.0/24 via 198.18.0.1")
+        },
+        logs,
+    );
+    let peer = peer_status(&status(&lab, "node1"), "198.18.0.2").expect("mesh peer");
+    assert_eq!(peer["established"], true);
+    wait_for(
+        "BIRD to refuse node2's AS (Bad peer AS) and take node1's",
+        || {
+            lab.router_exec(&["show", "protocols", "all", "node2_v4"])
+                .is_ok_and(|t| t.contains("Bad peer AS"))
+                && lab
+                    .router_exec(&["show", "protocols", "node1_v4"])
+                    .is_ok_and(|t| t.contains("Established"))
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                lab.router_exec(&["show", "protocols", "all"]),
+                logs()
+            )
+        },
+    );
 }

@@ -104,30 +104,34 @@ fn a_router_sends_100k_prefixes_and_only_the_import_lists_subset_reaches_the_ker
     // Everything else was refused and counted, nothing of it stored.
     let refused = f64::from(ANNOUNCED) - ALLOWED as f64;
     wait_for("the refusals counted", &agent, || {
-        metric(&lab, "node1", "podroute_bgp_rejected_routes") == Some(refused)
-    });
-    assert_eq!(
         metric(
             &lab,
             "node1",
-            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"
-        ),
-        Some(ALLOWED as f64)
-    );
+            "podroute_bgp_rejected_routes_total{peer_type=\"router\",reason=\"import_policy\"}",
+        ) == Some(refused)
+    });
+    // BGP metrics follow the speaker within a second.
+    wait_for("the Loc-RIB size in the metrics", &agent, || {
+        metric(
+            &lab,
+            "node1",
+            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}",
+        ) == Some(ALLOWED as f64)
+    });
 
     // The router withdraws everything: back to exactly the node's own route.
     write_router_config(&lab, 0);
     wait_for("the kernel back to the own routes", &agent, || {
         podroute_routes(&lab, "node1") == BTreeSet::from([own.clone()])
     });
-    assert_eq!(
+    // BGP metrics follow the speaker within a second.
+    wait_for("the Loc-RIB size in the metrics", &agent, || {
         metric(
             &lab,
             "node1",
-            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}"
-        ),
-        Some(0.0)
-    );
+            "podroute_bgp_loc_rib_prefixes{family=\"ipv4\"}",
+        ) == Some(0.0)
+    });
     drop(agent);
     lab.down().expect("lab down");
 }

@@ -82,8 +82,19 @@ fn context_with(own: u8, port: u16, extra: &[&str]) -> Arc<Context> {
     let cli = Cli::try_parse_from(args).expect("cli");
     Arc::new(Context::new(
         cli.validate().expect("config"),
-        Metrics::new().expect("metrics"),
+        Metrics::new(false).expect("metrics"),
     ))
+}
+
+/// `podroute_bgp_rejected_connections_total{reason="unknown_peer"}` of the agent.
+fn refused_unknown(ctx: &Context) -> u64 {
+    let text = ctx.metrics.render();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("podroute_bgp_rejected_connections_total{reason=\"unknown_peer\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no refusal counter in\n{text}"))
 }
 
 /// Starts a speaker; its route changes are drained (the kernel side is not under test).
@@ -124,6 +135,26 @@ async fn converge(
     }
 }
 
+/// Waits (bounded) until `check` holds for the per-peer status the speaker publishes in
+/// `ctx` (refreshed at least every second).
+async fn peers_converge(
+    ctx: &Context,
+    check: impl Fn(&[podroute_agent::speaker::PeerStatus]) -> bool,
+) -> Vec<podroute_agent::speaker::PeerStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let peers = ctx.status().bgp_peers;
+        if check(&peers) {
+            return peers;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no convergence; last peers: {peers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// OPEN, KEEPALIVE, UPDATE, End-of-RIB on TCP between three speakers.
 #[test]
 #[ignore = "needs root: run by make test"]
@@ -148,7 +179,6 @@ async fn mesh_scenario(port: u16) {
     })
     .await;
     assert_eq!(out.established, 2);
-    assert_eq!(out.loc_rib, (2, 0));
     let learned: Vec<String> = out
         .mesh_best
         .iter()
@@ -179,11 +209,11 @@ async fn mesh_scenario(port: u16) {
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "stranger must be closed: {read:?}"
     );
-    assert_eq!(contexts[0].metrics.bgp_rejected_connections.get(), 1);
+    assert_eq!(refused_unknown(&contexts[0]), 1);
 
-    let sessions_before: Vec<u64> = outputs[0]
-        .borrow()
-        .peers
+    let sessions_before: Vec<u64> = contexts[0]
+        .status()
+        .bgp_peers
         .iter()
         .map(|p| p.established_count)
         .collect();
@@ -211,19 +241,25 @@ async fn mesh_scenario(port: u16) {
     drop(stream);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = converge(&mut outputs[0], |o| {
-        o.peers.iter().all(|p| p.established) && o.mesh_best.len() == 2
+        o.established == 2 && o.mesh_unsynced == 0 && o.mesh_best.len() == 2
     })
     .await;
     assert_eq!(out.established, 2);
-    assert!(out.peers.iter().all(|p| p.synced));
-    let established_once = contexts[0].metrics.bgp_rejected_connections.get();
-    assert_eq!(established_once, 1, "only the stranger was refused");
-    let sessions_after: Vec<u64> = out.peers.iter().map(|p| p.established_count).collect();
+    // Per-peer status is refreshed at least every second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let peers = contexts[0].status().bgp_peers;
+    assert!(peers.iter().all(|p| p.synced && p.established), "{peers:?}");
+    assert_eq!(
+        refused_unknown(&contexts[0]),
+        1,
+        "only the stranger was refused"
+    );
+    let sessions_after: Vec<u64> = peers.iter().map(|p| p.established_count).collect();
     assert_eq!(sessions_after, sessions_before, "no session was reset");
 
     // node-3 leaves node-1's view: its session and routes go; node-2's stay up.
     inputs[0].send_replace(Some(input(1, &[1, 2])));
-    let out = converge(&mut outputs[0], |o| o.loc_rib == (1, 0)).await;
+    let out = converge(&mut outputs[0], |o| o.mesh_best.len() == 1).await;
     assert_eq!(out.established, 1);
     assert!(
         out.mesh_best
@@ -307,17 +343,21 @@ async fn strict_bfd_scenario(port: u16) {
     };
     let mut outputs = Vec::new();
     let mut inputs = Vec::new();
+    let mut contexts = Vec::new();
     for own in [1u8, 2] {
         let ctx = context_with(own, port, &["--mesh-bfd=strict"]);
+        contexts.push(ctx.clone());
         let (in_tx, out_rx) = start(ctx, input_with(own, &[1, 2], None, Some(bfd)));
         inputs.push(in_tx);
         outputs.push(out_rx);
     }
-    let out = converge(&mut outputs[0], |o| {
-        o.established == 1 && o.peers.iter().all(|p| p.bfd == Some(Liveness::Up))
+    converge(&mut outputs[0], |o| o.established == 1).await;
+    peers_converge(&contexts[0], |peers| {
+        peers
+            .iter()
+            .all(|p| p.bfd == Some(Liveness::Up) && !p.waiting_for_bfd)
     })
     .await;
-    assert!(out.peers.iter().all(|p| !p.waiting_for_bfd));
 
     nft(concat!(
         "table inet bfdtest {\n",
@@ -328,11 +368,11 @@ async fn strict_bfd_scenario(port: u16) {
         "}\n",
     ));
     // 15 s at most (the hold time is 90 s): BFD, not the hold timer, ends it.
-    let out = converge(&mut outputs[0], |o| {
-        o.established == 0
-            && o.peers
-                .iter()
-                .all(|p| p.bfd == Some(Liveness::Down) && p.waiting_for_bfd)
+    let out = converge(&mut outputs[0], |o| o.established == 0).await;
+    peers_converge(&contexts[0], |peers| {
+        peers
+            .iter()
+            .all(|p| p.bfd == Some(Liveness::Down) && p.waiting_for_bfd)
     })
     .await;
     assert_eq!(
@@ -342,8 +382,9 @@ async fn strict_bfd_scenario(port: u16) {
     );
 
     nft("delete table inet bfdtest");
-    converge(&mut outputs[0], |o| {
-        o.established == 1 && o.peers.iter().all(|p| p.bfd == Some(Liveness::Up))
+    converge(&mut outputs[0], |o| o.established == 1).await;
+    peers_converge(&contexts[0], |peers| {
+        peers.iter().all(|p| p.bfd == Some(Liveness::Up))
     })
     .await;
     drop(inputs);

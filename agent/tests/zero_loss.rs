@@ -2,22 +2,30 @@
 //! `make test`).
 //!
 //! A two-node lab; both agents peer with each other (mesh) and with BIRD (`--bgp-peer`),
-//! graceful restart on (the default). BIRD installs what it learns into the fabric
-//! namespace's kernel (its `kernel` protocol), so the fabric namespace is "a host behind a
-//! router". Probes every 10 ms, each accounted for (`ping -i 0.01`, transmitted against
-//! received), pod on node1 → pod on node2, pod on node2 → pod on node1, and fabric → pod
-//! on node1, while in turn: node1's agent (the sender of the first flow, the receiver of
-//! the others) is killed -9 and restarted; node2's; both at once; a rolling restart
-//! (SIGTERM, one after the other); node1's killed twice 5 s apart. Zero probes lost in each,
-//! and `ip monitor route` on both nodes and in the router's namespace shows no pod route
-//! withdrawn or re-added (proof beyond the poll: BIRD did not take the route out of its
-//! kernel, the nodes did not touch theirs).
+//! graceful restart on (the default), and BIRD runs graceful restart too, as a restarting
+//! speaker (`graceful restart on`, its kernel protocol keeping its routes over a restart).
+//! BIRD installs what it learns into the fabric namespace's kernel (its `kernel` protocol),
+//! so the fabric namespace is "a host behind a router"; and it announces the second rack's
+//! subnet (198.18.1.0/24, a host at 198.18.1.1 in its namespace), which the nodes import:
+//! a route the nodes learn from the router. Probes every 10 ms, each accounted for (`ping
+//! -i 0.01`, transmitted against received), pod on node1 → pod on node2, pod on node2 → pod
+//! on node1, fabric → pod on node1 and pod on node1 → the other rack's host, while in turn:
+//! node1's agent (the sender of the first flow, the receiver of the others) is killed -9
+//! and restarted; node2's; both at once; a rolling restart (SIGTERM, one after the other);
+//! node1's killed twice 5 s apart; BIRD killed -9 and restarted. Zero probes lost in each,
+//! and `ip monitor route` on both nodes and in the router's namespace shows no pod or rack
+//! route withdrawn or re-added (proof beyond the poll: BIRD did not take the route out of
+//! its kernel, the nodes did not touch theirs, neither while BIRD was gone).
 
 use std::time::{Duration, Instant};
 
 use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal, Tor};
 
 const CONVERGE: Duration = Duration::from_secs(60);
+/// The second rack's subnet, announced by BIRD and imported by the nodes.
+const RACK_B: &str = "198.18.1.0/24";
+/// A host in the second rack: an address of the router's namespace.
+const RACK_B_HOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
 /// Probes per flow and scenario: 15 s at 10 ms.
 const PROBES: u32 = 1500;
 
@@ -43,7 +51,7 @@ fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
         "--startup-grace".to_owned(),
         "20s".to_owned(),
         "--bgp-peer".to_owned(),
-        "address=198.18.0.254,as=64512".to_owned(),
+        format!("address=198.18.0.254,as=64512,import={RACK_B}"),
     ];
     // Inside the lab directory: what the agent routes by when restarted without the API.
     args.push("--state-file".to_owned());
@@ -131,13 +139,13 @@ fn probe_result(p: &mut LabProcess) -> (u32, u32) {
     (num("packets"), num("received"))
 }
 
-/// The lines of `monitor`'s log about pod routes, from `from` on.
+/// The lines of `monitor`'s log about pod routes and the second rack's route, from `from` on.
 fn pod_route_changes(monitor: &LabProcess, from: usize) -> Vec<String> {
     monitor
         .log()
         .lines()
         .skip(from)
-        .filter(|l| l.contains("10.244."))
+        .filter(|l| l.contains("10.244.") || l.contains(RACK_B))
         .map(str::to_owned)
         .collect()
 }
@@ -196,10 +204,33 @@ impl RouteMonitors {
 /// The positive control's route.
 const CONTROL_ROUTE: &str = "10.244.250.0/24";
 
-/// A two-node lab with BIRD, a pod on each node and both agents up, synced, routing.
+/// The lab's BIRD configuration with graceful restart as a restarting speaker (BGP
+/// `graceful restart on`, the kernel protocols' `graceful restart`: routes kept in the kernel
+/// over a restart until BGP has converged again) and the second rack's subnet announced.
+fn bird_restarting_speaker(config: &str) -> String {
+    let with_gr = config
+        .replace("  direct;\n", "  direct;\n  graceful restart on;\n")
+        .replace("export all; }; }", "export all; }; graceful restart; }");
+    assert_eq!(
+        with_gr.matches("graceful restart").count(),
+        4,
+        "the lab's BIRD configuration changed shape:\n{config}"
+    );
+    format!("{with_gr}protocol static rack_b {{ ipv4; route {RACK_B} unreachable; }}\n")
+}
+
+/// A two-node lab with BIRD (see [`bird_restarting_speaker`]), a pod on each node and both
+/// agents up, synced, routing.
 fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) {
     let name = format!("{tag}{}", std::process::id() % 100_000);
     let mut lab = Lab::up(&LabConfig::new(name, 2).tor(Tor::Bird)).expect("lab up");
+    let router = lab.router().expect("router");
+    let config = std::fs::read_to_string(router.config_path()).expect("BIRD config");
+    std::fs::write(router.config_path(), bird_restarting_speaker(&config)).expect("write");
+    lab.restart_router_as_configured().expect("BIRD restarted");
+    let host = format!("{RACK_B_HOST}/32");
+    lab.exec_ok("fabric", &["ip", "addr", "add", &host, "dev", "lo"])
+        .expect("the other rack's host");
     let nodes = lab.nodes().to_vec();
     let pod1 = lab.add_pod("node1", "a").expect("pod a");
     let pod2 = lab.add_pod("node2", "b").expect("pod b");
@@ -209,12 +240,20 @@ fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) 
         let r = lab.exec_ok("fabric", &["ip", "route"]).unwrap_or_default();
         r.contains("10.244.1.0/24") && r.contains("10.244.2.0/24")
     });
+    wait_for("both nodes to route the other rack through BIRD", || {
+        nodes.iter().all(|n| {
+            lab.exec_ok(&n.name, &["ip", "route", "show", RACK_B])
+                .unwrap_or_default()
+                .contains("via 198.18.0.254")
+        })
+    });
     wait_for(
         "pods to reach each other and the router to reach pod a",
         || {
             lab.ping(&pod1, pod2.ipv4)
                 && lab.ping(&pod2, pod1.ipv4)
                 && lab.ping_from("fabric", pod1.ipv4).unwrap_or(false)
+                && lab.ping(&pod1, RACK_B_HOST)
         },
     );
     (lab, nodes, pod1, pod2, agents)
@@ -223,11 +262,11 @@ fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) 
 #[test]
 #[ignore = "needs root: run by make test"]
 fn probes_every_10ms_lose_nothing_while_agents_restart() {
-    let (lab, nodes, pod1, pod2, mut agents) = two_nodes("zl");
+    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes("zl");
     let monitors = RouteMonitors::start(&lab);
 
-    type Scenario = (&'static str, fn(&Lab, &[LabNode], &mut Vec<LabProcess>));
-    let scenarios: [Scenario; 5] = [
+    type Scenario = (&'static str, fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>));
+    let scenarios: [Scenario; 6] = [
         (
             "node1's agent killed -9 and restarted",
             |lab, nodes, agents| {
@@ -266,6 +305,11 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
                 }
             },
         ),
+        ("BIRD killed -9 and restarted", |lab, _, _| {
+            lab.crash_router().expect("kill BIRD");
+            std::thread::sleep(Duration::from_secs(1));
+            lab.recover_router().expect("start BIRD");
+        }),
         (
             "node1's agent killed -9 twice, 5 s apart",
             |lab, nodes, agents| {
@@ -279,6 +323,8 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
         ),
     ];
     let mut failures = Vec::new();
+    // Route changes already reported (the monitors count from the start).
+    let mut reported = 0;
     for (i, (name, action)) in scenarios.into_iter().enumerate() {
         let mut flows = vec![
             (
@@ -293,9 +339,13 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
                 "router→a",
                 probe(&lab, "fabric", pod1.ipv4, &format!("ra{i}"), PROBES),
             ),
+            (
+                "a→rack b",
+                probe(&lab, &pod1.name, RACK_B_HOST, &format!("ar{i}"), PROBES),
+            ),
         ];
         std::thread::sleep(Duration::from_secs(2));
-        action(&lab, &nodes, &mut agents);
+        action(&mut lab, &nodes, &mut agents);
         for (flow, p) in &mut flows {
             let (sent, got) = probe_result(p);
             eprintln!("{name}: {flow}: {got} of {sent} probes answered");
@@ -305,8 +355,10 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
         }
         wait_for("sessions back up and synced", || all_synced(&lab, &nodes));
         let changes = monitors.changes();
-        if !changes.is_empty() {
-            failures.push(format!("{name}: pod routes changed: {changes:?}"));
+        if changes.len() > reported {
+            let new = &changes[reported..];
+            failures.push(format!("{name}: routes changed: {new:?}"));
+            reported = changes.len();
         }
     }
     assert!(
@@ -360,6 +412,10 @@ fn restart_during_an_api_server_outage_loses_nothing() {
         (
             "router→a",
             probe(&lab, "fabric", pod1.ipv4, "outage-ra", count),
+        ),
+        (
+            "a→rack b",
+            probe(&lab, &pod1.name, RACK_B_HOST, "outage-ar", count),
         ),
     ];
     std::thread::sleep(Duration::from_secs(2));

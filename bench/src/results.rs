@@ -421,6 +421,22 @@ mod tests {
     }
 
     #[test]
+    fn a_result_reads_back_to_the_same_numbers() {
+        // A CPU-time difference as the idle measurement computes it; serde_json's default
+        // float parser read it back one ulp off, and `make bench-smoke` compares exactly.
+        let run = RunResult {
+            idle_cpu_s: Some(0.010000000000000009),
+            idle_cpu_slices: vec![0.010000000000000009, 0.1 + 0.2],
+            ..run("podroute", 1, Some(0.528046905), true)
+        };
+        let text = serde_json::to_string(&run).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<RunResult>(&text).expect("parse"),
+            run
+        );
+    }
+
+    #[test]
     fn medians_of_odd_and_even_counts() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));

@@ -498,11 +498,7 @@ impl Bfd {
 
     fn new_discriminator(&mut self) -> u32 {
         loop {
-            let mut x = self.discr_state;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.discr_state = x;
+            let x = crate::session::xorshift64(&mut self.discr_state);
             let discr = (x >> 32) as u32;
             if discr != 0 && !self.sessions.contains_key(&discr) {
                 return discr;

@@ -154,7 +154,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn golden_bird_2_down_packets_decode_and_re_encode() {
     // Captured from BIRD 2.0.12 (`protocol bfd`, min rx/tx 100 ms, multiplier 3, a static
-    // `neighbor`) by agent/tests/bfd_bird.rs: its first packets to an IPv4 and an IPv6
+    // `neighbor`) by agent/tests/bfd_interop.rs: its first packets to an IPv4 and an IPv6
     // peer, before the peer answered. Down, no diag, Your Discriminator 0, the one-second
     // transmit interval of §6.8.3 while not Up, the configured 100 ms receive interval.
     for (golden, discr) in [

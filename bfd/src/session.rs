@@ -68,6 +68,17 @@ pub(crate) enum Output {
     StateChanged { from: State, to: State, diag: Diag },
 }
 
+/// One step of Marsaglia's xorshift64 on `state` (never 0 if it was not): cheap, seeded,
+/// repeatable randomness for jitter and discriminators.
+pub(crate) fn xorshift64(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
 /// A 64-bit xorshift generator for transmit jitter: the RFC asks for variation, not
 /// secrecy, and a seed makes tests reproducible.
 #[derive(Debug, Clone)]
@@ -80,11 +91,7 @@ impl Jitter {
 
     /// A fraction in [lo, hi) percent of `interval`.
     fn apply(&mut self, interval: Duration, lo: u64, hi: u64) -> Duration {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
+        let x = xorshift64(&mut self.0);
         let percent_x1000 = lo * 1000 + x % ((hi - lo) * 1000);
         // At most u32::MAX µs × 100,000: no overflow in u64.
         let us = u64::try_from(interval.as_micros()).unwrap_or(u64::from(u32::MAX));

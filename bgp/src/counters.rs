@@ -83,6 +83,8 @@ pub struct SessionCounters {
     pub messages_out: MessageCounts,
     /// Prefixes announced by the peer (including treat-as-withdraw ones).
     pub prefixes_received: u64,
+    /// [`SessionCounters::prefixes_received`] by family: IPv4, IPv6 (unicast).
+    pub prefixes_received_by_family: (u64, u64),
     /// Prefixes announced by the peer and reported as routes.
     pub prefixes_accepted: u64,
     /// Prefixes withdrawn by the peer.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod conflist;
 pub mod env;
 pub mod error;
+pub mod install;
 pub mod ipam;
 pub mod naming;
 pub mod netlink;

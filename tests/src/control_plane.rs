@@ -159,10 +159,64 @@ pub(crate) fn apiserver_args(pki: &PkiPaths) -> Vec<String> {
         "--enable-admission-plugins=NodeRestriction".into(),
         "--allow-privileged=true".into(),
         "--profiling=false".into(),
+        // kubectl exec/logs reach a cluster-mode kubelet, which authenticates its clients.
+        format!("--kubelet-client-certificate={}", p(&pki.admin_cert)),
+        format!("--kubelet-client-key={}", p(&pki.admin_key)),
+        // Node names resolve nowhere (the lab has no DNS): dial the InternalIP.
+        "--kubelet-preferred-address-types=InternalIP".into(),
         format!(
             "--cert-dir={}",
             p(pki.ca_cert.parent().unwrap_or(Path::new(".")))
         ),
+        "--v=1".into(),
+    ]
+}
+
+/// The cluster CIDRs the cluster mode's node IPAM allocates from: a /24 (and a /64) per node.
+pub const CLUSTER_CIDR_V4: &str = "10.244.0.0/16";
+/// The IPv6 cluster CIDR of a dual-stack cluster-mode lab.
+pub const CLUSTER_CIDR_V6: &str = "fd00:10:244::/56";
+
+/// kube-controller-manager's command line: node IPAM (`--allocate-node-cidrs`) from the lab's
+/// cluster CIDR(s), the lab CA published to pods (`kube-root-ca.crt`), no leader election.
+pub(crate) fn controller_manager_args(
+    pki: &PkiPaths,
+    kubeconfig: &Path,
+    ipv6: bool,
+    node_cidr_mask_v4: u8,
+) -> Vec<String> {
+    let p = |x: &Path| x.display().to_string();
+    let cidrs = if ipv6 {
+        format!("{CLUSTER_CIDR_V4},{CLUSTER_CIDR_V6}")
+    } else {
+        CLUSTER_CIDR_V4.to_owned()
+    };
+    let mut args = vec![
+        format!("--kubeconfig={}", p(kubeconfig)),
+        "--allocate-node-cidrs=true".into(),
+        format!("--cluster-cidr={cidrs}"),
+        format!("--node-cidr-mask-size-ipv4={node_cidr_mask_v4}"),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        format!("--root-ca-file={}", p(&pki.ca_cert)),
+        format!("--service-account-private-key-file={}", p(&pki.sa_key)),
+        "--use-service-account-credentials=false".into(),
+        "--leader-elect=false".into(),
+        "--bind-address=127.0.0.1".into(),
+        "--v=1".into(),
+    ];
+    // Refused by a single-stack controller manager.
+    if ipv6 {
+        args.push("--node-cidr-mask-size-ipv6=64".into());
+    }
+    args
+}
+
+/// kube-scheduler's command line.
+pub(crate) fn scheduler_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--leader-elect=false".into(),
+        "--bind-address=127.0.0.1".into(),
         "--v=1".into(),
     ]
 }

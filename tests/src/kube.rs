@@ -72,7 +72,7 @@ impl Lab {
             &log,
             &self.dir.join("pids/kube-apiserver.pid"),
         )?;
-        self.daemons.insert("kube-apiserver", child);
+        self.daemons.insert("kube-apiserver".to_owned(), child);
         let cp = self.cp_ns();
         let kubeconfig = self.kubeconfig();
         let daemons = &mut self.daemons;

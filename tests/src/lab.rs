@@ -20,6 +20,7 @@ use crate::cmd;
 use crate::control_plane::{self, ControlPlaneBins};
 use crate::error::{LabError, Result, file_err};
 use crate::names::{self, LabName};
+use crate::node_runtime::ClusterBins;
 use crate::pki::{self, PkiPaths};
 use crate::plan::{self, APISERVER_V4, FABRIC_V4_PREFIX, MAX_NODES};
 use crate::process::{self, LabProcess};
@@ -50,7 +51,20 @@ pub struct LabConfig {
     /// Run etcd and kube-apiserver and create Node objects. Tests of the BGP speaker against a
     /// router alone can turn this off to save the API server's start-up time.
     pub control_plane: bool,
+    /// Cluster mode ([`crate::cluster`]): kube-controller-manager, kube-scheduler, and containerd
+    /// and a kubelet on every node; pod CIDRs from the node IPAM. Implies a control plane.
+    pub cluster: bool,
+    /// Cluster mode: the prefix length of the IPv4 pod CIDR the node IPAM gives each node
+    /// (`--node-cidr-mask-size-ipv4`), [`DEFAULT_NODE_CIDR_MASK_V4`] unless a test wants a
+    /// small range to exhaust.
+    pub node_cidr_mask_v4: u8,
 }
+
+/// The IPv4 pod CIDR prefix length of a cluster-mode node unless asked otherwise.
+pub const DEFAULT_NODE_CIDR_MASK_V4: u8 = 24;
+/// The node IPAM's IPv4 prefix lengths a cluster-mode lab accepts: inside the /16 cluster
+/// CIDR, and at least the two addresses the CNI plugin needs.
+const NODE_CIDR_MASKS_V4: std::ops::RangeInclusive<u8> = 17..=30;
 
 impl LabConfig {
     /// A lab called `name` with `nodes` nodes, a control plane, no router, IPv4 only.
@@ -61,7 +75,15 @@ impl LabConfig {
             tor: Tor::None,
             ipv6: false,
             control_plane: true,
+            cluster: false,
+            node_cidr_mask_v4: DEFAULT_NODE_CIDR_MASK_V4,
         }
+    }
+
+    /// Turns cluster mode on or off.
+    pub fn cluster(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
     }
 
     /// Sets the router.
@@ -79,6 +101,12 @@ impl LabConfig {
     /// Turns the control plane on or off.
     pub fn control_plane(mut self, on: bool) -> Self {
         self.control_plane = on;
+        self
+    }
+
+    /// Sets the prefix length of the nodes' IPv4 pod CIDRs (cluster mode).
+    pub fn node_cidr_mask_v4(mut self, prefix: u8) -> Self {
+        self.node_cidr_mask_v4 = prefix;
         self
     }
 }
@@ -103,7 +131,7 @@ pub struct LabNode {
 }
 
 impl LabNode {
-    fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
+    pub(crate) fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
         Self {
             name: names::node_name(index),
             index,
@@ -138,9 +166,19 @@ pub(crate) struct LabState {
     pub(crate) ipv6: bool,
     pub(crate) control_plane: bool,
     pub(crate) bins: Option<ControlPlaneBins>,
+    /// The cluster mode's binaries and images; `None` in the light mode.
+    #[serde(default)]
+    pub(crate) cluster: Option<ClusterBins>,
+    /// The node IPAM's IPv4 prefix length (cluster mode).
+    #[serde(default = "default_node_cidr_mask_v4")]
+    pub(crate) node_cidr_mask_v4: u8,
     pub(crate) nodes: Vec<LabNode>,
     /// Seconds `up` took (0 while it is still running).
     pub(crate) up_seconds: f64,
+}
+
+fn default_node_cidr_mask_v4() -> u8 {
+    DEFAULT_NODE_CIDR_MASK_V4
 }
 
 /// A running lab.
@@ -155,7 +193,7 @@ pub struct Lab {
     /// Whether dropping this value tears the lab down.
     owned: bool,
     /// Daemons this process started (etcd, kube-apiserver, router), reaped at teardown.
-    pub(crate) daemons: BTreeMap<&'static str, Child>,
+    pub(crate) daemons: BTreeMap<String, Child>,
 }
 
 impl Lab {
@@ -178,8 +216,25 @@ impl Lab {
         }
         // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
         teardown::down(&name)?;
+        if cfg.cluster && !cfg.control_plane {
+            return Err(LabError::Invalid(
+                "cluster mode needs the control plane".into(),
+            ));
+        }
+        if !NODE_CIDR_MASKS_V4.contains(&cfg.node_cidr_mask_v4) {
+            return Err(LabError::Invalid(format!(
+                "the nodes' IPv4 pod CIDR prefix length must be {} to {}",
+                NODE_CIDR_MASKS_V4.start(),
+                NODE_CIDR_MASKS_V4.end()
+            )));
+        }
         let bins = if cfg.control_plane {
             Some(ControlPlaneBins::locate()?)
+        } else {
+            None
+        };
+        let cluster = if cfg.cluster {
+            Some(ClusterBins::locate()?)
         } else {
             None
         };
@@ -191,6 +246,8 @@ impl Lab {
             ipv6: cfg.ipv6,
             control_plane: cfg.control_plane,
             bins,
+            cluster,
+            node_cidr_mask_v4: cfg.node_cidr_mask_v4,
             nodes: (1..=cfg.nodes)
                 .map(|i| LabNode::planned(&name, i, cfg.ipv6))
                 .collect(),
@@ -497,9 +554,14 @@ impl Lab {
             &self.log_dir().join("etcd.log"),
             &self.dir.join("pids/etcd.pid"),
         )?;
-        self.daemons.insert("etcd", etcd);
+        self.daemons.insert("etcd".to_owned(), etcd);
         self.start_apiserver()?;
-        self.create_node_objects(&self.state.nodes)
+        if self.state.cluster.is_some() {
+            // The kubelets register the Nodes; the node IPAM gives them their pod CIDRs.
+            self.build_cluster()
+        } else {
+            self.create_node_objects(&self.state.nodes)
+        }
     }
 
     pub(crate) fn bins(&self) -> Result<ControlPlaneBins> {
@@ -525,16 +587,17 @@ impl Lab {
         process::ensure_dir(router.dir())?;
         let neighbors = self.router_neighbors();
         router::write_config(&router, &neighbors)?;
-        self.spawn_router()
+        self.spawn_router(false)
     }
 
     /// Starts the router daemon with the configuration file as it is (see
-    /// [`Router::config_path`]) and waits until its client answers.
-    pub(crate) fn spawn_router(&mut self) -> Result<()> {
+    /// [`Router::config_path`]), recovering from its own crash if `recovery` (see
+    /// [`Router::daemon_args`]), and waits until its client answers.
+    pub(crate) fn spawn_router(&mut self, recovery: bool) -> Result<()> {
         let Some(router) = self.router() else {
             return Ok(());
         };
-        let argv = router.daemon_args();
+        let argv = router.daemon_args(recovery);
         let Some((prog, rest)) = argv.split_first() else {
             return Ok(());
         };
@@ -543,7 +606,7 @@ impl Lab {
             &router.log_path().with_file_name("daemon.log"),
             &router.pid_file(),
         )?;
-        self.daemons.insert("router", child);
+        self.daemons.insert("router".to_owned(), child);
         let started = Instant::now();
         loop {
             cancel::check()?;

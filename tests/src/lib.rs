@@ -33,6 +33,7 @@
 //! | [`Lab::stop_apiserver`], [`Lab::start_apiserver`] | an API-server outage |
 //! | [`Lab::add_node`], [`Lab::delete_node_object`], [`Lab::set_pod_cidr`] | change the cluster at runtime |
 //! | [`Lab::router`], [`Lab::router_exec`], [`Router::sessions`] | the top-of-rack router and its sessions |
+//! | `LabConfig::cluster(true)`, [`Lab::deploy_podroute`], [`Lab::node_exec`] | cluster mode: kubelet + containerd per node, podroute as its DaemonSet ([`cluster`]) |
 //!
 //! # Debugging a failed test
 //!
@@ -66,6 +67,8 @@
 //! ```
 
 pub mod cancel;
+mod cgroups;
+pub mod cluster;
 mod cmd;
 pub mod control_plane;
 pub mod error;
@@ -75,6 +78,7 @@ pub mod hostile;
 mod kube;
 pub mod lab;
 pub mod names;
+pub mod node_runtime;
 pub mod pki;
 pub mod plan;
 pub mod pods;

@@ -32,8 +32,12 @@ enum Command {
         #[arg(long)]
         ipv6: bool,
         /// Skip etcd, kube-apiserver and Node objects.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         no_control_plane: bool,
+        /// Cluster mode: kube-controller-manager (pod CIDRs) and kube-scheduler, containerd and
+        /// a kubelet on every node; deploy podroute with `kubectl apply -k`.
+        #[arg(long)]
+        cluster: bool,
         /// The lab's name (prefix of every namespace).
         #[arg(long, default_value = DEFAULT_LAB_NAME)]
         name: String,
@@ -119,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tor,
             ipv6,
             no_control_plane,
+            cluster,
             name,
         } => {
             let tor: Tor = tor.parse()?;
@@ -131,6 +136,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tor,
                 ipv6,
                 control_plane: !no_control_plane,
+                cluster,
+                node_cidr_mask_v4: podroute_lab::lab::DEFAULT_NODE_CIDR_MASK_V4,
             };
             let lab = Lab::up(&cfg)?;
             eprintln!(
@@ -193,8 +200,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("lab {name}: nothing to remove");
             } else {
                 println!(
-                    "lab {name}: removed {} namespaces, stopped {} processes{}",
+                    "lab {name}: removed {} namespaces and {} cgroups, stopped {} processes{}",
                     report.namespaces.len(),
+                    report.cgroups,
                     report.processes.len(),
                     if report.removed_dir {
                         ", deleted its directory"

@@ -193,6 +193,31 @@ pub(crate) fn create(dir: &Path) -> Result<PkiPaths> {
     Ok(p)
 }
 
+/// A kubelet's client certificate and key for Node `node` (`O=system:nodes`,
+/// `CN=system:node:<node>`, what the Node authorizer and NodeRestriction expect), issued into
+/// `dest` as `kubelet.crt` and `kubelet.key`. Returns (certificate, key).
+pub(crate) fn issue_node_client(
+    pki_dir: &Path,
+    node: &str,
+    index: u8,
+    dest: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    let p = PkiPaths::new(pki_dir);
+    let (cert, key) = (dest.join("kubelet.crt"), dest.join("kubelet.key"));
+    gen_key(&key)?;
+    issue(
+        pki_dir,
+        &p,
+        &key,
+        &cert,
+        &format!("/O=system:nodes/CN=system:node:{node}"),
+        "client_ext",
+        // Serials 1-3 are the CA's, the API server's and the admin's.
+        100 + u32::from(index),
+    )?;
+    Ok((cert, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

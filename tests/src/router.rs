@@ -276,20 +276,29 @@ impl Router {
 
     /// The command that runs the router daemon in the foreground (wrapped in `ip netns exec`
     /// by the caller).
-    pub(crate) fn daemon_args(&self) -> Vec<String> {
+    /// The daemon's command line. `recovery`: it starts after a crash of its own and
+    /// recovers gracefully (BIRD's `-R`: graceful-restart recovery, its kernel routes kept
+    /// until BGP has converged again; the others have no such switch).
+    pub(crate) fn daemon_args(&self, recovery: bool) -> Vec<String> {
         let d = |f: &str| self.dir.join(f).display().to_string();
         match self.kind {
             Tor::None => Vec::new(),
-            Tor::Bird => vec![
-                "bird".into(),
-                "-f".into(),
-                "-c".into(),
-                d("bird.conf"),
-                "-s".into(),
-                d("bird.ctl"),
-                "-P".into(),
-                d("bird.pid"),
-            ],
+            Tor::Bird => {
+                let mut args: Vec<String> = vec![
+                    "bird".into(),
+                    "-f".into(),
+                    "-c".into(),
+                    d("bird.conf"),
+                    "-s".into(),
+                    d("bird.ctl"),
+                    "-P".into(),
+                    d("bird.pid"),
+                ];
+                if recovery {
+                    args.push("-R".into());
+                }
+                args
+            }
             Tor::Gobgp => vec![
                 "gobgpd".into(),
                 "-f".into(),

@@ -1,5 +1,6 @@
-//! Router faults for interop tests: stop the router daemon (a crash or reboot as its peers see
-//! it) and start it again, with the lab's base configuration or with the file a test wrote.
+//! Router faults for interop and zero-loss tests: stop the router daemon (a shutdown: BIRD and
+//! GoBGP send a Cease first), kill it (a crash: no NOTIFICATION, its kernel routes left as they
+//! are), and start it again, with the lab's base configuration or with the file a test wrote.
 
 use crate::error::Result;
 use crate::lab::Lab;
@@ -12,6 +13,17 @@ impl Lab {
         if let Some(mut child) = self.daemons.remove("router") {
             let pid = i32::try_from(child.id()).unwrap_or(0);
             process::terminate_all(&[pid], TERM_GRACE);
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Kills the router daemon with SIGKILL: it sends no NOTIFICATION and removes nothing
+    /// from its kernel, as a crashed router would (its peers see the TCP connections close).
+    /// Start it again with [`Lab::recover_router`].
+    pub fn crash_router(&mut self) -> Result<()> {
+        if let Some(mut child) = self.daemons.remove("router") {
+            let _ = child.kill();
             let _ = child.wait();
         }
         Ok(())
@@ -30,6 +42,13 @@ impl Lab {
     /// up on reload (GoBGP takes a TCP-MD5 password added by `SIGHUP` on IPv4 sessions only).
     pub fn restart_router_as_configured(&mut self) -> Result<()> {
         self.stop_router()?;
-        self.spawn_router()
+        self.spawn_router(false)
+    }
+
+    /// Starts the router again after [`Lab::crash_router`], with its configuration file as
+    /// it is, as a restarting speaker that kept its forwarding state (BIRD: `bird -R`).
+    pub fn recover_router(&mut self) -> Result<()> {
+        self.stop_router()?;
+        self.spawn_router(true)
     }
 }

@@ -6,10 +6,14 @@
 
 use std::fs;
 
+use crate::cgroups;
 use crate::cmd;
 use crate::error::{Result, file_err};
 use crate::names::LabName;
 use crate::process::{self, TERM_GRACE};
+
+/// How long a cgroup whose processes have exited may stay busy.
+const CGROUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `down` removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,12 +24,17 @@ pub struct DownReport {
     pub processes: Vec<i32>,
     /// Whether the lab directory existed and was removed.
     pub removed_dir: bool,
+    /// Cgroup directories of a cluster-mode lab removed.
+    pub cgroups: usize,
 }
 
 impl DownReport {
     /// Whether there was nothing to remove.
     pub fn was_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.processes.is_empty() && !self.removed_dir
+        self.namespaces.is_empty()
+            && self.processes.is_empty()
+            && !self.removed_dir
+            && self.cgroups == 0
     }
 }
 
@@ -52,6 +61,11 @@ pub fn lab_processes(name: &LabName, namespaces: &[String]) -> Vec<i32> {
         .flat_map(|ns| process::pids_in_ns(ns))
         .collect();
     pids.extend(process::pids_referencing(&name.dir()));
+    // A cluster-mode lab's containers run in pod namespaces the host does not list, from
+    // images outside the lab directory: their cgroups find them.
+    for cg in cgroups::lab_cgroups(name.as_str()) {
+        pids.extend(cgroups::pids_below(&cg));
+    }
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     pids.retain(|p| *p != me && process::alive(*p));
     pids.sort_unstable();
@@ -99,6 +113,12 @@ pub fn down(name: &LabName) -> Result<DownReport> {
             Err(e) if !list_namespaces()?.contains(&ns) => drop(e),
             Err(e) => return Err(e),
         }
+    }
+
+    // Cgroups once their processes are gone; the node mount namespaces (and every mount the
+    // runtimes made in them) went with their last process.
+    for cg in cgroups::lab_cgroups(name.as_str()) {
+        report.cgroups += cgroups::remove_tree(&cg, CGROUP_PATIENCE)?;
     }
 
     let dir = name.dir();

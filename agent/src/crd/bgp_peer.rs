@@ -107,10 +107,8 @@ pub struct BGPPeerSpec {
     /// A limit on the prefixes accepted from the peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prefixes: Option<MaxPrefixes>,
-
-    /// Graceful restart (RFC 4724) with this peer; absent: the cluster's setting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub graceful_restart: Option<GracefulRestart>,
+    // Per-peer graceful restart (`gracefulRestart: {enabled, restartTimeSeconds}`) is not
+    // here yet: every session uses --graceful-restart-time until the agent can apply it.
     // BFD (issue 12) goes here as `bfd: Option<BfdSettings>`, next to the session settings.
 }
 
@@ -165,16 +163,4 @@ pub enum MaxPrefixAction {
     DropExcess,
     /// End the session (NOTIFICATION Cease, Maximum Number of Prefixes Reached).
     Cease,
-}
-
-/// Graceful restart settings of one peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GracefulRestart {
-    /// Offer and honour graceful restart.
-    pub enabled: bool,
-    /// The Restart Time we advertise, seconds (at most 4095, RFC 4724 §3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self <= 4095").message("restartTimeSeconds is at most 4095 (RFC 4724)"))]
-    pub restart_time_seconds: Option<u16>,
 }

@@ -13,7 +13,8 @@ use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -116,19 +117,6 @@ pub enum Resolution {
     Unresolvable,
 }
 
-/// The `ip route get <next hop>` request.
-pub(crate) fn resolve_request(next_hop: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
-    let message = match next_hop {
-        IpAddr::V4(a) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(a, 32)
-            .build(),
-        IpAddr::V6(a) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(a, 128)
-            .build(),
-    };
-    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
-}
-
 /// Reads the answer to [`resolve_request`] like BIRD's recursive gateways: if the kernel's
 /// route to the next hop has a gateway, podroute's route uses the same gateway and device; if
 /// the next hop is on a connected subnet, the route goes `via next_hop dev <that device>`.
@@ -149,6 +137,47 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
             None => Resolution::Unresolvable,
         },
     }
+}
+
+/// The `ip route get <next hop>` request: how the kernel forwards to `next_hop`.
+pub(crate) fn resolve_request(next_hop: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
+    get_request(next_hop, RouteFlags::empty())
+}
+
+/// The `ip route get fibmatch <address>` request: the FIB entry that forwards `address` (its
+/// prefix, protocol and next hop). The kernel answers blackhole and unreachable entries with
+/// an error, like a missing route.
+pub(crate) fn fibmatch_request(address: IpAddr) -> NetlinkMessage<RouteNetlinkMessage> {
+    get_request(address, RouteFlags::FibMatch)
+}
+
+/// A route lookup of `address` that a socket with strict checking accepts too (every header
+/// field but the family, the destination length and `flags` zero), as `ip route get` sends it.
+fn get_request(address: IpAddr, flags: RouteFlags) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    let (family, length) = match address {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    message.header.address_family = family;
+    message.header.destination_prefix_length = length;
+    message.header.flags = flags;
+    message
+        .attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(address)));
+    request(RouteNetlinkMessage::GetRoute(message), NLM_F_REQUEST)
+}
+
+/// The request dumping the blackhole routes of one family (every protocol); on a socket
+/// with strict checking the kernel sends only those.
+pub(crate) fn blackhole_dump_request(family: AddressFamily) -> NetlinkMessage<RouteNetlinkMessage> {
+    let mut message = RouteMessage::default();
+    message.header.address_family = family;
+    message.header.kind = RouteType::BlackHole;
+    request(
+        RouteNetlinkMessage::GetRoute(message),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
 }
 
 /// The request dumping every route of one family.

@@ -10,6 +10,8 @@
 //! - `table` (private): pure — the programmer's cache of desired routes and kernel state.
 //! - `batch` (private): pure — many route writes packed into one netlink datagram.
 //! - `netlink` (private): the programmer's request and notification sockets.
+//! - [`probe`]: drift's kernel side, a fresh look at how the kernel forwards each expected
+//!   destination (not the programmer's cache).
 //! - [`programmer`]: [`RouteProgrammer`], staged deltas in, batched writes out, kernel
 //!   notifications and a rare full pass as the safety net.
 
@@ -19,6 +21,7 @@ pub mod diff;
 pub mod kernel;
 mod netlink;
 pub mod ownership;
+pub mod probe;
 pub mod programmer;
 mod table;
 

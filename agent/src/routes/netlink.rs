@@ -50,7 +50,21 @@ impl std::fmt::Debug for RequestSocket {
 impl RequestSocket {
     /// Opens the socket in the calling thread's network namespace.
     pub(crate) fn open() -> io::Result<Self> {
+        Self::open_with(false)
+    }
+
+    /// Like [`Self::open`], with strict checking (`NETLINK_GET_STRICT_CHK`, Linux ≥ 4.20):
+    /// the kernel applies a dump request's header fields (route type, protocol, table) as a
+    /// filter instead of sending every route.
+    pub(crate) fn open_strict() -> io::Result<Self> {
+        Self::open_with(true)
+    }
+
+    fn open_with(strict: bool) -> io::Result<Self> {
         let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+        if strict {
+            socket.socket_ref().set_netlink_get_strict_chk(true)?;
+        }
         let address = socket.socket_mut().bind_auto()?;
         // Error answers echo only the failed request's header, not the whole request.
         socket.socket_ref().set_cap_ack(true)?;
@@ -106,9 +120,19 @@ impl RequestSocket {
     pub(crate) async fn dump(
         &mut self,
         family: AddressFamily,
+        each: impl FnMut(&RouteMessage),
+    ) -> io::Result<bool> {
+        self.dump_with(dump_request(family), each).await
+    }
+
+    /// Sends a dump request and hands each route of the answer to `each`; see
+    /// [`Self::dump`].
+    pub(crate) async fn dump_with(
+        &mut self,
+        request: NetlinkMessage<RouteNetlinkMessage>,
         mut each: impl FnMut(&RouteMessage),
     ) -> io::Result<bool> {
-        let seq = self.send_message(dump_request(family)).await?;
+        let seq = self.send_message(request).await?;
         let mut interrupted = false;
         loop {
             self.recv().await?;

@@ -131,6 +131,9 @@ pub struct RouteProgrammer {
     full_pass_requested: bool,
     /// Ask the kernel again about every next hop in use at the next flush.
     refresh_next_hops: bool,
+    /// Requests in each netlink batch sent since [`Self::take_batch_sizes`] (for the batch
+    /// size histogram).
+    batch_sizes: Vec<u32>,
 }
 
 impl RouteProgrammer {
@@ -148,6 +151,7 @@ impl RouteProgrammer {
             last_full_pass: None,
             full_pass_requested: false,
             refresh_next_hops: false,
+            batch_sizes: Vec::new(),
         })
     }
 
@@ -246,6 +250,11 @@ impl RouteProgrammer {
         self.table.installed()
     }
 
+    /// [`Self::installed`] by family: IPv4, IPv6.
+    pub fn installed_by_family(&self) -> (usize, usize) {
+        self.table.installed_by_family()
+    }
+
     /// True if `destination` is wanted and in place.
     pub fn is_installed(&self, destination: &IpNetwork) -> bool {
         self.table.is_installed(destination)
@@ -264,6 +273,11 @@ impl RouteProgrammer {
     /// Wanted destinations whose next hop the kernel cannot reach.
     pub fn unresolvable(&self) -> usize {
         self.table.unresolvable()
+    }
+
+    /// The size (requests) of every netlink batch sent since the last call.
+    pub fn take_batch_sizes(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.batch_sizes)
     }
 
     /// Counters since start.
@@ -386,6 +400,8 @@ impl RouteProgrammer {
             let counters = self.table.counters_mut();
             counters.batches += 1;
             counters.batched_requests += sent.len() as u64;
+            self.batch_sizes
+                .push(u32::try_from(sent.len()).unwrap_or(u32::MAX));
             let mut outcomes = vec![Outcome::Done; sent.len()];
             match self.requests.send_batch(&mut batch).await {
                 Ok(failures) => {

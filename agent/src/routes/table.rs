@@ -228,6 +228,8 @@ struct Shared {
     own_pod_cidrs: Vec<IpNetwork>,
     wanted: usize,
     installed: usize,
+    /// Of `installed`, IPv6 destinations.
+    installed_v6: usize,
     collisions: usize,
     counters: RouteCounters,
 }
@@ -312,10 +314,13 @@ impl Shared {
             slot.wanted != 0 && slot.ours != 0 && slot.foreign == 0 && !slot.has(QUEUED);
         if installed != slot.has(INSTALLED) {
             slot.flags ^= INSTALLED;
+            let v6 = usize::from(destination.is_ipv6());
             if installed {
                 self.installed += 1;
+                self.installed_v6 += v6;
             } else {
                 self.installed -= 1;
+                self.installed_v6 -= v6;
             }
         }
         let colliding = slot.wanted != 0 && slot.foreign > 0;
@@ -421,6 +426,7 @@ impl RouteTable {
             own_pod_cidrs: Vec::new(),
             wanted: 0,
             installed: 0,
+            installed_v6: 0,
             collisions: 0,
             counters: RouteCounters::default(),
         };
@@ -858,6 +864,12 @@ impl RouteTable {
     /// Destinations wanted and in place.
     pub(crate) fn installed(&self) -> usize {
         self.shared.installed
+    }
+
+    /// [`Self::installed`] by family: IPv4, IPv6.
+    pub(crate) fn installed_by_family(&self) -> (usize, usize) {
+        let v6 = self.shared.installed_v6;
+        (self.shared.installed - v6, v6)
     }
 
     /// True if `destination` is wanted and in place.

@@ -22,7 +22,6 @@ use std::time::Instant;
 use ipnetwork::IpNetwork;
 use podroute_bfd::endpoint::{BfdConfig, Liveness};
 use podroute_bfd::session::SessionConfig;
-use podroute_bgp::message::Family;
 use podroute_bgp::session::State;
 use podroute_bgp::speaker::{
     ConnId, GracefulRestartConfig, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig,
@@ -32,6 +31,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::bfd::driver::{self as bfd_driver, BfdDriverConfig, BfdHandle, LivenessEvent};
 use crate::context::Context;
+use crate::metrics::Trigger;
+use crate::metrics::bgp::{PeerType, SeenCounters};
 use crate::peers::{BfdSettings, PeerChanges, PeerSet};
 use crate::view::ClusterView;
 use connection::{Connection, Dial, Inbound};
@@ -59,7 +60,10 @@ pub struct SpeakerInput {
     pub advertised: Vec<(IpNetwork, IpAddr)>,
 }
 
-/// What the speaker reports besides routes.
+/// What the main loop needs from the speaker besides routes: readiness and the RIB side
+/// of drift. It changes with session states, End-of-RIB and mesh best paths only, not with
+/// every UPDATE, so it wakes the loop only when readiness may change. The per-peer view for
+/// `status` goes to the [`Context`] directly ([`PeerStatus`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BgpStatus {
     /// End-of-RIB came from every mesh peer for every negotiated family, or the selection
@@ -67,15 +71,18 @@ pub struct BgpStatus {
     pub initial_sync_done: bool,
     /// Peers with an Established session.
     pub established: usize,
-    /// Routes refused by import policy since start, over all peers.
-    pub rejected: u64,
-    /// Loc-RIB prefixes: IPv4, IPv6.
-    pub loc_rib: (usize, usize),
+    /// Established mesh peers that did not send End-of-RIB yet.
+    pub mesh_unsynced: usize,
+    /// Every router (static or BGPPeer) peer has sent End-of-RIB since the agent started, or
+    /// is established without graceful restart (which promises none): what the routes it
+    /// taught the previous run may be judged by (true with no router peer).
+    pub routers_synced: bool,
     /// The Loc-RIB's next hop for every pod CIDR of another Node (what the API expects):
     /// the RIB side of drift, without copying the whole RIB.
     pub mesh_best: crate::routes::desired::LearnedRoutes,
-    /// Every configured peer and how its session is.
-    pub peers: Vec<PeerStatus>,
+    /// The own routes advertised to at least one peer, or to no one because there is no
+    /// established peer yet.
+    pub own_advertised: bool,
 }
 
 /// One peer as `status` shows it.
@@ -85,14 +92,22 @@ pub struct PeerStatus {
     pub address: IpAddr,
     /// Where it comes from (`mesh:<node>` or `static`).
     pub source: String,
+    /// `mesh` or `router`.
+    pub peer_type: &'static str,
     /// The session state (RFC 4271 §8.2.2).
     pub state: State,
+    /// When the session entered that state (since the agent started, if it never changed).
+    pub since: std::time::SystemTime,
     /// The session is Established.
     pub established: bool,
     /// It sent End-of-RIB for every negotiated family since the agent started.
     pub synced: bool,
+    /// Prefixes the peer announced on its current session (before import policy).
+    pub received: u64,
     /// Routes accepted and held (stale ones included).
     pub accepted: usize,
+    /// Routes advertised to the peer.
+    pub advertised: usize,
     /// Routes refused since the agent started.
     pub rejected: u64,
     /// Routes kept as stale while the peer restarts.
@@ -103,6 +118,8 @@ pub struct PeerStatus {
     pub bfd: Option<Liveness>,
     /// Strict BFD holds the session until BFD is Up.
     pub waiting_for_bfd: bool,
+    /// The last NOTIFICATION sent or received, or the last UPDATE error handled.
+    pub last_error: Option<String>,
     /// Malformed UPDATEs from the peer since the agent started, by RFC 7606 action.
     pub update_errors: podroute_bgp::counters::Rfc7606Counts,
 }
@@ -158,11 +175,25 @@ fn describe_ips(ips: &crate::view::NodeIps) -> String {
     }
 }
 
+/// Loc-RIB changes handed to the kernel side, with what caused the first of them.
+#[derive(Debug)]
+pub struct RouteBatch {
+    /// The changes, in order.
+    pub changes: Vec<RouteChange>,
+    /// When the speaker task took the UPDATE or the configuration (Node event) that caused
+    /// the first change; `None` for changes a timer caused (stale routes swept).
+    pub cause: Option<(Instant, Trigger)>,
+}
+
+/// How often per-peer status and BGP metrics are refreshed while only routes change
+/// (session state changes refresh them at once).
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where the speaker's output goes.
 #[derive(Debug)]
 pub struct SpeakerOutputs {
     /// Loc-RIB changes, in order.
-    pub routes: mpsc::Sender<Vec<RouteChange>>,
+    pub routes: mpsc::Sender<RouteBatch>,
     /// Status, replaced whenever it changes.
     pub status: watch::Sender<BgpStatus>,
     /// The BFD task's handle, set once it runs (for the AdminDown of a planned stop).
@@ -229,6 +260,11 @@ pub async fn run_speaker(
         dialing: HashMap::new(),
         outputs,
         last_refusal_log: None,
+        cause: None,
+        seen: SeenCounters::default(),
+        peer_notes: HashMap::new(),
+        status_due: None,
+        status_stale: false,
     };
     shell.configure(first)?;
     loop {
@@ -243,10 +279,13 @@ pub async fn run_speaker(
                 let next = input.borrow_and_update().clone();
                 if let Some(next) = next {
                     shell.configure(next)?;
+                    shell.note_cause(Instant::now(), Trigger::NodeEvent);
                 }
             }
             Some(event) = inbound_rx.recv() => {
+                let taken = Instant::now();
                 shell.handle(event);
+                shell.note_cause(taken, Trigger::BgpUpdate);
                 for _ in 1..INBOUND_BATCH {
                     if shell.speaker.pending_route_changes() >= ROUTE_BATCH {
                         // Hand these over first: a bounded batch keeps the memory of routes
@@ -254,13 +293,18 @@ pub async fn run_speaker(
                         break;
                     }
                     match inbound_rx.try_recv() {
-                        Ok(event) => shell.handle(event),
+                        Ok(event) => {
+                            shell.handle(event);
+                            shell.note_cause(taken, Trigger::BgpUpdate);
+                        }
                         Err(_) => break,
                     }
                 }
             }
             Some(event) = recv_bfd(&mut bfd_events) => shell.bfd_event(event),
             _ = sleep_until(deadline) => shell.speaker.handle_timeout(Instant::now()),
+            // A status refresh held back by the interval: due now.
+            _ = sleep_until(shell.status_stale.then_some(shell.status_due).flatten()) => {}
         }
     }
     // No Cease: the connections close with the task, so peers treat it as a restart and keep
@@ -387,6 +431,32 @@ struct Shell {
     dialing: HashMap<ConnId, tokio::task::AbortHandle>,
     outputs: SpeakerOutputs,
     last_refusal_log: Option<Instant>,
+    /// What caused the first route change not handed over yet.
+    cause: Option<(Instant, Trigger)>,
+    /// Counters as last exported to metrics.
+    seen: SeenCounters,
+    /// Per peer: since when in its state, and its last error.
+    peer_notes: HashMap<IpAddr, PeerNote>,
+    /// When per-peer status and metrics are refreshed next (`None`: at once).
+    status_due: Option<Instant>,
+    /// Something changed since the last refresh.
+    status_stale: bool,
+}
+
+/// What the shell remembers of a peer for `status`.
+#[derive(Debug, Clone)]
+struct PeerNote {
+    since: std::time::SystemTime,
+    last_error: Option<String>,
+}
+
+impl Default for PeerNote {
+    fn default() -> Self {
+        Self {
+            since: std::time::SystemTime::now(),
+            last_error: None,
+        }
+    }
 }
 
 impl Shell {
@@ -546,7 +616,7 @@ impl Shell {
     }
 
     fn refused(&mut self, peer: IpAddr, reason: Refusal) {
-        self.ctx.metrics.bgp_rejected_connections.inc();
+        self.ctx.metrics.bgp.refused(reason);
         if reason != Refusal::UnknownPeer {
             return;
         }
@@ -589,35 +659,105 @@ impl Shell {
                         task.abort();
                     }
                 }
-                other => log_action(&other),
+                other => {
+                    // Logs about one peer carry its span, `peer{addr=…}`.
+                    let peer = action_peer(&other);
+                    let _span = peer.map(|p| tracing::info_span!("peer", addr = %p).entered());
+                    if let Some(peer) = peer {
+                        let peer_type = self
+                            .specs
+                            .get(&peer)
+                            .map_or(PeerType::Router, |s| PeerType::of(&s.kind));
+                        self.ctx.metrics.bgp.record(&other, peer_type);
+                        self.note(&other, peer);
+                        self.report(&other, peer, peer_type);
+                    }
+                    log_action(&other);
+                }
             }
         }
     }
 
-    /// Hands Loc-RIB changes to the kernel side (waiting while it is behind) and publishes
-    /// the status and metrics.
+    /// Remembers `at` as the cause of route changes the last input produced, unless an
+    /// earlier cause is still waiting to be handed over.
+    fn note_cause(&mut self, at: Instant, trigger: Trigger) {
+        if self.cause.is_none() && self.speaker.pending_route_changes() > 0 {
+            self.cause = Some((at, trigger));
+        }
+    }
+
+    /// Sends a Kubernetes Event for session changes and prefix limits.
+    fn report(&self, action: &SpeakerAction, peer: IpAddr, peer_type: PeerType) {
+        use crate::events::AgentEvent;
+        let peer_type = peer_type.label();
+        let event = match action {
+            SpeakerAction::PeerState { to, .. } if *to == State::Established => {
+                AgentEvent::SessionUp { peer, peer_type }
+            }
+            SpeakerAction::PeerState { from, .. } if *from == State::Established => {
+                AgentEvent::SessionDown {
+                    peer,
+                    peer_type,
+                    reason: self
+                        .peer_notes
+                        .get(&peer)
+                        .and_then(|n| n.last_error.clone()),
+                }
+            }
+            SpeakerAction::MaxPrefixExceeded { limit, action, .. } => AgentEvent::MaxPrefix {
+                peer,
+                limit: *limit,
+                action: crate::metrics::bgp::max_prefix_label(*action),
+            },
+            _ => return,
+        };
+        self.ctx.events.send(event);
+    }
+
+    /// Records a session change or error of `peer` for `status`.
+    fn note(&mut self, action: &SpeakerAction, peer: IpAddr) {
+        let note = self.peer_notes.entry(peer).or_default();
+        match action {
+            SpeakerAction::PeerState { .. } => {
+                note.since = std::time::SystemTime::now();
+                self.status_due = None;
+            }
+            SpeakerAction::Notification {
+                sent, notification, ..
+            } => {
+                let direction = if *sent { "sent" } else { "received" };
+                note.last_error = Some(format!("NOTIFICATION {direction}: {notification}"));
+            }
+            SpeakerAction::UpdateFault { fault, .. } => {
+                note.last_error = Some(format!(
+                    "UPDATE error handled as {:?}: {:?}",
+                    fault.action, fault.error
+                ));
+            }
+            SpeakerAction::MaxPrefixExceeded { limit, action, .. } => {
+                note.last_error = Some(format!("prefix limit {limit} passed ({action:?})"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands Loc-RIB changes to the kernel side (waiting while it is behind), publishes the
+    /// loop's status when it changed, and refreshes per-peer status and metrics when due.
     async fn publish(&mut self) {
         let mut changes = self.speaker.take_route_changes();
         // The vector grew by doubling; a batch waiting in the channel keeps only its length.
         changes.shrink_to_fit();
-        if !changes.is_empty() && self.outputs.routes.send(changes).await.is_err() {
-            tracing::debug!("route consumer gone");
+        if !changes.is_empty() {
+            let batch = RouteBatch {
+                changes,
+                cause: self.cause.take(),
+            };
+            if self.outputs.routes.send(batch).await.is_err() {
+                tracing::debug!("route consumer gone");
+            }
         }
+        self.cause = None;
         let status = self.status();
-        let metrics = &self.ctx.metrics;
-        metrics
-            .bgp_sessions
-            .with_label_values(&["established"])
-            .set(status.established as i64);
-        metrics.bgp_rejected_routes.set(status.rejected as i64);
-        metrics
-            .bgp_loc_rib_prefixes
-            .with_label_values(&["ipv4"])
-            .set(status.loc_rib.0 as i64);
-        metrics
-            .bgp_loc_rib_prefixes
-            .with_label_values(&["ipv6"])
-            .set(status.loc_rib.1 as i64);
         self.outputs.status.send_if_modified(|current| {
             let changed = *current != status;
             if changed {
@@ -625,40 +765,88 @@ impl Shell {
             }
             changed
         });
+        let now = Instant::now();
+        self.status_stale = true;
+        if self.status_due.is_none_or(|due| now >= due) {
+            self.status_due = Some(now + STATUS_INTERVAL);
+            self.status_stale = false;
+            self.ctx
+                .metrics
+                .bgp
+                .observe(&self.speaker, &self.specs, &mut self.seen);
+            let peers = self.peer_status();
+            self.ctx.update_status(|s| s.bgp_peers = peers);
+        }
+    }
+
+    fn peer_status(&mut self) -> Vec<PeerStatus> {
+        let configured: std::collections::HashSet<IpAddr> =
+            self.speaker.peers().map(|p| p.address).collect();
+        self.peer_notes.retain(|a, _| configured.contains(a));
+        self.speaker
+            .peers()
+            .map(|p| {
+                let spec = self.specs.get(&p.address);
+                let note = self.peer_notes.entry(p.address).or_default();
+                PeerStatus {
+                    address: p.address,
+                    source: spec.map_or_else(|| "unknown".to_owned(), |s| s.kind.label()),
+                    peer_type: spec
+                        .map_or(PeerType::Router, |s| PeerType::of(&s.kind))
+                        .label(),
+                    state: p.state,
+                    since: note.since,
+                    established: p.state == State::Established,
+                    synced: p.synced,
+                    received: self
+                        .speaker
+                        .session_counters(p.address)
+                        .map_or(0, |c| c.prefixes_received),
+                    accepted: p.accepted,
+                    advertised: p.advertised_by_family.0 + p.advertised_by_family.1,
+                    rejected: p.rejected,
+                    stale: p.stale,
+                    established_count: p.established_count,
+                    bfd: self.bfd_sessions.contains_key(&p.address).then(|| {
+                        self.bfd_liveness
+                            .get(&p.address)
+                            .copied()
+                            .unwrap_or(Liveness::Down)
+                    }),
+                    waiting_for_bfd: p.waiting_for_bfd,
+                    last_error: note.last_error.clone(),
+                    update_errors: self
+                        .speaker
+                        .session_counters(p.address)
+                        .map(|c| c.rfc7606)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     fn status(&self) -> BgpStatus {
-        let peers: Vec<PeerStatus> = self
-            .speaker
-            .peers()
-            .map(|p| PeerStatus {
-                address: p.address,
-                source: self
-                    .specs
-                    .get(&p.address)
-                    .map_or_else(|| "unknown".to_owned(), |s| s.kind.label()),
-                state: p.state,
-                established: p.state == State::Established,
-                synced: p.synced,
-                accepted: p.accepted,
-                rejected: p.rejected,
-                stale: p.stale,
-                established_count: p.established_count,
-                bfd: self.bfd_sessions.contains_key(&p.address).then(|| {
-                    self.bfd_liveness
-                        .get(&p.address)
-                        .copied()
-                        .unwrap_or(Liveness::Down)
-                }),
-                waiting_for_bfd: p.waiting_for_bfd,
-                update_errors: self
-                    .speaker
-                    .session_counters(p.address)
-                    .map(|c| c.rfc7606)
-                    .unwrap_or_default(),
-            })
-            .collect();
-        let rib = self.speaker.rib();
+        let mut established = 0;
+        let mut mesh_unsynced = 0;
+        let mut routers_synced = true;
+        let mut advertised = false;
+        for p in self.speaker.peers() {
+            let mesh = self
+                .specs
+                .get(&p.address)
+                .is_some_and(|s| PeerType::of(&s.kind) == PeerType::Mesh);
+            let up = p.state == State::Established;
+            let told_everything = p.synced || up && !p.graceful_restart;
+            routers_synced &= mesh || told_everything;
+            if !up {
+                continue;
+            }
+            established += 1;
+            advertised |= p.advertised_by_family.0 + p.advertised_by_family.1 > 0;
+            if mesh && !p.synced {
+                mesh_unsynced += 1;
+            }
+        }
         let mesh_best = self
             .view
             .peers
@@ -667,16 +855,33 @@ impl Shell {
             .filter_map(|(cidr, _)| Some((cidr, self.speaker.best_next_hops(&cidr).first()?)))
             .collect();
         BgpStatus {
-            mesh_best,
             initial_sync_done: self.speaker.initial_sync_done(),
-            established: peers.iter().filter(|p| p.established).count(),
-            rejected: peers.iter().map(|p| p.rejected).sum(),
-            loc_rib: (
-                rib.len_of(Family::IPV4_UNICAST),
-                rib.len_of(Family::IPV6_UNICAST),
-            ),
-            peers,
+            established,
+            mesh_unsynced,
+            routers_synced,
+            mesh_best,
+            own_advertised: advertised || established == 0,
         }
+    }
+}
+
+/// The peer an action concerns, if any.
+fn action_peer(action: &SpeakerAction) -> Option<IpAddr> {
+    match action {
+        SpeakerAction::PeerState { peer, .. }
+        | SpeakerAction::Notification { peer, .. }
+        | SpeakerAction::UpdateFault { peer, .. }
+        | SpeakerAction::MaxPrefixExceeded { peer, .. }
+        | SpeakerAction::StaleKept { peer, .. }
+        | SpeakerAction::StaleSwept { peer, .. }
+        | SpeakerAction::EndOfRib { peer, .. }
+        | SpeakerAction::RouteRejected { peer, .. }
+        | SpeakerAction::RejectionsNotReported { peer }
+        | SpeakerAction::ConnectionRefused { peer, .. }
+        | SpeakerAction::Connect { peer, .. } => Some(*peer),
+        SpeakerAction::InitialSyncDone { .. }
+        | SpeakerAction::Send { .. }
+        | SpeakerAction::Close { .. } => None,
     }
 }
 
@@ -722,7 +927,7 @@ fn log_action(action: &SpeakerAction) {
         } => tracing::warn!(%peer, %prefix, %next_hop, "route rejected by import policy"),
         SpeakerAction::RejectionsNotReported { peer } => tracing::warn!(
             %peer,
-            "more routes rejected by import policy: counted in podroute_bgp_rejected_routes, not logged"
+            "more routes rejected by import policy: counted in podroute_bgp_rejected_routes_total, not logged"
         ),
         SpeakerAction::MaxPrefixExceeded {
             peer,

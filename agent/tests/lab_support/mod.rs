@@ -1,4 +1,4 @@
-//! Helpers shared by the lab tests (interop, lab_agent, lab_ingest).
+//! Helpers shared by the lab tests.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -26,7 +26,7 @@ pub fn podroute_routes(lab: &Lab, node: &str) -> BTreeSet<String> {
 }
 
 /// A metric's value from the agent on `node` (the first sample with exactly this name and
-/// labels, e.g. `podroute_bgp_sessions{state="established"}`).
+/// labels, e.g. `podroute_bgp_sessions{peer_type="mesh",state="established"}`).
 pub fn metric(lab: &Lab, node: &str, name: &str) -> Option<f64> {
     let text = lab
         .exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/metrics"])

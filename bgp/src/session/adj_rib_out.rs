@@ -16,6 +16,8 @@ use crate::message::{
 #[derive(Debug, Default)]
 pub(crate) struct AdjRibOut {
     routes: HashMap<IpNetwork, Arc<PathAttributes>>,
+    /// How many of `routes` are IPv4 (the rest are IPv6): read on every status refresh.
+    ipv4: usize,
     dirty: HashSet<IpNetwork>,
 }
 
@@ -31,13 +33,18 @@ impl AdjRibOut {
     pub(crate) fn insert(&mut self, prefix: IpNetwork, attrs: Arc<PathAttributes>) {
         let changed = self.routes.get(&prefix).is_none_or(|old| **old != *attrs);
         if changed {
-            self.routes.insert(prefix, attrs);
+            if self.routes.insert(prefix, attrs).is_none() && prefix.is_ipv4() {
+                self.ipv4 += 1;
+            }
             self.dirty.insert(prefix);
         }
     }
 
     pub(crate) fn remove(&mut self, prefix: &IpNetwork) {
         if self.routes.remove(prefix).is_some() {
+            if prefix.is_ipv4() {
+                self.ipv4 -= 1;
+            }
             self.dirty.insert(*prefix);
         }
     }
@@ -52,6 +59,11 @@ impl AdjRibOut {
 
     pub(crate) fn len(&self) -> usize {
         self.routes.len()
+    }
+
+    /// Routes per family: IPv4, IPv6.
+    pub(crate) fn len_by_family(&self) -> (usize, usize) {
+        (self.ipv4, self.routes.len() - self.ipv4)
     }
 
     /// Marks every route of `family` (or all) to be sent again: a new session's initial
@@ -184,5 +196,31 @@ fn pack(
         Message::Update(build(&prefixes[start..end])).encode(&mut buf, ctx);
         out.push(buf.freeze());
         start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_routes_per_family_through_inserts_replacements_and_removals() {
+        let mut out = AdjRibOut::default();
+        let v4: IpNetwork = "10.244.1.0/24".parse().expect("v4");
+        let v6: IpNetwork = "fd00:10:244:1::/64".parse().expect("v6");
+        let first = Arc::new(PathAttributes::default());
+        let second = Arc::new(PathAttributes {
+            local_pref: Some(200),
+            ..PathAttributes::default()
+        });
+        out.insert(v4, first.clone());
+        out.insert(v6, first);
+        out.insert(v4, second);
+        assert_eq!(out.len_by_family(), (1, 1));
+        out.remove(&v4);
+        out.remove(&v4);
+        assert_eq!(out.len_by_family(), (0, 1));
+        out.remove(&v6);
+        assert_eq!(out.len_by_family(), (0, 0));
     }
 }

@@ -404,6 +404,11 @@ impl Session {
         self.adj_rib_out.len()
     }
 
+    /// Number of routes we advertise per family: IPv4, IPv6.
+    pub fn advertised_by_family(&self) -> (usize, usize) {
+        self.adj_rib_out.len_by_family()
+    }
+
     // ---- internals ----
 
     fn local_open(&self) -> Open {
@@ -767,11 +772,7 @@ impl Session {
             nlri,
             ..
         } = update;
-        let mut attributes = attributes.unwrap_or_default();
-        if !self.config.is_ibgp() {
-            // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
-            attributes.local_pref = None;
-        }
+        let attributes = attributes.unwrap_or_default();
 
         let mut v4 = ReceivedRoutes::empty(Family::IPV4_UNICAST);
         v4.withdrawn = withdrawn;
@@ -812,6 +813,12 @@ impl Session {
                 continue;
             }
             self.counters.prefixes_received += r.announced.len() as u64;
+            let by_family = &mut self.counters.prefixes_received_by_family;
+            if r.family == Family::IPV6_UNICAST {
+                by_family.1 += r.announced.len() as u64;
+            } else if r.family == Family::IPV4_UNICAST {
+                by_family.0 += r.announced.len() as u64;
+            }
             self.counters.prefixes_withdrawn += r.withdrawn.len() as u64;
             if withdraw_all {
                 let announced = std::mem::take(&mut r.announced);
@@ -826,7 +833,7 @@ impl Session {
     }
 
     /// RFC 7606 rules for an UPDATE from an external peer: a malformed LOCAL_PREF is
-    /// discarded, not treat-as-withdraw (§7.5; a well-formed one is ignored below, RFC 4271
+    /// discarded, not treat-as-withdraw (§7.5; a well-formed one is dropped too, RFC 4271
     /// §5.1.5); ORIGINATOR_ID and CLUSTER_LIST do not belong on the session and are
     /// discarded (§7.9, §7.10); an AS_PATH whose first AS is not the peer's makes the
     /// UPDATE treat-as-withdraw (§7.2, RFC 4271 §6.3).
@@ -847,6 +854,8 @@ impl Session {
         let Some(a) = update.attributes.as_mut() else {
             return;
         };
+        // RFC 4271 §5.1.5: LOCAL_PREF from an external peer is ignored.
+        a.local_pref = None;
         a.originator_id = None;
         a.cluster_list.clear();
         if announces && a.as_path.first_as() != Some(self.config.peer_as) {

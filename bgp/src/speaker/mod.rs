@@ -423,7 +423,13 @@ impl Speaker {
             state: p.primary.session.state(),
             synced: p.synced,
             accepted: self.rib.peer_len(p.rib_id),
+            accepted_by_family: (
+                self.rib.peer_len_of(p.rib_id, Family::IPV4_UNICAST),
+                self.rib.peer_len_of(p.rib_id, Family::IPV6_UNICAST),
+            ),
+            advertised_by_family: p.primary.session.advertised_by_family(),
             rejected: p.rejected,
+            rejected_max_prefix: p.rejected_max_prefix,
             stale: p.stale.len(),
             graceful_restart: p.peer_graceful_restart.is_some(),
             established_count: p.established_count,
@@ -985,6 +991,7 @@ impl Speaker {
             }
         }
         let mut refused = Vec::new();
+        let mut refused_by_limit = 0;
         if let Some(attrs) = routes.attributes.filter(|_| !routes.announced.is_empty()) {
             let first = routes.announced[0];
             let next_hop = peer.next_hop_of(&first, &attrs);
@@ -1000,7 +1007,9 @@ impl Speaker {
                     _ => refused.push((prefix, next_hop)),
                 }
             }
+            let refused_by_policy = refused.len();
             let over_limit = self.limit_prefixes(address, &mut accepted, &mut refused);
+            refused_by_limit = (refused.len() - refused_by_policy) as u64;
             self.rib
                 .announce(rib_id, &accepted, &attrs, &mut self.best_changes);
             if over_limit {
@@ -1011,6 +1020,9 @@ impl Speaker {
             .withdraw(rib_id, &routes.withdrawn, &mut self.best_changes);
         if !refused.is_empty() {
             self.note_refused(address, &refused);
+            if let Some(peer) = self.peers.get_mut(&address) {
+                peer.rejected_max_prefix += refused_by_limit;
+            }
             let prefixes: Vec<IpNetwork> = refused.iter().map(|(p, _)| *p).collect();
             // A refused announcement replaces what the peer sent before for the prefix.
             self.rib.withdraw(rib_id, &prefixes, &mut self.best_changes);

@@ -75,8 +75,10 @@ pub(crate) struct Peer {
     pub(crate) end_of_rib: Vec<Family>,
     /// End-of-RIB came for every negotiated family at least once.
     pub(crate) synced: bool,
-    /// Routes refused since the speaker started.
+    /// Routes refused since the speaker started (import policy and prefix limit).
     pub(crate) rejected: u64,
+    /// Of those, refused because of the prefix limit ([`super::MaxPrefixAction::DropExcess`]).
+    pub(crate) rejected_max_prefix: u64,
     /// Refusals reported one by one on the current session.
     pub(crate) rejections_reported: usize,
     /// The prefix limit was reported on the current session.
@@ -100,6 +102,7 @@ impl Peer {
             end_of_rib: Vec::new(),
             synced: false,
             rejected: 0,
+            rejected_max_prefix: 0,
             rejections_reported: 0,
             max_prefix_reported: false,
             held_down: None,

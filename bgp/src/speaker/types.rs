@@ -306,8 +306,15 @@ pub struct PeerStatus {
     pub synced: bool,
     /// Routes accepted and held (its Adj-RIB-In after policy), stale ones included.
     pub accepted: usize,
+    /// [`PeerStatus::accepted`] by family: IPv4 unicast, IPv6 unicast.
+    pub accepted_by_family: (usize, usize),
+    /// Routes advertised to the peer on the current session (its Adj-RIB-Out): IPv4,
+    /// IPv6.
+    pub advertised_by_family: (usize, usize),
     /// Routes refused by import policy or the prefix limit since the speaker started.
     pub rejected: u64,
+    /// Of [`PeerStatus::rejected`], those refused by the prefix limit.
+    pub rejected_max_prefix: u64,
     /// Routes held as stale while the peer restarts.
     pub stale: usize,
     /// Graceful restart was negotiated on the current or last session.
