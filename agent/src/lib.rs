@@ -4,6 +4,7 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod agent;
+pub mod bfd;
 pub mod cluster_peers;
 pub mod cni_conf;
 pub mod config;

@@ -384,6 +384,7 @@ mod tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
+            mesh_bfd: None,
         };
         let peers =
             crate::cluster_peers::cluster_peers(&loaded.resources, &loaded.view.own, &defaults);
