@@ -226,6 +226,7 @@ pub async fn run_speaker(
     let config = SpeakerConfig {
         selection_deferral: ctx.config.startup_grace,
         restarted,
+        cluster_id: None,
     };
     let mut shell = Shell {
         speaker: Speaker::new(config, Instant::now()),
@@ -396,7 +397,7 @@ impl Shell {
                 // The Node is still there under a new IP: like a restart of that node, so no
                 // NOTIFICATION, and it keeps our routes (graceful restart) until it is back.
                 tracing::info!(peer = %address, "peer's Node changed its IP; closing the old session");
-                self.speaker.forget_peer(*address);
+                self.speaker.forget_peer(now, *address);
             } else {
                 tracing::info!(peer = %address, "peer removed; stopping its session (Cease)");
                 self.speaker.remove_peer(now, *address);

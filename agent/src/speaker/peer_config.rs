@@ -66,6 +66,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         max_prefixes: spec.max_prefixes,
         graceful_restart: local.graceful_restart,
         wait_for_end_of_rib,
+        route_reflector_client: false,
     }
 }
 

@@ -157,6 +157,11 @@ impl Rib {
         }
     }
 
+    /// What the decision process knows about a registered peer.
+    pub fn peer_info(&self, peer: PeerId) -> Option<PeerInfo> {
+        self.peers.get(peer.0 as usize).copied().flatten()
+    }
+
     /// Withdraws all of a peer's routes and unregisters it.
     pub fn remove_peer(&mut self, peer: PeerId, changes: &mut Vec<BestChange>) {
         self.clear_peer(peer, changes);

@@ -38,9 +38,10 @@
 mod graceful;
 mod peer;
 pub mod policy;
+mod reflect;
 mod types;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +58,7 @@ pub use types::{
 use crate::collision::{self, Keep};
 use crate::counters::SessionCounters;
 use crate::message::{Family, PathAttributes, cease};
-use crate::rib::{BestChange, PeerInfo, Rib};
+use crate::rib::{BestChange, PeerId, PeerInfo, Rib};
 use crate::session::{Action, AdminEvent, ReceivedRoutes, Session, SessionConfig, State};
 use peer::{HeldDown, Link, Peer, Slot, with_next_hop};
 
@@ -78,6 +79,11 @@ pub struct Speaker {
     route_changes: Vec<RouteChange>,
     best_changes: Vec<BestChange>,
     initial_sync_done: bool,
+    /// Some peer is a route-reflector client: learned routes are reflected.
+    reflecting: bool,
+    /// Peers with reflected routes staged in their sessions, not sent yet (sent at the end
+    /// of the input that staged them, see [`Speaker::send_reflected`]).
+    reflect_pending: BTreeSet<IpAddr>,
 }
 
 impl Speaker {
@@ -95,6 +101,8 @@ impl Speaker {
             route_changes: Vec::new(),
             best_changes: Vec::new(),
             initial_sync_done: false,
+            reflecting: false,
+            reflect_pending: BTreeSet::new(),
         }
     }
 
@@ -114,9 +122,14 @@ impl Speaker {
             ibgp: config.session.is_ibgp(),
         });
         let session = self.new_session(&config, config.session.passive);
+        let client = config.route_reflector_client;
         self.peers
             .insert(address, Peer::new(config, rib_id, session));
         self.start_primary(now, address);
+        if client {
+            self.reflection_changed(now);
+        }
+        self.send_reflected(now);
     }
 
     /// Applies a changed configuration. A change of the session itself (AS numbers,
@@ -145,12 +158,15 @@ impl Speaker {
             peer.primary.session.handle(now, AdminEvent::Start);
             self.drain(now, address, Slot::Primary);
         }
-        if old.export != self.peers[&address].config.export {
+        if old.route_reflector_client != self.peers[&address].config.route_reflector_client {
+            self.reflection_changed(now);
+        } else if old.export != self.peers[&address].config.export {
             self.export_to(now, address);
         }
         if old.import != self.peers[&address].config.import {
             self.reapply_import(now, address);
         }
+        self.send_reflected(now);
     }
 
     /// Removes a peer: NOTIFICATION Cease/Peer De-configured (RFC 4486), its routes go.
@@ -166,13 +182,23 @@ impl Speaker {
         }
         self.drain(now, address, Slot::Colliding);
         self.drain(now, address, Slot::Primary);
-        self.forget_peer(address);
+        self.forget_peer(now, address);
+    }
+
+    /// The route-reflector clients changed: every peer's advertised routes are computed
+    /// again (a new client gets every route, non-clients get the clients' routes).
+    fn reflection_changed(&mut self, now: Instant) {
+        self.reflecting = self.peers.values().any(|p| p.config.route_reflector_client);
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            self.export_to(now, address);
+        }
     }
 
     /// Removes a peer without a NOTIFICATION: its connections just close, as when this
     /// process stops, so a peer with graceful restart keeps our routes as stale (for a peer
     /// that comes back under another address). Its routes go here.
-    pub fn forget_peer(&mut self, address: IpAddr) {
+    pub fn forget_peer(&mut self, now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.remove(&address) else {
             return;
         };
@@ -184,8 +210,24 @@ impl Speaker {
             self.actions.push_back(SpeakerAction::Close { conn });
         }
         self.rib.remove_peer(peer.rib_id, &mut self.best_changes);
+        self.reflect_pending.remove(&address);
         self.collect_route_changes();
+        if peer.config.route_reflector_client {
+            self.reflection_changed(now);
+        }
         self.check_initial_sync(false);
+        self.send_reflected(now);
+    }
+
+    /// Sets the CLUSTER_ID used as a route reflector (see [`SpeakerConfig::cluster_id`]);
+    /// every peer's reflected routes are computed again.
+    pub fn set_cluster_id(&mut self, now: Instant, cluster_id: Option<Ipv4Addr>) {
+        if self.config.cluster_id == cluster_id {
+            return;
+        }
+        self.config.cluster_id = cluster_id;
+        self.reflection_changed(now);
+        self.send_reflected(now);
     }
 
     /// Sets the routes we originate (each with its next hop); every peer gets those its
@@ -199,6 +241,7 @@ impl Speaker {
         for address in addresses {
             self.export_to(now, address);
         }
+        self.send_reflected(now);
     }
 
     // ---- inputs: connections and time ----
@@ -215,6 +258,7 @@ impl Speaker {
             link.session.handle_connected(now);
             self.drain(now, address, slot);
         }
+        self.send_reflected(now);
     }
 
     /// The driver accepted a connection from `address`. On `Ok` the speaker took it under
@@ -251,6 +295,7 @@ impl Speaker {
                 }
             }
         }
+        self.send_reflected(now);
         Ok(conn)
     }
 
@@ -266,6 +311,7 @@ impl Speaker {
             link.session.handle_bytes(now, bytes);
             self.drain(now, address, slot);
         }
+        self.send_reflected(now);
     }
 
     /// A connection closed, failed, or could not be opened.
@@ -294,6 +340,7 @@ impl Speaker {
                 }
             }
         }
+        self.send_reflected(now);
     }
 
     /// A deadline from [`Speaker::poll_timeout`] passed.
@@ -326,6 +373,7 @@ impl Speaker {
         if !self.initial_sync_done && now >= self.started + self.config.selection_deferral {
             self.check_initial_sync(true);
         }
+        self.send_reflected(now);
     }
 
     // ---- outputs ----
@@ -509,7 +557,7 @@ impl Speaker {
     fn start_colliding(&mut self, now: Instant, address: IpAddr, conn: ConnId) {
         let peer = &self.peers[&address];
         let mut link = Link::new(self.new_session(&peer.config, true));
-        let routes = self.exported(&peer.config);
+        let routes = self.routes_for(peer);
         link.session.replace_routes(now, routes);
         link.session.handle(now, AdminEvent::Start);
         link.conn = Some(conn);
@@ -927,9 +975,26 @@ impl Speaker {
         }
         let mut refused = Vec::new();
         let mut refused_by_limit = 0;
+        let mut routes = routes;
+        let cluster_id = self
+            .config
+            .cluster_id
+            .unwrap_or(peer.config.session.local_id);
+        if routes
+            .attributes
+            .as_ref()
+            .is_some_and(|a| reflect::looped(a, cluster_id))
+        {
+            // Reflected through our cluster already (RFC 4456 §8): a loop, dropped.
+            let announced = std::mem::take(&mut routes.announced);
+            routes.withdrawn.extend(announced);
+        }
         if let Some(attrs) = routes.attributes.filter(|_| !routes.announced.is_empty()) {
             let first = routes.announced[0];
             let next_hop = peer.next_hop_of(&first, &attrs);
+            let originator = attrs
+                .originator_id
+                .or_else(|| peer.primary.session.remote_id());
             let attrs = match (next_hop, attrs.next_hop.map(|n| n.addr())) {
                 (Some(nh), Some(given)) if nh == given => attrs,
                 (Some(nh), _) => Arc::new(with_next_hop(&attrs, nh)),
@@ -938,7 +1003,9 @@ impl Speaker {
             let mut accepted = Vec::with_capacity(routes.announced.len());
             for prefix in routes.announced {
                 match next_hop {
-                    Some(nh) if peer.config.import.accepts(&prefix, nh) => accepted.push(prefix),
+                    Some(nh) if peer.config.import.accepts_from(&prefix, nh, originator) => {
+                        accepted.push(prefix)
+                    }
                     _ => refused.push((prefix, next_hop)),
                 }
             }
@@ -1077,9 +1144,15 @@ impl Speaker {
             .adj_rib_in(peer.rib_id)
             .into_iter()
             .filter(|(prefix, attrs)| {
-                attrs
-                    .next_hop
-                    .is_none_or(|nh| !peer.config.import.accepts(prefix, nh.addr()))
+                let originator = attrs
+                    .originator_id
+                    .or_else(|| peer.primary.session.remote_id());
+                attrs.next_hop.is_none_or(|nh| {
+                    !peer
+                        .config
+                        .import
+                        .accepts_from(prefix, nh.addr(), originator)
+                })
             })
             .map(|(prefix, _)| prefix)
             .collect();
@@ -1098,9 +1171,12 @@ impl Speaker {
         }
     }
 
-    /// The originated routes `config`'s export policy allows.
-    fn exported(&self, config: &PeerConfig) -> Vec<(IpNetwork, PathAttributes)> {
-        self.originated
+    /// What `peer` is sent: the originated routes its export policy allows, and the
+    /// learned routes reflected to it.
+    fn routes_for(&self, peer: &Peer) -> Vec<(IpNetwork, PathAttributes)> {
+        let config = &peer.config;
+        let mut routes: Vec<(IpNetwork, PathAttributes)> = self
+            .originated
             .iter()
             .filter(|(prefix, attrs)| {
                 attrs
@@ -1108,14 +1184,101 @@ impl Speaker {
                     .is_some_and(|nh| config.export.accepts(prefix, nh.addr()))
             })
             .cloned()
-            .collect()
+            .collect();
+        if self.reflecting {
+            for (prefix, source, attrs) in self.rib.best_routes() {
+                if let Some(a) = self.reflection(peer, &prefix, source, attrs) {
+                    routes.push((prefix, a));
+                }
+            }
+        }
+        routes
+    }
+
+    /// The route to reflect to `target` for `prefix`, whose best path came from `source`
+    /// with `attrs`; `None` if nothing is reflected to it.
+    fn reflection(
+        &self,
+        target: &Peer,
+        prefix: &IpNetwork,
+        source: PeerId,
+        attrs: &PathAttributes,
+    ) -> Option<PathAttributes> {
+        if source == target.rib_id || self.originated.iter().any(|(p, _)| p == prefix) {
+            return None;
+        }
+        let info = self.rib.peer_info(source)?;
+        let source_side = self
+            .peers
+            .get(&info.address)
+            .map(|p| reflect::Side::of(&p.config))?;
+        if !reflect::reflects(source_side, reflect::Side::of(&target.config)) {
+            return None;
+        }
+        let originator = attrs.originator_id.unwrap_or(info.router_id);
+        // The route's originator would drop it as its own (RFC 4456 §8): not sent.
+        if target.primary.session.remote_id() == Some(originator) {
+            return None;
+        }
+        let cluster_id = self.cluster_id(&target.config);
+        Some(reflect::reflected(attrs, &info, cluster_id))
+    }
+
+    /// Our CLUSTER_ID on the session to a peer (RFC 4456 §7: the router ID by default).
+    fn cluster_id(&self, config: &PeerConfig) -> Ipv4Addr {
+        self.config.cluster_id.unwrap_or(config.session.local_id)
+    }
+
+    /// Stages the reflected route (or its withdrawal) for `prefix` in every iBGP peer's
+    /// sessions; [`Speaker::send_reflected`] sends them.
+    fn stage_reflection(&mut self, prefix: IpNetwork, best: Option<(PeerId, &PathAttributes)>) {
+        if self.originated.iter().any(|(p, _)| *p == prefix) {
+            return;
+        }
+        let staged: Vec<(IpAddr, Option<PathAttributes>)> = self
+            .peers
+            .values()
+            .filter(|p| p.config.session.is_ibgp())
+            .map(|peer| {
+                let route =
+                    best.and_then(|(source, attrs)| self.reflection(peer, &prefix, source, attrs));
+                (peer.address(), route)
+            })
+            .collect();
+        for (address, route) in staged {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            peer.primary.session.stage(prefix, route.clone());
+            if let Some(c) = peer.colliding.as_mut() {
+                c.session.stage(prefix, route);
+            }
+            self.reflect_pending.insert(address);
+        }
+    }
+
+    /// Sends what [`Speaker::stage_reflection`] staged. Called at the end of every input:
+    /// staging happens deep inside the handling of one peer's UPDATE, where draining other
+    /// peers' sessions (or that one's) would reorder their actions.
+    fn send_reflected(&mut self, now: Instant) {
+        while let Some(address) = self.reflect_pending.pop_first() {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            peer.primary.session.send_staged(now);
+            if let Some(c) = peer.colliding.as_mut() {
+                c.session.send_staged(now);
+            }
+            self.drain(now, address, Slot::Primary);
+            self.drain(now, address, Slot::Colliding);
+        }
     }
 
     fn export_to(&mut self, now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.get(&address) else {
             return;
         };
-        let routes = self.exported(&peer.config);
+        let routes = self.routes_for(peer);
         let peer = self.peers.get_mut(&address).expect("present");
         peer.primary.session.replace_routes(now, routes.clone());
         if let Some(c) = peer.colliding.as_mut() {
@@ -1125,9 +1288,22 @@ impl Speaker {
         self.drain(now, address, Slot::Colliding);
     }
 
-    /// Turns the RIB's best-path changes into route changes.
+    /// Turns the RIB's best-path changes into route changes (and reflected routes).
     fn collect_route_changes(&mut self) {
-        for change in self.best_changes.drain(..) {
+        let changes = std::mem::take(&mut self.best_changes);
+        if self.reflecting {
+            for change in &changes {
+                match change {
+                    BestChange::Best {
+                        prefix,
+                        peer,
+                        attributes,
+                    } => self.stage_reflection(*prefix, Some((*peer, attributes))),
+                    BestChange::Unreachable { prefix } => self.stage_reflection(*prefix, None),
+                }
+            }
+        }
+        for change in changes {
             self.route_changes.push(match change {
                 BestChange::Best {
                     prefix, attributes, ..
