@@ -555,7 +555,7 @@ async fn step(
         mesh_md5_password: ctx.config.mesh_md5_password.clone(),
         mesh_gtsm: ctx.config.mesh_gtsm,
     };
-    let from_resources = cluster_peers(&resources.resources, &view.own, &defaults);
+    let from_resources = cluster_peers(&resources.resources, &view, &defaults);
     let invalid: std::collections::BTreeMap<String, String> = from_resources
         .invalid
         .iter()
@@ -570,6 +570,8 @@ async fn step(
         state.logged_invalid = invalid.clone();
     }
     let mut peers = mesh_peers(&view, &from_resources.mesh);
+    // A peerSelector BGPPeer's session to a node wins over the mesh's to the same node.
+    peers.extend(from_resources.nodes.clone());
     add_static_peers(&mut peers, &from_resources.routers);
     // `--bgp-peer` last: an operator's flag wins over a resource for the same address.
     add_static_peers(&mut peers, &ctx.config.static_peers);

@@ -226,7 +226,7 @@ pub async fn run_speaker(
     let config = SpeakerConfig {
         selection_deferral: ctx.config.startup_grace,
         restarted,
-        cluster_id: None,
+        cluster_id: first.view.own.route_reflector_cluster_id,
     };
     let mut shell = Shell {
         speaker: Speaker::new(config, Instant::now()),
@@ -424,6 +424,8 @@ impl Shell {
                 self.speaker.remove_peer(now, spec.address);
             }
         }
+        self.speaker
+            .set_cluster_id(now, next.view.own.route_reflector_cluster_id);
         for spec in next.peers.values() {
             let local = local_for(spec.address, self.local, &next.view);
             self.speaker
