@@ -570,3 +570,107 @@ fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
         },
     );
 }
+
+/// Route reflectors, Calico's way: mesh off (BGPConfiguration), node1 and node2 labelled
+/// and annotated as reflectors of one cluster, one `peerSelector` BGPPeer peering every node
+/// with them. Every node gets every pod CIDR via the node that owns it; a client runs
+/// sessions to the two reflectors only; with one reflector's agent stopped (graceful restart
+/// off, so nothing is kept as stale) every other route stays, through the other reflector.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn two_route_reflectors_carry_every_route_and_one_is_enough() {
+    const NODES: u8 = 6;
+    let lab = Lab::up(&LabConfig::new(lab_name("r"), NODES)).expect("lab up");
+    for rr in ["node1", "node2"] {
+        lab.kubectl(&["label", "node", rr, "route-reflector=true"])
+            .expect("label");
+        lab.kubectl(&[
+            "annotate",
+            "node",
+            rr,
+            "podroute.io/route-reflector-cluster-id=244.0.0.1",
+        ])
+        .expect("annotate");
+    }
+    install_crds(&lab);
+    apply(
+        &lab,
+        "default",
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\n\
+         spec:\n  nodeToNodeMesh:\n    enabled: false\n",
+    )
+    .expect("BGPConfiguration");
+    apply(
+        &lab,
+        "to-reflectors",
+        &peer(
+            "to-reflectors",
+            "  peerSelector:\n    matchLabels:\n      route-reflector: \"true\"\n",
+        ),
+    )
+    .expect("BGPPeer to-reflectors");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &["--graceful-restart-time", "0s"]))
+        .collect();
+    let route = |n: u8| format!("10.244.{n}.0/24 via 198.18.0.{n}");
+    let has_routes = |node: u8, owners: &[u8]| {
+        let routes = lab_support::podroute_routes(&lab, &format!("node{node}"));
+        owners
+            .iter()
+            .filter(|o| **o != node)
+            .all(|o| routes.contains(&route(*o)))
+    };
+    let all: Vec<u8> = (1..=NODES).collect();
+    wait_for(
+        "every node to have every pod CIDR via its node",
+        || all.iter().all(|n| has_routes(*n, &all)),
+        || joined_logs(&agents),
+    );
+    // A client peers with the two reflectors only, and each gave it every other route.
+    let accepted =
+        |rr: &str| peer_status(&status(&lab, "node3"), rr).map(|p| p["acceptedRoutes"].clone());
+    wait_for(
+        "node3's status to count the reflectors' routes",
+        || {
+            ["198.18.0.1", "198.18.0.2"]
+                .iter()
+                .all(|rr| accepted(rr) == Some(serde_json::json!(NODES - 1)))
+        },
+        || format!("{}\n{}", status(&lab, "node3"), joined_logs(&agents)),
+    );
+    let node3 = status(&lab, "node3");
+    let peers: Vec<String> = node3["bgpPeers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["address"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(peers, ["198.18.0.1", "198.18.0.2"], "{node3}");
+
+    // Reflector node1 stops: its own CIDR goes, nothing else does, at any moment.
+    agents[0].terminate().expect("stop node1's agent");
+    let rest: Vec<u8> = (2..=NODES).collect();
+    let gone = || {
+        (3..=NODES)
+            .all(|n| !lab_support::podroute_routes(&lab, &format!("node{n}")).contains(&route(1)))
+    };
+    let start = std::time::Instant::now();
+    while !gone() || start.elapsed() < std::time::Duration::from_secs(3) {
+        for n in &rest {
+            assert!(
+                has_routes(*n, &rest),
+                "node{n} lost a route after reflector node1 stopped\n{}",
+                joined_logs(&agents)
+            );
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "node1's CIDR never went\n{}",
+            joined_logs(&agents)
+        );
+    }
+}
