@@ -8,10 +8,9 @@ export DEBIAN_FRONTEND := noninteractive
 
 CARGO ?= cargo
 LAB ?= demo
-# make demo: cluster (kubelet + containerd per node, podroute as its DaemonSet) or light
-# (agents started by hand, pods made with cnitool).
-# light stays the default until the cluster-mode demo has run end to end (it has not yet).
-DEMO_MODE ?= light
+# make demo: cluster (kubelet + containerd per node, podroute as its DaemonSet; the default) or
+# light (agents started by hand, pods made with cnitool; builds less the first time).
+DEMO_MODE ?= cluster
 # Debian packages the lab and the tests use: routers to peer with, iproute2, the reference CNI
 # plugins (chain partners and benchmark baseline), Prometheus (promtool, and a server scraping the
 # lab's agents), small tools the tests call, and the cluster mode's container runtime (runc),
@@ -26,8 +25,9 @@ TEST_LOGS := target/test-logs
 .PHONY: help deps root control-plane lab-images build lint unit-test root-test fuzz-smoke bench-smoke test bench soak fuzz demo lab-down clean
 
 help:
-	@echo "make demo      a 3-node lab with a BIRD router, agents and pods made with the CNI plugin (root)"
-	@echo "               DEMO_MODE=cluster: kubelet and containerd per node, podroute as its DaemonSet"
+	@echo "make demo      a 3-node cluster (kubelet + containerd per node) with a BIRD router, podroute"
+	@echo "               as its DaemonSet, pods made by the kubelets through the CNI plugin (root)"
+	@echo "               DEMO_MODE=light: agents started by hand, pods made with cnitool"
 	@echo "make lab-down  tear the demo lab down"
 	@echo "make test      install what is needed and run every test tier (root)"
 	@echo "make bench     BGP ingest benchmark: podroute vs BIRD 2 and GoBGP (root, long; see BENCHMARKS.md)"
@@ -128,6 +128,7 @@ fuzz:
 # The light demo needs only the light control plane; cluster mode also the kubelet set and
 # the images.
 demo: deps
+	@case "$(DEMO_MODE)" in cluster|light) ;; *) echo "error: DEMO_MODE is cluster or light, not '$(DEMO_MODE)'" >&2; exit 1;; esac
 	@tests/scripts/control-plane.sh >/dev/null
 	@if [ "$(DEMO_MODE)" != light ]; then tests/scripts/control-plane.sh cluster >/dev/null && \
 		tests/scripts/lab-images.sh target/lab-images >/dev/null; fi

@@ -565,6 +565,10 @@ async fn step(
         for (name, why) in &invalid {
             if state.logged_invalid.get(name) != Some(why) {
                 tracing::warn!(bgppeer = %name, reason = %why, "BGPPeer not used on this node; other sessions carry on");
+                ctx.events.send(crate::events::AgentEvent::ConfigRejected {
+                    resource: rejected_resource(name),
+                    why: why.clone(),
+                });
             }
         }
         state.logged_invalid = invalid.clone();
@@ -668,6 +672,7 @@ async fn step(
         }
         ctx.metrics.observe_drift(&drift, &events);
         state.last_drift = drift;
+        observe_address_usage(ctx, &state.own_cidrs);
     }
     let drift = state.last_drift.clone();
     ctx.metrics
@@ -771,6 +776,23 @@ fn write_conflist(ctx: &Context, cidrs: &[ipnetwork::IpNetwork]) -> bool {
     }
 }
 
+/// Publishes how full the own pod CIDRs are, from the CNI plugin's address store.
+fn observe_address_usage(ctx: &Context, own_cidrs: &[ipnetwork::IpNetwork]) {
+    let Some(settings) = &ctx.config.cni else {
+        return;
+    };
+    match cni_conf::address_usage(settings, own_cidrs) {
+        Ok(usage) => ctx.metrics.set_address_usage(&usage),
+        Err(error) => {
+            tracing::warn!(%error, "reading the CNI plugin's address store failed");
+            ctx.metrics
+                .errors
+                .with_label_values(&["cni_address_store"])
+                .inc();
+        }
+    }
+}
+
 /// Brings the CNI readiness file (if kept) in line with `ready`; failures are logged and
 /// counted, and retried at the next step.
 fn set_cni_readiness(ctx: &Context, state: &mut LoopState, ready: bool) {
@@ -810,5 +832,17 @@ impl Shutdown {
             _ = self.term.recv() => {}
             _ = self.interrupt.recv() => {}
         }
+    }
+}
+
+/// A resource the node cannot use, kind/name, from its key in [`ClusterPeers::invalid`]
+/// (a BGPPeer's name, which cannot hold a `/`, or `BGPConfiguration/default`).
+///
+/// [`ClusterPeers::invalid`]: crate::cluster_peers::ClusterPeers::invalid
+fn rejected_resource(key: &str) -> String {
+    if key.contains('/') {
+        key.to_owned()
+    } else {
+        format!("BGPPeer/{key}")
     }
 }

@@ -137,7 +137,8 @@ pub struct ClusterPeers {
     pub nodes: PeerSet,
     /// The mesh settings.
     pub mesh: MeshOptions,
-    /// BGPPeers not used, by name, with why (`"BGPConfiguration"` for the mesh password).
+    /// Resources not used, with why: BGPPeers by name (which cannot hold a `/`), the mesh
+    /// password of the BGPConfiguration as `BGPConfiguration/default`.
     pub invalid: BTreeMap<String, InvalidPeer>,
 }
 

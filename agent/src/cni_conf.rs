@@ -11,7 +11,9 @@ use std::io;
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
-use podroute_cni::conflist::{ConflistError, NodeNetwork, write_atomic};
+use podroute_cni::config::DEFAULT_DATA_DIR;
+use podroute_cni::conflist::{ConflistError, DEFAULT_NETWORK_NAME, NodeNetwork, write_atomic};
+use podroute_cni::ipam::{self, IpamError, IpamStore};
 
 use crate::config::CniSettings;
 
@@ -29,6 +31,50 @@ pub fn write(
     network.readiness_file.clone_from(&settings.readiness_file);
     network.chain = settings.chain;
     write_atomic(&settings.conflist, &network)
+}
+
+/// Pod addresses of one family: handed out by the plugin, and how many the pod CIDRs hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressUsage {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+    /// Addresses the plugin's store holds inside the pod CIDRs of that family.
+    pub allocated: usize,
+    /// Addresses the plugin can hand out in them.
+    pub capacity: u128,
+}
+
+/// The usage of each family of `pod_cidrs` in the address store the conflist names (read
+/// without its lock: a plugin running meanwhile may change it by one).
+pub fn address_usage(
+    settings: &CniSettings,
+    pod_cidrs: &[IpNetwork],
+) -> Result<Vec<AddressUsage>, IpamError> {
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let in_use = IpamStore::new(data_dir.join(DEFAULT_NETWORK_NAME)).allocated()?;
+    let usage = |family, is_family: fn(&IpNetwork) -> bool| {
+        let cidrs: Vec<&IpNetwork> = pod_cidrs.iter().filter(|c| is_family(c)).collect();
+        (!cidrs.is_empty()).then(|| AddressUsage {
+            family,
+            allocated: in_use
+                .iter()
+                .filter(|a| cidrs.iter().any(|c| c.contains(**a)))
+                .count(),
+            capacity: cidrs
+                .iter()
+                .fold(0u128, |sum, c| sum.saturating_add(ipam::capacity(**c))),
+        })
+    };
+    Ok([
+        usage("ipv4", IpNetwork::is_ipv4),
+        usage("ipv6", IpNetwork::is_ipv6),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// Keeps the readiness file in step with the agent's readiness; touches the file system only

@@ -1,9 +1,11 @@
 //! Kubernetes Events about this node's BGP sessions: a session up or down, a peer past its
-//! prefix limit. Reported on the own Node object (cluster-scoped, so the API keeps them in
+//! prefix limit, a BGPPeer or the BGPConfiguration this node cannot use. Reported on the own
+//! Node object (cluster-scoped, so the API keeps them in
 //! `default`), through kube-rs' recorder, which folds repeats of one reason about one peer
 //! into an event series (the action names the peer).
 //!
-//! Rate-limited twice: one event per (reason, peer) per [`PER_PEER_INTERVAL`], and at most
+//! Rate-limited twice: one event per (reason, peer or resource) per [`PER_PEER_INTERVAL`],
+//! and at most
 //! [`BURST`] per minute in all, so a flapping peer or a mesh of a thousand nodes restarting
 //! cannot flood the API server. Sending never blocks the speaker: a full queue drops the
 //! event (logs and metrics keep it).
@@ -50,19 +52,29 @@ pub enum AgentEvent {
         /// What was done (`warn`, `drop_excess`, `cease`).
         action: &'static str,
     },
+    /// A resource this node cannot use (the schema let it through, but not for this node:
+    /// e.g. its Secret is missing, or it names the node's own address). Other sessions carry on.
+    ConfigRejected {
+        /// `BGPPeer/<name>` or `BGPConfiguration/default`.
+        resource: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl AgentEvent {
-    fn key(&self) -> (&'static str, IpAddr) {
+    /// The event's reason and what it is about (a peer, or a resource).
+    fn key(&self) -> (&'static str, String) {
         match self {
-            Self::SessionUp { peer, .. } => ("BGPSessionUp", *peer),
-            Self::SessionDown { peer, .. } => ("BGPSessionDown", *peer),
-            Self::MaxPrefix { peer, .. } => ("BGPMaxPrefix", *peer),
+            Self::SessionUp { peer, .. } => ("BGPSessionUp", format!("BGPPeer {peer}")),
+            Self::SessionDown { peer, .. } => ("BGPSessionDown", format!("BGPPeer {peer}")),
+            Self::MaxPrefix { peer, .. } => ("BGPMaxPrefix", format!("BGPPeer {peer}")),
+            Self::ConfigRejected { resource, .. } => ("BGPConfigRejected", resource.clone()),
         }
     }
 
     fn to_event(&self) -> Event {
-        let (reason, peer) = self.key();
+        let (reason, subject) = self.key();
         let (type_, note) = match self {
             Self::SessionUp { peer, peer_type } => (
                 EventType::Normal,
@@ -87,14 +99,18 @@ impl AgentEvent {
                 EventType::Warning,
                 format!("BGP peer {peer} passed its prefix limit of {limit} ({action})"),
             ),
+            Self::ConfigRejected { resource, why } => (
+                EventType::Warning,
+                format!("{resource} not used on this node: {why}"),
+            ),
         };
         Event {
             type_,
             reason: reason.to_owned(),
             note: Some(note),
             // The recorder folds events of one (reason, action, object) into a series:
-            // naming the peer in the action keeps one series per peer.
-            action: format!("BGPPeer {peer}"),
+            // naming the peer or resource in the action keeps one series for each.
+            action: subject,
             secondary: None,
         }
     }
@@ -123,7 +139,7 @@ impl EventSender {
 /// Decides which events go out (pure, for tests).
 #[derive(Debug, Default)]
 pub struct RateLimit {
-    last: HashMap<(&'static str, IpAddr), Instant>,
+    last: HashMap<(&'static str, String), Instant>,
     window: Vec<Instant>,
 }
 
@@ -225,6 +241,21 @@ mod tests {
         assert_eq!(
             event.note.as_deref(),
             Some("BGP peer 198.18.0.254 passed its prefix limit of 100 (cease)")
+        );
+        let event = AgentEvent::ConfigRejected {
+            resource: "BGPPeer/rack-a".to_owned(),
+            why: "Secret kube-system/podroute-bgp-passwords has no key rack-a".to_owned(),
+        }
+        .to_event();
+        assert_eq!(
+            (event.reason.as_str(), event.type_, event.action.as_str()),
+            ("BGPConfigRejected", EventType::Warning, "BGPPeer/rack-a")
+        );
+        assert_eq!(
+            event.note.as_deref(),
+            Some(
+                "BGPPeer/rack-a not used on this node: Secret kube-system/podroute-bgp-passwords has no key rack-a"
+            )
         );
     }
 }

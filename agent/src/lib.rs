@@ -13,6 +13,7 @@ pub mod crd;
 pub mod drift;
 pub mod events;
 pub mod http;
+pub mod malloc;
 pub mod metrics;
 pub mod peers;
 pub mod persist;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    podroute_agent::malloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

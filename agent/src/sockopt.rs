@@ -1,8 +1,9 @@
 //! Socket options the standard library does not wrap: TCP-MD5 (RFC 2385), GTSM (RFC 5082),
 //! and for the route programmer's netlink sockets a forced receive buffer and a packet filter.
 //!
-//! This is the agent's only module with `unsafe`: each call is one `setsockopt(2)` on a socket
-//! the caller owns, with a value whose layout matches the kernel's.
+//! One of the agent's two modules with `unsafe` (the other is [`crate::malloc`]): each call is
+//! one `setsockopt(2)` on a socket the caller owns, with a value whose layout matches the
+//! kernel's.
 
 #![allow(unsafe_code)]
 

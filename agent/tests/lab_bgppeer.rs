@@ -289,6 +289,30 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
     assert!(peer_status(&status(&lab, "node1"), "198.18.0.253").is_none());
+    // ... and told to operators as a Warning Event on the Node.
+    wait_for(
+        "a BGPConfigRejected event about needs-secret on node1",
+        || {
+            lab.kubectl(&[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                "default",
+                "--field-selector",
+                "reason=BGPConfigRejected,regarding.name=node1,type=Warning",
+                "-o",
+                "jsonpath={.items[*].note}",
+            ])
+            .is_ok_and(|notes| {
+                notes.contains("BGPPeer/needs-secret not used on this node")
+                    && notes.contains("podroute-bgp-passwords")
+            })
+        },
+        || {
+            lab.kubectl(&["get", "events.events.k8s.io", "-A", "-o", "wide"])
+                .unwrap_or_default()
+        },
+    );
     apply(
         &lab,
         "spare",

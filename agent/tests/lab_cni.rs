@@ -360,6 +360,11 @@ fn pods_across_nodes(variant: Variant) {
         );
     }
     ping_matrix(&lab, &pods);
+    // Each agent read the plugin's address store on those reconciles: its pods' addresses
+    // of every family, against a /24's 254 (and a /64's 2^64 - 1).
+    for n in &nodes {
+        assert_address_usage(&lab, &n.node.name, PODS_PER_NODE.len(), ipv6);
+    }
 
     // DEL: every address goes back to the store, every pod route is gone, every host veth is
     // released (down, marked) at once.
@@ -431,6 +436,8 @@ fn pods_across_nodes(variant: Variant) {
             PODS_PER_NODE.len()
         );
         assert!(metrics.contains(&want), "{}: {metrics}", n.node.name);
+        // Reconciles ran since the DELs (the sweep is one): the addresses are free again.
+        assert_address_usage(&lab, &n.node.name, 0, ipv6);
     }
 
     if variant.chained {
@@ -446,6 +453,36 @@ fn pods_across_nodes(variant: Variant) {
         let _ = agent.terminate();
     }
     // The lab's teardown (on drop) removes the pod namespaces with the rest of the lab.
+}
+
+/// `podroute_pod_addresses_allocated` says `pods` addresses of each family of the node and
+/// `podroute_pod_addresses_capacity` what its pod CIDRs hold.
+fn assert_address_usage(lab: &Lab, node: &str, pods: usize, ipv6: bool) {
+    let metrics = lab
+        .exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .expect("metrics");
+    let value = |series: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let families: &[(&str, f64)] = if ipv6 {
+        &[("ipv4", 254.0), ("ipv6", 18_446_744_073_709_551_615.0)]
+    } else {
+        &[("ipv4", 254.0)]
+    };
+    for (family, capacity) in families {
+        let allocated = format!("podroute_pod_addresses_allocated{{family=\"{family}\"}}");
+        let held = format!("podroute_pod_addresses_capacity{{family=\"{family}\"}}");
+        assert_eq!(value(&allocated), Some(pods as f64), "{node}: {metrics}");
+        assert_eq!(value(&held), Some(*capacity), "{node}: {metrics}");
+    }
+    if !ipv6 {
+        assert!(
+            !metrics.contains("podroute_pod_addresses_allocated{family=\"ipv6\"}"),
+            "{node}: no IPv6 pod CIDR, no IPv6 series: {metrics}"
+        );
+    }
 }
 
 /// From another node, connects to the pod's node address at [`HOST_PORT`] and expects the

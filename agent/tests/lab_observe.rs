@@ -110,15 +110,20 @@ fn by_instance(lab: &Lab, promql: &str) -> Vec<(String, f64)> {
     out
 }
 
+/// The shipped alert rules file.
+fn rules_file() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests/monitoring/podroute-rules.yaml")
+        .canonicalize()
+        .expect("rules file")
+}
+
 /// Starts Prometheus in the fabric namespace, scraping every agent each second, with the
 /// shipped alert rules.
 fn start_prometheus(lab: &Lab, nodes: &[LabNode]) -> LabProcess {
     let dir = lab.dir().join("prometheus");
     std::fs::create_dir_all(&dir).expect("prometheus dir");
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests/monitoring/podroute-rules.yaml")
-        .canonicalize()
-        .expect("rules file");
+    let rules = rules_file();
     let targets: Vec<String> = nodes.iter().map(|n| format!("'{}:9180'", n.ipv4)).collect();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
@@ -307,6 +312,10 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
     }
     // Every alert rule loaded and is healthy (its expression parses and evaluates); the
     // series each one reads exist.
+    let shipped = std::fs::read_to_string(rules_file())
+        .expect("rules")
+        .matches("- alert:")
+        .count();
     wait_for(
         "every alert rule evaluated without error",
         || {
@@ -323,7 +332,7 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
                 .flatten()
                 .flat_map(|g| g["rules"].as_array().into_iter().flatten())
                 .collect();
-            all.len() == 11
+            all.len() == shipped
                 && all
                     .iter()
                     .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z")

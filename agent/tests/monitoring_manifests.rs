@@ -57,6 +57,7 @@ fn the_dashboard_and_the_rules_read_only_exported_metrics() {
     exported.extend(
         podroute_agent::metrics::bgp::PER_PEER_FAMILIES
             .iter()
+            .chain(&podroute_agent::metrics::POD_ADDRESS_FAMILIES)
             .map(|f| format!("podroute_{f}")),
     );
     for file in [

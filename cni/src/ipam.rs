@@ -13,6 +13,7 @@
 
 use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
+use ipnetwork::IpNetwork;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -102,10 +103,51 @@ impl Allocation {
     }
 }
 
+/// The first and last address the store hands out in `range`, as numbers; `None` when it
+/// has none (an IPv4 /31 or /32, an IPv6 /128). IPv4 leaves out the network and broadcast
+/// addresses; IPv6 the all-zero host part, the subnet-router anycast address (RFC 4291
+/// section 2.6.1).
+fn host_bounds(range: IpNetwork) -> Option<(u128, u128)> {
+    let (network, last) = match range {
+        IpNetwork::V4(net) => (
+            u128::from(u32::from(net.network())),
+            u128::from(u32::from(net.broadcast())).checked_sub(1)?,
+        ),
+        IpNetwork::V6(net) => {
+            let network = u128::from(net.network());
+            let host_bits = 128 - u32::from(net.prefix());
+            let size = 1u128.checked_shl(host_bits).map_or(u128::MAX, |s| s - 1);
+            (network, network + size)
+        }
+    };
+    let first = network.checked_add(1)?;
+    (first <= last).then_some((first, last))
+}
+
+/// How many addresses the store can hand out in `range` (see [`host_bounds`]).
+pub fn capacity(range: IpNetwork) -> u128 {
+    host_bounds(range).map_or(0, |(first, last)| last - first + 1)
+}
+
 impl IpamStore {
     /// The store in `dir` (created on first lock).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
+    }
+
+    /// The addresses allocated now, read without the lock (for a usage gauge: a plugin
+    /// running meanwhile may add or free one). A store not created yet holds none.
+    pub fn allocated(&self) -> Result<Vec<IpAddr>, IpamError> {
+        match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(IpamError::Io {
+                path: self.dir.clone(),
+                source: e,
+            }),
+            Ok(entries) => Ok(entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()),
+        }
     }
 
     /// Takes the store's lock, polling until `timeout` (then [`IpamError::LockTimeout`]).
@@ -187,8 +229,9 @@ impl LockedStore {
     ) -> Result<Allocation, IpamError> {
         let mut alloc = self.lookup(owner)?;
         if let (Some(net), None) = (ranges.v4, alloc.v4) {
-            let first = u32::from(net.network()) as u128 + 1;
-            let last = u32::from(net.broadcast()) as u128 - 1;
+            let (first, last) = host_bounds(IpNetwork::V4(net)).ok_or(IpamError::Exhausted {
+                range: net.to_string(),
+            })?;
             let a = self.allocate_in(owner, "last-v4", first, last, &net.to_string(), |n| {
                 IpAddr::V4(Ipv4Addr::from(n as u32))
             })?;
@@ -198,15 +241,9 @@ impl LockedStore {
             };
         }
         if let (Some(net), None) = (ranges.v6, alloc.v6) {
-            // The all-zero host part is the subnet-router anycast address (RFC 4291
-            // section 2.6.1); skip it like an IPv4 network address.
-            let first = u128::from(net.network()) + 1;
-            let size = if net.prefix() == 0 {
-                u128::MAX
-            } else {
-                (1u128 << (128 - net.prefix())) - 1
-            };
-            let last = u128::from(net.network()) + size;
+            let (first, last) = host_bounds(IpNetwork::V6(net)).ok_or(IpamError::Exhausted {
+                range: net.to_string(),
+            })?;
             let a = self.allocate_in(owner, "last-v6", first, last, &net.to_string(), |n| {
                 IpAddr::V6(Ipv6Addr::from(n))
             })?;
@@ -360,6 +397,52 @@ mod tests {
         let err = s.allocate(&owner("c7"), &r).expect_err("full");
         assert!(matches!(err, IpamError::Exhausted { .. }));
         assert_eq!(CniError::from(err).code.as_u32(), 100);
+    }
+
+    #[test]
+    fn capacity_counts_what_can_be_handed_out() {
+        let net = |s: &str| s.parse::<IpNetwork>().expect("cidr");
+        assert_eq!(capacity(net("10.244.1.0/24")), 254);
+        assert_eq!(capacity(net("10.244.1.0/30")), 2);
+        assert_eq!(capacity(net("10.244.1.0/31")), 0);
+        assert_eq!(capacity(net("10.244.1.1/32")), 0);
+        assert_eq!(capacity(net("fd00:10:244:1::/64")), (1 << 64) - 1);
+        assert_eq!(capacity(net("fd00::/127")), 1);
+        assert_eq!(capacity(net("fd00::1/128")), 0);
+        assert_eq!(capacity(net("::/0")), u128::MAX);
+    }
+
+    #[test]
+    fn a_range_without_host_addresses_is_exhausted_not_a_panic() {
+        let (_d, s) = store();
+        for (v4, v6) in [("10.0.0.0/31", None), ("10.0.0.1/32", Some("fd00::1/128"))] {
+            let err = s
+                .allocate(&owner("a"), &ranges(v4, v6))
+                .expect_err("no address");
+            assert!(matches!(err, IpamError::Exhausted { .. }), "{v4}: {err}");
+        }
+    }
+
+    #[test]
+    fn allocated_lists_the_addresses_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unborn = IpamStore::new(dir.path().join("podroute"));
+        assert_eq!(
+            unborn.allocated().expect("no store yet"),
+            Vec::<IpAddr>::new()
+        );
+        let s = unborn.lock(Duration::from_secs(1)).expect("lock");
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        s.allocate(&owner("b"), &r).expect("alloc");
+        s.release(&owner("b")).expect("release");
+        let mut in_use = unborn.allocated().expect("read");
+        in_use.sort();
+        assert_eq!(
+            in_use,
+            a.addresses(),
+            "lock and last-v4/last-v6 files are not addresses"
+        );
     }
 
     #[test]

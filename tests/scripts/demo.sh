@@ -37,6 +37,7 @@ done
 shown_cli=$cli
 bin=$(cd "$bin" && pwd)
 cli=$bin/podroute-lab agent=$bin/podroute-agent
+. tests/scripts/demo-lib.sh
 cp_bin=$(tests/scripts/control-plane.sh) || die "control plane binaries are not available"
 cnitool=$cp_bin/cnitool
 [ -x "$cnitool" ] || die "$cnitool is missing; run tests/scripts/control-plane.sh"
@@ -50,46 +51,8 @@ else
 fi
 mkdir -p "$lab_dir/logs" "$lab_dir/pids" "$lab_dir/pods"
 
-# The router is peered the Kubernetes way: podroute's CRDs and one BGPPeer for it (every node,
-# iBGP in the lab's AS 64512).
-peer_with_router() {
-  local lab=$1 manifests
-  manifests=$(pwd)/manifests
-  "$cli" kubectl --name "$lab" -- apply -f "$manifests/crds.yaml" >/dev/null
-  "$cli" kubectl --name "$lab" -- wait --for=condition=Established --timeout=60s \
-    crd/bgppeers.podroute.io crd/bgpconfigurations.podroute.io >/dev/null
-  "$cli" kubectl --name "$lab" -- apply -f - <<'YAML'
-apiVersion: podroute.io/v1alpha1
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerAddress: 198.18.0.254
-  peerASNumber: 64512
-YAML
-}
-
-# Pings one pod per node from the router's namespace (a host outside the cluster): it reaches
-# them through the routes BIRD learned from the agents. Prints a line per pod; returns the
-# number of pods it could not reach.
-ping_from_router() {
-  local lab=$1 missed=0 i
-  shift
-  local -a names=() ips=()
-  while [ $# -gt 0 ]; do names+=("$1") ips+=("$2"); shift 2; done
-  for i in "${!names[@]}"; do
-    if ip netns exec "$lab-fabric" ping -n -q -c 1 -W 1 "${ips[i]}" >/dev/null 2>&1 ||
-      ip netns exec "$lab-fabric" ping -n -q -c 1 -W 1 "${ips[i]}" >/dev/null 2>&1; then
-      echo "  router -> ${names[i]} (${ips[i]}) ✓"
-    else
-      echo "  router -> ${names[i]} (${ips[i]}) ✗"
-      missed=$((missed + 1))
-    fi
-  done
-  return $missed
-}
-
 say "BGPPeer for the BIRD router (podroute.io/v1alpha1)"
+"$cli" kubectl --name "$lab" -- apply -f manifests/crds.yaml >/dev/null
 peer_with_router "$lab"
 
 # --- 2. agents ----------------------------------------------------------------------------
@@ -188,15 +151,7 @@ for node in "${nodes[@]}"; do
 done
 
 say "The router's view (BIRD in the fabric namespace, peered through BGPPeer tor)"
-birdc=(ip netns exec "$lab-fabric" birdc -s "$lab_dir/router/bird.ctl")
-deadline=$((SECONDS + ready_timeout))
-until routes=$("${birdc[@]}" show route 2>&1) && \
-  [ "$(grep -c 'via 198.18.0' <<<"$routes")" -ge ${#nodes[@]} ]; do
-  [ $SECONDS -ge $deadline ] && break
-  sleep 0.5
-done
-"${birdc[@]}" show protocols 2>&1 | sed 's/^/  /' || true
-sed 's/^/  /' <<<"$routes"
+router_view "$lab" "$lab_dir" ${#nodes[@]} "$ready_timeout"
 router_targets=()
 for i in "${!pods[@]}"; do
   case ${pods[i]} in *-a) router_targets+=("${pods[i]}" "${pod_ips[i]}") ;; esac
@@ -212,7 +167,7 @@ cat <<EOF
   $shown_cli exec --name $lab node1-a -- ip addr show eth0
   $shown_cli kubectl --name $lab -- get nodes -o wide
   $shown_cli exec --name $lab node1 -- ${shown_cli%podroute-lab}podroute-agent status
-  ${birdc[*]} show route
+  ip netns exec $lab-fabric birdc -s $lab_dir/router/bird.ctl show route
   agent logs:    $lab_dir/logs/node<N>-agent.log
   CNI conflists: $lab_dir/node<N>/10-podroute.conflist
 

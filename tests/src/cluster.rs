@@ -62,7 +62,12 @@ impl Lab {
         let cp = self.cp_ns();
         let kubeconfig = self.kubeconfig();
         let pki = self.pki();
-        let kcm = control_plane::controller_manager_args(&pki, &kubeconfig, self.ipv6());
+        let kcm = control_plane::controller_manager_args(
+            &pki,
+            &kubeconfig,
+            self.ipv6(),
+            self.state.node_cidr_mask_v4,
+        );
         let sched = control_plane::scheduler_args(&kubeconfig);
         for (name, args) in [("kube-controller-manager", kcm), ("kube-scheduler", sched)] {
             let child = process::spawn_logged(
@@ -185,6 +190,13 @@ impl Lab {
         let mut c = Command::new("nsenter");
         c.args(["-t", pid.trim(), "-m", "-n", "--"]).args(args);
         cmd::output(&mut c)
+    }
+
+    /// Runs `ctr -n k8s.io args...` against `node`'s containerd (the namespace the CRI uses)
+    /// and returns its stdout; fails unless it succeeds.
+    pub fn ctr<S: AsRef<OsStr>>(&self, node: &str, args: &[S]) -> Result<String> {
+        let bins = self.cluster_bins()?;
+        cmd::run(self.node_runtime(node)?.ctr(&bins).args(args))
     }
 
     /// `kubectl apply -k` of the cluster overlay: podroute's DaemonSet as users deploy it,

@@ -183,6 +183,7 @@ pub(crate) fn controller_manager_args(
     pki: &PkiPaths,
     kubeconfig: &Path,
     ipv6: bool,
+    node_cidr_mask_v4: u8,
 ) -> Vec<String> {
     let p = |x: &Path| x.display().to_string();
     let cidrs = if ipv6 {
@@ -194,7 +195,7 @@ pub(crate) fn controller_manager_args(
         format!("--kubeconfig={}", p(kubeconfig)),
         "--allocate-node-cidrs=true".into(),
         format!("--cluster-cidr={cidrs}"),
-        "--node-cidr-mask-size-ipv4=24".into(),
+        format!("--node-cidr-mask-size-ipv4={node_cidr_mask_v4}"),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         format!("--root-ca-file={}", p(&pki.ca_cert)),
         format!("--service-account-private-key-file={}", p(&pki.sa_key)),

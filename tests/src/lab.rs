@@ -54,7 +54,17 @@ pub struct LabConfig {
     /// Cluster mode ([`crate::cluster`]): kube-controller-manager, kube-scheduler, and containerd
     /// and a kubelet on every node; pod CIDRs from the node IPAM. Implies a control plane.
     pub cluster: bool,
+    /// Cluster mode: the prefix length of the IPv4 pod CIDR the node IPAM gives each node
+    /// (`--node-cidr-mask-size-ipv4`), [`DEFAULT_NODE_CIDR_MASK_V4`] unless a test wants a
+    /// small range to exhaust.
+    pub node_cidr_mask_v4: u8,
 }
+
+/// The IPv4 pod CIDR prefix length of a cluster-mode node unless asked otherwise.
+pub const DEFAULT_NODE_CIDR_MASK_V4: u8 = 24;
+/// The node IPAM's IPv4 prefix lengths a cluster-mode lab accepts: inside the /16 cluster
+/// CIDR, and at least the two addresses the CNI plugin needs.
+const NODE_CIDR_MASKS_V4: std::ops::RangeInclusive<u8> = 17..=30;
 
 impl LabConfig {
     /// A lab called `name` with `nodes` nodes, a control plane, no router, IPv4 only.
@@ -66,6 +76,7 @@ impl LabConfig {
             ipv6: false,
             control_plane: true,
             cluster: false,
+            node_cidr_mask_v4: DEFAULT_NODE_CIDR_MASK_V4,
         }
     }
 
@@ -90,6 +101,12 @@ impl LabConfig {
     /// Turns the control plane on or off.
     pub fn control_plane(mut self, on: bool) -> Self {
         self.control_plane = on;
+        self
+    }
+
+    /// Sets the prefix length of the nodes' IPv4 pod CIDRs (cluster mode).
+    pub fn node_cidr_mask_v4(mut self, prefix: u8) -> Self {
+        self.node_cidr_mask_v4 = prefix;
         self
     }
 }
@@ -152,9 +169,16 @@ pub(crate) struct LabState {
     /// The cluster mode's binaries and images; `None` in the light mode.
     #[serde(default)]
     pub(crate) cluster: Option<ClusterBins>,
+    /// The node IPAM's IPv4 prefix length (cluster mode).
+    #[serde(default = "default_node_cidr_mask_v4")]
+    pub(crate) node_cidr_mask_v4: u8,
     pub(crate) nodes: Vec<LabNode>,
     /// Seconds `up` took (0 while it is still running).
     pub(crate) up_seconds: f64,
+}
+
+fn default_node_cidr_mask_v4() -> u8 {
+    DEFAULT_NODE_CIDR_MASK_V4
 }
 
 /// A running lab.
@@ -197,6 +221,13 @@ impl Lab {
                 "cluster mode needs the control plane".into(),
             ));
         }
+        if !NODE_CIDR_MASKS_V4.contains(&cfg.node_cidr_mask_v4) {
+            return Err(LabError::Invalid(format!(
+                "the nodes' IPv4 pod CIDR prefix length must be {} to {}",
+                NODE_CIDR_MASKS_V4.start(),
+                NODE_CIDR_MASKS_V4.end()
+            )));
+        }
         let bins = if cfg.control_plane {
             Some(ControlPlaneBins::locate()?)
         } else {
@@ -216,6 +247,7 @@ impl Lab {
             control_plane: cfg.control_plane,
             bins,
             cluster,
+            node_cidr_mask_v4: cfg.node_cidr_mask_v4,
             nodes: (1..=cfg.nodes)
                 .map(|i| LabNode::planned(&name, i, cfg.ipv6))
                 .collect(),

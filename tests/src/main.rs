@@ -137,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ipv6,
                 control_plane: !no_control_plane,
                 cluster,
+                node_cidr_mask_v4: podroute_lab::lab::DEFAULT_NODE_CIDR_MASK_V4,
             };
             let lab = Lab::up(&cfg)?;
             eprintln!(

@@ -69,8 +69,16 @@ pub struct Metrics {
     reconcile_duration: HistogramVec,
     /// Time from receiving a BGP UPDATE or Node event to the kernel route written.
     convergence: HistogramVec,
+    /// Pod addresses the CNI plugin has handed out in the own pod CIDRs, by family.
+    pod_addresses_allocated: IntGaugeVec,
+    /// Pod addresses the own pod CIDRs hold, by family.
+    pod_addresses_capacity: prometheus::GaugeVec,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
+
+/// The pod address families (without the `podroute_` prefix): series only for the families
+/// the node has a pod CIDR of, so none before the first reconcile.
+pub const POD_ADDRESS_FAMILIES: [&str; 2] = ["pod_addresses_allocated", "pod_addresses_capacity"];
 
 /// Buckets of the timing histograms: 1 ms to 60 s.
 const SECONDS_BUCKETS: [f64; 14] = [
@@ -236,6 +244,24 @@ impl Metrics {
                 &["trigger"],
             )?,
         )?;
+        let pod_addresses_allocated = gauge_vec(
+            &registry,
+            POD_ADDRESS_FAMILIES[0],
+            "pod addresses the CNI plugin has handed out in the node's pod CIDRs, by family \
+             (read from its address store every reconcile period)",
+            &["family"],
+        )?;
+        let pod_addresses_capacity = registered(
+            &registry,
+            prometheus::GaugeVec::new(
+                Opts::new(
+                    POD_ADDRESS_FAMILIES[1],
+                    "pod addresses the node's pod CIDRs hold, by family (IPv4 without network \
+                 and broadcast)",
+                ),
+                &["family"],
+            )?,
+        )?;
         for family in ["ipv4", "ipv6"] {
             routes_installed.with_label_values(&[family]);
         }
@@ -279,6 +305,8 @@ impl Metrics {
             route_full_passes,
             reconcile_duration,
             convergence,
+            pod_addresses_allocated,
+            pod_addresses_capacity,
             last_route_counters: Default::default(),
         })
     }
@@ -346,6 +374,20 @@ impl Metrics {
         self.routes_installed
             .with_label_values(&["ipv6"])
             .set(v6 as i64);
+    }
+
+    /// Publishes the pod address usage; a family without a pod CIDR has no series.
+    pub fn set_address_usage(&self, usage: &[crate::cni_conf::AddressUsage]) {
+        self.pod_addresses_allocated.reset();
+        self.pod_addresses_capacity.reset();
+        for u in usage {
+            self.pod_addresses_allocated
+                .with_label_values(&[u.family])
+                .set(i64::try_from(u.allocated).unwrap_or(i64::MAX));
+            self.pod_addresses_capacity
+                .with_label_values(&[u.family])
+                .set(u.capacity as f64);
+        }
     }
 
     /// Publishes a drift report and counts its new events.

@@ -1,7 +1,8 @@
 //! The RIB: Loc-RIB with best-path selection, holding every peer's Adj-RIB-In.
 //!
 //! One table per family maps a prefix to its paths; a path is 8 bytes (interned
-//! attribute id + peer id), the best path is kept first, inline. A peer's Adj-RIB-In
+//! attribute id + peer id), the best path is kept first, inline, so an IPv4 slot of the
+//! table is 20 bytes (key 8, entry 12) and an IPv6 one 32. A peer's Adj-RIB-In
 //! (RFC 4271 §3.2) is the set of paths with its id; [`Rib::adj_rib_in`] reads it out.
 //! Attributes are interned (one copy per distinct set, shared by `Arc`).
 //!
@@ -72,26 +73,109 @@ struct Path {
     peer: u32,
 }
 
-/// The paths of one prefix: the best inline, the rest boxed (rare in a mesh where each
-/// pod CIDR has one origin), so an entry is 16 bytes.
+/// The paths of one prefix: the best inline, the rest in [`OtherPaths`] (rare in a mesh
+/// where each pod CIDR has one origin), so an entry is 12 bytes with 4-byte alignment.
 #[derive(Debug)]
 struct Entry {
     best: Path,
-    // Box<Vec> on purpose: a thin 8-byte pointer keeps the entry at 16 bytes, where
-    // Option<Vec> would make it 32 (this is per prefix, a million times over).
-    #[allow(clippy::box_collection)]
-    others: Option<Box<Vec<Path>>>,
+    /// The prefix's other paths in [`OtherPaths`], or [`OtherPaths::NONE`].
+    others: u32,
 }
 
 impl Entry {
-    fn paths(&self) -> impl Iterator<Item = &Path> {
-        std::iter::once(&self.best).chain(self.others.iter().flat_map(|o| o.iter()))
+    fn new(best: Path) -> Self {
+        Self {
+            best,
+            others: OtherPaths::NONE,
+        }
+    }
+
+    fn paths<'a>(&'a self, others: &'a OtherPaths) -> impl Iterator<Item = &'a Path> {
+        std::iter::once(&self.best).chain(others.get(self.others))
     }
 }
 
-/// Table keys: IPv4 as address<<8|length in one u64; IPv6 as (address, length).
-type V4Table = ShardedMap<u64, Entry, BuildPrefixHasher>;
-type V6Table = ShardedMap<(u128, u8), Entry, BuildPrefixHasher>;
+/// The non-best paths of every prefix that has more than one, as lists addressed by a
+/// 4-byte index (a pointer in the entry would make the table's 20-byte IPv4 slot 24).
+#[derive(Debug, Default)]
+struct OtherPaths {
+    lists: Vec<Vec<Path>>,
+    free: Vec<u32>,
+}
+
+impl OtherPaths {
+    /// The index of no list.
+    const NONE: u32 = 0;
+
+    /// The list `id` (empty for [`OtherPaths::NONE`]).
+    fn get(&self, id: u32) -> &[Path] {
+        id.checked_sub(1)
+            .and_then(|i| self.lists.get(i as usize))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut Vec<Path>> {
+        self.lists.get_mut(id.checked_sub(1)? as usize)
+    }
+
+    /// A new list holding `first`; its index.
+    fn create(&mut self, first: Path) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.lists[i as usize].push(first);
+                i + 1
+            }
+            None => {
+                self.lists.push(vec![first]);
+                // More lists than u32 indices would need more prefixes than memory.
+                u32::try_from(self.lists.len()).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    /// Empties list `id` and keeps it for reuse (its allocation goes if it was large).
+    fn release(&mut self, id: u32) {
+        if let Some(list) = self.get_mut(id) {
+            list.clear();
+            if list.capacity() > 4 {
+                list.shrink_to(4);
+            }
+            self.free.push(id - 1);
+        }
+    }
+}
+
+/// An IPv4 table key: 8 bytes, 4-byte aligned (a `u64` key would pad the slot to 24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V4Key {
+    address: u32,
+    length: u8,
+}
+
+impl std::hash::Hash for V4Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.address) << 8) | u64::from(self.length));
+    }
+}
+
+/// An IPv6 table key: 20 bytes, 4-byte aligned (a `u128` would align the slot to 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V6Key {
+    address: [u32; 4],
+    length: u8,
+}
+
+impl std::hash::Hash for V6Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [a, b, c, d] = self.address;
+        state.write_u64((u64::from(a) << 32) | u64::from(b));
+        state.write_u64((u64::from(c) << 32) | u64::from(d));
+        state.write_u8(self.length);
+    }
+}
+
+type V4Table = ShardedMap<V4Key, Entry, BuildPrefixHasher>;
+type V6Table = ShardedMap<V6Key, Entry, BuildPrefixHasher>;
 
 /// Loc-RIB plus the Adj-RIB-In of every peer.
 #[derive(Debug, Default)]
@@ -102,6 +186,7 @@ pub struct Rib {
     /// IPv4, IPv6.
     routes_per_peer: Vec<[usize; 2]>,
     attrs: AttrStore,
+    others: OtherPaths,
     v4: V4Table,
     v6: V6Table,
 }
@@ -111,19 +196,36 @@ fn family_index(prefix: &IpNetwork) -> usize {
     usize::from(prefix.is_ipv6())
 }
 
-fn v4_key(n: &Ipv4Network) -> u64 {
-    (u64::from(u32::from(n.ip())) << 8) | u64::from(n.prefix())
+fn v4_key(n: &Ipv4Network) -> V4Key {
+    V4Key {
+        address: u32::from(n.ip()),
+        length: n.prefix(),
+    }
 }
 
-fn v4_prefix(k: u64) -> IpNetwork {
-    let addr = Ipv4Addr::from((k >> 8) as u32);
-    Ipv4Network::new(addr, (k & 0xff) as u8)
+fn v4_prefix(k: V4Key) -> IpNetwork {
+    let addr = Ipv4Addr::from(k.address);
+    Ipv4Network::new(addr, k.length)
         .map_or_else(|_| IpNetwork::V4(Ipv4Network::from(addr)), IpNetwork::V4)
 }
 
-fn v6_prefix(k: (u128, u8)) -> IpNetwork {
-    let addr = Ipv6Addr::from(k.0);
-    Ipv6Network::new(addr, k.1)
+fn v6_key(n: &Ipv6Network) -> V6Key {
+    let a = u128::from(n.ip());
+    V6Key {
+        address: [
+            (a >> 96) as u32,
+            (a >> 64) as u32,
+            (a >> 32) as u32,
+            a as u32,
+        ],
+        length: n.prefix(),
+    }
+}
+
+fn v6_prefix(k: V6Key) -> IpNetwork {
+    let [a, b, c, d] = k.address.map(u128::from);
+    let addr = Ipv6Addr::from((a << 96) | (b << 64) | (c << 32) | d);
+    Ipv6Network::new(addr, k.length)
         .map_or_else(|_| IpNetwork::V6(Ipv6Network::from(addr)), IpNetwork::V6)
 }
 
@@ -207,11 +309,11 @@ impl Rib {
             let (change, inserted) = match prefix {
                 IpNetwork::V4(n) => {
                     let entry = self.v4.entry(v4_key(&n));
-                    upsert(entry, path, &mut self.attrs, &self.peers)
+                    upsert(entry, path, &mut self.attrs, &mut self.others, &self.peers)
                 }
                 IpNetwork::V6(n) => {
-                    let entry = self.v6.entry((u128::from(n.ip()), n.prefix()));
-                    upsert(entry, path, &mut self.attrs, &self.peers)
+                    let entry = self.v6.entry(v6_key(&n));
+                    upsert(entry, path, &mut self.attrs, &mut self.others, &self.peers)
                 }
             };
             if inserted {
@@ -243,18 +345,30 @@ impl Rib {
                     let Some(entry) = self.v4.get_mut(&key) else {
                         continue;
                     };
-                    let o = remove_path(entry, peer.0, &mut self.attrs, &self.peers);
+                    let o = remove_path(
+                        entry,
+                        peer.0,
+                        &mut self.attrs,
+                        &mut self.others,
+                        &self.peers,
+                    );
                     if o == Removal::Empty {
                         self.v4.remove(&key);
                     }
                     o
                 }
                 IpNetwork::V6(n) => {
-                    let key = (u128::from(n.ip()), n.prefix());
+                    let key = v6_key(&n);
                     let Some(entry) = self.v6.get_mut(&key) else {
                         continue;
                     };
-                    let o = remove_path(entry, peer.0, &mut self.attrs, &self.peers);
+                    let o = remove_path(
+                        entry,
+                        peer.0,
+                        &mut self.attrs,
+                        &mut self.others,
+                        &self.peers,
+                    );
                     if o == Removal::Empty {
                         self.v6.remove(&key);
                     }
@@ -289,7 +403,7 @@ impl Rib {
     pub fn paths(&self, prefix: &IpNetwork) -> Vec<(PeerId, Arc<PathAttributes>)> {
         self.entry(prefix)
             .map(|e| {
-                e.paths()
+                e.paths(&self.others)
                     .map(|p| (PeerId(p.peer), self.attrs.get(p.attr).clone()))
                     .collect()
             })
@@ -319,12 +433,12 @@ impl Rib {
     pub fn adj_rib_in(&self, peer: PeerId) -> Vec<(IpNetwork, Arc<PathAttributes>)> {
         let mut out = Vec::new();
         for (k, e) in self.v4.iter() {
-            if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
+            if let Some(p) = e.paths(&self.others).find(|p| p.peer == peer.0) {
                 out.push((v4_prefix(*k), self.attrs.get(p.attr).clone()));
             }
         }
         for (k, e) in self.v6.iter() {
-            if let Some(p) = e.paths().find(|p| p.peer == peer.0) {
+            if let Some(p) = e.paths(&self.others).find(|p| p.peer == peer.0) {
                 out.push((v6_prefix(*k), self.attrs.get(p.attr).clone()));
             }
         }
@@ -336,12 +450,12 @@ impl Rib {
         let v4 = self
             .v4
             .iter()
-            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .filter(|(_, e)| e.paths(&self.others).any(|p| p.peer == peer.0))
             .map(|(k, _)| v4_prefix(*k));
         let v6 = self
             .v6
             .iter()
-            .filter(|(_, e)| e.paths().any(|p| p.peer == peer.0))
+            .filter(|(_, e)| e.paths(&self.others).any(|p| p.peer == peer.0))
             .map(|(k, _)| v6_prefix(*k));
         v4.chain(v6).collect()
     }
@@ -369,7 +483,7 @@ impl Rib {
     /// `peer`'s path to `prefix`, if it has one.
     pub fn path_of(&self, peer: PeerId, prefix: &IpNetwork) -> Option<Arc<PathAttributes>> {
         let e = self.entry(prefix)?;
-        let p = e.paths().find(|p| p.peer == peer.0)?;
+        let p = e.paths(&self.others).find(|p| p.peer == peer.0)?;
         Some(self.attrs.get(p.attr).clone())
     }
 
@@ -400,7 +514,7 @@ impl Rib {
     fn entry(&self, prefix: &IpNetwork) -> Option<&Entry> {
         match canonical(*prefix) {
             IpNetwork::V4(n) => self.v4.get(&v4_key(&n)),
-            IpNetwork::V6(n) => self.v6.get(&(u128::from(n.ip()), n.prefix())),
+            IpNetwork::V6(n) => self.v6.get(&v6_key(&n)),
         }
     }
 }
@@ -411,16 +525,14 @@ fn upsert<K>(
     entry: std::collections::hash_map::Entry<'_, K, Entry>,
     path: Path,
     attrs: &mut AttrStore,
+    others: &mut OtherPaths,
     peers: &[Option<PeerInfo>],
 ) -> (Option<Path>, bool) {
     use std::collections::hash_map::Entry as E;
     match entry {
         E::Vacant(v) => {
             attrs.incref(path.attr);
-            v.insert(Entry {
-                best: path,
-                others: None,
-            });
+            v.insert(Entry::new(path));
             (Some(path), true)
         }
         E::Occupied(mut o) => {
@@ -433,27 +545,33 @@ fn upsert<K>(
                 attrs.incref(path.attr);
                 attrs.decref(e.best.attr);
                 e.best = path;
-                if e.others.is_none() {
+                if e.others == OtherPaths::NONE {
                     return (Some(path), false);
                 }
             } else {
-                let others = e.others.get_or_insert_with(|| Box::new(Vec::new()));
-                match others.iter_mut().find(|p| p.peer == path.peer) {
-                    Some(p) if p.attr == path.attr => return (None, false),
-                    Some(p) => {
-                        attrs.incref(path.attr);
-                        attrs.decref(p.attr);
-                        p.attr = path.attr;
-                    }
+                match others.get_mut(e.others) {
                     None => {
                         attrs.incref(path.attr);
-                        others.push(path);
+                        e.others = others.create(path);
                         inserted = true;
                     }
+                    Some(list) => match list.iter_mut().find(|p| p.peer == path.peer) {
+                        Some(p) if p.attr == path.attr => return (None, false),
+                        Some(p) => {
+                            attrs.incref(path.attr);
+                            attrs.decref(p.attr);
+                            p.attr = path.attr;
+                        }
+                        None => {
+                            attrs.incref(path.attr);
+                            list.push(path);
+                            inserted = true;
+                        }
+                    },
                 }
             }
             let old = e.best;
-            reselect(e, attrs, peers);
+            reselect(e, attrs, others, peers);
             (
                 (e.best != old || e.best == path).then_some(e.best),
                 inserted,
@@ -478,40 +596,40 @@ fn remove_path(
     e: &mut Entry,
     peer: u32,
     attrs: &mut AttrStore,
+    others: &mut OtherPaths,
     peers: &[Option<PeerInfo>],
 ) -> Removal {
     if e.best.peer == peer {
         attrs.decref(e.best.attr);
-        let Some(mut others) = e.others.take() else {
-            return Removal::Empty;
-        };
-        let Some(first) = others.pop() else {
+        let Some(first) = others.get_mut(e.others).and_then(Vec::pop) else {
             return Removal::Empty;
         };
         e.best = first;
-        if !others.is_empty() {
-            e.others = Some(others);
+        if others.get(e.others).is_empty() {
+            others.release(e.others);
+            e.others = OtherPaths::NONE;
         }
-        reselect(e, attrs, peers);
+        reselect(e, attrs, others, peers);
         return Removal::NewBest(e.best);
     }
-    let Some(others) = e.others.as_mut() else {
+    let Some(list) = others.get_mut(e.others) else {
         return Removal::Absent;
     };
-    let Some(i) = others.iter().position(|p| p.peer == peer) else {
+    let Some(i) = list.iter().position(|p| p.peer == peer) else {
         return Removal::Absent;
     };
-    attrs.decref(others[i].attr);
-    others.swap_remove(i);
-    if others.is_empty() {
-        e.others = None;
+    attrs.decref(list[i].attr);
+    list.swap_remove(i);
+    if list.is_empty() {
+        others.release(e.others);
+        e.others = OtherPaths::NONE;
     }
     Removal::NoChange
 }
 
 /// Runs the decision process over the entry's paths and moves the winner to `best`.
-fn reselect(e: &mut Entry, attrs: &AttrStore, peers: &[Option<PeerInfo>]) {
-    let Some(others) = e.others.as_mut() else {
+fn reselect(e: &mut Entry, attrs: &AttrStore, others: &mut OtherPaths, peers: &[Option<PeerInfo>]) {
+    let Some(others) = others.get_mut(e.others) else {
         return;
     };
     let all: Vec<Path> = std::iter::once(e.best)
@@ -546,5 +664,47 @@ fn reselect(e: &mut Entry, attrs: &AttrStore, peers: &[Option<PeerInfo>]) {
         others.retain(|p| *p != winner);
         others.push(e.best);
         e.best = winner;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_slots_stay_small() {
+        // Per prefix, a million times over: the key and the entry as the tables store them.
+        assert_eq!(std::mem::size_of::<(V4Key, Entry)>(), 20);
+        assert_eq!(std::mem::size_of::<(V6Key, Entry)>(), 32);
+    }
+
+    #[test]
+    fn keys_give_back_their_prefixes() {
+        for p in ["10.244.1.0/24", "0.0.0.0/0", "255.255.255.255/32"] {
+            let n: Ipv4Network = p.parse().expect("v4");
+            assert_eq!(v4_prefix(v4_key(&n)), IpNetwork::V4(n));
+        }
+        for p in ["fd00:10:244:1::/64", "::/0", "2001:db8:1:2:3:4:5:6/128"] {
+            let n: Ipv6Network = p.parse().expect("v6");
+            assert_eq!(v6_prefix(v6_key(&n)), IpNetwork::V6(n));
+        }
+    }
+
+    #[test]
+    fn other_path_lists_are_reused() {
+        let path = |peer| Path {
+            attr: AttrId(0),
+            peer,
+        };
+        let mut others = OtherPaths::default();
+        assert!(others.get(OtherPaths::NONE).is_empty());
+        let a = others.create(path(1));
+        let b = others.create(path(2));
+        assert_ne!(a, b);
+        assert_eq!(others.get(a), &[path(1)]);
+        others.release(a);
+        assert!(others.get(a).is_empty());
+        assert_eq!(others.create(path(3)), a, "a released list is taken again");
+        assert_eq!(others.get(b), &[path(2)]);
     }
 }
