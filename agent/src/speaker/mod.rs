@@ -227,6 +227,7 @@ pub async fn run_speaker(
         selection_deferral: ctx.config.startup_grace,
         restarted,
         cluster_id: first.view.own.route_reflector_cluster_id,
+        max_paths: 1,
     };
     let mut shell = Shell {
         speaker: Speaker::new(config, Instant::now()),

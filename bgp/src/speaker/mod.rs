@@ -36,6 +36,7 @@
 //! restart (routes kept stale) and the new one takes over.
 
 mod graceful;
+mod multipath;
 mod peer;
 pub mod policy;
 mod reflect;
@@ -84,18 +85,25 @@ pub struct Speaker {
     /// Peers with reflected routes staged in their sessions, not sent yet (sent at the end
     /// of the input that staged them, see [`Speaker::send_reflected`]).
     reflect_pending: BTreeSet<IpAddr>,
+    /// With `max_paths` above 1: the next hops last reported per prefix (a path that is
+    /// not the best one may change them).
+    multipath: HashMap<IpNetwork, NextHops>,
 }
 
 impl Speaker {
     /// A speaker with no peers, started at `now` (the selection deferral runs from here).
     pub fn new(config: SpeakerConfig, now: Instant) -> Self {
+        let mut rib = Rib::new();
+        if config.max_paths > 1 {
+            rib.track_touched();
+        }
         Self {
             config,
             started: now,
             peers: BTreeMap::new(),
             conns: HashMap::new(),
             next_conn: 0,
-            rib: Rib::new(),
+            rib,
             originated: Vec::new(),
             actions: VecDeque::new(),
             route_changes: Vec::new(),
@@ -103,6 +111,7 @@ impl Speaker {
             initial_sync_done: false,
             reflecting: false,
             reflect_pending: BTreeSet::new(),
+            multipath: HashMap::new(),
         }
     }
 
@@ -217,6 +226,31 @@ impl Speaker {
         }
         self.check_initial_sync(false);
         self.send_reflected(now);
+    }
+
+    /// Sets the most next hops per prefix (see [`SpeakerConfig::max_paths`]); every prefix
+    /// whose next hops this changes is reported again.
+    pub fn set_max_paths(&mut self, max_paths: usize) {
+        let max_paths = max_paths.max(1);
+        if self.config.max_paths == max_paths {
+            return;
+        }
+        let prefixes: Vec<IpNetwork> = self.rib.best_routes().map(|(p, _, _)| p).collect();
+        let before: Vec<NextHops> = prefixes.iter().map(|p| self.best_next_hops(p)).collect();
+        self.config.max_paths = max_paths;
+        self.multipath.clear();
+        if max_paths > 1 {
+            self.rib.track_touched();
+        }
+        for (prefix, before) in prefixes.into_iter().zip(before) {
+            let next_hops = self.best_next_hops(&prefix);
+            if max_paths > 1 {
+                self.multipath.insert(prefix, next_hops.clone());
+            }
+            if next_hops != before {
+                self.route_changes.push(RouteChange { prefix, next_hops });
+            }
+        }
     }
 
     /// Sets the CLUSTER_ID used as a route reflector (see [`SpeakerConfig::cluster_id`]);
@@ -449,12 +483,29 @@ impl Speaker {
         &self.rib
     }
 
-    /// The route the Loc-RIB holds for `prefix`: its next hops.
+    /// The route the Loc-RIB holds for `prefix`: its next hops (several with multipath).
     pub fn best_next_hops(&self, prefix: &IpNetwork) -> NextHops {
-        self.rib
-            .best(prefix)
-            .and_then(|(_, a)| a.next_hop)
-            .map_or(NextHops::None, |n| NextHops::One(n.addr()))
+        if self.config.max_paths <= 1 {
+            return self
+                .rib
+                .best(prefix)
+                .and_then(|(_, a)| a.next_hop)
+                .map_or(NextHops::None, |n| NextHops::One(n.addr()));
+        }
+        let paths = self.rib.paths(prefix);
+        let views: Vec<multipath::PathView<'_>> = paths
+            .iter()
+            .filter_map(|(peer, attributes)| {
+                let info = self.rib.peer_info(*peer)?;
+                Some(multipath::PathView {
+                    attributes,
+                    ibgp: info.ibgp,
+                    router_id: attributes.originator_id.unwrap_or(info.router_id),
+                    peer_address: info.address,
+                })
+            })
+            .collect();
+        multipath::next_hops(&views, self.config.max_paths)
     }
 
     // ---- internals: sessions ----
@@ -1302,6 +1353,26 @@ impl Speaker {
                     BestChange::Unreachable { prefix } => self.stage_reflection(*prefix, None),
                 }
             }
+        }
+        let mut touched = self.rib.take_touched();
+        if self.config.max_paths > 1 {
+            touched.sort();
+            touched.dedup();
+            for prefix in touched {
+                let next_hops = self.best_next_hops(&prefix);
+                let before = match next_hops {
+                    NextHops::None => self.multipath.remove(&prefix),
+                    _ => self.multipath.insert(prefix, next_hops.clone()),
+                };
+                let unchanged = match &before {
+                    Some(b) => *b == next_hops,
+                    None => next_hops == NextHops::None,
+                };
+                if !unchanged {
+                    self.route_changes.push(RouteChange { prefix, next_hops });
+                }
+            }
+            return;
         }
         for change in changes {
             self.route_changes.push(match change {

@@ -40,6 +40,9 @@ pub struct SpeakerConfig {
     /// looped. `None`: each session's BGP identifier (the RFC's default). Reflectors that
     /// serve the same clients usually share one.
     pub cluster_id: Option<std::net::Ipv4Addr>,
+    /// The most next hops a Loc-RIB change carries (ECMP, see the `multipath` module):
+    /// 1 installs the best path only.
+    pub max_paths: usize,
 }
 
 impl Default for SpeakerConfig {
@@ -48,6 +51,7 @@ impl Default for SpeakerConfig {
             selection_deferral: Duration::from_secs(60),
             restarted: false,
             cluster_id: None,
+            max_paths: 1,
         }
     }
 }
