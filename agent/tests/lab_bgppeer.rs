@@ -697,4 +697,32 @@ fn two_route_reflectors_carry_every_route_and_one_is_enough() {
             joined_logs(&agents)
         );
     }
+
+    // Reflector node1 comes back: the clients get its CIDR again and the second path of
+    // every other route, and write nothing else to the kernel (the next hops did not move).
+    let writes = |n: u8| kernel_writes(&lab, &format!("node{n}"));
+    let before: Vec<f64> = (3..=NODES).map(writes).collect();
+    agents[0] = lab_support::spawn_agent(&lab, &nodes[0], &["--graceful-restart-time", "0s"]);
+    wait_for(
+        "every node to have every route again, and two paths of each at node3",
+        || {
+            all.iter().all(|n| has_routes(*n, &all))
+                && accepted("198.18.0.1") == Some(serde_json::json!(NODES - 1))
+        },
+        || format!("{}\n{}", status(&lab, "node3"), joined_logs(&agents)),
+    );
+    let after: Vec<f64> = (3..=NODES).map(writes).collect();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(a - b, 1.0, "node{}: only node1's CIDR is written", i + 3);
+    }
+}
+
+/// Every kernel route write an agent did, all operations together.
+fn kernel_writes(lab: &Lab, node: &str) -> f64 {
+    lab.exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("podroute_netlink_operations_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
