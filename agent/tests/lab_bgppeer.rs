@@ -726,3 +726,55 @@ fn kernel_writes(lab: &Lab, node: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A BGPPeer at the router's IPv6 address: the session runs over IPv6 and the router
+/// learns every node's IPv6 pod CIDR via that node's IPv6 address.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn an_ipv6_bgppeer_gives_the_router_every_ipv6_pod_cidr() {
+    let lab = Lab::up(
+        &LabConfig::new(lab_name("6"), 2)
+            .tor(podroute_lab::Tor::Bird)
+            .ipv6(true),
+    )
+    .expect("lab up");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor-v6",
+        &peer(
+            "tor-v6",
+            "  peerAddress: fd00:198:18::fe\n  peerASNumber: 64512\n",
+        ),
+    )
+    .expect("BGPPeer tor-v6");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || joined_logs(&agents);
+    for node in &nodes {
+        let cidr = node
+            .pod_cidr_v6
+            .expect("IPv6 pod CIDR in an IPv6 lab")
+            .to_string();
+        let via = format!("via {}", node.ipv6.expect("IPv6 node address"));
+        wait_for(
+            &format!("BIRD to learn {cidr} {via}"),
+            || {
+                lab.router_exec(&["show", "route", &cidr])
+                    .is_ok_and(|r| r.contains(&via))
+            },
+            || format!("{:?}\n{}", lab.router_exec(&["show", "protocols"]), logs()),
+        );
+        let name = format!("{}_v6", node.name);
+        let protocol = lab
+            .router_exec(&["show", "protocols", &name])
+            .unwrap_or_default();
+        assert!(protocol.contains("Established"), "{protocol}");
+    }
+    let node1 = status(&lab, "node1");
+    let tor = peer_status(&node1, "fd00:198:18::fe").expect("the IPv6 router session");
+    assert_eq!(tor["established"], true, "{tor}");
+}
