@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 stale_routes_time: Duration::from_secs(300),
             }),
             wait_for_end_of_rib: true,
+            route_reflector_client: false,
         },
     );
     if let Ok(prefix) = "10.244.2.0/24".parse() {
