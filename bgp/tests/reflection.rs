@@ -204,3 +204,24 @@ fn a_reflector_without_clients_reflects_nothing() {
         "reflection changes re-advertise, never reset"
     );
 }
+
+#[test]
+fn a_removed_client_takes_its_reflected_routes_along() {
+    let mut net = reflected_net(&[1], &[3, 4, 5], None);
+    assert_eq!(net.fib(4).get(&net_("10.244.3.0/24")), Some(&one(3)));
+    let now = net.now;
+    net.node(1).speaker.remove_peer(now, ip(3));
+    net.settle();
+    for n in [4u8, 5] {
+        assert_eq!(net.fib(n).get(&net_("10.244.3.0/24")), None, "node {n}");
+    }
+    assert_eq!(net.fib(4).get(&net_("10.244.5.0/24")), Some(&one(5)));
+    // Adding it back as a client: it gets every route again, the others its route.
+    net.node(1).speaker.add_peer(now, {
+        let mut c = peer_config(1, 3);
+        c.route_reflector_client = true;
+        c
+    });
+    net.run_for(Duration::from_secs(40));
+    assert_everyone_routes_everyone(&net, &[1, 3, 4, 5]);
+}

@@ -131,13 +131,13 @@ impl Speaker {
             ibgp: config.session.is_ibgp(),
         });
         let session = self.new_session(&config, config.session.passive);
-        let client = config.route_reflector_client;
+        // A new client has no routes yet, so no other peer's reflected routes change; it
+        // gets its own with its first routes (no re-export of every peer: a reflector adds
+        // its clients one by one).
+        self.reflecting |= config.route_reflector_client;
         self.peers
             .insert(address, Peer::new(config, rib_id, session));
         self.start_primary(now, address);
-        if client {
-            self.reflection_changed(now);
-        }
         self.send_reflected(now);
     }
 
@@ -220,10 +220,10 @@ impl Speaker {
         }
         self.rib.remove_peer(peer.rib_id, &mut self.best_changes);
         self.reflect_pending.remove(&address);
+        // Its routes' withdrawals were staged above (still reflecting); what others got from
+        // it goes with them, so only the flag is left to update.
         self.collect_route_changes();
-        if peer.config.route_reflector_client {
-            self.reflection_changed(now);
-        }
+        self.reflecting = self.peers.values().any(|p| p.config.route_reflector_client);
         self.check_initial_sync(false);
         self.send_reflected(now);
     }
