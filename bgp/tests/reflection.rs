@@ -225,3 +225,26 @@ fn a_removed_client_takes_its_reflected_routes_along() {
     net.run_for(Duration::from_secs(40));
     assert_everyone_routes_everyone(&net, &[1, 3, 4, 5]);
 }
+
+#[test]
+fn a_peer_made_a_client_with_a_new_session_config_is_reflected_to() {
+    // Node 1 with two plain iBGP peers: nothing is reflected.
+    let mut net = reflected_net(&[1], &[], None);
+    let now = net.now;
+    for n in [3u8, 4] {
+        net.add_node(n, SpeakerConfig::default());
+        net.node(1).speaker.add_peer(now, peer_config(1, n));
+        net.node(n).speaker.add_peer(now, peer_config(n, 1));
+        originate(&mut net, n, &[&format!("10.244.{n}.0/24")], None);
+    }
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(4).get(&net_("10.244.3.0/24")), None);
+    // Node 4 becomes a client with a new hold time at once: its session restarts, and
+    // reflection follows (3 → client 4, client 4 → 3).
+    let mut config = peer_config(1, 4);
+    config.route_reflector_client = true;
+    config.session.hold_time = 30;
+    net.node(1).speaker.update_peer(now, config);
+    net.run_for(Duration::from_secs(40));
+    assert_everyone_routes_everyone(&net, &[1, 3, 4]);
+}

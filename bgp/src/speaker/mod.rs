@@ -159,7 +159,12 @@ impl Speaker {
         let old = std::mem::replace(&mut peer.config, config);
         let new = &peer.config;
         if old.session != new.session || old.graceful_restart != new.graceful_restart {
+            let client_changed = old.route_reflector_client != new.route_reflector_client;
             self.restart_peer(now, address, cease::CONFIGURATION_CHANGE);
+            if client_changed {
+                self.reflection_changed(now);
+            }
+            self.send_reflected(now);
             return;
         }
         if old.max_prefixes != new.max_prefixes && peer.held_down.is_some() {
