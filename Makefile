@@ -110,6 +110,8 @@ bench: deps control-plane
 		apt-get install -y -q --no-install-recommends linux-perf; fi
 	$(CARGO) build --release -p podroute-agent -p podroute-bench
 	target/release/podroute-bench run
+	@mkdir -p target/bench
+	target/release/podroute-bench bfd | tee target/bench/bfd.json
 
 # The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
 # it with 20 s).

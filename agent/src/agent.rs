@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
     let metrics = Metrics::new(config.metrics_per_mesh_peer)?;
     let events = crate::events::spawn(client.clone(), config.node_name.clone());
     let ctx = Arc::new(Context::new(config, metrics).with_events(events));
+    crate::node_status::spawn(client.clone(), ctx.clone());
 
     let http = tokio::net::TcpListener::bind(ctx.config.http_listen)
         .await
@@ -241,7 +242,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         };
         match wake {
             Wake::Shutdown => {
-                tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
+                planned_stop(&state).await;
                 return Ok(());
             }
             Wake::SpeakerEnded(result) => return speaker_result(result),
@@ -273,13 +274,23 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
         tokio::select! {
             biased;
             () = shutdown.recv() => {
-                tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
+                planned_stop(&state).await;
                 return Ok(());
             }
             result = step(&ctx, &mut state, &update, &resources) => result?,
         }
     }
     Ok(())
+}
+
+/// A SIGTERM: kernel routes stay, BGP connections just close (peers keep our routes by
+/// graceful restart), and BFD says AdminDown first so that peers take this for a planned
+/// stop, not a failure (RFC 5882 §3.2), and do not drop those routes at once.
+async fn planned_stop(state: &LoopState) {
+    tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
+    if let Some(bfd) = state.speaker.as_ref().and_then(|s| s.bfd.get()) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), bfd.shutdown()).await;
+    }
 }
 
 /// The agent's result once the speaker task ended.
@@ -300,6 +311,8 @@ struct SpeakerTask {
     routes: mpsc::Receiver<RouteBatch>,
     status: watch::Receiver<BgpStatus>,
     join: SpeakerJoin,
+    /// The speaker's BFD task, once it runs.
+    bfd: Arc<std::sync::OnceLock<crate::bfd::driver::BfdHandle>>,
 }
 
 /// How soon after a kernel notification the drift check looks again (the programmer
@@ -312,9 +325,11 @@ impl SpeakerTask {
         let (input, input_rx) = watch::channel(None);
         let (routes_tx, routes) = mpsc::channel(ROUTE_BATCHES);
         let (status_tx, status) = watch::channel(BgpStatus::default());
+        let bfd = Arc::new(std::sync::OnceLock::new());
         let outputs = SpeakerOutputs {
             routes: routes_tx,
             status: status_tx,
+            bfd: bfd.clone(),
         };
         let join = tokio::spawn(run_speaker(ctx, input_rx, outputs, restarted));
         Self {
@@ -322,6 +337,7 @@ impl SpeakerTask {
             routes,
             status,
             join,
+            bfd,
         }
     }
 }
@@ -554,6 +570,7 @@ async fn step(
         as_number: ctx.config.as_number,
         mesh_md5_password: ctx.config.mesh_md5_password.clone(),
         mesh_gtsm: ctx.config.mesh_gtsm,
+        mesh_bfd: ctx.config.mesh_bfd,
     };
     let from_resources = cluster_peers(&resources.resources, &view, &defaults);
     let invalid: std::collections::BTreeMap<String, String> = from_resources

@@ -151,6 +151,8 @@ pub struct FlagDefaults {
     pub mesh_md5_password: Option<crate::peers::Password>,
     /// `--mesh-gtsm`.
     pub mesh_gtsm: bool,
+    /// `--mesh-bfd` and its intervals.
+    pub mesh_bfd: Option<crate::peers::BfdSettings>,
 }
 
 /// The peers of `view`'s own node from `resources`, with `defaults` for what they leave
@@ -171,6 +173,7 @@ pub fn cluster_peers(
         gtsm: mesh_settings.map_or(defaults.mesh_gtsm, |m| m.gtsm),
         hold_time: mesh_settings.and_then(|m| m.hold_time_seconds),
         enabled: mesh_settings.is_none_or(|m| m.enabled),
+        bfd: defaults.mesh_bfd,
     };
     if let Some(reference) = mesh_settings.and_then(|m| m.password.as_ref()) {
         match password(resources, reference) {
@@ -329,6 +332,9 @@ fn router_peer(
         local_as: spec.local_as_number,
         hold_time: spec.hold_time_seconds,
         max_prefixes: spec.max_prefixes.as_ref().map(max_prefixes),
+        // The BGPPeer resource has no `bfd` field yet (issue 12): BFD with a router is
+        // configured on `--bgp-peer` for now.
+        bfd: None,
     })
 }
 
@@ -419,6 +425,7 @@ mod tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
+            mesh_bfd: None,
         }
     }
 
@@ -557,6 +564,7 @@ mod peer_selector_tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
+            mesh_bfd: None,
         };
         let peers = cluster_peers(&to_reflectors(), view, &defaults);
         assert!(peers.invalid.is_empty(), "{:?}", peers.invalid);

@@ -78,6 +78,13 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "rejectedRoutes": p.rejected,
             "staleRoutes": p.stale,
             "establishedCount": p.established_count,
+            "bfd": match p.bfd {
+                None => "off",
+                Some(podroute_bfd::endpoint::Liveness::Up) => "up",
+                Some(podroute_bfd::endpoint::Liveness::Down) => "down",
+                Some(podroute_bfd::endpoint::Liveness::AdminDown) => "admin_down",
+            },
+            "waitingForBfd": p.waiting_for_bfd,
             "updateErrors": {
                 "attributeDiscard": p.update_errors.attribute_discard,
                 "treatAsWithdraw": p.update_errors.treat_as_withdraw,

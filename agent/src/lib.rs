@@ -4,6 +4,7 @@
 //! import policy) → desired kernel routes → netlink reconcile ([`routes`]).
 
 pub mod agent;
+pub mod bfd;
 pub mod cluster_peers;
 pub mod cni_conf;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod http;
 pub mod malloc;
 pub mod metrics;
+pub mod node_status;
 pub mod peers;
 pub mod persist;
 pub mod routes;

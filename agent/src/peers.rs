@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::view::ClusterView;
 
@@ -104,6 +105,59 @@ pub struct PeerSpec {
     pub hold_time: Option<u16>,
     /// Prefix limit, if any.
     pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
+    /// BFD with the peer (RFC 5880/5881), if on.
+    pub bfd: Option<BfdSettings>,
+}
+
+/// BFD for one peer: the session's intervals, and whether BGP waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BfdSettings {
+    /// Desired Min TX Interval.
+    pub min_tx: Duration,
+    /// Required Min RX Interval.
+    pub min_rx: Duration,
+    /// Detect Mult.
+    pub multiplier: u8,
+    /// Strict mode: the BGP session waits for BFD Up.
+    pub strict: bool,
+}
+
+impl Default for BfdSettings {
+    /// 300 ms × 3, not strict.
+    fn default() -> Self {
+        Self {
+            min_tx: Duration::from_millis(300),
+            min_rx: Duration::from_millis(300),
+            multiplier: 3,
+            strict: false,
+        }
+    }
+}
+
+impl BfdSettings {
+    /// `off` (None), `on` or `strict`.
+    pub fn parse_mode(text: &str) -> Result<Option<bool>, String> {
+        match text {
+            "off" | "false" | "no" => Ok(None),
+            "on" | "true" | "yes" => Ok(Some(false)),
+            "strict" => Ok(Some(true)),
+            _ => Err(format!("BFD mode {text:?}: expected off, on or strict")),
+        }
+    }
+
+    /// Checks the intervals: 10 ms to 60 s (the wire allows more; nothing sensible
+    /// needs it) and a multiplier of 1 to 255.
+    pub fn validate(self) -> Result<Self, String> {
+        for (name, d) in [("min-tx", self.min_tx), ("min-rx", self.min_rx)] {
+            if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+                return Err(format!("BFD {name} {d:?}: expected 10ms to 60s"));
+            }
+        }
+        if self.multiplier == 0 {
+            return Err("BFD multiplier 0: expected 1 to 255".to_owned());
+        }
+        Ok(self)
+    }
 }
 
 /// The set of peers, keyed by address (one session per remote address).
@@ -118,6 +172,8 @@ pub struct MeshOptions {
     pub md5_password: Option<Password>,
     /// GTSM on mesh sessions (only when all nodes share an L2 segment).
     pub gtsm: bool,
+    /// BFD on mesh sessions.
+    pub bfd: Option<BfdSettings>,
     /// Hold time offered on mesh sessions, when not the agent's `--hold-time`.
     pub hold_time: Option<u16>,
     /// The mesh runs (BGPConfiguration `nodeToNodeMesh.enabled`; on without one).
@@ -171,6 +227,7 @@ pub fn node_peer(
         },
         md5_password: options.md5_password.clone(),
         gtsm: options.gtsm,
+        bfd: options.bfd,
         // The own node's AS: its annotation's, else the cluster's (which a BGPConfiguration
         // may set apart from --as-number).
         local_as: Some(view.own.as_number.unwrap_or(options.as_number)),

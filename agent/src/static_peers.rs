@@ -3,7 +3,8 @@
 //! `peerAddress` becomes the same [`StaticPeer`] ([`crate::cluster_peers`]), so both take one
 //! path from there on.
 //!
-//! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`. It
+//! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`
+//! `[,bfd=on|strict][,bfd-min-tx=300ms][,bfd-min-rx=300ms][,bfd-multiplier=3]`. It
 //! is parsed into a [`StaticPeer`], which becomes a [`PeerSpec`] of kind
 //! [`PeerKind::Static`](crate::peers::PeerKind::Static), the same data the mesh produces, so
 //! a resource can later produce identical specs and the speaker treats them alike.
@@ -19,7 +20,8 @@ use std::path::PathBuf;
 use ipnetwork::IpNetwork;
 use podroute_bgp::speaker::{PrefixRule, Verdict};
 
-use crate::peers::{PeerKind, PeerSet, PeerSpec};
+use crate::config::parse_duration;
+use crate::peers::{BfdSettings, PeerKind, PeerSet, PeerSpec};
 
 /// A static peer as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct StaticPeer {
     pub gtsm: bool,
     /// Import list.
     pub import: Vec<PrefixRule>,
+    /// BFD (`bfd=on|strict`, `bfd-min-tx=`, `bfd-min-rx=`, `bfd-multiplier=`).
+    pub bfd: Option<BfdSettings>,
     /// Our AS on this session instead of the node's (BGPPeer `localASNumber`).
     pub local_as: Option<u32>,
     /// Hold time offered instead of the cluster's (BGPPeer `holdTimeSeconds`).
@@ -55,6 +59,7 @@ impl StaticPeer {
             },
             md5_password: self.md5_password.clone(),
             gtsm: self.gtsm,
+            bfd: self.bfd,
             local_as: self.local_as,
             hold_time: self.hold_time,
             max_prefixes: self.max_prefixes,
@@ -77,7 +82,9 @@ pub enum StaticPeerError {
     #[error("`{0}` is not key=value")]
     NotKeyValue(String),
     /// An unknown key.
-    #[error("unknown key `{0}` (use address, as, password-file, gtsm, import)")]
+    #[error(
+        "unknown key `{0}` (use address, as, password-file, gtsm, import, bfd, bfd-min-tx, bfd-min-rx, bfd-multiplier)"
+    )]
     UnknownKey(String),
     /// A key given twice.
     #[error("`{0}` given twice")]
@@ -94,6 +101,9 @@ pub enum StaticPeerError {
     /// `gtsm` not a boolean.
     #[error("gtsm `{0}` is not true or false")]
     Gtsm(String),
+    /// A bad BFD setting.
+    #[error("{0}")]
+    Bfd(String),
     /// A bad import entry.
     #[error(
         "import entry `{0}` is not PREFIX/LEN or PREFIX/LEN:MAXLEN with LEN <= MAXLEN <= 32 (IPv4) or 128 (IPv6)"
@@ -153,6 +163,9 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
     let mut password_file: Option<PathBuf> = None;
     let mut gtsm = None;
     let mut import = None;
+    let mut bfd_mode = None;
+    let mut bfd = BfdSettings::default();
+    let mut bfd_timers = false;
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (key, value) = item
             .split_once('=')
@@ -195,9 +208,41 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                     .collect::<Result<Vec<_>, _>>()?;
                 set_once(&mut import, rules, "import")?;
             }
+            "bfd" => {
+                let mode = BfdSettings::parse_mode(value).map_err(StaticPeerError::Bfd)?;
+                set_once(&mut bfd_mode, mode, "bfd")?;
+            }
+            "bfd-min-tx" | "bfd-min-rx" => {
+                let d = parse_duration(value).map_err(StaticPeerError::Bfd)?;
+                if key.trim() == "bfd-min-tx" {
+                    bfd.min_tx = d;
+                } else {
+                    bfd.min_rx = d;
+                }
+                bfd_timers = true;
+            }
+            "bfd-multiplier" => {
+                bfd.multiplier = value
+                    .parse()
+                    .map_err(|_| StaticPeerError::Bfd(format!("multiplier {value:?}")))?;
+                bfd_timers = true;
+            }
             other => return Err(StaticPeerError::UnknownKey(other.to_owned())),
         }
     }
+    let bfd = match bfd_mode.flatten() {
+        Some(strict) => Some(
+            BfdSettings { strict, ..bfd }
+                .validate()
+                .map_err(StaticPeerError::Bfd)?,
+        ),
+        None if bfd_timers => {
+            return Err(StaticPeerError::Bfd(
+                "bfd-min-tx, bfd-min-rx and bfd-multiplier need bfd=on or bfd=strict".to_owned(),
+            ));
+        }
+        None => None,
+    };
     let md5_password = match &password_file {
         Some(path) => Some(read_password(path)?),
         None => None,
@@ -209,6 +254,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
         md5_password,
         gtsm: gtsm.unwrap_or(false),
         import: import.unwrap_or_default(),
+        bfd,
         local_as: None,
         hold_time: None,
         max_prefixes: None,
@@ -245,6 +291,39 @@ mod tests {
 
     fn net(s: &str) -> IpNetwork {
         s.parse().expect("net")
+    }
+
+    #[test]
+    fn bfd_settings_parse_and_are_checked() {
+        let peer = parse_static_peer(
+            "address=198.18.0.254,as=64512,bfd=strict,bfd-min-tx=100ms,bfd-min-rx=200ms,bfd-multiplier=5",
+        )
+        .expect("valid");
+        assert_eq!(
+            peer.bfd,
+            Some(BfdSettings {
+                min_tx: std::time::Duration::from_millis(100),
+                min_rx: std::time::Duration::from_millis(200),
+                multiplier: 5,
+                strict: true,
+            })
+        );
+        let on = parse_static_peer("address=198.18.0.254,as=64512,bfd=on").expect("valid");
+        assert_eq!(on.bfd, Some(BfdSettings::default()));
+        assert_eq!(on.to_spec().bfd, on.bfd);
+        let off = parse_static_peer("address=198.18.0.254,as=64512,bfd=off").expect("valid");
+        assert_eq!(off.bfd, None);
+        for bad in [
+            "address=198.18.0.254,as=64512,bfd=maybe",
+            "address=198.18.0.254,as=64512,bfd=on,bfd-multiplier=0",
+            "address=198.18.0.254,as=64512,bfd=on,bfd-min-tx=1ms",
+            "address=198.18.0.254,as=64512,bfd-min-rx=300ms",
+        ] {
+            assert!(
+                matches!(parse_static_peer(bad), Err(StaticPeerError::Bfd(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -140,8 +140,8 @@ pub fn render(status: &Value) -> String {
     line("BGP peers:", peers.len().to_string());
     if !peers.is_empty() {
         out.push_str(&format!(
-            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {}\n",
-            "ADDRESS", "TYPE", "STATE", "FOR", "IN", "ACCEPTED", "OUT", "LAST ERROR"
+            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
+            "ADDRESS", "TYPE", "STATE", "FOR", "IN", "ACCEPTED", "OUT", "BFD", "LAST ERROR"
         ));
     }
     let now = std::time::SystemTime::now()
@@ -156,8 +156,15 @@ pub fn render(status: &Value) -> String {
         let since = peer["sinceUnixSeconds"]
             .as_u64()
             .map_or_else(|| "?".to_owned(), |t| duration(now.saturating_sub(t)));
+        // BFD next to the session it guards: its state, `(waits)` while strict mode holds
+        // BGP back until BFD is Up.
+        let bfd = match peer["bfd"].as_str() {
+            None | Some("off") => "-".to_owned(),
+            Some(state) if peer["waitingForBfd"] == true => format!("{state} (waits)"),
+            Some(state) => state.to_owned(),
+        };
         out.push_str(&format!(
-            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {}\n",
+            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
             peer["address"].as_str().unwrap_or("?"),
             peer["type"].as_str().unwrap_or("?"),
             state,
@@ -165,6 +172,7 @@ pub fn render(status: &Value) -> String {
             number("receivedPrefixes"),
             number("acceptedRoutes"),
             number("advertisedRoutes"),
+            bfd,
             peer["lastError"].as_str().unwrap_or("-"),
         ));
     }

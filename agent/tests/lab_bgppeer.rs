@@ -264,6 +264,36 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
         },
         || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
+    // The same, cluster-wide: node1's BGPNodeStatus, owned by its Node.
+    let node_status = || -> serde_json::Value {
+        lab.kubectl(&["get", "bgpnodestatus", "node1", "-o", "json"])
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    };
+    wait_for(
+        "node1's BGPNodeStatus to show both sessions Established",
+        || {
+            let object = node_status();
+            let peers = object["status"]["peers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            object["status"]["establishedPeers"] == 2
+                && ["198.18.0.254", "198.18.0.2"].iter().all(|a| {
+                    peers
+                        .iter()
+                        .any(|p| p["address"] == *a && p["state"] == "Established")
+                })
+        },
+        || format!("{}\n{}", node_status(), logs()),
+    );
+    let owner = &node_status()["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["name"].as_str()),
+        (Some("Node"), Some("node1")),
+        "{owner}"
+    );
     let before = status(&lab, "node1");
     let tor = peer_status(&before, "198.18.0.254").expect("router session");
     let mesh = peer_status(&before, "198.18.0.2").expect("mesh session");

@@ -14,9 +14,10 @@ use k8s_openapi::api::core::v1::Node;
 use podroute_agent::config::{Cli, NodeIpOverride};
 use podroute_agent::context::Context;
 use podroute_agent::metrics::Metrics;
-use podroute_agent::peers::{MeshOptions, mesh_peers};
+use podroute_agent::peers::{BfdSettings, MeshOptions, mesh_peers};
 use podroute_agent::speaker::{BgpStatus, SpeakerInput, SpeakerOutputs, run_speaker};
 use podroute_agent::view::ClusterView;
+use podroute_bfd::endpoint::Liveness;
 use tokio::sync::{mpsc, watch};
 
 fn node(n: u8) -> Node {
@@ -33,6 +34,15 @@ fn input(own: u8, nodes: &[u8]) -> SpeakerInput {
 }
 
 fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> SpeakerInput {
+    input_with(own, nodes, password, None)
+}
+
+fn input_with(
+    own: u8,
+    nodes: &[u8],
+    password: Option<&str>,
+    bfd: Option<BfdSettings>,
+) -> SpeakerInput {
     let nodes: Vec<Node> = nodes.iter().map(|n| node(*n)).collect();
     let view = Arc::new(
         ClusterView::from_nodes(&nodes, &format!("node-{own}"), NodeIpOverride::default())
@@ -44,6 +54,7 @@ fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> Speaker
             as_number: 64512,
             md5_password: password.map(|p| podroute_agent::peers::Password::new(p.to_owned())),
             gtsm: true,
+            bfd,
             hold_time: None,
             enabled: true,
         },
@@ -57,13 +68,18 @@ fn input_with_password(own: u8, nodes: &[u8], password: Option<&str>) -> Speaker
 }
 
 fn context(own: u8, port: u16) -> Arc<Context> {
-    let cli = Cli::try_parse_from([
+    context_with(own, port, &[])
+}
+
+fn context_with(own: u8, port: u16, extra: &[&str]) -> Arc<Context> {
+    let mut args = vec![
         "podroute-agent".to_owned(),
         format!("--node-name=node-{own}"),
         format!("--listen-port={port}"),
         "--no-cni-conflist".to_owned(),
-    ])
-    .expect("cli");
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let cli = Cli::try_parse_from(args).expect("cli");
     Arc::new(Context::new(
         cli.validate().expect("config"),
         Metrics::new(false).expect("metrics"),
@@ -96,6 +112,7 @@ fn start(
     let outputs = SpeakerOutputs {
         routes: routes_tx,
         status: status_tx,
+        bfd: Default::default(),
     };
     tokio::spawn(run_speaker(ctx, in_rx, outputs, false));
     (in_tx, status_rx)
@@ -115,6 +132,26 @@ async fn converge(
     match result {
         Ok(Ok(out)) => out,
         _ => panic!("no convergence; last output: {:?}", *rx.borrow()),
+    }
+}
+
+/// Waits (bounded) until `check` holds for the per-peer status the speaker publishes in
+/// `ctx` (refreshed at least every second).
+async fn peers_converge(
+    ctx: &Context,
+    check: impl Fn(&[podroute_agent::speaker::PeerStatus]) -> bool,
+) -> Vec<podroute_agent::speaker::PeerStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let peers = ctx.status().bgp_peers;
+        if check(&peers) {
+            return peers;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no convergence; last peers: {peers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -270,4 +307,85 @@ fn md5_password_mismatch_gets_no_session() {
         );
         assert_eq!(outputs[0].borrow().established, 1);
     });
+}
+
+fn nft(rules: &str) {
+    let out = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(rules.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run nft");
+    assert!(out.status.success(), "nft -f: {rules}");
+}
+
+/// Strict BFD on a two-node mesh (hold time 90 s): BGP comes up only with BFD; BFD packets
+/// from node 2 dropped (nftables, inside this namespace) → node 1's BGP session ends at once
+/// by BFD, long before the hold timer, and waits; the drop lifted → BFD Up, then BGP again.
+#[test]
+#[ignore = "needs root and nft: run by make test"]
+fn strict_bfd_ends_and_holds_the_bgp_session() {
+    in_private_netns(strict_bfd_scenario(1179));
+}
+
+async fn strict_bfd_scenario(port: u16) {
+    let bfd = BfdSettings {
+        strict: true,
+        ..BfdSettings::default()
+    };
+    let mut outputs = Vec::new();
+    let mut inputs = Vec::new();
+    let mut contexts = Vec::new();
+    for own in [1u8, 2] {
+        let ctx = context_with(own, port, &["--mesh-bfd=strict"]);
+        contexts.push(ctx.clone());
+        let (in_tx, out_rx) = start(ctx, input_with(own, &[1, 2], None, Some(bfd)));
+        inputs.push(in_tx);
+        outputs.push(out_rx);
+    }
+    converge(&mut outputs[0], |o| o.established == 1).await;
+    peers_converge(&contexts[0], |peers| {
+        peers
+            .iter()
+            .all(|p| p.bfd == Some(Liveness::Up) && !p.waiting_for_bfd)
+    })
+    .await;
+
+    nft(concat!(
+        "table inet bfdtest {\n",
+        "  chain input {\n",
+        "    type filter hook input priority 0;\n",
+        "    ip saddr 127.0.0.2 udp dport 3784 drop\n",
+        "  }\n",
+        "}\n",
+    ));
+    // 15 s at most (the hold time is 90 s): BFD, not the hold timer, ends it.
+    let out = converge(&mut outputs[0], |o| o.established == 0).await;
+    peers_converge(&contexts[0], |peers| {
+        peers
+            .iter()
+            .all(|p| p.bfd == Some(Liveness::Down) && p.waiting_for_bfd)
+    })
+    .await;
+    assert_eq!(
+        out.mesh_best.len(),
+        0,
+        "node 2's routes went with the session"
+    );
+
+    nft("delete table inet bfdtest");
+    converge(&mut outputs[0], |o| o.established == 1).await;
+    peers_converge(&contexts[0], |peers| {
+        peers.iter().all(|p| p.bfd == Some(Liveness::Up))
+    })
+    .await;
+    drop(inputs);
 }

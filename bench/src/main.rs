@@ -26,6 +26,15 @@ struct Cli {
 enum Cmd {
     /// Bring up a lab, run the suite, write the result file and its tables, tear down.
     Run(RunArgs),
+    /// The cost of many BFD sessions (CPU and memory of the sans-IO endpoint), as JSON.
+    Bfd {
+        /// Sessions on the measured endpoint.
+        #[arg(long, env = "BENCH_BFD_SESSIONS", default_value_t = 999)]
+        sessions: usize,
+        /// Simulated seconds measured after bring-up.
+        #[arg(long, env = "BENCH_BFD_SECS", default_value_t = 60)]
+        secs: u64,
+    },
     /// Print the Markdown tables of a result file.
     Report {
         /// The JSON result file.
@@ -109,6 +118,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Bfd { sessions, secs } => {
+            let cost = podroute_bench::bfd::run(sessions, secs);
+            println!("{}", serde_json::to_string_pretty(&cost)?);
+            Ok(())
+        }
         Cmd::Report { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("read {}", file.display()))?;

@@ -14,9 +14,6 @@
 //!
 //! # BFD and graceful restart (RFC 5882 §4.3): the rule
 //!
-//! (What the agent does below is its wiring on branch `bfd`, not yet merged into main; on
-//! main no crate uses this one yet.)
-//!
 //! A peer must tell "the agent restarts, keep its routes" (BGP graceful restart) from "the
 //! link or node is dead, drop them now". podroute's BFD runs inside the agent, so it dies
 //! with the control plane; the rule is:

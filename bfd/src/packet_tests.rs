@@ -154,7 +154,7 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn golden_bird_2_down_packets_decode_and_re_encode() {
     // Captured from BIRD 2.0.12 (`protocol bfd`, min rx/tx 100 ms, multiplier 3, a static
-    // `neighbor`) by agent/tests/bfd_bird.rs (branch `bfd`): its first packets to an IPv4 and an IPv6
+    // `neighbor`) by agent/tests/bfd_interop.rs: its first packets to an IPv4 and an IPv6
     // peer, before the peer answered. Down, no diag, Your Discriminator 0, the one-second
     // transmit interval of §6.8.3 while not Up, the configured 100 ms receive interval.
     for (golden, discr) in [
@@ -193,7 +193,7 @@ fn golden_bird_2_down_packets_decode_and_re_encode() {
 #[test]
 fn golden_frr_bfdd_down_packets_decode_and_re_encode() {
     // Captured from FRR bfdd (with zebra; `peer ... local-address`, receive/transmit
-    // interval 100, detect-multiplier 3) by agent/tests/bfd_interop.rs (branch `bfd`), IPv4 then IPv6:
+    // interval 100, detect-multiplier 3) by agent/tests/bfd_interop.rs, IPv4 then IPv6:
     // Down, the one-second rate both ways while not Up, and unlike BIRD a Required Min
     // Echo RX of 50 ms (FRR offers to take Echo packets; we send none, §6.8.9).
     for (golden, discr) in [

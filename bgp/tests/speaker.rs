@@ -468,3 +468,83 @@ fn a_peer_not_configured_is_refused() {
         Err(Refusal::UnknownPeer)
     );
 }
+
+/// Nodes 1 and 2 peered with graceful restart, node 1's session to 2 under BFD `mode`.
+fn bfd_pair(mode: BfdMode) -> Net {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    net.add_node(2, SpeakerConfig::default());
+    let now = net.now;
+    let mut a = peer_config(1, 2);
+    a.bfd = mode;
+    net.node(1).speaker.add_peer(now, a);
+    net.node(2).speaker.add_peer(now, peer_config(2, 1));
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net
+}
+
+#[test]
+fn bfd_down_ends_the_session_with_cease_bfd_down_and_drops_routes_despite_graceful_restart() {
+    let mut net = bfd_pair(BfdMode::On);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+    // The link dies: TCP says nothing, the hold timer has a minute to go; BFD speaks.
+    net.cut.push(ip(2));
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.settle();
+    assert!(net.fib(1).is_empty(), "a dead path is no graceful restart");
+    let sent = net.node(1).seen.notifications(true);
+    assert_eq!(
+        sent.last().map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::BFD_DOWN))
+    );
+    assert_ne!(net.state(1, 2), Some(State::Established));
+    // Not strict: the session tries again by itself once the link is back.
+    net.cut.clear();
+    net.run_for(Duration::from_secs(30));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+}
+
+#[test]
+fn strict_bfd_holds_the_session_until_bfd_is_up() {
+    let mut net = bfd_pair(BfdMode::Strict);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    assert!(
+        net.node(1)
+            .speaker
+            .peers()
+            .all(|p| p.waiting_for_bfd && p.established_count == 0)
+    );
+    // Node 2 may connect all it likes: refused while BFD is not Up.
+    assert!(net.fib(1).is_empty());
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), true);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+    // BFD Down: the session ends and stays down until BFD is Up again.
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    assert!(net.fib(1).is_empty());
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), true);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+}
+
+#[test]
+fn a_peer_without_bfd_ignores_what_bfd_says() {
+    let mut net = bfd_pair(BfdMode::Off);
+    net.run_for(Duration::from_secs(3));
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.settle();
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+}

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             }),
             wait_for_end_of_rib: true,
             route_reflector_client: false,
+            bfd: podroute_bgp::speaker::BfdMode::Off,
         },
     );
     if let Ok(prefix) = "10.244.2.0/24".parse() {

@@ -1,5 +1,6 @@
 //! podroute's custom resources in the `podroute.io` group: [`BGPPeer`](bgp_peer::BGPPeer)
-//! and [`BGPConfiguration`](bgp_configuration::BGPConfiguration).
+//! and [`BGPConfiguration`](bgp_configuration::BGPConfiguration), which operators write, and
+//! [`BGPNodeStatus`](bgp_node_status::BGPNodeStatus), which each node's agent writes.
 //!
 //! The Rust types are the source of truth: `manifests/crds.yaml` is generated from them by
 //! `podroute-agent crds` and a test fails when the checked-in file is stale. The OpenAPI
@@ -20,6 +21,7 @@
 #![allow(unreachable_pub)]
 
 pub mod bgp_configuration;
+pub mod bgp_node_status;
 pub mod bgp_peer;
 pub mod selector;
 
@@ -52,6 +54,7 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
     vec![
         bgp_peer::BGPPeer::crd(),
         bgp_configuration::BGPConfiguration::crd(),
+        bgp_node_status::BGPNodeStatus::crd(),
     ]
 }
 

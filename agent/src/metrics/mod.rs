@@ -73,6 +73,14 @@ pub struct Metrics {
     pod_addresses_allocated: IntGaugeVec,
     /// Pod addresses the own pod CIDRs hold, by family.
     pod_addresses_capacity: prometheus::GaugeVec,
+    /// BFD sessions by state (`admin_down`, `down`, `init`, `up`).
+    pub bfd_sessions: IntGaugeVec,
+    /// BFD session state changes.
+    pub bfd_transitions: IntCounter,
+    /// BFD sessions that went Down because the Detection Time expired.
+    pub bfd_detections: IntCounter,
+    /// Received BFD packets dropped, by reason.
+    pub bfd_dropped_packets: IntCounterVec,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
 
@@ -262,6 +270,29 @@ impl Metrics {
                 &["family"],
             )?,
         )?;
+        let bfd_sessions = gauge_vec(
+            &registry,
+            "bfd_sessions",
+            "BFD sessions by state",
+            &["state"],
+        )?;
+        let bfd_transitions = registered(
+            &registry,
+            IntCounter::new("bfd_transitions_total", "BFD session state changes")?,
+        )?;
+        let bfd_detections = registered(
+            &registry,
+            IntCounter::new(
+                "bfd_detections_total",
+                "BFD sessions that went down because no packet came within the detection time",
+            )?,
+        )?;
+        let bfd_dropped_packets = counter_vec(
+            &registry,
+            "bfd_dropped_packets_total",
+            "received BFD packets dropped, by reason",
+            &["reason"],
+        )?;
         for family in ["ipv4", "ipv6"] {
             routes_installed.with_label_values(&[family]);
         }
@@ -307,6 +338,10 @@ impl Metrics {
             convergence,
             pod_addresses_allocated,
             pod_addresses_capacity,
+            bfd_sessions,
+            bfd_transitions,
+            bfd_detections,
+            bfd_dropped_packets,
             last_route_counters: Default::default(),
         })
     }

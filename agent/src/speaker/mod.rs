@@ -14,12 +14,14 @@ pub mod connection;
 pub mod listener;
 pub mod peer_config;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ipnetwork::IpNetwork;
+use podroute_bfd::endpoint::{BfdConfig, Liveness};
+use podroute_bfd::session::SessionConfig;
 use podroute_bgp::session::State;
 use podroute_bgp::speaker::{
     ConnId, GracefulRestartConfig, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig,
@@ -27,10 +29,11 @@ use podroute_bgp::speaker::{
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::bfd::driver::{self as bfd_driver, BfdDriverConfig, BfdHandle, LivenessEvent};
 use crate::context::Context;
 use crate::metrics::Trigger;
 use crate::metrics::bgp::{PeerType, SeenCounters};
-use crate::peers::{PeerChanges, PeerSet};
+use crate::peers::{BfdSettings, PeerChanges, PeerSet};
 use crate::view::ClusterView;
 use connection::{Connection, Dial, Inbound};
 use peer_config::{LocalSettings, originated, peer_config};
@@ -111,6 +114,10 @@ pub struct PeerStatus {
     pub stale: usize,
     /// Times a session to the peer reached Established since the agent started.
     pub established_count: u64,
+    /// BFD with the peer: `None` when off, else what BFD last said of the path.
+    pub bfd: Option<Liveness>,
+    /// Strict BFD holds the session until BFD is Up.
+    pub waiting_for_bfd: bool,
     /// The last NOTIFICATION sent or received, or the last UPDATE error handled.
     pub last_error: Option<String>,
     /// Malformed UPDATEs from the peer since the agent started, by RFC 7606 action.
@@ -120,6 +127,9 @@ pub struct PeerStatus {
 /// The speaker failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum SpeakerError {
+    /// The BFD sockets could not be opened.
+    #[error("opening the BFD sockets: {0}")]
+    Bfd(#[source] std::io::Error),
     /// The listener could not bind.
     #[error("binding the BGP listener to {address}: {source}")]
     Bind {
@@ -149,6 +159,7 @@ impl SpeakerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Bind { .. } => "bgp_bind",
+            Self::Bfd(_) => "bfd_bind",
             Self::NodeIpChanged { .. } => "node_ip_changed",
         }
     }
@@ -185,6 +196,8 @@ pub struct SpeakerOutputs {
     pub routes: mpsc::Sender<RouteBatch>,
     /// Status, replaced whenever it changes.
     pub status: watch::Sender<BgpStatus>,
+    /// The BFD task's handle, set once it runs (for the AdminDown of a planned stop).
+    pub bfd: Arc<OnceLock<BfdHandle>>,
 }
 
 /// Runs the speaker until `input` is closed. `restarted`: podroute's routes were found in the
@@ -229,7 +242,14 @@ pub async fn run_speaker(
         cluster_id: first.view.own.route_reflector_cluster_id,
         max_paths: 1,
     };
+    let (bfd, mut bfd_events) = start_bfd(&ctx, &first.view)?;
+    if let Some(handle) = &bfd {
+        let _ = outputs.bfd.set(handle.clone());
+    }
     let mut shell = Shell {
+        bfd,
+        bfd_sessions: BTreeMap::new(),
+        bfd_liveness: HashMap::new(),
         speaker: Speaker::new(config, Instant::now()),
         ctx,
         local,
@@ -283,6 +303,7 @@ pub async fn run_speaker(
                     }
                 }
             }
+            Some(event) = recv_bfd(&mut bfd_events) => shell.bfd_event(event),
             _ = sleep_until(deadline) => shell.speaker.handle_timeout(Instant::now()),
             // A status refresh held back by the interval: due now.
             _ = sleep_until(shell.status_stale.then_some(shell.status_due).flatten()) => {}
@@ -291,6 +312,60 @@ pub async fn run_speaker(
     // No Cease: the connections close with the task, so peers treat it as a restart and keep
     // our routes (graceful restart), as after a kill.
     Ok(())
+}
+
+/// Starts the BFD task on the node's addresses when any peer (or the mesh) wants BFD.
+fn start_bfd(
+    ctx: &Context,
+    view: &ClusterView,
+) -> Result<
+    (
+        Option<BfdHandle>,
+        Option<mpsc::UnboundedReceiver<LivenessEvent>>,
+    ),
+    SpeakerError,
+> {
+    let wanted =
+        ctx.config.mesh_bfd.is_some() || ctx.config.static_peers.iter().any(|p| p.bfd.is_some());
+    if !wanted {
+        return Ok((None, None));
+    }
+    let local: Vec<IpAddr> = view.own.ips.all().collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let config = BfdDriverConfig {
+        local,
+        endpoint: BfdConfig {
+            seed,
+            // BFD runs inside the agent: it dies with the control plane, and says so
+            // (RFC 5880 §4.1, RFC 5882 §4.3).
+            control_plane_independent: false,
+            ..BfdConfig::default()
+        },
+        metrics: ctx.metrics.clone(),
+    };
+    let (handle, events) = bfd_driver::spawn(config).map_err(SpeakerError::Bfd)?;
+    Ok((Some(handle), Some(events)))
+}
+
+async fn recv_bfd(
+    events: &mut Option<mpsc::UnboundedReceiver<LivenessEvent>>,
+) -> Option<LivenessEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The BFD session a peer spec asks for.
+fn bfd_session(settings: &BfdSettings) -> SessionConfig {
+    SessionConfig {
+        desired_min_tx: settings.min_tx,
+        required_min_rx: settings.min_rx,
+        detect_mult: settings.multiplier,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -341,6 +416,12 @@ fn bind_listeners(
 /// The speaker task's state: the speaker, and the sockets it asked for.
 struct Shell {
     ctx: Arc<Context>,
+    /// The BFD task, if any peer wants BFD.
+    bfd: Option<BfdHandle>,
+    /// The BFD sessions asked of it, by peer.
+    bfd_sessions: BTreeMap<IpAddr, SessionConfig>,
+    /// What BFD last said of each peer's path (for status; the speaker acts on it).
+    bfd_liveness: HashMap<IpAddr, Liveness>,
     speaker: Speaker,
     local: LocalSettings,
     first_view: Arc<ClusterView>,
@@ -434,9 +515,52 @@ impl Shell {
         }
         self.speaker
             .set_originated(now, originated(&next.advertised));
+        self.configure_bfd(&next.peers);
         self.specs = next.peers;
         self.view = next.view;
         Ok(())
+    }
+
+    /// Starts, changes and ends BFD sessions to match the peers that want one.
+    fn configure_bfd(&mut self, peers: &PeerSet) {
+        let Some(bfd) = &self.bfd else {
+            return;
+        };
+        let wanted: BTreeMap<IpAddr, SessionConfig> = peers
+            .values()
+            .filter_map(|s| Some((s.address, bfd_session(s.bfd.as_ref()?))))
+            .collect();
+        for peer in self.bfd_sessions.keys().filter(|p| !wanted.contains_key(p)) {
+            bfd.remove_session(*peer);
+            self.bfd_liveness.remove(peer);
+        }
+        for (peer, config) in &wanted {
+            if self.bfd_sessions.get(peer) != Some(config) {
+                bfd.add_session(*peer, *config);
+            }
+        }
+        self.bfd_sessions = wanted;
+    }
+
+    /// BFD's word on a peer's path, handed to the speaker: Down ends the session at once
+    /// (Cease/BFD Down), Up lets a strict one start. AdminDown (the peer's planned stop)
+    /// is no failure: the session is left to its hold timer and graceful restart.
+    fn bfd_event(&mut self, event: LivenessEvent) {
+        if !self.bfd_sessions.contains_key(&event.peer) {
+            return;
+        }
+        self.bfd_liveness.insert(event.peer, event.liveness);
+        let now = Instant::now();
+        match event.liveness {
+            Liveness::Up => self.speaker.path_changed(now, event.peer, true),
+            Liveness::Down => {
+                tracing::info!(peer = %event.peer, "BFD Down: ending the BGP session now");
+                self.speaker.path_changed(now, event.peer, false);
+            }
+            Liveness::AdminDown => {
+                tracing::info!(peer = %event.peer, "peer's BFD went AdminDown (planned stop): BGP left to graceful restart");
+            }
+        }
     }
 
     /// Installs (or with `None` removes) a peer's TCP-MD5 key on the listener of its family.
@@ -687,6 +811,13 @@ impl Shell {
                     rejected: p.rejected,
                     stale: p.stale,
                     established_count: p.established_count,
+                    bfd: self.bfd_sessions.contains_key(&p.address).then(|| {
+                        self.bfd_liveness
+                            .get(&p.address)
+                            .copied()
+                            .unwrap_or(Liveness::Down)
+                    }),
+                    waiting_for_bfd: p.waiting_for_bfd,
                     last_error: note.last_error.clone(),
                     update_errors: self
                         .speaker

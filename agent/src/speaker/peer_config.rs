@@ -15,7 +15,9 @@ use std::time::Duration;
 use ipnetwork::IpNetwork;
 use podroute_bgp::message::{NextHop, PathAttributes};
 use podroute_bgp::session::SessionConfig;
-use podroute_bgp::speaker::{GracefulRestartConfig, PeerConfig, Policy, PrefixRule, Verdict};
+use podroute_bgp::speaker::{
+    BfdMode, GracefulRestartConfig, PeerConfig, Policy, PrefixRule, Verdict,
+};
 
 use crate::peers::{PeerKind, PeerSpec};
 use crate::view::ClusterView;
@@ -82,6 +84,11 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         graceful_restart: local.graceful_restart,
         wait_for_end_of_rib,
         route_reflector_client,
+        bfd: match spec.bfd {
+            None => BfdMode::Off,
+            Some(b) if b.strict => BfdMode::Strict,
+            Some(_) => BfdMode::On,
+        },
     }
 }
 

@@ -46,6 +46,8 @@ pub mod cease {
     pub const CONNECTION_COLLISION: u8 = 7;
     /// Out of resources.
     pub const OUT_OF_RESOURCES: u8 = 8;
+    /// BFD Down (RFC 9384): BFD found the forwarding path to the peer dead.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION: the error that ends a session.

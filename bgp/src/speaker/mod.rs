@@ -52,8 +52,8 @@ use ipnetwork::IpNetwork;
 
 pub use policy::{NextHopMatch, Policy, PrefixRule, Verdict};
 pub use types::{
-    ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig, PeerStatus,
-    Refusal, RouteChange, SpeakerAction, SpeakerConfig,
+    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig,
+    PeerStatus, Refusal, RouteChange, SpeakerAction, SpeakerConfig,
 };
 
 use crate::collision::{self, Keep};
@@ -130,6 +130,7 @@ impl Speaker {
             router_id: Ipv4Addr::UNSPECIFIED,
             ibgp: config.session.is_ibgp(),
         });
+        let strict = config.bfd == BfdMode::Strict;
         let session = self.new_session(&config, config.session.passive);
         // A new client has no routes yet, so no other peer's reflected routes change; it
         // gets its own with its first routes (no re-export of every peer: a reflector adds
@@ -137,7 +138,54 @@ impl Speaker {
         self.reflecting |= config.route_reflector_client;
         self.peers
             .insert(address, Peer::new(config, rib_id, session));
-        self.start_primary(now, address);
+        if strict {
+            // Routes are handed to the session now; it starts when BFD is Up.
+            self.export_to(now, address);
+            if let Some(peer) = self.peers.get_mut(&address) {
+                peer.held_down = Some(HeldDown::UntilPathUp);
+            }
+        } else {
+            self.start_primary(now, address);
+        }
+        self.send_reflected(now);
+    }
+
+    /// BFD's word on the path to `address` (RFC 5882 §4.2). `false` (BFD Down, a failure;
+    /// not a peer's planned AdminDown, which a driver does not report) ends the session at
+    /// once with NOTIFICATION Cease/BFD Down (RFC 9384) and drops the peer's routes, stale
+    /// ones included: a dead path is no graceful restart. With [`BfdMode::Strict`] the
+    /// session then waits for `true`; with [`BfdMode::On`] it starts again at once. A
+    /// peer without BFD ignores this.
+    pub fn path_changed(&mut self, now: Instant, address: IpAddr, up: bool) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let mode = peer.config.bfd;
+        if mode == BfdMode::Off || peer.path_up == Some(up) {
+            peer.path_up = Some(up);
+            return;
+        }
+        peer.path_up = Some(up);
+        if up {
+            if peer.held_down == Some(HeldDown::UntilPathUp) {
+                peer.held_down = None;
+                peer.primary.session.handle(now, AdminEvent::Start);
+                self.drain(now, address, Slot::Primary);
+            }
+            return;
+        }
+        let active = std::iter::once(&peer.primary)
+            .chain(peer.colliding.as_ref())
+            .any(|l| l.conn.is_some() || l.session.state() != State::Idle);
+        if !active && mode == BfdMode::On {
+            return;
+        }
+        self.reset_peer(now, address, cease::BFD_DOWN, mode != BfdMode::Strict);
+        if mode == BfdMode::Strict
+            && let Some(peer) = self.peers.get_mut(&address)
+        {
+            peer.held_down = Some(HeldDown::UntilPathUp);
+        }
         self.send_reflected(now);
     }
 
@@ -473,6 +521,7 @@ impl Speaker {
             stale: p.stale.len(),
             graceful_restart: p.peer_graceful_restart.is_some(),
             established_count: p.established_count,
+            waiting_for_bfd: p.held_down == Some(HeldDown::UntilPathUp),
         })
     }
 
@@ -555,6 +604,19 @@ impl Speaker {
     /// Ends the peer's sessions with Cease/`subcode`, drops its routes, and starts it
     /// again with its (new) configuration.
     fn restart_peer(&mut self, now: Instant, address: IpAddr, subcode: u8) {
+        // Strict BFD: the new session too waits for BFD Up.
+        let wait = self
+            .peers
+            .get(&address)
+            .is_some_and(|p| p.config.bfd == BfdMode::Strict && p.path_up != Some(true));
+        self.reset_peer(now, address, subcode, !wait);
+        if wait && let Some(peer) = self.peers.get_mut(&address) {
+            peer.held_down = Some(HeldDown::UntilPathUp);
+        }
+    }
+
+    /// [`Speaker::restart_peer`], and with `start` false the new session stays Idle.
+    fn reset_peer(&mut self, now: Instant, address: IpAddr, subcode: u8, start: bool) {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -577,7 +639,11 @@ impl Speaker {
         let rib_id = peer.rib_id;
         self.rib.clear_peer(rib_id, &mut self.best_changes);
         self.collect_route_changes();
-        self.start_primary(now, address);
+        if start {
+            self.start_primary(now, address);
+        } else {
+            self.export_to(now, address);
+        }
     }
 
     /// Hands `conn` (accepted from the peer) to the primary session, ending whatever

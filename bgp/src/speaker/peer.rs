@@ -54,6 +54,8 @@ pub(crate) enum HeldDown {
     Until(Instant),
     /// Until the configuration changes.
     UntilReconfigured,
+    /// Until BFD says the path is up (strict mode: no session without BFD).
+    UntilPathUp,
 }
 
 /// Everything the speaker keeps per peer.
@@ -82,6 +84,8 @@ pub(crate) struct Peer {
     /// The prefix limit was reported on the current session.
     pub(crate) max_prefix_reported: bool,
     pub(crate) held_down: Option<HeldDown>,
+    /// What BFD last said of the path to the peer (`None`: nothing yet, or BFD off).
+    pub(crate) path_up: Option<bool>,
     /// Times a session to the peer reached Established.
     pub(crate) established_count: u64,
 }
@@ -102,6 +106,7 @@ impl Peer {
             rejections_reported: 0,
             max_prefix_reported: false,
             held_down: None,
+            path_up: None,
             established_count: 0,
         }
     }

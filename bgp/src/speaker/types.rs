@@ -116,6 +116,24 @@ pub struct PeerConfig {
     /// routes are reflected to every other iBGP peer, and other iBGP peers' best routes to
     /// it. With no client the speaker reflects nothing (plain iBGP: full mesh).
     pub route_reflector_client: bool,
+    /// How BFD (reported with [`crate::speaker::Speaker::path_changed`]) governs the
+    /// session.
+    pub bfd: BfdMode,
+}
+
+/// How BFD governs a peer's session (RFC 5882 §4.2 for BGP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BfdMode {
+    /// No BFD: only the hold timer finds a dead peer.
+    #[default]
+    Off,
+    /// BFD Down ends the session at once (Cease/BFD Down, RFC 9384) and drops its
+    /// routes; the session starts again without waiting for BFD.
+    On,
+    /// As `On`, and the session does not start (nor accept a connection) until BFD is
+    /// Up: BGP never comes up over a path BFD cannot see (the strict mode of the IETF
+    /// IDR BGP–BFD strict-mode draft).
+    Strict,
 }
 
 /// The next hops to install for a prefix: the best path's, plus equal-cost ones where
@@ -317,4 +335,6 @@ pub struct PeerStatus {
     pub graceful_restart: bool,
     /// Times the session reached Established.
     pub established_count: u64,
+    /// Strict mode holds the session until BFD is Up, and it is not.
+    pub waiting_for_bfd: bool,
 }

@@ -10,8 +10,8 @@ pub use ipnetwork::IpNetwork;
 pub use podroute_bgp::message::{NextHop, Notification, PathAttributes};
 pub use podroute_bgp::session::{SessionConfig, State};
 pub use podroute_bgp::speaker::{
-    ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig, Policy,
-    PrefixRule, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig, Verdict,
+    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig,
+    Policy, PrefixRule, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig, Verdict,
 };
 pub use std::net::IpAddr;
 
@@ -267,6 +267,7 @@ pub fn peer_config(local: u8, peer: u8) -> PeerConfig {
         graceful_restart: gr(),
         wait_for_end_of_rib: true,
         route_reflector_client: false,
+        bfd: BfdMode::Off,
     }
 }
 
