@@ -572,7 +572,7 @@ async fn step(
         mesh_gtsm: ctx.config.mesh_gtsm,
         mesh_bfd: ctx.config.mesh_bfd,
     };
-    let from_resources = cluster_peers(&resources.resources, &view.own, &defaults);
+    let from_resources = cluster_peers(&resources.resources, &view, &defaults);
     let invalid: std::collections::BTreeMap<String, String> = from_resources
         .invalid
         .iter()
@@ -591,6 +591,8 @@ async fn step(
         state.logged_invalid = invalid.clone();
     }
     let mut peers = mesh_peers(&view, &from_resources.mesh);
+    // A peerSelector BGPPeer's session to a node wins over the mesh's to the same node.
+    peers.extend(from_resources.nodes.clone());
     add_static_peers(&mut peers, &from_resources.routers);
     // `--bgp-peer` last: an operator's flag wins over a resource for the same address.
     add_static_peers(&mut peers, &ctx.config.static_peers);

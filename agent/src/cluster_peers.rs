@@ -2,6 +2,12 @@
 //! name become the same [`StaticPeer`]s and [`MeshOptions`] that `--bgp-peer` and the mesh
 //! flags produce, so one path runs from there to the speaker.
 //!
+//! A BGPPeer with `peerSelector` asks for node-to-node sessions (how route reflectors are
+//! written, Calico's way): every node its `nodeSelector` selects peers with every node its
+//! `peerSelector` selects, and, so that both ends have the session, the other way round.
+//! These sessions are mesh sessions ([`crate::peers::node_peer`]: the node's AS, the mesh
+//! import rule) with the BGPPeer's password, hold time, GTSM and prefix limit.
+//!
 //! A BGPPeer the agent cannot use (its Secret or key is missing, a value the schema could not
 //! refuse) is reported in [`ClusterPeers::invalid`] and left out; every other peer carries on.
 //! Nothing here talks to the API server: [`crate::config_watch`] gathers the objects.
@@ -15,9 +21,9 @@ use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule};
 use crate::crd::SecretKeyRef;
 use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
 use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
-use crate::peers::{MeshOptions, Password, usable_address, usable_as};
+use crate::peers::{MeshOptions, Password, PeerSet, node_peer, usable_address, usable_as};
 use crate::static_peers::StaticPeer;
-use crate::view::NodeInfo;
+use crate::view::ClusterView;
 
 /// The Secrets the agent has read: name → key → value.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
@@ -108,9 +114,6 @@ pub enum InvalidPeer {
     /// A field the schema should have refused (an object stored before the CRD was updated).
     #[error("{0}")]
     BadField(String),
-    /// `peerSelector` peers (node-to-node sessions chosen by labels) are not implemented yet.
-    #[error("peerSelector is not supported by this agent yet")]
-    PeerSelectorUnsupported,
 }
 
 impl InvalidPeer {
@@ -121,7 +124,6 @@ impl InvalidPeer {
             Self::SecretKeyMissing { .. } => "secret_key_missing",
             Self::BadPassword(_) => "bad_password",
             Self::BadField(_) => "bad_field",
-            Self::PeerSelectorUnsupported => "peer_selector_unsupported",
         }
     }
 }
@@ -131,6 +133,8 @@ impl InvalidPeer {
 pub struct ClusterPeers {
     /// The router peers of this node (BGPPeers with `peerAddress` that select it).
     pub routers: Vec<StaticPeer>,
+    /// The node-to-node sessions `peerSelector` BGPPeers give this node, by address.
+    pub nodes: PeerSet,
     /// The mesh settings.
     pub mesh: MeshOptions,
     /// Resources not used, with why: BGPPeers by name (which cannot hold a `/`), the mesh
@@ -151,12 +155,14 @@ pub struct FlagDefaults {
     pub mesh_bfd: Option<crate::peers::BfdSettings>,
 }
 
-/// The peers of node `own` from `resources`, with `defaults` for what they leave unsaid.
+/// The peers of `view`'s own node from `resources`, with `defaults` for what they leave
+/// unsaid.
 pub fn cluster_peers(
     resources: &ClusterResources,
-    own: &NodeInfo,
+    view: &ClusterView,
     defaults: &FlagDefaults,
 ) -> ClusterPeers {
+    let own = &view.own;
     let mut invalid = BTreeMap::new();
     let config = resources.configuration.clone().unwrap_or_default();
     let as_number = config.as_number.unwrap_or(defaults.as_number);
@@ -180,7 +186,22 @@ pub fn cluster_peers(
         }
     }
     let mut routers: Vec<StaticPeer> = Vec::new();
+    let mut nodes = PeerSet::new();
     for (name, spec) in &resources.peers {
+        if let Some(peer_selector) = &spec.peer_selector {
+            match selected_nodes(resources, view, spec, peer_selector, &mesh) {
+                Ok(peers) => {
+                    for (address, peer) in peers {
+                        // Two BGPPeers selecting one pair of nodes: the first by name wins.
+                        nodes.entry(address).or_insert(peer);
+                    }
+                }
+                Err(error) => {
+                    invalid.insert(name.clone(), error);
+                }
+            }
+            continue;
+        }
         let selected = spec
             .node_selector
             .as_ref()
@@ -210,9 +231,59 @@ pub fn cluster_peers(
     }
     ClusterPeers {
         routers,
+        nodes,
         mesh,
         invalid,
     }
+}
+
+/// The node-to-node sessions one `peerSelector` BGPPeer gives the own node: with every
+/// node of `peerSelector` if `nodeSelector` selects us, with every node of `nodeSelector`
+/// if `peerSelector` selects us.
+fn selected_nodes(
+    resources: &ClusterResources,
+    view: &ClusterView,
+    spec: &BGPPeerSpec,
+    peer_selector: &crate::crd::selector::LabelSelector,
+    mesh: &MeshOptions,
+) -> Result<PeerSet, InvalidPeer> {
+    let in_nodes = |labels| {
+        spec.node_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(labels))
+    };
+    let in_peers = |labels| peer_selector.matches(labels);
+    let own = &view.own.labels;
+    let (own_in_nodes, own_in_peers) = (in_nodes(own), in_peers(own));
+    if !own_in_nodes && !own_in_peers {
+        return Ok(PeerSet::new());
+    }
+    if spec.hold_time_seconds.is_some_and(|h| h == 1 || h == 2) {
+        return Err(InvalidPeer::BadField(
+            "holdTimeSeconds must be 0 or at least 3".into(),
+        ));
+    }
+    let mut options = MeshOptions {
+        gtsm: spec.gtsm || mesh.gtsm,
+        hold_time: spec.hold_time_seconds.or(mesh.hold_time),
+        ..mesh.clone()
+    };
+    if let Some(reference) = &spec.password {
+        options.md5_password = Some(password(resources, reference)?);
+    }
+    let max_prefixes = spec.max_prefixes.as_ref().map(max_prefixes);
+    Ok(view
+        .peers
+        .values()
+        .filter(|node| {
+            (own_in_nodes && in_peers(&node.labels)) || (own_in_peers && in_nodes(&node.labels))
+        })
+        .filter_map(|node| node_peer(view, node, &options))
+        .map(|mut peer| {
+            peer.max_prefixes = max_prefixes;
+            (peer.address, peer)
+        })
+        .collect())
 }
 
 /// One BGPPeer with a `peerAddress` as a [`StaticPeer`].
@@ -222,7 +293,7 @@ fn router_peer(
 ) -> Result<StaticPeer, InvalidPeer> {
     let bad = |what: String| InvalidPeer::BadField(what);
     let Some(address) = &spec.peer_address else {
-        return Err(InvalidPeer::PeerSelectorUnsupported);
+        return Err(bad("neither peerAddress nor peerSelector".into()));
     };
     let address: IpAddr = address
         .parse()
@@ -322,13 +393,27 @@ mod tests {
     use super::*;
     use crate::config::NodeIpOverride;
 
-    fn own(labels: serde_json::Value) -> NodeInfo {
-        let node = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "node-1", "labels": labels},
-            "status": {"addresses": [{"type": "InternalIP", "address": "198.18.0.1"}]}
-        }))
-        .expect("node");
-        NodeInfo::from_node(&node, NodeIpOverride::default()).expect("named")
+    fn own(labels: serde_json::Value) -> ClusterView {
+        nodes(&[("node-1", labels)], "node-1")
+    }
+
+    /// Nodes node-1, node-2, ... with these labels, at 198.18.0.1, .2, ..., seen by `own`.
+    pub(super) fn nodes(labelled: &[(&str, serde_json::Value)], own: &str) -> ClusterView {
+        let nodes: Vec<k8s_openapi::api::core::v1::Node> = labelled
+            .iter()
+            .enumerate()
+            .map(|(i, (name, labels))| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"podCIDRs": [format!("10.244.{}.0/24", i + 1)]},
+                    "status": {"addresses": [
+                        {"type": "InternalIP", "address": format!("198.18.0.{}", i + 1)}
+                    ]}
+                }))
+                .expect("node")
+            })
+            .collect();
+        ClusterView::from_nodes(&nodes, own, NodeIpOverride::default()).expect("view")
     }
 
     fn spec(json: serde_json::Value) -> BGPPeerSpec {
@@ -440,5 +525,66 @@ mod tests {
         assert!(!peers.mesh.enabled);
         assert_eq!(peers.mesh.as_number, 65100);
         assert_eq!(peers.mesh.hold_time, Some(30));
+    }
+}
+
+#[cfg(test)]
+mod peer_selector_tests {
+    use super::*;
+
+    fn cluster(own: &str) -> ClusterView {
+        let rr = || serde_json::json!({"route-reflector": "true"});
+        let plain = || serde_json::json!({});
+        super::tests::nodes(
+            &[
+                ("node-1", rr()),
+                ("node-2", rr()),
+                ("node-3", plain()),
+                ("node-4", plain()),
+            ],
+            own,
+        )
+    }
+
+    fn to_reflectors() -> ClusterResources {
+        let mut resources = ClusterResources::default();
+        resources.peers.insert(
+            "to-reflectors".into(),
+            serde_json::from_value(serde_json::json!({
+                "peerSelector": {"matchLabels": {"route-reflector": "true"}},
+                "holdTimeSeconds": 30
+            }))
+            .expect("spec"),
+        );
+        resources
+    }
+
+    fn addresses(view: &ClusterView) -> Vec<String> {
+        let defaults = FlagDefaults {
+            as_number: 64512,
+            mesh_md5_password: None,
+            mesh_gtsm: false,
+            mesh_bfd: None,
+        };
+        let peers = cluster_peers(&to_reflectors(), view, &defaults);
+        assert!(peers.invalid.is_empty(), "{:?}", peers.invalid);
+        assert!(peers.routers.is_empty());
+        for peer in peers.nodes.values() {
+            assert_eq!(peer.hold_time, Some(30));
+            assert_eq!(peer.remote_as, 64512);
+        }
+        peers.nodes.keys().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_peer_selector_peers_clients_with_reflectors_and_reflectors_with_everyone() {
+        // A client peers with the two reflectors only.
+        assert_eq!(addresses(&cluster("node-3")), ["198.18.0.1", "198.18.0.2"]);
+        // A reflector is selected by peerSelector, so it peers with every node nodeSelector
+        // selects (all), the other reflector included.
+        assert_eq!(
+            addresses(&cluster("node-1")),
+            ["198.18.0.2", "198.18.0.3", "198.18.0.4"]
+        );
     }
 }

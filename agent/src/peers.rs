@@ -185,40 +185,55 @@ pub fn mesh_peers(view: &ClusterView, options: &MeshOptions) -> PeerSet {
     if !options.enabled {
         return PeerSet::new();
     }
-    let own_family_v4 = view.own.ips.v4.is_some();
-    let own_ips: Vec<IpAddr> = view.own.ips.all().collect();
     view.peers
         .values()
-        // A Node claiming one of our own IPs (stale object, misconfiguration) is no peer: a
-        // session to ourselves would only fail.
-        .filter(|node| !node.ips.all().any(|ip| own_ips.contains(&ip)))
-        .filter_map(|node| {
-            // Sessions run over the family both ends have, IPv4 first (MP-BGP carries IPv6).
-            let address = match (own_family_v4, node.ips.v4, node.ips.v6, view.own.ips.v6) {
-                (true, Some(v4), _, _) => IpAddr::V4(v4),
-                (_, _, Some(v6), Some(_)) => IpAddr::V6(v6),
-                _ => return None,
-            };
-            Some((
-                address,
-                PeerSpec {
-                    address,
-                    remote_as: node.as_number.unwrap_or(options.as_number),
-                    kind: PeerKind::Mesh {
-                        node: node.name.clone(),
-                    },
-                    md5_password: options.md5_password.clone(),
-                    gtsm: options.gtsm,
-                    bfd: options.bfd,
-                    // The own node's AS: its annotation's, else the cluster's (which a
-                    // BGPConfiguration may set apart from --as-number).
-                    local_as: Some(view.own.as_number.unwrap_or(options.as_number)),
-                    hold_time: options.hold_time,
-                    max_prefixes: None,
-                },
-            ))
-        })
+        .filter_map(|node| node_peer(view, node, options))
+        .map(|spec| (spec.address, spec))
         .collect()
+}
+
+/// The session to another node (the mesh's, or one a `peerSelector` BGPPeer asks for) with
+/// `options`' settings; `None` if there is no address both ends can use.
+pub fn node_peer(
+    view: &ClusterView,
+    node: &crate::view::NodeInfo,
+    options: &MeshOptions,
+) -> Option<PeerSpec> {
+    // A Node claiming one of our own IPs (stale object, misconfiguration) is no peer: a
+    // session to ourselves would only fail.
+    if node
+        .ips
+        .all()
+        .any(|ip| view.own.ips.all().any(|own| own == ip))
+    {
+        return None;
+    }
+    // Sessions run over the family both ends have, IPv4 first (MP-BGP carries IPv6).
+    let address = match (
+        view.own.ips.v4.is_some(),
+        node.ips.v4,
+        node.ips.v6,
+        view.own.ips.v6,
+    ) {
+        (true, Some(v4), _, _) => IpAddr::V4(v4),
+        (_, _, Some(v6), Some(_)) => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some(PeerSpec {
+        address,
+        remote_as: node.as_number.unwrap_or(options.as_number),
+        kind: PeerKind::Mesh {
+            node: node.name.clone(),
+        },
+        md5_password: options.md5_password.clone(),
+        gtsm: options.gtsm,
+        bfd: options.bfd,
+        // The own node's AS: its annotation's, else the cluster's (which a BGPConfiguration
+        // may set apart from --as-number).
+        local_as: Some(view.own.as_number.unwrap_or(options.as_number)),
+        hold_time: options.hold_time,
+        max_prefixes: None,
+    })
 }
 
 /// How the peer set changed.

@@ -99,6 +99,9 @@ struct StoredNode {
     /// The node's own AS (`podroute.io/as-number`); absent in files of older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     as_number: Option<u32>,
+    /// The node's route-reflector CLUSTER_ID; absent in files of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    route_reflector_cluster_id: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +146,7 @@ fn store(n: &NodeInfo) -> StoredNode {
         pod_cidrs: n.pod_cidrs.iter().map(ToString::to_string).collect(),
         labels: n.labels.clone(),
         as_number: n.as_number,
+        route_reflector_cluster_id: n.route_reflector_cluster_id,
     }
 }
 
@@ -183,6 +187,9 @@ fn restore(n: StoredNode, path: &Path) -> Result<NodeInfo, PersistError> {
         pod_cidrs,
         labels: n.labels,
         as_number: n.as_number.filter(|a| crate::peers::usable_as(*a)),
+        route_reflector_cluster_id: n
+            .route_reflector_cluster_id
+            .filter(|id| !id.is_unspecified()),
         problems: Vec::new(),
     })
 }
@@ -298,6 +305,7 @@ mod tests {
             ]
             .into(),
             as_number: None,
+            route_reflector_cluster_id: None,
             problems: Vec::new(),
         }
     }
@@ -386,8 +394,7 @@ mod tests {
             mesh_gtsm: false,
             mesh_bfd: None,
         };
-        let peers =
-            crate::cluster_peers::cluster_peers(&loaded.resources, &loaded.view.own, &defaults);
+        let peers = crate::cluster_peers::cluster_peers(&loaded.resources, &loaded.view, &defaults);
         assert_eq!(peers.mesh.as_number, 64513);
         assert!(!peers.mesh.enabled);
         assert!(peers.invalid.contains_key("tor"), "{peers:?}");

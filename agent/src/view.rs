@@ -20,6 +20,12 @@ pub const NODE_IP_ANNOTATION: &str = "podroute.io/node-ip";
 /// rack); sessions between nodes of different AS numbers are eBGP.
 pub const NODE_AS_ANNOTATION: &str = "podroute.io/as-number";
 
+/// Annotation that makes a node a route reflector with this CLUSTER_ID (an IPv4 address,
+/// RFC 4456 §7), like Calico's `routeReflectorClusterID`. Node-to-node sessions from a
+/// reflector to a node without one treat that node as its client; sessions are written as
+/// BGPPeers with `peerSelector`.
+pub const NODE_RR_CLUSTER_ID_ANNOTATION: &str = "podroute.io/route-reflector-cluster-id";
+
 /// A node's IP per address family.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct NodeIps {
@@ -61,6 +67,9 @@ pub enum NodeProblem {
     BadPodCidr(String),
     /// The `podroute.io/as-number` annotation is not a usable AS number; the cluster AS is used.
     BadAsAnnotation(String),
+    /// The `podroute.io/route-reflector-cluster-id` annotation is not an IPv4 address; the
+    /// node is no route reflector.
+    BadClusterIdAnnotation(String),
     /// A pod CIDR of a family the node has no IP of; no route can point to it.
     NoNodeIpForPodCidr(IpNetwork),
 }
@@ -78,6 +87,9 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
     /// The node's own AS (`podroute.io/as-number`), if it has one apart from the cluster's.
     pub as_number: Option<u32>,
+    /// The node is a route reflector with this CLUSTER_ID
+    /// ([`NODE_RR_CLUSTER_ID_ANNOTATION`]).
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
     /// Problems found while reading the Node.
     pub problems: Vec<NodeProblem>,
 }
@@ -134,12 +146,25 @@ impl NodeInfo {
                     None
                 }
             });
+        let route_reflector_cluster_id = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(NODE_RR_CLUSTER_ID_ANNOTATION))
+            .and_then(|text| match text.trim().parse::<Ipv4Addr>() {
+                Ok(id) if !id.is_unspecified() => Some(id),
+                _ => {
+                    problems.push(NodeProblem::BadClusterIdAnnotation(text.clone()));
+                    None
+                }
+            });
         Some(Self {
             name,
             ips,
             pod_cidrs,
             labels,
             as_number,
+            route_reflector_cluster_id,
             problems,
         })
     }

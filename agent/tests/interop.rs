@@ -1,5 +1,7 @@
 //! Interoperability of `podroute-agent`'s BGP speaker with BIRD 2, GoBGP and FRR as a static
-//! external peer (`--bgp-peer`), in the lab (needs root: run by `make test`).
+//! external peer, in the lab (needs root: run by `make test`). BIRD is peered through
+//! `--bgp-peer` flags, GoBGP and FRR through BGPPeer resources (the password from a Secret):
+//! both ways give the same peer (`cluster_peers`' unit test), and the scenario runs on each.
 //!
 //! One dual-stack lab with one node per router kind; the router (AS 64512, iBGP, in the fabric
 //! namespace) has one IPv4 and one IPv6 session with the node. Each test checks in sequence:
@@ -281,14 +283,57 @@ impl RouterControl {
     }
 }
 
+/// Where the agent's router peers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peers {
+    /// `--bgp-peer` flags (a password from a file).
+    Flags,
+    /// Two BGPPeers (a password from a Secret in kube-system).
+    Resources,
+}
+
+/// The BGPPeers `router-v4` and `router-v6` with the same import list as the flags, and the
+/// password in `password_file` (if any) through the Secret `interop-md5`.
+fn apply_bgppeers(lab: &Lab, password_file: Option<&PathBuf>) {
+    let write = |name: &str, yaml: String| {
+        let path = lab.dir().join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).expect("write object");
+        lab.kubectl(&["apply", "-f", &path.display().to_string()])
+            .expect("kubectl apply");
+    };
+    let mut password = String::new();
+    if let Some(file) = password_file {
+        let text = std::fs::read_to_string(file).expect("password file");
+        write(
+            "interop-md5",
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: interop-md5\n  namespace: kube-system\nstringData:\n  md5: {}\n",
+                text.trim()
+            ),
+        );
+        password = "  password: {name: interop-md5, key: md5}\n".to_owned();
+    }
+    for (name, address) in [
+        ("router-v4", ROUTER_V4.to_string()),
+        ("router-v6", ROUTER_V6.to_string()),
+    ] {
+        write(
+            name,
+            format!(
+                "apiVersion: podroute.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  peerAddress: \"{address}\"\n  peerASNumber: 64512\n{password}  import:\n  - {{prefix: 10.99.0.0/16, le: 24}}\n  - {{prefix: \"fd00:99::/32\", le: 64}}\n"
+            ),
+        );
+    }
+}
+
 /// Starts the agent on node1 with the router as static peer on both families, optionally
-/// with a TCP-MD5 password file.
-fn spawn_agent(lab: &Lab, password_file: Option<&PathBuf>) -> LabProcess {
+/// with a TCP-MD5 password file, from flags or BGPPeers.
+fn spawn_agent(lab: &Lab, password_file: Option<&PathBuf>, peers: Peers) -> LabProcess {
     let conflist = lab.dir().join("cni-node1.conflist");
     let extra = password_file
         .map(|p| format!(",password-file={}", p.display()))
         .unwrap_or_default();
-    let args = vec![
+    let mut args = vec![
         "--kubeconfig".to_owned(),
         lab.kubeconfig().display().to_string(),
         "--node-name".to_owned(),
@@ -304,11 +349,16 @@ fn spawn_agent(lab: &Lab, password_file: Option<&PathBuf>) -> LabProcess {
         "20s".to_owned(),
         "--hold-time".to_owned(),
         HOLD_TIME.to_owned(),
-        "--bgp-peer".to_owned(),
-        format!("address={ROUTER_V4},as=64512,import={IMPORT}{extra}"),
-        "--bgp-peer".to_owned(),
-        format!("address={ROUTER_V6},as=64512,import={IMPORT}{extra}"),
     ];
+    match peers {
+        Peers::Flags => args.extend([
+            "--bgp-peer".to_owned(),
+            format!("address={ROUTER_V4},as=64512,import={IMPORT}{extra}"),
+            "--bgp-peer".to_owned(),
+            format!("address={ROUTER_V6},as=64512,import={IMPORT}{extra}"),
+        ]),
+        Peers::Resources => apply_bgppeers(lab, password_file),
+    }
     lab.spawn(
         "node1",
         "agent",
@@ -352,8 +402,19 @@ fn expected_learned(prefixes: &[&str]) -> BTreeSet<String> {
 }
 
 /// The whole sequence against one router kind.
-fn interop(tor: Tor, tag: &str) {
+fn interop(tor: Tor, tag: &str, peers: Peers) {
     let mut lab = Lab::up(&LabConfig::new(lab_name(tag), 1).tor(tor).ipv6(true)).expect("lab up");
+    if peers == Peers::Resources {
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
+        lab.kubectl(&["apply", "-f", crds]).expect("apply CRDs");
+        lab.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/bgppeers.podroute.io",
+        ])
+        .expect("CRDs established");
+    }
     let node = lab.nodes()[0].clone();
     let (node_v4, node_v6) = (node.ips()[0], node.ips()[1]);
     let cidrs: Vec<String> = node.pod_cidrs().iter().map(|c| c.to_string()).collect();
@@ -361,7 +422,7 @@ fn interop(tor: Tor, tag: &str) {
     for prefix in ACCEPTED.iter().chain(&REJECTED) {
         ctl.add(&lab, prefix);
     }
-    let mut agent = spawn_agent(&lab, None);
+    let mut agent = spawn_agent(&lab, None, peers);
     let explain = |lab: &Lab, ctl: &RouterControl, agent: &LabProcess| {
         format!(
             "{}\nagent status: {}\nnode routes: {:?}\nagent log:\n{}",
@@ -529,7 +590,7 @@ fn interop(tor: Tor, tag: &str) {
     std::fs::write(&bad, "not-the-password\n").expect("write password");
     ctl.set_password(&mut lab, "podroute-interop");
     drop(agent);
-    agent = spawn_agent(&lab, Some(&good));
+    agent = spawn_agent(&lab, Some(&good), peers);
     wait_for(
         "established with matching MD5 passwords",
         CONVERGE,
@@ -543,7 +604,7 @@ fn interop(tor: Tor, tag: &str) {
 
     // Another password → the segments are dropped; no session for a whole window.
     drop(agent);
-    agent = spawn_agent(&lab, Some(&bad));
+    agent = spawn_agent(&lab, Some(&bad), peers);
     wait_for(
         "the new agent to report its (down) sessions",
         CONVERGE,
@@ -574,17 +635,17 @@ fn interop(tor: Tor, tag: &str) {
 #[test]
 #[ignore = "needs root: run by make test"]
 fn interop_bird() {
-    interop(Tor::Bird, "b");
+    interop(Tor::Bird, "b", Peers::Flags);
 }
 
 #[test]
 #[ignore = "needs root: run by make test"]
 fn interop_gobgp() {
-    interop(Tor::Gobgp, "g");
+    interop(Tor::Gobgp, "g", Peers::Resources);
 }
 
 #[test]
 #[ignore = "needs root: run by make test"]
 fn interop_frr() {
-    interop(Tor::Frr, "f");
+    interop(Tor::Frr, "f", Peers::Resources);
 }

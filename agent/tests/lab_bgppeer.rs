@@ -624,3 +624,187 @@ fn a_node_as_annotation_gives_an_ebgp_mesh_session_that_routes() {
         },
     );
 }
+
+/// Route reflectors, Calico's way: mesh off (BGPConfiguration), node1 and node2 labelled
+/// and annotated as reflectors of one cluster, one `peerSelector` BGPPeer peering every node
+/// with them. Every node gets every pod CIDR via the node that owns it; a client runs
+/// sessions to the two reflectors only; with one reflector's agent stopped (graceful restart
+/// off, so nothing is kept as stale) every other route stays, through the other reflector.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn two_route_reflectors_carry_every_route_and_one_is_enough() {
+    const NODES: u8 = 6;
+    let lab = Lab::up(&LabConfig::new(lab_name("r"), NODES)).expect("lab up");
+    for rr in ["node1", "node2"] {
+        lab.kubectl(&["label", "node", rr, "route-reflector=true"])
+            .expect("label");
+        lab.kubectl(&[
+            "annotate",
+            "node",
+            rr,
+            "podroute.io/route-reflector-cluster-id=244.0.0.1",
+        ])
+        .expect("annotate");
+    }
+    install_crds(&lab);
+    apply(
+        &lab,
+        "default",
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\n\
+         spec:\n  nodeToNodeMesh:\n    enabled: false\n",
+    )
+    .expect("BGPConfiguration");
+    apply(
+        &lab,
+        "to-reflectors",
+        &peer(
+            "to-reflectors",
+            "  peerSelector:\n    matchLabels:\n      route-reflector: \"true\"\n",
+        ),
+    )
+    .expect("BGPPeer to-reflectors");
+    let nodes = lab.nodes().to_vec();
+    let mut agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &["--graceful-restart-time", "0s"]))
+        .collect();
+    let route = |n: u8| format!("10.244.{n}.0/24 via 198.18.0.{n}");
+    let has_routes = |node: u8, owners: &[u8]| {
+        let routes = lab_support::podroute_routes(&lab, &format!("node{node}"));
+        owners
+            .iter()
+            .filter(|o| **o != node)
+            .all(|o| routes.contains(&route(*o)))
+    };
+    let all: Vec<u8> = (1..=NODES).collect();
+    wait_for(
+        "every node to have every pod CIDR via its node",
+        || all.iter().all(|n| has_routes(*n, &all)),
+        || joined_logs(&agents),
+    );
+    // A client peers with the two reflectors only, and each gave it every other route.
+    let accepted =
+        |rr: &str| peer_status(&status(&lab, "node3"), rr).map(|p| p["acceptedRoutes"].clone());
+    wait_for(
+        "node3's status to count the reflectors' routes",
+        || {
+            ["198.18.0.1", "198.18.0.2"]
+                .iter()
+                .all(|rr| accepted(rr) == Some(serde_json::json!(NODES - 1)))
+        },
+        || format!("{}\n{}", status(&lab, "node3"), joined_logs(&agents)),
+    );
+    let node3 = status(&lab, "node3");
+    let peers: Vec<String> = node3["bgpPeers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["address"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(peers, ["198.18.0.1", "198.18.0.2"], "{node3}");
+
+    // Reflector node1 stops: its own CIDR goes, nothing else does, at any moment.
+    agents[0].terminate().expect("stop node1's agent");
+    let rest: Vec<u8> = (2..=NODES).collect();
+    let gone = || {
+        (3..=NODES)
+            .all(|n| !lab_support::podroute_routes(&lab, &format!("node{n}")).contains(&route(1)))
+    };
+    let start = std::time::Instant::now();
+    while !gone() || start.elapsed() < std::time::Duration::from_secs(3) {
+        for n in &rest {
+            assert!(
+                has_routes(*n, &rest),
+                "node{n} lost a route after reflector node1 stopped\n{}",
+                joined_logs(&agents)
+            );
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "node1's CIDR never went\n{}",
+            joined_logs(&agents)
+        );
+    }
+
+    // Reflector node1 comes back: the clients get its CIDR again and the second path of
+    // every other route, and write nothing else to the kernel (the next hops did not move).
+    let writes = |n: u8| kernel_writes(&lab, &format!("node{n}"));
+    let before: Vec<f64> = (3..=NODES).map(writes).collect();
+    agents[0] = lab_support::spawn_agent(&lab, &nodes[0], &["--graceful-restart-time", "0s"]);
+    wait_for(
+        "every node to have every route again, and two paths of each at node3",
+        || {
+            all.iter().all(|n| has_routes(*n, &all))
+                && accepted("198.18.0.1") == Some(serde_json::json!(NODES - 1))
+        },
+        || format!("{}\n{}", status(&lab, "node3"), joined_logs(&agents)),
+    );
+    let after: Vec<f64> = (3..=NODES).map(writes).collect();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(a - b, 1.0, "node{}: only node1's CIDR is written", i + 3);
+    }
+}
+
+/// Every kernel route write an agent did, all operations together.
+fn kernel_writes(lab: &Lab, node: &str) -> f64 {
+    lab.exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/metrics"])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("podroute_netlink_operations_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A BGPPeer at the router's IPv6 address: the session runs over IPv6 and the router
+/// learns every node's IPv6 pod CIDR via that node's IPv6 address.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn an_ipv6_bgppeer_gives_the_router_every_ipv6_pod_cidr() {
+    let lab = Lab::up(
+        &LabConfig::new(lab_name("6"), 2)
+            .tor(podroute_lab::Tor::Bird)
+            .ipv6(true),
+    )
+    .expect("lab up");
+    install_crds(&lab);
+    apply(
+        &lab,
+        "tor-v6",
+        &peer(
+            "tor-v6",
+            "  peerAddress: fd00:198:18::fe\n  peerASNumber: 64512\n",
+        ),
+    )
+    .expect("BGPPeer tor-v6");
+    let nodes = lab.nodes().to_vec();
+    let agents: Vec<_> = nodes
+        .iter()
+        .map(|n| lab_support::spawn_agent(&lab, n, &[]))
+        .collect();
+    let logs = || joined_logs(&agents);
+    for node in &nodes {
+        let cidr = node
+            .pod_cidr_v6
+            .expect("IPv6 pod CIDR in an IPv6 lab")
+            .to_string();
+        let via = format!("via {}", node.ipv6.expect("IPv6 node address"));
+        wait_for(
+            &format!("BIRD to learn {cidr} {via}"),
+            || {
+                lab.router_exec(&["show", "route", &cidr])
+                    .is_ok_and(|r| r.contains(&via))
+            },
+            || format!("{:?}\n{}", lab.router_exec(&["show", "protocols"]), logs()),
+        );
+        let name = format!("{}_v6", node.name);
+        let protocol = lab
+            .router_exec(&["show", "protocols", &name])
+            .unwrap_or_default();
+        assert!(protocol.contains("Established"), "{protocol}");
+    }
+    let node1 = status(&lab, "node1");
+    let tor = peer_status(&node1, "fd00:198:18::fe").expect("the IPv6 router session");
+    assert_eq!(tor["established"], true, "{tor}");
+}

@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                 stale_routes_time: Duration::from_secs(300),
             }),
             wait_for_end_of_rib: true,
+            route_reflector_client: false,
             bfd: podroute_bgp::speaker::BfdMode::Off,
         },
     );

@@ -239,6 +239,8 @@ pub async fn run_speaker(
     let config = SpeakerConfig {
         selection_deferral: ctx.config.startup_grace,
         restarted,
+        cluster_id: first.view.own.route_reflector_cluster_id,
+        max_paths: 1,
     };
     let (bfd, mut bfd_events) = start_bfd(&ctx, &first.view)?;
     if let Some(handle) = &bfd {
@@ -477,7 +479,7 @@ impl Shell {
                 // The Node is still there under a new IP: like a restart of that node, so no
                 // NOTIFICATION, and it keeps our routes (graceful restart) until it is back.
                 tracing::info!(peer = %address, "peer's Node changed its IP; closing the old session");
-                self.speaker.forget_peer(*address);
+                self.speaker.forget_peer(now, *address);
             } else {
                 tracing::info!(peer = %address, "peer removed; stopping its session (Cease)");
                 self.speaker.remove_peer(now, *address);
@@ -504,6 +506,8 @@ impl Shell {
                 self.speaker.remove_peer(now, spec.address);
             }
         }
+        self.speaker
+            .set_cluster_id(now, next.view.own.route_reflector_cluster_id);
         for spec in next.peers.values() {
             let local = local_for(spec.address, self.local, &next.view);
             self.speaker

@@ -3,7 +3,11 @@
 //!
 //! The mesh rule "a node may announce only its own Node's pod CIDRs, with its node IP as next
 //! hop" is generated here from the view, one exact [`PrefixRule`] per CIDR; a Node whose CIDR
-//! changes changes only its own peer's import policy.
+//! changes changes only its own peer's import policy. A route reflector (a Node with a
+//! CLUSTER_ID) may pass on every other Node's CIDRs too, each only with that Node's IP as next
+//! hop and that Node's router ID as the route's originator (ORIGINATOR_ID): the rule follows
+//! the route's origin, not the session it came over, so a reflector cannot place another
+//! node's CIDR anywhere else and a client can announce only its own.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -59,6 +63,17 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         PeerKind::Mesh { node } => (mesh_import(view, node), local.address > spec.address, true),
         PeerKind::Static { import } => (Policy::allow_only(import.clone()), false, false),
     };
+    // Calico's rule: a reflector's session to a node that is no reflector serves a client.
+    let route_reflector_client = match &spec.kind {
+        PeerKind::Mesh { node } => {
+            view.own.route_reflector_cluster_id.is_some()
+                && view
+                    .peers
+                    .get(node)
+                    .is_some_and(|n| n.route_reflector_cluster_id.is_none())
+        }
+        PeerKind::Static { .. } => false,
+    };
     session.passive = passive;
     PeerConfig {
         address: spec.address,
@@ -68,6 +83,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         max_prefixes: spec.max_prefixes,
         graceful_restart: local.graceful_restart,
         wait_for_end_of_rib,
+        route_reflector_client,
         bfd: match spec.bfd {
             None => BfdMode::Off,
             Some(b) if b.strict => BfdMode::Strict,
@@ -76,18 +92,28 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
     }
 }
 
-/// Import from the mesh peer of Node `node`: exactly its routable pod CIDRs, each with the
-/// node's IP of that family as next hop. A Node the view does not know may send nothing.
+/// Import from the node-to-node peer of Node `node`: exactly its routable pod CIDRs, each
+/// with the node's IP of that family as next hop; from a route reflector also every other
+/// Node's (not ours), with that Node's IP and router ID as originator. A Node the view does
+/// not know may send nothing.
 pub fn mesh_import(view: &ClusterView, node: &str) -> Policy {
-    let rules = view
-        .peers
-        .get(node)
-        .map(|n| {
-            n.routable_cidrs()
-                .map(|(cidr, ip)| PrefixRule::exact(cidr, Verdict::Accept).with_next_hop(ip))
-                .collect()
-        })
-        .unwrap_or_default();
+    let Some(peer) = view.peers.get(node) else {
+        return Policy::reject_all();
+    };
+    let mut rules: Vec<PrefixRule> = peer
+        .routable_cidrs()
+        .map(|(cidr, ip)| PrefixRule::exact(cidr, Verdict::Accept).with_next_hop(ip))
+        .collect();
+    if peer.route_reflector_cluster_id.is_some() {
+        for other in view.peers.values().filter(|n| n.name != node) {
+            let originator = super::router_id_from(other.ips.v4, other.ips.v6);
+            rules.extend(other.routable_cidrs().map(|(cidr, ip)| {
+                PrefixRule::exact(cidr, Verdict::Accept)
+                    .with_next_hop(ip)
+                    .with_originator(originator)
+            }));
+        }
+    }
     Policy::allow_only(rules)
 }
 
@@ -213,5 +239,93 @@ mod tests {
         );
         assert!(!config.session.passive);
         assert!(!config.wait_for_end_of_rib);
+    }
+
+    /// node-1 a route reflector (CLUSTER_ID 244.0.0.1), node-2 and node-3 not; seen by `own`.
+    fn reflected_view(own: &str) -> ClusterView {
+        let nodes: Vec<Node> = (1..=3)
+            .map(|n| {
+                let annotations = if n == 1 {
+                    serde_json::json!({"podroute.io/route-reflector-cluster-id": "244.0.0.1"})
+                } else {
+                    serde_json::json!({})
+                };
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("node-{n}"), "annotations": annotations},
+                    "spec": {"podCIDRs": [format!("10.244.{n}.0/24")]},
+                    "status": {"addresses": [
+                        {"type": "InternalIP", "address": format!("198.18.0.{n}")}
+                    ]}
+                }))
+                .expect("node")
+            })
+            .collect();
+        ClusterView::from_nodes(&nodes, own, NodeIpOverride::default()).expect("view")
+    }
+
+    #[test]
+    fn a_reflector_may_pass_on_other_nodes_cidrs_only_from_their_originator() {
+        let view = reflected_view("node-2");
+        let options = MeshOptions {
+            as_number: 64512,
+            enabled: true,
+            ..Default::default()
+        };
+        let peers = mesh_peers(&view, &options);
+        let from_rr = peer_config(&peers[&ip("198.18.0.1")], &view, &local());
+        let node3 = Ipv4Addr::new(198, 18, 0, 3);
+        let cidr3 = net("10.244.3.0/24");
+        assert!(
+            from_rr
+                .import
+                .accepts_from(&cidr3, ip("198.18.0.3"), Some(node3))
+        );
+        // Node 3's CIDR through the reflector with another next hop, or with the reflector
+        // itself (or nobody) as its originator: refused.
+        assert!(
+            !from_rr
+                .import
+                .accepts_from(&cidr3, ip("198.18.0.1"), Some(node3))
+        );
+        let rr_id = Ipv4Addr::new(198, 18, 0, 1);
+        assert!(
+            !from_rr
+                .import
+                .accepts_from(&cidr3, ip("198.18.0.3"), Some(rr_id))
+        );
+        assert!(!from_rr.import.accepts_from(&cidr3, ip("198.18.0.3"), None));
+        // Our own CIDR never comes back; the reflector's own CIDR comes straight from it.
+        let own_id = Ipv4Addr::new(198, 18, 0, 2);
+        let cidr2 = net("10.244.2.0/24");
+        assert!(
+            !from_rr
+                .import
+                .accepts_from(&cidr2, ip("198.18.0.2"), Some(own_id))
+        );
+        let cidr1 = net("10.244.1.0/24");
+        assert!(
+            from_rr
+                .import
+                .accepts_from(&cidr1, ip("198.18.0.1"), Some(rr_id))
+        );
+        // A node that is no reflector may send only its own CIDR.
+        let from_3 = peer_config(&peers[&ip("198.18.0.3")], &view, &local());
+        let node1 = Ipv4Addr::new(198, 18, 0, 1);
+        assert!(
+            !from_3
+                .import
+                .accepts_from(&cidr1, ip("198.18.0.1"), Some(node1))
+        );
+        assert!(!from_rr.route_reflector_client && !from_3.route_reflector_client);
+
+        // Seen from the reflector: nodes without a CLUSTER_ID are its clients.
+        let view = reflected_view("node-1");
+        let peers = mesh_peers(&view, &options);
+        let local = LocalSettings {
+            router_id: rr_id,
+            address: ip("198.18.0.1"),
+            ..local()
+        };
+        assert!(peer_config(&peers[&ip("198.18.0.3")], &view, &local).route_reflector_client);
     }
 }

@@ -189,6 +189,9 @@ pub struct Rib {
     others: OtherPaths,
     v4: V4Table,
     v6: V6Table,
+    /// With [`Rib::track_touched`]: every prefix whose paths an announce or withdraw may
+    /// have changed (not only its best path), for multipath.
+    touched: Option<Vec<IpNetwork>>,
 }
 
 /// The index of a prefix's family in [`Rib`]'s per-peer counts.
@@ -259,6 +262,11 @@ impl Rib {
         }
     }
 
+    /// What the decision process knows about a registered peer.
+    pub fn peer_info(&self, peer: PeerId) -> Option<PeerInfo> {
+        self.peers.get(peer.0 as usize).copied().flatten()
+    }
+
     /// Withdraws all of a peer's routes and unregisters it.
     pub fn remove_peer(&mut self, peer: PeerId, changes: &mut Vec<BestChange>) {
         self.clear_peer(peer, changes);
@@ -284,6 +292,21 @@ impl Rib {
         if let Some(a) = &routes.attributes {
             self.announce(peer, &routes.announced, a, changes);
         }
+    }
+
+    /// From now on, records the prefixes each announce and withdraw touches (any of their
+    /// paths, not just the best), for [`Rib::take_touched`].
+    pub fn track_touched(&mut self) {
+        self.touched.get_or_insert_with(Vec::new);
+    }
+
+    /// The prefixes touched since the last call (see [`Rib::track_touched`]); a prefix
+    /// may appear more than once.
+    pub fn take_touched(&mut self) -> Vec<IpNetwork> {
+        self.touched
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Adds or replaces `peer`'s path to each prefix, all with `attributes`.
@@ -313,6 +336,9 @@ impl Rib {
             };
             if inserted {
                 self.routes_per_peer[peer.0 as usize][family_index(&prefix)] += 1;
+            }
+            if let Some(touched) = self.touched.as_mut() {
+                touched.push(prefix);
             }
             if let Some(best) = change {
                 changes.push(BestChange::Best {
@@ -370,6 +396,11 @@ impl Rib {
                     o
                 }
             };
+            if outcome != Removal::Absent
+                && let Some(touched) = self.touched.as_mut()
+            {
+                touched.push(prefix);
+            }
             if outcome != Removal::Absent
                 && let Some(n) = self.routes_per_peer.get_mut(peer.0 as usize)
             {

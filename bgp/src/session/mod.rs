@@ -362,6 +362,25 @@ impl Session {
         self.flush(now);
     }
 
+    /// Changes one advertised route without sending yet: `Some` announces (or replaces) it,
+    /// `None` withdraws it. [`Session::send_staged`] sends what was staged, so a batch of
+    /// changes shares UPDATEs.
+    pub fn stage(&mut self, prefix: IpNetwork, attributes: Option<PathAttributes>) {
+        let prefix = crate::message::canonical(prefix);
+        match attributes.map(|a| Arc::new(self.export(a))) {
+            Some(attrs) if next_hop_matches(&prefix, &attrs) => {
+                self.adj_rib_out.insert(prefix, attrs);
+            }
+            _ => self.adj_rib_out.remove(&prefix),
+        }
+    }
+
+    /// Sends the changes [`Session::stage`] made (when Established; else they go with the
+    /// next establishment's full table).
+    pub fn send_staged(&mut self, now: Instant) {
+        self.flush(now);
+    }
+
     /// Makes the advertised set exactly `routes`, sending only the difference. Routes with
     /// equal attributes share one attribute set (and UPDATEs).
     pub fn replace_routes(

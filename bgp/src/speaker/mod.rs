@@ -36,11 +36,13 @@
 //! restart (routes kept stale) and the new one takes over.
 
 mod graceful;
+mod multipath;
 mod peer;
 pub mod policy;
+mod reflect;
 mod types;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +59,7 @@ pub use types::{
 use crate::collision::{self, Keep};
 use crate::counters::SessionCounters;
 use crate::message::{Family, PathAttributes, cease};
-use crate::rib::{BestChange, PeerInfo, Rib};
+use crate::rib::{BestChange, PeerId, PeerInfo, Rib};
 use crate::session::{Action, AdminEvent, ReceivedRoutes, Session, SessionConfig, State};
 use peer::{HeldDown, Link, Peer, Slot, with_next_hop};
 
@@ -78,23 +80,38 @@ pub struct Speaker {
     route_changes: Vec<RouteChange>,
     best_changes: Vec<BestChange>,
     initial_sync_done: bool,
+    /// Some peer is a route-reflector client: learned routes are reflected.
+    reflecting: bool,
+    /// Peers with reflected routes staged in their sessions, not sent yet (sent at the end
+    /// of the input that staged them, see [`Speaker::send_reflected`]).
+    reflect_pending: BTreeSet<IpAddr>,
+    /// With `max_paths` above 1: the next hops last reported per prefix (a path that is
+    /// not the best one may change them).
+    multipath: HashMap<IpNetwork, NextHops>,
 }
 
 impl Speaker {
     /// A speaker with no peers, started at `now` (the selection deferral runs from here).
     pub fn new(config: SpeakerConfig, now: Instant) -> Self {
+        let mut rib = Rib::new();
+        if config.max_paths > 1 {
+            rib.track_touched();
+        }
         Self {
             config,
             started: now,
             peers: BTreeMap::new(),
             conns: HashMap::new(),
             next_conn: 0,
-            rib: Rib::new(),
+            rib,
             originated: Vec::new(),
             actions: VecDeque::new(),
             route_changes: Vec::new(),
             best_changes: Vec::new(),
             initial_sync_done: false,
+            reflecting: false,
+            reflect_pending: BTreeSet::new(),
+            multipath: HashMap::new(),
         }
     }
 
@@ -115,6 +132,10 @@ impl Speaker {
         });
         let strict = config.bfd == BfdMode::Strict;
         let session = self.new_session(&config, config.session.passive);
+        // A new client has no routes yet, so no other peer's reflected routes change; it
+        // gets its own with its first routes (no re-export of every peer: a reflector adds
+        // its clients one by one).
+        self.reflecting |= config.route_reflector_client;
         self.peers
             .insert(address, Peer::new(config, rib_id, session));
         if strict {
@@ -126,6 +147,7 @@ impl Speaker {
         } else {
             self.start_primary(now, address);
         }
+        self.send_reflected(now);
     }
 
     /// BFD's word on the path to `address` (RFC 5882 §4.2). `false` (BFD Down, a failure;
@@ -164,6 +186,7 @@ impl Speaker {
         {
             peer.held_down = Some(HeldDown::UntilPathUp);
         }
+        self.send_reflected(now);
     }
 
     /// Applies a changed configuration. A change of the session itself (AS numbers,
@@ -184,7 +207,12 @@ impl Speaker {
         let old = std::mem::replace(&mut peer.config, config);
         let new = &peer.config;
         if old.session != new.session || old.graceful_restart != new.graceful_restart {
+            let client_changed = old.route_reflector_client != new.route_reflector_client;
             self.restart_peer(now, address, cease::CONFIGURATION_CHANGE);
+            if client_changed {
+                self.reflection_changed(now);
+            }
+            self.send_reflected(now);
             return;
         }
         if old.max_prefixes != new.max_prefixes && peer.held_down.is_some() {
@@ -192,12 +220,15 @@ impl Speaker {
             peer.primary.session.handle(now, AdminEvent::Start);
             self.drain(now, address, Slot::Primary);
         }
-        if old.export != self.peers[&address].config.export {
+        if old.route_reflector_client != self.peers[&address].config.route_reflector_client {
+            self.reflection_changed(now);
+        } else if old.export != self.peers[&address].config.export {
             self.export_to(now, address);
         }
         if old.import != self.peers[&address].config.import {
             self.reapply_import(now, address);
         }
+        self.send_reflected(now);
     }
 
     /// Removes a peer: NOTIFICATION Cease/Peer De-configured (RFC 4486), its routes go.
@@ -213,13 +244,23 @@ impl Speaker {
         }
         self.drain(now, address, Slot::Colliding);
         self.drain(now, address, Slot::Primary);
-        self.forget_peer(address);
+        self.forget_peer(now, address);
+    }
+
+    /// The route-reflector clients changed: every peer's advertised routes are computed
+    /// again (a new client gets every route, non-clients get the clients' routes).
+    fn reflection_changed(&mut self, now: Instant) {
+        self.reflecting = self.peers.values().any(|p| p.config.route_reflector_client);
+        let addresses: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for address in addresses {
+            self.export_to(now, address);
+        }
     }
 
     /// Removes a peer without a NOTIFICATION: its connections just close, as when this
     /// process stops, so a peer with graceful restart keeps our routes as stale (for a peer
     /// that comes back under another address). Its routes go here.
-    pub fn forget_peer(&mut self, address: IpAddr) {
+    pub fn forget_peer(&mut self, now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.remove(&address) else {
             return;
         };
@@ -231,8 +272,49 @@ impl Speaker {
             self.actions.push_back(SpeakerAction::Close { conn });
         }
         self.rib.remove_peer(peer.rib_id, &mut self.best_changes);
+        self.reflect_pending.remove(&address);
+        // Its routes' withdrawals were staged above (still reflecting); what others got from
+        // it goes with them, so only the flag is left to update.
         self.collect_route_changes();
+        self.reflecting = self.peers.values().any(|p| p.config.route_reflector_client);
         self.check_initial_sync(false);
+        self.send_reflected(now);
+    }
+
+    /// Sets the most next hops per prefix (see [`SpeakerConfig::max_paths`]); every prefix
+    /// whose next hops this changes is reported again.
+    pub fn set_max_paths(&mut self, max_paths: usize) {
+        let max_paths = max_paths.max(1);
+        if self.config.max_paths == max_paths {
+            return;
+        }
+        let prefixes: Vec<IpNetwork> = self.rib.best_routes().map(|(p, _, _)| p).collect();
+        let before: Vec<NextHops> = prefixes.iter().map(|p| self.best_next_hops(p)).collect();
+        self.config.max_paths = max_paths;
+        self.multipath.clear();
+        if max_paths > 1 {
+            self.rib.track_touched();
+        }
+        for (prefix, before) in prefixes.into_iter().zip(before) {
+            let next_hops = self.best_next_hops(&prefix);
+            if max_paths > 1 {
+                self.multipath.insert(prefix, next_hops.clone());
+            }
+            if next_hops != before {
+                self.route_changes.push(RouteChange { prefix, next_hops });
+            }
+        }
+    }
+
+    /// Sets the CLUSTER_ID used as a route reflector (see [`SpeakerConfig::cluster_id`]);
+    /// every peer's reflected routes are computed again.
+    pub fn set_cluster_id(&mut self, now: Instant, cluster_id: Option<Ipv4Addr>) {
+        if self.config.cluster_id == cluster_id {
+            return;
+        }
+        self.config.cluster_id = cluster_id;
+        self.reflection_changed(now);
+        self.send_reflected(now);
     }
 
     /// Sets the routes we originate (each with its next hop); every peer gets those its
@@ -246,6 +328,7 @@ impl Speaker {
         for address in addresses {
             self.export_to(now, address);
         }
+        self.send_reflected(now);
     }
 
     // ---- inputs: connections and time ----
@@ -262,6 +345,7 @@ impl Speaker {
             link.session.handle_connected(now);
             self.drain(now, address, slot);
         }
+        self.send_reflected(now);
     }
 
     /// The driver accepted a connection from `address`. On `Ok` the speaker took it under
@@ -298,6 +382,7 @@ impl Speaker {
                 }
             }
         }
+        self.send_reflected(now);
         Ok(conn)
     }
 
@@ -313,6 +398,7 @@ impl Speaker {
             link.session.handle_bytes(now, bytes);
             self.drain(now, address, slot);
         }
+        self.send_reflected(now);
     }
 
     /// A connection closed, failed, or could not be opened.
@@ -341,6 +427,7 @@ impl Speaker {
                 }
             }
         }
+        self.send_reflected(now);
     }
 
     /// A deadline from [`Speaker::poll_timeout`] passed.
@@ -373,6 +460,7 @@ impl Speaker {
         if !self.initial_sync_done && now >= self.started + self.config.selection_deferral {
             self.check_initial_sync(true);
         }
+        self.send_reflected(now);
     }
 
     // ---- outputs ----
@@ -449,12 +537,29 @@ impl Speaker {
         &self.rib
     }
 
-    /// The route the Loc-RIB holds for `prefix`: its next hops.
+    /// The route the Loc-RIB holds for `prefix`: its next hops (several with multipath).
     pub fn best_next_hops(&self, prefix: &IpNetwork) -> NextHops {
-        self.rib
-            .best(prefix)
-            .and_then(|(_, a)| a.next_hop)
-            .map_or(NextHops::None, |n| NextHops::One(n.addr()))
+        if self.config.max_paths <= 1 {
+            return self
+                .rib
+                .best(prefix)
+                .and_then(|(_, a)| a.next_hop)
+                .map_or(NextHops::None, |n| NextHops::One(n.addr()));
+        }
+        let paths = self.rib.paths(prefix);
+        let views: Vec<multipath::PathView<'_>> = paths
+            .iter()
+            .filter_map(|(peer, attributes)| {
+                let info = self.rib.peer_info(*peer)?;
+                Some(multipath::PathView {
+                    attributes,
+                    ibgp: info.ibgp,
+                    router_id: attributes.originator_id.unwrap_or(info.router_id),
+                    peer_address: info.address,
+                })
+            })
+            .collect();
+        multipath::next_hops(&views, self.config.max_paths)
     }
 
     // ---- internals: sessions ----
@@ -574,7 +679,7 @@ impl Speaker {
     fn start_colliding(&mut self, now: Instant, address: IpAddr, conn: ConnId) {
         let peer = &self.peers[&address];
         let mut link = Link::new(self.new_session(&peer.config, true));
-        let routes = self.exported(&peer.config);
+        let routes = self.routes_for(peer);
         link.session.replace_routes(now, routes);
         link.session.handle(now, AdminEvent::Start);
         link.conn = Some(conn);
@@ -992,9 +1097,26 @@ impl Speaker {
         }
         let mut refused = Vec::new();
         let mut refused_by_limit = 0;
+        let mut routes = routes;
+        let cluster_id = self
+            .config
+            .cluster_id
+            .unwrap_or(peer.config.session.local_id);
+        if routes
+            .attributes
+            .as_ref()
+            .is_some_and(|a| reflect::looped(a, cluster_id))
+        {
+            // Reflected through our cluster already (RFC 4456 §8): a loop, dropped.
+            let announced = std::mem::take(&mut routes.announced);
+            routes.withdrawn.extend(announced);
+        }
         if let Some(attrs) = routes.attributes.filter(|_| !routes.announced.is_empty()) {
             let first = routes.announced[0];
             let next_hop = peer.next_hop_of(&first, &attrs);
+            let originator = attrs
+                .originator_id
+                .or_else(|| peer.primary.session.remote_id());
             let attrs = match (next_hop, attrs.next_hop.map(|n| n.addr())) {
                 (Some(nh), Some(given)) if nh == given => attrs,
                 (Some(nh), _) => Arc::new(with_next_hop(&attrs, nh)),
@@ -1003,7 +1125,9 @@ impl Speaker {
             let mut accepted = Vec::with_capacity(routes.announced.len());
             for prefix in routes.announced {
                 match next_hop {
-                    Some(nh) if peer.config.import.accepts(&prefix, nh) => accepted.push(prefix),
+                    Some(nh) if peer.config.import.accepts_from(&prefix, nh, originator) => {
+                        accepted.push(prefix)
+                    }
                     _ => refused.push((prefix, next_hop)),
                 }
             }
@@ -1142,9 +1266,15 @@ impl Speaker {
             .adj_rib_in(peer.rib_id)
             .into_iter()
             .filter(|(prefix, attrs)| {
-                attrs
-                    .next_hop
-                    .is_none_or(|nh| !peer.config.import.accepts(prefix, nh.addr()))
+                let originator = attrs
+                    .originator_id
+                    .or_else(|| peer.primary.session.remote_id());
+                attrs.next_hop.is_none_or(|nh| {
+                    !peer
+                        .config
+                        .import
+                        .accepts_from(prefix, nh.addr(), originator)
+                })
             })
             .map(|(prefix, _)| prefix)
             .collect();
@@ -1163,9 +1293,12 @@ impl Speaker {
         }
     }
 
-    /// The originated routes `config`'s export policy allows.
-    fn exported(&self, config: &PeerConfig) -> Vec<(IpNetwork, PathAttributes)> {
-        self.originated
+    /// What `peer` is sent: the originated routes its export policy allows, and the
+    /// learned routes reflected to it.
+    fn routes_for(&self, peer: &Peer) -> Vec<(IpNetwork, PathAttributes)> {
+        let config = &peer.config;
+        let mut routes: Vec<(IpNetwork, PathAttributes)> = self
+            .originated
             .iter()
             .filter(|(prefix, attrs)| {
                 attrs
@@ -1173,14 +1306,101 @@ impl Speaker {
                     .is_some_and(|nh| config.export.accepts(prefix, nh.addr()))
             })
             .cloned()
-            .collect()
+            .collect();
+        if self.reflecting {
+            for (prefix, source, attrs) in self.rib.best_routes() {
+                if let Some(a) = self.reflection(peer, &prefix, source, attrs) {
+                    routes.push((prefix, a));
+                }
+            }
+        }
+        routes
+    }
+
+    /// The route to reflect to `target` for `prefix`, whose best path came from `source`
+    /// with `attrs`; `None` if nothing is reflected to it.
+    fn reflection(
+        &self,
+        target: &Peer,
+        prefix: &IpNetwork,
+        source: PeerId,
+        attrs: &PathAttributes,
+    ) -> Option<PathAttributes> {
+        if source == target.rib_id || self.originated.iter().any(|(p, _)| p == prefix) {
+            return None;
+        }
+        let info = self.rib.peer_info(source)?;
+        let source_side = self
+            .peers
+            .get(&info.address)
+            .map(|p| reflect::Side::of(&p.config))?;
+        if !reflect::reflects(source_side, reflect::Side::of(&target.config)) {
+            return None;
+        }
+        let originator = attrs.originator_id.unwrap_or(info.router_id);
+        // The route's originator would drop it as its own (RFC 4456 §8): not sent.
+        if target.primary.session.remote_id() == Some(originator) {
+            return None;
+        }
+        let cluster_id = self.cluster_id(&target.config);
+        Some(reflect::reflected(attrs, &info, cluster_id))
+    }
+
+    /// Our CLUSTER_ID on the session to a peer (RFC 4456 §7: the router ID by default).
+    fn cluster_id(&self, config: &PeerConfig) -> Ipv4Addr {
+        self.config.cluster_id.unwrap_or(config.session.local_id)
+    }
+
+    /// Stages the reflected route (or its withdrawal) for `prefix` in every iBGP peer's
+    /// sessions; [`Speaker::send_reflected`] sends them.
+    fn stage_reflection(&mut self, prefix: IpNetwork, best: Option<(PeerId, &PathAttributes)>) {
+        if self.originated.iter().any(|(p, _)| *p == prefix) {
+            return;
+        }
+        let staged: Vec<(IpAddr, Option<PathAttributes>)> = self
+            .peers
+            .values()
+            .filter(|p| p.config.session.is_ibgp())
+            .map(|peer| {
+                let route =
+                    best.and_then(|(source, attrs)| self.reflection(peer, &prefix, source, attrs));
+                (peer.address(), route)
+            })
+            .collect();
+        for (address, route) in staged {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            peer.primary.session.stage(prefix, route.clone());
+            if let Some(c) = peer.colliding.as_mut() {
+                c.session.stage(prefix, route);
+            }
+            self.reflect_pending.insert(address);
+        }
+    }
+
+    /// Sends what [`Speaker::stage_reflection`] staged. Called at the end of every input:
+    /// staging happens deep inside the handling of one peer's UPDATE, where draining other
+    /// peers' sessions (or that one's) would reorder their actions.
+    fn send_reflected(&mut self, now: Instant) {
+        while let Some(address) = self.reflect_pending.pop_first() {
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            peer.primary.session.send_staged(now);
+            if let Some(c) = peer.colliding.as_mut() {
+                c.session.send_staged(now);
+            }
+            self.drain(now, address, Slot::Primary);
+            self.drain(now, address, Slot::Colliding);
+        }
     }
 
     fn export_to(&mut self, now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.get(&address) else {
             return;
         };
-        let routes = self.exported(&peer.config);
+        let routes = self.routes_for(peer);
         let peer = self.peers.get_mut(&address).expect("present");
         peer.primary.session.replace_routes(now, routes.clone());
         if let Some(c) = peer.colliding.as_mut() {
@@ -1190,9 +1410,42 @@ impl Speaker {
         self.drain(now, address, Slot::Colliding);
     }
 
-    /// Turns the RIB's best-path changes into route changes.
+    /// Turns the RIB's best-path changes into route changes (and reflected routes).
     fn collect_route_changes(&mut self) {
-        for change in self.best_changes.drain(..) {
+        let changes = std::mem::take(&mut self.best_changes);
+        if self.reflecting {
+            for change in &changes {
+                match change {
+                    BestChange::Best {
+                        prefix,
+                        peer,
+                        attributes,
+                    } => self.stage_reflection(*prefix, Some((*peer, attributes))),
+                    BestChange::Unreachable { prefix } => self.stage_reflection(*prefix, None),
+                }
+            }
+        }
+        let mut touched = self.rib.take_touched();
+        if self.config.max_paths > 1 {
+            touched.sort();
+            touched.dedup();
+            for prefix in touched {
+                let next_hops = self.best_next_hops(&prefix);
+                let before = match next_hops {
+                    NextHops::None => self.multipath.remove(&prefix),
+                    _ => self.multipath.insert(prefix, next_hops.clone()),
+                };
+                let unchanged = match &before {
+                    Some(b) => *b == next_hops,
+                    None => next_hops == NextHops::None,
+                };
+                if !unchanged {
+                    self.route_changes.push(RouteChange { prefix, next_hops });
+                }
+            }
+            return;
+        }
+        for change in changes {
             self.route_changes.push(match change {
                 BestChange::Best {
                     prefix, attributes, ..

@@ -3,10 +3,11 @@
 //!
 //! The agent builds these from its configuration and from the cluster view (the mesh rule
 //! "a node may announce only its own pod CIDRs, with its node IP as next hop" is one
-//! [`PrefixRule`] per CIDR with [`NextHopMatch::Exactly`]). A policy is pure: the speaker asks
+//! [`PrefixRule`] per CIDR with [`NextHopMatch::Exactly`], and for routes a route reflector
+//! passes on also with the node's router ID as the route's originator). A policy is pure: the speaker asks
 //! it about one route at a time and keeps no state for it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 
@@ -49,6 +50,9 @@ pub struct PrefixRule {
     pub max_len: u8,
     /// Condition on the next hop.
     pub next_hop: NextHopMatch,
+    /// Condition on the route's originator: its ORIGINATOR_ID (RFC 4456 §8), else the BGP
+    /// identifier of the peer that sent it. `None`: any originator.
+    pub originator: Option<Ipv4Addr>,
     /// What a match means.
     pub verdict: Verdict,
 }
@@ -61,6 +65,7 @@ impl PrefixRule {
             min_len: prefix.prefix(),
             max_len: prefix.prefix(),
             next_hop: NextHopMatch::Any,
+            originator: None,
             verdict,
         }
     }
@@ -72,6 +77,7 @@ impl PrefixRule {
             min_len: prefix.prefix(),
             max_len,
             next_hop: NextHopMatch::Any,
+            originator: None,
             verdict,
         }
     }
@@ -82,13 +88,26 @@ impl PrefixRule {
         self
     }
 
-    /// True if the rule applies to `candidate` via `next_hop`.
-    pub fn matches(&self, candidate: &IpNetwork, next_hop: IpAddr) -> bool {
+    /// The same rule, matching only routes that `originator` originated.
+    pub fn with_originator(mut self, originator: Ipv4Addr) -> Self {
+        self.originator = Some(originator);
+        self
+    }
+
+    /// True if the rule applies to `candidate` via `next_hop`, originated by `originator`
+    /// (`None`: not known, which fails a rule with an originator condition).
+    pub fn matches(
+        &self,
+        candidate: &IpNetwork,
+        next_hop: IpAddr,
+        originator: Option<Ipv4Addr>,
+    ) -> bool {
         let len = candidate.prefix();
         len >= self.min_len.max(self.prefix.prefix())
             && len <= self.max_len
             && covers(&self.prefix, candidate)
             && self.next_hop.matches(next_hop)
+            && self.originator.is_none_or(|want| originator == Some(want))
     }
 }
 
@@ -143,17 +162,32 @@ impl Policy {
         }
     }
 
-    /// The verdict for `prefix` via `next_hop`.
-    pub fn evaluate(&self, prefix: &IpNetwork, next_hop: IpAddr) -> Verdict {
+    /// The verdict for `prefix` via `next_hop`, originated by `originator` (if known).
+    pub fn evaluate(
+        &self,
+        prefix: &IpNetwork,
+        next_hop: IpAddr,
+        originator: Option<Ipv4Addr>,
+    ) -> Verdict {
         self.rules
             .iter()
-            .find(|r| r.matches(prefix, next_hop))
+            .find(|r| r.matches(prefix, next_hop, originator))
             .map_or(self.default, |r| r.verdict)
     }
 
-    /// Shorthand: the route passes.
+    /// Shorthand: the route passes, its originator not known (export policy, tests).
     pub fn accepts(&self, prefix: &IpNetwork, next_hop: IpAddr) -> bool {
-        self.evaluate(prefix, next_hop) == Verdict::Accept
+        self.evaluate(prefix, next_hop, None) == Verdict::Accept
+    }
+
+    /// Shorthand: the route from `originator` passes.
+    pub fn accepts_from(
+        &self,
+        prefix: &IpNetwork,
+        next_hop: IpAddr,
+        originator: Option<Ipv4Addr>,
+    ) -> bool {
+        self.evaluate(prefix, next_hop, originator) == Verdict::Accept
     }
 }
 
@@ -175,12 +209,21 @@ mod tests {
             ..PrefixRule::up_to(net("10.99.0.0/16"), 24, Verdict::Accept)
         };
         let any = ip("198.18.0.254");
-        assert!(rule.matches(&net("10.99.1.0/24"), any));
-        assert!(rule.matches(&net("10.99.16.0/20"), any));
-        assert!(!rule.matches(&net("10.99.0.0/16"), any), "shorter than ge");
-        assert!(!rule.matches(&net("10.99.1.128/25"), any), "longer than le");
-        assert!(!rule.matches(&net("10.98.1.0/24"), any), "outside");
-        assert!(!rule.matches(&net("fd00:99::/32"), any), "other family");
+        assert!(rule.matches(&net("10.99.1.0/24"), any, None));
+        assert!(rule.matches(&net("10.99.16.0/20"), any, None));
+        assert!(
+            !rule.matches(&net("10.99.0.0/16"), any, None),
+            "shorter than ge"
+        );
+        assert!(
+            !rule.matches(&net("10.99.1.128/25"), any, None),
+            "longer than le"
+        );
+        assert!(!rule.matches(&net("10.98.1.0/24"), any, None), "outside");
+        assert!(
+            !rule.matches(&net("fd00:99::/32"), any, None),
+            "other family"
+        );
     }
 
     #[test]
@@ -209,5 +252,23 @@ mod tests {
         assert!(policy.accepts(&net("10.244.2.0/24"), node2));
         assert!(!policy.accepts(&net("10.244.2.0/24"), ip("198.18.0.3")));
         assert!(!policy.accepts(&net("10.244.2.0/25"), node2), "exact only");
+    }
+
+    #[test]
+    fn an_originator_condition_needs_that_originator() {
+        let node2 = ip("198.18.0.2");
+        let id2 = Ipv4Addr::new(198, 18, 0, 2);
+        let policy = Policy::allow_only(vec![
+            PrefixRule::exact(net("10.244.2.0/24"), Verdict::Accept)
+                .with_next_hop(node2)
+                .with_originator(id2),
+        ]);
+        let cidr = net("10.244.2.0/24");
+        assert!(policy.accepts_from(&cidr, node2, Some(id2)));
+        assert!(!policy.accepts_from(&cidr, node2, Some(Ipv4Addr::new(198, 18, 0, 3))));
+        assert!(
+            !policy.accepts_from(&cidr, node2, None),
+            "unknown originator"
+        );
     }
 }

@@ -35,6 +35,14 @@ pub struct SpeakerConfig {
     /// so peers send their routes without waiting for ours. (Every family is offered with
     /// its Forwarding State bit set in any case: see the `graceful` module.)
     pub restarted: bool,
+    /// The CLUSTER_ID this speaker uses as a route reflector (RFC 4456 §7): prepended to
+    /// the CLUSTER_LIST of every route it reflects, and routes carrying it are dropped as
+    /// looped. `None`: each session's BGP identifier (the RFC's default). Reflectors that
+    /// serve the same clients usually share one.
+    pub cluster_id: Option<std::net::Ipv4Addr>,
+    /// The most next hops a Loc-RIB change carries (ECMP, see the `multipath` module):
+    /// 1 installs the best path only.
+    pub max_paths: usize,
 }
 
 impl Default for SpeakerConfig {
@@ -42,6 +50,8 @@ impl Default for SpeakerConfig {
         Self {
             selection_deferral: Duration::from_secs(60),
             restarted: false,
+            cluster_id: None,
+            max_paths: 1,
         }
     }
 }
@@ -102,6 +112,10 @@ pub struct PeerConfig {
     /// The initial sync waits for this peer's End-of-RIB (mesh peers; not routers, which
     /// send End-of-RIB only with graceful restart and do not hold the node back).
     pub wait_for_end_of_rib: bool,
+    /// The peer is a route-reflector client of ours (RFC 4456 §6, iBGP only): its best
+    /// routes are reflected to every other iBGP peer, and other iBGP peers' best routes to
+    /// it. With no client the speaker reflects nothing (plain iBGP: full mesh).
+    pub route_reflector_client: bool,
     /// How BFD (reported with [`crate::speaker::Speaker::path_changed`]) governs the
     /// session.
     pub bfd: BfdMode,
