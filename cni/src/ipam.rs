@@ -13,9 +13,9 @@
 
 use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
+use ipnetwork::IpNetwork;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
-use ipnetwork::IpNetwork;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -416,7 +416,9 @@ mod tests {
     fn a_range_without_host_addresses_is_exhausted_not_a_panic() {
         let (_d, s) = store();
         for (v4, v6) in [("10.0.0.0/31", None), ("10.0.0.1/32", Some("fd00::1/128"))] {
-            let err = s.allocate(&owner("a"), &ranges(v4, v6)).expect_err("no address");
+            let err = s
+                .allocate(&owner("a"), &ranges(v4, v6))
+                .expect_err("no address");
             assert!(matches!(err, IpamError::Exhausted { .. }), "{v4}: {err}");
         }
     }
@@ -425,7 +427,10 @@ mod tests {
     fn allocated_lists_the_addresses_in_use() {
         let dir = tempfile::tempdir().expect("tempdir");
         let unborn = IpamStore::new(dir.path().join("podroute"));
-        assert_eq!(unborn.allocated().expect("no store yet"), Vec::<IpAddr>::new());
+        assert_eq!(
+            unborn.allocated().expect("no store yet"),
+            Vec::<IpAddr>::new()
+        );
         let s = unborn.lock(Duration::from_secs(1)).expect("lock");
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
         let a = s.allocate(&owner("a"), &r).expect("alloc");
@@ -433,7 +438,11 @@ mod tests {
         s.release(&owner("b")).expect("release");
         let mut in_use = unborn.allocated().expect("read");
         in_use.sort();
-        assert_eq!(in_use, a.addresses(), "lock and last-v4/last-v6 files are not addresses");
+        assert_eq!(
+            in_use,
+            a.addresses(),
+            "lock and last-v4/last-v6 files are not addresses"
+        );
     }
 
     #[test]
