@@ -103,7 +103,13 @@ for node in "${nodes[@]}"; do
     result=$lab_dir/pods/$pod.json
     if ! { ip netns list | grep -qx "$pod_ns\( .*\)\?" && [ -s "$result" ]; }; then
       ip netns add "$pod_ns" 2>/dev/null || true
-      ip netns exec "$lab-$node" env CNI_PATH="$bin:/usr/lib/cni" \
+      # cnitool keeps its result cache in /var/lib/cni (libcni's default; cnitool has no
+      # option for it): an overlay on /var/lib in a private mount namespace puts it in the lab
+      # directory, which `down` removes, instead of on the host.
+      mkdir -p "$lab_dir/cnitool/upper" "$lab_dir/cnitool/work"
+      ip netns exec "$lab-$node" unshare --mount --propagation private -- sh -c '
+        mount -t overlay podroute-lab-cnitool -o "lowerdir=/var/lib,upperdir=$1/upper,workdir=$1/work" /var/lib &&
+        shift && exec "$@"' sh "$lab_dir/cnitool" env CNI_PATH="$bin:/usr/lib/cni" \
         NETCONFPATH="$lab_dir/$node" "$cnitool" add podroute "/run/netns/$pod_ns" >"$result.tmp" \
         || { cat "$result.tmp" >&2; die "cnitool add failed for $pod on $node"; }
       mv "$result.tmp" "$result"
