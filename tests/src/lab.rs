@@ -35,6 +35,8 @@ pub const NODE_IFACE: &str = "eth0";
 const CP_PORT: &str = "cp";
 /// How long a router gets to answer its client after starting.
 const ROUTER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long [`Lab::spawn`] waits for `ip netns exec` to move the child into its namespace.
+const NETNS_ENTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What lab to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,7 +442,9 @@ impl Lab {
         let mut c = cmd::in_ns(&ns, program, args);
         c.envs(env.iter().copied());
         let child = process::spawn_logged(c, &log, &pid_file)?;
-        Ok(LabProcess::new(name.to_owned(), child, log, pid_file))
+        let mut proc = LabProcess::new(name.to_owned(), child, log, pid_file);
+        proc.wait_until_in_netns(&ns, NETNS_ENTER_TIMEOUT);
+        Ok(proc)
     }
 
     /// The node's routes from every table, IPv4 then IPv6, as `ip -j route show table all`

@@ -191,6 +191,27 @@ impl LabProcess {
         self.status
     }
 
+    /// Waits up to `timeout` until the process has entered the named network namespace
+    /// (`ip netns exec` forks before it calls setns), so that a caller that reports the pid or
+    /// looks at the namespace right away sees the process there. Returns early if it exits.
+    pub fn wait_until_in_netns(&mut self, ns: &str, timeout: Duration) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(want) = fs::metadata(Path::new("/run/netns").join(ns)) else {
+            return false;
+        };
+        let started = Instant::now();
+        loop {
+            let current = fs::metadata(format!("/proc/{}/ns/net", self.pid()));
+            if current.is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino()) {
+                return true;
+            }
+            if self.try_status().is_some() || started.elapsed() > timeout {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit; `None` if it still runs.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
