@@ -76,9 +76,12 @@ unit-test:
 root-test: root lab-images
 	@mkdir -p $(TEST_LOGS)
 	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before
+	@ls /var/lib/cni/results 2>/dev/null | sort > $(TEST_LOGS)/cni-results-before
 	set -o pipefail; PODROUTE_LAB_IMAGES=$(CURDIR)/target/lab-images $(CARGO) test --workspace --exclude podroute-bench -- --ignored --test-threads=2 2>&1 | tee $(TEST_LOGS)/root.log
 	@leaked=$$(ip netns list | awk '{print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before -); \
 	if [ -n "$$leaked" ]; then echo "error: tests leaked network namespaces:" $$leaked >&2; exit 1; fi
+	@leaked=$$(ls /var/lib/cni/results 2>/dev/null | sort | comm -13 $(TEST_LOGS)/cni-results-before -); \
+	if [ -n "$$leaked" ]; then echo "error: tests left libcni results on the host:" $$leaked >&2; exit 1; fi
 
 fuzz-smoke:
 	@if [ -x fuzz/run.sh ]; then fuzz/run.sh $(FUZZ_SECONDS); else echo "fuzz: no targets yet"; fi

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use podroute_lab::cnitool::cnitool_in;
 use podroute_lab::control_plane::ControlPlaneBins;
 use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess};
 
@@ -146,15 +147,17 @@ fn cnitool(
     pod_ns: &str,
     cap_args: &str,
 ) -> Output {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", &cni.node.netns])
-        .arg(cnitool)
-        .args([op, "podroute", &format!("/run/netns/{pod_ns}")])
-        .env("CNI_PATH", format!("{}:/usr/lib/cni", plugins.display()))
-        .env("NETCONFPATH", &cni.netconf_dir)
-        .env("CAP_ARGS", cap_args)
-        .output()
-        .expect("spawn cnitool")
+    cnitool_in(
+        &cni.node.netns,
+        &cni.netconf_dir.join("cnitool-cache"),
+        cnitool,
+    )
+    .args([op, "podroute", &format!("/run/netns/{pod_ns}")])
+    .env("CNI_PATH", format!("{}:/usr/lib/cni", plugins.display()))
+    .env("NETCONFPATH", &cni.netconf_dir)
+    .env("CAP_ARGS", cap_args)
+    .output()
+    .expect("spawn cnitool")
 }
 
 fn ok(out: &Output, what: &str) -> String {

@@ -7,34 +7,20 @@ mod common;
 use common::*;
 use podroute_cni::conflist::{Chain, NodeNetwork, write_atomic};
 use podroute_cni::version::CniVersion;
+use podroute_lab::cnitool::cnitool_in;
+use podroute_lab::control_plane::ControlPlaneBins;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-/// cnitool from the control-plane cache (`tests/scripts/control-plane.sh` builds it), or
-/// `$PODROUTE_CNITOOL`. Missing cnitool is a failure, never a skip.
+/// cnitool from the control-plane cache (`tests/scripts/control-plane.sh` builds it). Missing
+/// cnitool is a failure, never a skip.
 fn cnitool() -> PathBuf {
-    if let Some(p) = std::env::var_os("PODROUTE_CNITOOL") {
-        return PathBuf::from(p);
-    }
-    let root = std::env::var_os("PODROUTE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/podroute")))
-        .expect("HOME or PODROUTE_CACHE is set");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("control-plane"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin/cnitool"))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "cnitool not found under {}/control-plane/*/bin: run tests/scripts/control-plane.sh \
-             (or set PODROUTE_CNITOOL)",
-            root.display()
-        )
-    })
+    let tool = ControlPlaneBins::locate()
+        .expect("control-plane binaries (run tests/scripts/control-plane.sh)")
+        .dir
+        .join("cnitool");
+    assert!(tool.is_file(), "{} is missing", tool.display());
+    tool
 }
 
 const PORTMAP_AND_BANDWIDTH: &str = r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":10000000,"ingressBurst":1000000,"egressRate":10000000,"egressBurst":1000000}}"#;
@@ -46,14 +32,14 @@ const BANDWIDTH_ONLY: &str = r#"{"bandwidth":{"ingressRate":10000000,"ingressBur
 struct Cnitool {
     bin: PathBuf,
     netconf: tempfile::TempDir,
+    /// libcni's result cache, kept off the host (see `podroute_lab::cnitool`).
+    cache: tempfile::TempDir,
     cni_path: String,
 }
 
 impl Cnitool {
     fn run(&self, node: &Node, op: &str, pod: &Path, cap_args: &str) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &node.ns.name])
-            .arg(&self.bin)
+        cnitool_in(&node.ns.name, self.cache.path(), &self.bin)
             .args([op, "podroute-test"])
             .arg(pod)
             .env("NETCONFPATH", self.netconf.path())
@@ -87,6 +73,7 @@ fn chained_with_portmap_and_bandwidth_via_cnitool() {
     let tool = Cnitool {
         bin: cnitool(),
         netconf: tempfile::tempdir().expect("tempdir"),
+        cache: tempfile::tempdir().expect("tempdir"),
         cni_path: format!("{plugin_dir}:/usr/lib/cni"),
     };
     let mut net = NodeNetwork::new(vec![

@@ -70,6 +70,7 @@ pub mod cancel;
 mod cgroups;
 pub mod cluster;
 mod cmd;
+pub mod cnitool;
 pub mod control_plane;
 pub mod error;
 mod fabric;
