@@ -718,6 +718,16 @@ async fn step(
         .copied()
         .collect();
     let ready = has_cidr && programmed && state.bgp.own_advertised && synced && unrouted.is_empty();
+    // A restarted agent finds the conflist its predecessor wrote: pods can go on being wired
+    // (the routes stayed) while this one resyncs.
+    if state.conflist_written_for.is_none()
+        && has_cidr
+        && ctx.config.cni.as_ref().is_some_and(|settings| {
+            cni_conf::is_current(settings, &own_cidrs, ctx.config.route_protocol)
+        })
+    {
+        state.conflist_written_for = Some(own_cidrs.clone());
+    }
     if ready
         && state.conflist_written_for.as_ref() != Some(&own_cidrs)
         && write_conflist(ctx, &own_cidrs)

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
 use podroute_cni::config::DEFAULT_DATA_DIR;
-use podroute_cni::conflist::{ConflistError, DEFAULT_NETWORK_NAME, NodeNetwork, write_atomic};
+use podroute_cni::conflist::{
+    ConflistError, DEFAULT_NETWORK_NAME, NodeNetwork, render, write_atomic,
+};
 use podroute_cni::ipam::{self, IpamError, IpamStore};
 
 use crate::config::CniSettings;
@@ -24,13 +26,33 @@ pub fn write(
     pod_cidrs: &[IpNetwork],
     route_protocol: u8,
 ) -> Result<(), ConflistError> {
+    write_atomic(
+        &settings.conflist,
+        &network(settings, pod_cidrs, route_protocol),
+    )
+}
+
+/// True when the conflist on disk is exactly what [`write`] would write for `pod_cidrs`: an
+/// earlier agent on this node wrote it, and the plugin can go on wiring pods with it while this
+/// one resyncs (an unreadable or different file is not current).
+pub fn is_current(settings: &CniSettings, pod_cidrs: &[IpNetwork], route_protocol: u8) -> bool {
+    let Ok(on_disk) = std::fs::read(&settings.conflist) else {
+        return false;
+    };
+    let Ok(on_disk) = serde_json::from_slice::<serde_json::Value>(&on_disk) else {
+        return false;
+    };
+    render(&network(settings, pod_cidrs, route_protocol)).is_ok_and(|wanted| wanted == on_disk)
+}
+
+fn network(settings: &CniSettings, pod_cidrs: &[IpNetwork], route_protocol: u8) -> NodeNetwork {
     let mut network = NodeNetwork::new(pod_cidrs.to_vec());
     network.cni_version = settings.version;
     network.route_protocol = Some(route_protocol);
     network.data_dir.clone_from(&settings.data_dir);
     network.readiness_file.clone_from(&settings.readiness_file);
     network.chain = settings.chain;
-    write_atomic(&settings.conflist, &network)
+    network
 }
 
 /// Pod addresses of one family: handed out by the plugin, and how many the pod CIDRs hold.
@@ -147,6 +169,21 @@ mod tests {
             },
             version: podroute_cni::version::CniVersion::V1_0_0,
         }
+    }
+
+    #[test]
+    fn a_conflist_is_current_only_for_the_same_pod_cidrs_and_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = settings(dir.path());
+        let cidrs: Vec<IpNetwork> = vec!["10.244.1.0/24".parse().expect("net")];
+        assert!(!is_current(&settings, &cidrs, 80), "no file yet");
+        write(&settings, &cidrs, 80).expect("write");
+        assert!(is_current(&settings, &cidrs, 80));
+        let other: Vec<IpNetwork> = vec!["10.244.2.0/24".parse().expect("net")];
+        assert!(!is_current(&settings, &other, 80), "another pod CIDR");
+        assert!(!is_current(&settings, &cidrs, 81), "another route protocol");
+        std::fs::write(&settings.conflist, b"{not json").expect("overwrite");
+        assert!(!is_current(&settings, &cidrs, 80), "garbage");
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Log level, or per-module filters in `RUST_LOG` syntax (`debug`,
+    /// `info,podroute_agent::speaker=debug`). Wins over `RUST_LOG`; without either, `info`.
+    #[arg(long, env = "PODROUTE_LOG_LEVEL", value_parser = parse_log_filter)]
+    pub log_level: Option<String>,
+
     /// Per-peer BGP metrics (`podroute_bgp_peer_*`) for mesh peers too, not only routers:
     /// N-1 series per node each, N² over the cluster; off, mesh peers are aggregated.
     #[arg(long, env = "PODROUTE_METRICS_PER_MESH_PEER")]
@@ -310,6 +315,8 @@ pub struct Config {
     pub stale_routes_time: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Log filter from `--log-level` (`None`: `RUST_LOG`, else `info`).
+    pub log_level: Option<String>,
     /// HTTP server address.
     pub http_listen: SocketAddr,
     /// Per-peer BGP metrics for mesh peers too.
@@ -528,6 +535,7 @@ impl Cli {
             graceful_restart_time: self.graceful_restart_time,
             stale_routes_time: self.stale_routes_time,
             log_format: self.log_format,
+            log_level: self.log_level,
             metrics_per_mesh_peer: self.metrics_per_mesh_peer,
             http_listen: self.http_listen,
             node_ip_override,
@@ -544,6 +552,18 @@ fn read_password(path: &std::path::Path) -> Result<crate::peers::Password, Confi
         path: path.to_owned(),
         reason,
     })
+}
+
+/// Checks a `--log-level` filter with the logger's own parser, so a typo fails at start.
+fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| {
+            format!(
+                "`{text}` is not a log level or filter (e.g. debug, info,podroute_agent=debug): {e}"
+            )
+        })
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
@@ -583,6 +603,30 @@ mod tests {
     }
 
     #[test]
+    fn log_level_takes_levels_and_module_filters_and_refuses_typos() {
+        let config = parse(&[
+            "--node-name",
+            "n",
+            "--log-level",
+            "info,podroute_agent::speaker=debug",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.log_level.as_deref(),
+            Some("info,podroute_agent::speaker=debug")
+        );
+        let error = Cli::try_parse_from([
+            "podroute-agent",
+            "--node-name",
+            "n",
+            "--log-level",
+            "loud=verbose",
+        ])
+        .expect_err("a typo");
+        assert!(error.to_string().contains("not a log level"), "{error}");
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let config = parse(&["--node-name", "node-1"]).expect("valid");
         assert_eq!(config.node_name, "node-1");
@@ -591,6 +635,7 @@ mod tests {
         assert_eq!(config.route_protocol, 80);
         assert_eq!(config.reconcile_period, Duration::from_secs(30));
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.log_level, None);
         let cni = config.cni.expect("CNI settings");
         assert_eq!(
             cni.conflist,

@@ -11,11 +11,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use podroute_lab::cnitool::cnitool_in;
 use podroute_lab::control_plane::ControlPlaneBins;
-use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess};
+use podroute_lab::{Lab, LabConfig, LabNode, LabPod, LabProcess, Signal};
 
 /// Longest wait for a node to become ready (its conflist written).
 const READY: Duration = Duration::from_secs(60);
@@ -158,6 +160,64 @@ fn cnitool(
     .env("CAP_ARGS", cap_args)
     .output()
     .expect("spawn cnitool")
+}
+
+/// Kills the agent on `cni`'s node with SIGKILL (a crash, or the old pod of an upgrade) and
+/// starts a new one; the readiness file that answers CNI STATUS must exist the whole time, from
+/// before the kill until the new agent is ready: the routes stay, so pods can still be wired.
+fn cni_status_stays_ready_through_an_agent_restart(
+    lab: &Lab,
+    cni: &NodeCni,
+    agent: &mut LabProcess,
+    variant: Variant,
+) {
+    let file = cni.readiness_file();
+    assert!(
+        file.exists(),
+        "{} missing before the restart",
+        file.display()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, file) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            let mut missing = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                missing += u32::from(!file.exists());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            missing
+        })
+    };
+    agent.kill(Signal::SIGKILL).expect("kill the agent");
+    agent.wait().expect("reap the agent");
+    *agent = spawn_agent(lab, cni, variant);
+    let readyz = || {
+        lab.exec(
+            &cni.node.name,
+            &["curl", "-s", "http://127.0.0.1:9180/readyz"],
+        )
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !readyz().starts_with("ready") {
+        assert!(
+            start.elapsed() < READY,
+            "the restarted agent is not ready after {READY:?}: {}\n{}",
+            readyz(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let missing = watcher.join().expect("watcher");
+    assert_eq!(
+        missing,
+        0,
+        "CNI STATUS answered not ready during the agent restart ({missing} looks saw no {})",
+        file.display()
+    );
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -348,6 +408,11 @@ fn pods_across_nodes(variant: Variant) {
                 "cnitool status",
             );
         }
+        cni_status_stays_ready_through_an_agent_restart(&lab, &nodes[0], &mut agents[0], variant);
+        ok(
+            &cnitool(&tool, &plugins, &nodes[0], "status", &pods[0].pod.netns, ""),
+            "cnitool status after the agent restart",
+        );
     }
 
     // The agents' periodic reconcile (every 2 s here) removes stale routes of podroute's

@@ -143,6 +143,17 @@ fn start_prometheus(lab: &Lab, nodes: &[LabNode]) -> LabProcess {
         "promtool check config: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("run promtool");
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
     lab.spawn(
         "fabric",
         "prometheus",
@@ -155,6 +166,30 @@ fn start_prometheus(lab: &Lab, nodes: &[LabNode]) -> LabProcess {
         &[],
     )
     .expect("spawn prometheus")
+}
+
+/// What each alert rule watches: its `expr` without the final comparison with a number
+/// (`podroute_ready == 0` → `podroute_ready`), so that querying it returns the series the
+/// alert would fire on, healthy or not.
+fn alert_watched_series() -> Vec<String> {
+    let rules = std::fs::read_to_string(rules_file()).expect("rules");
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .map(|expr| {
+            let expr = expr.trim();
+            let (lhs, threshold) = [" == ", " != ", " >= ", " <= ", " > ", " < "]
+                .iter()
+                .filter_map(|op| expr.rsplit_once(op))
+                .max_by_key(|(lhs, _)| lhs.len())
+                .unwrap_or_else(|| panic!("alert expression without a comparison: {expr}"));
+            assert!(
+                threshold.trim().parse::<f64>().is_ok(),
+                "alert expression does not end in a comparison with a number: {expr}"
+            );
+            lhs.trim().to_owned()
+        })
+        .collect()
 }
 
 /// Every `expr` of the dashboard's panels.
@@ -188,13 +223,24 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
             .join("\n---\n")
     };
 
-    // Ready means routed: on every node, after convergence.
+    // Ready means routed: on every node, after convergence. The routes are looked at right
+    // after /readyz first says ready: a node that said so before its mesh routes were in the
+    // kernel is caught at that moment.
     for node in &nodes {
         wait_for(
             &format!("{} ready", node.name),
             || curl(&lab, &node.name, "/readyz").starts_with("ready"),
             || format!("{}\n{}", curl(&lab, &node.name, "/readyz"), logs(&agents)),
         );
+        let routes = podroute_routes(&lab, &node.name);
+        for other in nodes.iter().filter(|o| o.name != node.name) {
+            let route = format!("{} via {}", other.pod_cidr_v4, other.ipv4);
+            assert!(
+                routes.contains(&route),
+                "{} said ready without {route}: {routes:?}",
+                node.name
+            );
+        }
     }
 
     // Kubernetes Events on the Nodes: the sessions came up.
@@ -345,6 +391,18 @@ fn metrics_prometheus_dashboard_alerts_drift_and_readiness() {
             .unwrap_or_default()
         },
     );
+
+    // What every alert watches returns data: a metric or label value the agents do not
+    // export would leave an alert that can never fire.
+    let watched = alert_watched_series();
+    assert_eq!(watched.len(), shipped, "one expression per alert");
+    for expr in watched {
+        wait_for(
+            &format!("data for the alert's series {expr}"),
+            || query(&lab, &expr).is_ok_and(|r| !r.is_empty()),
+            || format!("{:?}", query(&lab, &expr)),
+        );
+    }
 
     // Drift, replaced by another protocol: node2's route on node1 becomes a static one. The
     // agent leaves it alone; drift shows in status, metrics and Prometheus (the alert's
