@@ -279,6 +279,7 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
             }
             result = step(&ctx, &mut state, &update, &resources) => result?,
         }
+        ctx.heartbeat.beat();
     }
     Ok(())
 }

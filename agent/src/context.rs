@@ -1,6 +1,8 @@
 //! The agent's shared state: configuration, metrics and the status the HTTP server reports.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 
@@ -44,6 +46,54 @@ pub struct Context {
     pub status: RwLock<AgentStatus>,
     /// Kubernetes Events about the own Node.
     pub events: crate::events::EventSender,
+    /// When the main loop last finished a turn: `/healthz`.
+    pub heartbeat: Heartbeat,
+}
+
+/// The main loop's sign of life. It turns at least once per reconcile period even when
+/// nothing changes, so a loop that has not turned for much longer is stuck, and the kubelet's
+/// liveness probe should restart the agent (graceful restart keeps the routes meanwhile).
+#[derive(Debug)]
+pub struct Heartbeat {
+    started: Instant,
+    /// Milliseconds after `started` of the last beat.
+    last: AtomicU64,
+    /// How long without a beat counts as stuck.
+    limit: Duration,
+}
+
+impl Heartbeat {
+    /// Stuck after three reconcile periods without a turn, and never sooner than a minute
+    /// (a bulk flush of a million routes is one long turn).
+    pub fn new(reconcile_period: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            limit: (reconcile_period * 3).max(Duration::from_secs(60)),
+        }
+    }
+
+    /// The main loop finished a turn.
+    pub fn beat(&self) {
+        self.beat_at(Instant::now());
+    }
+
+    fn beat_at(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.started).as_millis();
+        self.last
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long since the last turn, if that is longer than the limit.
+    pub fn stuck_for(&self) -> Option<Duration> {
+        self.stuck_at(Instant::now())
+    }
+
+    fn stuck_at(&self, now: Instant) -> Option<Duration> {
+        let last = self.started + Duration::from_millis(self.last.load(Ordering::Relaxed));
+        let silent = now.saturating_duration_since(last);
+        (silent > self.limit).then_some(silent)
+    }
 }
 
 impl Context {
@@ -54,10 +104,11 @@ impl Context {
             ..Default::default()
         };
         Self {
-            config,
             metrics,
+            heartbeat: Heartbeat::new(config.reconcile_period),
             status: RwLock::new(status),
             events: crate::events::EventSender::none(),
+            config,
         }
     }
 
@@ -78,5 +129,34 @@ impl Context {
             change(&mut status);
             self.metrics.ready.set(i64::from(status.ready));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_stops_turning_is_stuck_only_after_the_limit() {
+        let heartbeat = Heartbeat::new(Duration::from_secs(30));
+        let start = heartbeat.started;
+        assert_eq!(heartbeat.stuck_at(start + Duration::from_secs(89)), None);
+        assert_eq!(
+            heartbeat.stuck_at(start + Duration::from_secs(91)),
+            Some(Duration::from_secs(91))
+        );
+        heartbeat.beat_at(start + Duration::from_secs(90));
+        assert_eq!(heartbeat.stuck_at(start + Duration::from_secs(150)), None);
+        // A short reconcile period still gets a minute.
+        let quick = Heartbeat::new(Duration::from_secs(2));
+        assert_eq!(
+            quick.stuck_at(quick.started + Duration::from_secs(59)),
+            None
+        );
+        assert!(
+            quick
+                .stuck_at(quick.started + Duration::from_secs(61))
+                .is_some()
+        );
     }
 }

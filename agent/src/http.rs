@@ -1,4 +1,4 @@
-//! The HTTP server: `/healthz` (the process serves), `/readyz` (the node's pod network is
+//! The HTTP server: `/healthz` (the main loop turns), `/readyz` (the node's pod network is
 //! ready), `/metrics` (Prometheus text) and `/status` (JSON for operators).
 
 use std::sync::Arc;
@@ -18,11 +18,25 @@ pub async fn serve(ctx: Arc<Context>, listener: tokio::net::TcpListener) -> std:
 /// The routes of the HTTP server.
 pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .with_state(ctx)
+}
+
+/// Live while the main loop turns (see [`crate::context::Heartbeat`]).
+async fn healthz(State(ctx): State<Arc<Context>>) -> (StatusCode, String) {
+    match ctx.heartbeat.stuck_for() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(silent) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stuck: the main loop has not turned for {}s\n",
+                silent.as_secs()
+            ),
+        ),
+    }
 }
 
 async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, String) {
