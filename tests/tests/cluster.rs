@@ -276,10 +276,34 @@ fn down_and_check(lab: Lab) -> TestResult {
     Ok(())
 }
 
+/// The kernel settings a kubelet writes at start unless `protectKernelDefaults` is on (its
+/// "kernel defaults": overcommit, panics, key quotas), and the forwarding and bridge-netfilter
+/// switches a node setup often flips: read on the host, where the lab must leave them alone.
+fn host_kernel_settings() -> Vec<(&'static str, String)> {
+    [
+        "vm/overcommit_memory",
+        "vm/panic_on_oom",
+        "kernel/panic",
+        "kernel/panic_on_oops",
+        "kernel/keys/root_maxkeys",
+        "kernel/keys/root_maxbytes",
+        "net/ipv4/ip_forward",
+        "net/bridge/bridge-nf-call-iptables",
+    ]
+    .into_iter()
+    .map(|key| {
+        let value = std::fs::read_to_string(format!("/proc/sys/{key}"))
+            .map_or_else(|e| format!("unreadable: {e}"), |v| v.trim().to_owned());
+        (key, value)
+    })
+    .collect()
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
 fn daemonset_ready_on_three_nodes_and_dual_stack_pods_on_every_node_reach_each_other() -> TestResult
 {
+    let host_before = host_kernel_settings();
     let lab = cluster_with_podroute(
         &LabConfig::new(unique("cluster"), 3)
             .cluster(true)
@@ -390,6 +414,8 @@ fn daemonset_ready_on_three_nodes_and_dual_stack_pods_on_every_node_reach_each_o
             p1.name
         );
     }
+    // Three kubelets and containerds ran and made pods: the host's settings are as they were.
+    assert_eq!(host_kernel_settings(), host_before, "the cluster changed host settings");
     down_and_check(lab)
 }
 
