@@ -548,3 +548,80 @@ fn a_peer_without_bfd_ignores_what_bfd_says() {
     assert_eq!(net.state(1, 2), Some(State::Established));
     assert_eq!(net.fib(1).len(), 1);
 }
+
+#[test]
+fn bfd_down_after_the_peer_closed_without_notification_leaves_its_graceful_restart_alone() {
+    // The peer's agent is killed: its kernel closes the connection at once (no
+    // NOTIFICATION), so its routes are kept stale; its BFD, in the same process, stops too
+    // and is reported Down a Detection Time later. That is the same restart seen again.
+    for mode in [BfdMode::On, BfdMode::Strict] {
+        let mut net = bfd_pair(mode);
+        let now = net.now;
+        net.node(1).speaker.path_changed(now, ip(2), true);
+        net.run_for(Duration::from_secs(3));
+        assert_eq!(net.fib(1).len(), 1);
+        net.kill(2);
+        // Node 1 tries to reconnect meanwhile, as it does for a restarting peer.
+        net.run_for(Duration::from_millis(900));
+        assert_eq!(net.fib(1).len(), 1, "{mode:?}: kept as stale");
+        let now = net.now;
+        net.node(1).speaker.path_changed(now, ip(2), false);
+        net.settle();
+        assert_eq!(
+            net.fib(1).len(),
+            1,
+            "{mode:?}: BFD Down did not end the graceful restart"
+        );
+        let peer = net.node(1).speaker.peers().next().expect("peer");
+        assert_eq!(peer.stale, 1, "{mode:?}");
+        assert!(
+            net.node(1)
+                .seen
+                .notifications(true)
+                .iter()
+                .all(|n| n.subcode != cease::BFD_DOWN),
+            "{mode:?}"
+        );
+        // The restart time still bounds it (120 s in the test configuration).
+        net.run_for(Duration::from_secs(200));
+        assert!(net.fib(1).is_empty(), "{mode:?}: the restart time ended it");
+    }
+}
+
+#[test]
+fn bfd_turned_on_off_or_strict_on_a_running_peer_resets_no_session() {
+    let mut net = bfd_pair(BfdMode::Off);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    let count = |net: &mut Net| {
+        net.node(1)
+            .speaker
+            .peers()
+            .next()
+            .expect("peer")
+            .established_count
+    };
+    for mode in [BfdMode::On, BfdMode::Strict, BfdMode::Off] {
+        let mut config = peer_config(1, 2);
+        config.bfd = mode;
+        let now = net.now;
+        net.node(1).speaker.update_peer(now, config);
+        net.run_for(Duration::from_secs(3));
+        assert_eq!(net.state(1, 2), Some(State::Established), "{mode:?}");
+        assert_eq!(count(&mut net), 1, "{mode:?}: not restarted");
+    }
+    assert!(net.node(1).seen.notifications(true).is_empty());
+}
+
+#[test]
+fn a_session_strict_bfd_holds_starts_when_bfd_is_turned_off() {
+    let mut net = bfd_pair(BfdMode::Strict);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, peer_config(1, 2));
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+    assert!(net.node(1).speaker.peers().all(|p| !p.waiting_for_bfd));
+}

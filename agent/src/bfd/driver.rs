@@ -91,11 +91,12 @@ pub struct BfdDriverConfig {
     pub metrics: Metrics,
 }
 
-/// Opens the sockets and spawns the BFD task. Liveness changes arrive on the returned
-/// receiver.
+/// Opens the sockets and spawns the BFD task. Liveness changes are sent to `events` (the
+/// client keeps the receiver, so it can wait on it before BFD runs at all).
 pub fn spawn(
     config: BfdDriverConfig,
-) -> io::Result<(BfdHandle, mpsc::UnboundedReceiver<LivenessEvent>)> {
+    events: mpsc::UnboundedSender<LivenessEvent>,
+) -> io::Result<BfdHandle> {
     let mut v4 = None;
     let mut v6 = None;
     for &local in &config.local {
@@ -108,7 +109,6 @@ pub fn spawn(
         }
     }
     let (commands, command_rx) = mpsc::unbounded_channel();
-    let (events, event_rx) = mpsc::unbounded_channel();
     let task = Driver {
         bfd: Bfd::new(config.endpoint),
         v4,
@@ -119,7 +119,7 @@ pub fn spawn(
         exported: Counters::default(),
     };
     tokio::spawn(task.run(command_rx));
-    Ok((BfdHandle { commands }, event_rx))
+    Ok(BfdHandle { commands })
 }
 
 struct Driver {
