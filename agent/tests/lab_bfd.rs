@@ -183,37 +183,76 @@ fn a_bgppeer_turns_bfd_with_bird_on_and_off_without_restarting_bgp() {
     }
 }
 
-/// A 3-node mesh with BFD on (`bfd`, YAML flow style) through the BGPConfiguration and the
-/// default 90 s hold time; returns once every session is Established with BFD Up and every
-/// node has every route.
+/// The `default` BGPConfiguration: the mesh with the default 90 s hold time and `bfd` (YAML
+/// flow style), or none.
+fn mesh_configuration(bfd: Option<&str>) -> String {
+    let bfd = bfd.map_or(String::new(), |b| format!("    bfd: {b}\n"));
+    format!(
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMesh:\n    holdTimeSeconds: 90\n{bfd}"
+    )
+}
+
+/// A 3-node mesh, first without BFD; then BFD turned on (`bfd`) in the live BGPConfiguration,
+/// which brings BFD Up everywhere without restarting any BGP session. Returns once every
+/// session is Established with BFD Up and every node has every route.
 fn bfd_mesh(tag: &str, bfd: &str) -> (Lab, Vec<LabProcess>) {
     let lab = Lab::up(&LabConfig::new(lab_name(tag), 3)).expect("lab up");
     install_crds(&lab);
-    apply(
-        &lab,
-        "mesh-bfd",
-        &format!("apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMesh:\n    holdTimeSeconds: 90\n    bfd: {bfd}\n"),
-    )
-    .expect("BGPConfiguration");
+    apply(&lab, "mesh", &mesh_configuration(None)).expect("BGPConfiguration");
     let nodes = lab.nodes().to_vec();
     let agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n, &[])).collect();
     wait_for(
-        "every mesh session Established with BFD Up, every route in",
-        || mesh_whole(&lab),
+        "every mesh session Established, every route in",
+        || mesh_whole(&lab, "off"),
         || format!("{}\n{}", status(&lab, "node1"), joined_logs(&agents)),
+    );
+    let before: Vec<_> = session_identities(&lab);
+    for node in &nodes {
+        assert!(
+            !bfd_port_open(&lab, &node.name),
+            "{}: no BFD asked for",
+            node.name
+        );
+    }
+    apply(&lab, "mesh-bfd", &mesh_configuration(Some(bfd))).expect("BGPConfiguration with bfd");
+    wait_for(
+        "every mesh session with BFD Up",
+        || mesh_whole(&lab, "up"),
+        || format!("{}\n{}", status(&lab, "node1"), joined_logs(&agents)),
+    );
+    assert_eq!(
+        session_identities(&lab),
+        before,
+        "turning BFD on in the BGPConfiguration restarted a session\n{}",
+        joined_logs(&agents)
     );
     (lab, agents)
 }
 
-/// Every node has a session to every other, Established with BFD Up, and its route.
-fn mesh_whole(lab: &Lab) -> bool {
+/// Every node's sessions to the others with their [`session_identity`].
+fn session_identities(lab: &Lab) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let nodes = lab.nodes();
+    nodes
+        .iter()
+        .flat_map(|n| {
+            nodes
+                .iter()
+                .filter(|o| o.name != n.name)
+                .map(|o| session_identity(lab, &n.name, &o.ipv4.to_string()))
+        })
+        .collect()
+}
+
+/// Every node has a session to every other, Established with BFD `bfd` (`up`, `off`), and
+/// its route.
+fn mesh_whole(lab: &Lab, bfd: &str) -> bool {
     let nodes = lab.nodes();
     nodes.iter().all(|n| {
         let now = status(lab, &n.name);
         let routes = podroute_routes(lab, &n.name);
         nodes.iter().filter(|o| o.name != n.name).all(|o| {
             peer_status(&now, &o.ipv4.to_string())
-                .is_some_and(|p| p["established"] == true && p["bfd"] == "up")
+                .is_some_and(|p| p["established"] == true && p["bfd"] == bfd)
                 && routes.contains(&route_via(o))
         })
     })
@@ -292,12 +331,12 @@ fn a_cut_node_is_dropped_by_bfd_and_comes_back_without_flapping() {
     lab.link_up("node1").expect("reconnect node1");
     wait_for(
         "the whole mesh back",
-        || mesh_whole(&lab),
+        || mesh_whole(&lab, "up"),
         || format!("{}\n{}", status(&lab, "node2"), logs()),
     );
     // Long enough for a flap (BFD damping holds a second Up back 2 s) to show.
     std::thread::sleep(Duration::from_secs(10));
-    assert!(mesh_whole(&lab), "still whole\n{}", logs());
+    assert!(mesh_whole(&lab, "up"), "still whole\n{}", logs());
     let after = established_counts(&lab);
     for ((node, address, was), (_, _, now)) in before.iter().zip(&after) {
         let involves_node1 = node == "node1" || *address == node1.ipv4.to_string();
@@ -368,7 +407,7 @@ fn a_killed_or_stopped_agent_keeps_its_routes_on_the_other_nodes() {
         }
         agents[0] = spawn_agent(&lab, &nodes[0], &[]);
         let back = Instant::now();
-        while !mesh_whole(&lab) {
+        while !mesh_whole(&lab, "up") {
             assert!(
                 back.elapsed() < Duration::from_secs(60),
                 "{how}: the mesh never came back\n{}",

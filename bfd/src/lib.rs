@@ -39,11 +39,11 @@
 //!    (`podroute_bgp::speaker::Speaker::path_changed`). The peer's kernel was alive to
 //!    close the connection, so its forwarding is taken to be alive too.
 //!
-//!    The peer's C bit is not read: BIRD 2 and FRR send it clear (see the golden packets),
-//!    like podroute. A peer with a set C bit whose BGP connection closed without a
-//!    NOTIFICATION and whose BFD then went Down has lost its forwarding as well; podroute
-//!    keeps its routes until the restart time all the same (reading the C bit there is
-//!    the next step: it needs the bit carried from the session to the liveness event).
+//!    The peer's C bit is read ([`endpoint::SessionStatus::remote_control_plane_independent`],
+//!    kept over the silence that ends in Down): a peer whose BFD outlives its control plane
+//!    (C set) has lost its forwarding when its BFD goes Down, so that Down ends the restart
+//!    and drops the routes at once. BIRD 2 and FRR send it clear (see the golden packets),
+//!    like podroute.
 //!
 //! Authentication (RFC 5880 §6.7) is off: a packet with the A bit is dropped. Adding it
 //! would take: per-session keys (a `Password`-like type that does not print), the

@@ -25,6 +25,9 @@ pub struct LivenessEvent {
     pub peer: IpAddr,
     /// What the path to it now is.
     pub liveness: Liveness,
+    /// The peer's BFD says (C bit) it outlives the peer's control plane: a Down is then a
+    /// forwarding failure even while the peer's BGP restarts.
+    pub peer_control_plane_independent: bool,
 }
 
 /// What status and metrics read from the driver.
@@ -237,7 +240,15 @@ impl Driver {
                     }
                 }
                 Action::Liveness { peer, liveness } => {
-                    let _ = self.events.send(LivenessEvent { peer, liveness });
+                    let peer_control_plane_independent = self
+                        .bfd
+                        .session(peer)
+                        .is_some_and(|s| s.remote_control_plane_independent);
+                    let _ = self.events.send(LivenessEvent {
+                        peer,
+                        liveness,
+                        peer_control_plane_independent,
+                    });
                 }
             }
         }

@@ -24,7 +24,8 @@ use podroute_bfd::endpoint::{BfdConfig, Liveness};
 use podroute_bfd::session::SessionConfig;
 use podroute_bgp::session::State;
 use podroute_bgp::speaker::{
-    ConnId, GracefulRestartConfig, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig,
+    ConnId, GracefulRestartConfig, PathState, Refusal, RouteChange, Speaker, SpeakerAction,
+    SpeakerConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -541,10 +542,13 @@ impl Shell {
         self.bfd_liveness.insert(event.peer, event.liveness);
         let now = Instant::now();
         match event.liveness {
-            Liveness::Up => self.speaker.path_changed(now, event.peer, true),
+            Liveness::Up => self.speaker.path_changed(now, event.peer, PathState::Up),
             Liveness::Down => {
                 tracing::info!(peer = %event.peer, "BFD Down: ending the BGP session now");
-                self.speaker.path_changed(now, event.peer, false);
+                let path = PathState::Down {
+                    control_plane_independent: event.peer_control_plane_independent,
+                };
+                self.speaker.path_changed(now, event.peer, path);
             }
             Liveness::AdminDown => {
                 tracing::info!(peer = %event.peer, "peer's BFD went AdminDown (planned stop): BGP left to graceful restart");

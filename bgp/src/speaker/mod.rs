@@ -52,8 +52,8 @@ use ipnetwork::IpNetwork;
 
 pub use policy::{NextHopMatch, Policy, PrefixRule, Verdict};
 pub use types::{
-    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig,
-    PeerStatus, Refusal, RouteChange, SpeakerAction, SpeakerConfig,
+    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PathState,
+    PeerConfig, PeerStatus, Refusal, RouteChange, SpeakerAction, SpeakerConfig,
 };
 
 use crate::collision::{self, Keep};
@@ -162,9 +162,12 @@ impl Speaker {
     /// kernel was alive to close it — its control plane (and BFD, which shares its fate, C
     /// bit clear) stopped, not its forwarding. A BFD Down that follows is that same restart
     /// seen again, so the stale routes stay until the restart ends (End-of-RIB, or the
-    /// restart time). A cut link or a dead node closes no connection: BFD Down then finds
-    /// the session still up and ends it as above.
-    pub fn path_changed(&mut self, now: Instant, address: IpAddr, up: bool) {
+    /// restart time). Not so when the peer's BFD set the C bit: its BFD outlives its
+    /// control plane, so its Down is a forwarding failure and ends the restart. A cut link
+    /// or a dead node closes no connection: BFD Down then finds the session still up and
+    /// ends it as above.
+    pub fn path_changed(&mut self, now: Instant, address: IpAddr, path: PathState) {
+        let up = path == PathState::Up;
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -182,8 +185,15 @@ impl Speaker {
             }
             return;
         }
-        let restarting =
-            !peer.stale.is_empty() && peer.primary.session.state() != State::Established;
+        let independent = matches!(
+            path,
+            PathState::Down {
+                control_plane_independent: true
+            }
+        );
+        let restarting = !independent
+            && !peer.stale.is_empty()
+            && peer.primary.session.state() != State::Established;
         if restarting {
             // Strict mode still refuses the restarted peer's connection until BFD is Up
             // again ([`Speaker::incoming`] reads `path_up`).
@@ -192,7 +202,8 @@ impl Speaker {
         let active = std::iter::once(&peer.primary)
             .chain(peer.colliding.as_ref())
             .any(|l| l.conn.is_some() || l.session.state() != State::Idle);
-        if !active && mode == BfdMode::On {
+        if !active && mode == BfdMode::On && peer.stale.is_empty() {
+            // Nothing to end and nothing held: the session starts again by itself.
             return;
         }
         self.reset_peer(now, address, cease::BFD_DOWN, mode != BfdMode::Strict);
