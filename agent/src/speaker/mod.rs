@@ -584,8 +584,9 @@ impl Shell {
                         .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
                 }
                 Err(reason) => {
-                    drop(stream);
+                    // Counted before the close, so whoever sees the close sees the count.
                     self.refused(peer, reason);
+                    drop(stream);
                 }
             },
             Inbound::Connected(conn, result) => {
