@@ -571,7 +571,6 @@ async fn step(
         as_number: ctx.config.as_number,
         mesh_md5_password: ctx.config.mesh_md5_password.clone(),
         mesh_gtsm: ctx.config.mesh_gtsm,
-        mesh_bfd: ctx.config.mesh_bfd,
     };
     let from_resources = cluster_peers(&resources.resources, &view, &defaults);
     let invalid: std::collections::BTreeMap<String, String> = from_resources

@@ -19,9 +19,12 @@ use std::time::Duration;
 use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule};
 
 use crate::crd::SecretKeyRef;
+use crate::crd::bfd::BfdSpec;
 use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
 use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
-use crate::peers::{MeshOptions, Password, PeerSet, node_peer, usable_address, usable_as};
+use crate::peers::{
+    BfdSettings, MeshOptions, Password, PeerSet, node_peer, usable_address, usable_as,
+};
 use crate::static_peers::StaticPeer;
 use crate::view::ClusterView;
 
@@ -151,8 +154,6 @@ pub struct FlagDefaults {
     pub mesh_md5_password: Option<crate::peers::Password>,
     /// `--mesh-gtsm`.
     pub mesh_gtsm: bool,
-    /// `--mesh-bfd` and its intervals.
-    pub mesh_bfd: Option<crate::peers::BfdSettings>,
 }
 
 /// The peers of `view`'s own node from `resources`, with `defaults` for what they leave
@@ -173,7 +174,11 @@ pub fn cluster_peers(
         gtsm: mesh_settings.map_or(defaults.mesh_gtsm, |m| m.gtsm),
         hold_time: mesh_settings.and_then(|m| m.hold_time_seconds),
         enabled: mesh_settings.is_none_or(|m| m.enabled),
-        bfd: defaults.mesh_bfd,
+        bfd: bfd_settings(
+            mesh_settings.and_then(|m| m.bfd.as_ref()),
+            "BGPConfiguration/default.spec.nodeToNodeMesh.bfd",
+            &mut invalid,
+        ),
     };
     if let Some(reference) = mesh_settings.and_then(|m| m.password.as_ref()) {
         match password(resources, reference) {
@@ -188,8 +193,16 @@ pub fn cluster_peers(
     let mut routers: Vec<StaticPeer> = Vec::new();
     let mut nodes = PeerSet::new();
     for (name, spec) in &resources.peers {
+        let bfd_key = format!("BGPPeer/{name}.spec.bfd");
         if let Some(peer_selector) = &spec.peer_selector {
-            match selected_nodes(resources, view, spec, peer_selector, &mesh) {
+            let selected_mesh = MeshOptions {
+                bfd: match &spec.bfd {
+                    Some(bfd) => bfd_settings(Some(bfd), &bfd_key, &mut invalid),
+                    None => mesh.bfd,
+                },
+                ..mesh.clone()
+            };
+            match selected_nodes(resources, view, spec, peer_selector, &selected_mesh) {
                 Ok(peers) => {
                     for (address, peer) in peers {
                         // Two BGPPeers selecting one pair of nodes: the first by name wins.
@@ -223,7 +236,12 @@ pub fn cluster_peers(
                 );
                 invalid.insert(name.clone(), InvalidPeer::BadField(reason));
             }
-            Ok(peer) => routers.push(peer),
+            Ok(mut peer) => {
+                // A bad `bfd` leaves the session running without BFD, reported; the rest
+                // of the BGPPeer is used.
+                peer.bfd = bfd_settings(spec.bfd.as_ref(), &bfd_key, &mut invalid);
+                routers.push(peer);
+            }
             Err(error) => {
                 invalid.insert(name.clone(), error);
             }
@@ -332,10 +350,26 @@ fn router_peer(
         local_as: spec.local_as_number,
         hold_time: spec.hold_time_seconds,
         max_prefixes: spec.max_prefixes.as_ref().map(max_prefixes),
-        // The BGPPeer resource has no `bfd` field yet (issue 12): BFD with a router is
-        // configured on `--bgp-peer` for now.
+        // Set by the caller, which reports a bad `bfd` without dropping the session.
         bfd: None,
     })
+}
+
+/// A resource's `bfd` as the agent runs it: `None` when absent, or when its values are
+/// unusable (then recorded in `invalid` under `key`, e.g. `BGPPeer/tor.spec.bfd`, and the
+/// sessions run without BFD rather than not at all).
+fn bfd_settings(
+    spec: Option<&BfdSpec>,
+    key: &str,
+    invalid: &mut BTreeMap<String, InvalidPeer>,
+) -> Option<BfdSettings> {
+    match spec?.settings() {
+        Ok(settings) => Some(settings),
+        Err(why) => {
+            invalid.insert(key.to_owned(), InvalidPeer::BadField(why));
+            None
+        }
+    }
 }
 
 /// An import entry as the speaker's rule: ge/le default to the prefix's own length.
@@ -425,7 +459,6 @@ mod tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
-            mesh_bfd: None,
         }
     }
 
@@ -526,6 +559,128 @@ mod tests {
         assert_eq!(peers.mesh.as_number, 65100);
         assert_eq!(peers.mesh.hold_time, Some(30));
     }
+
+    fn mesh_with(bfd: serde_json::Value) -> ClusterResources {
+        ClusterResources {
+            configuration: Some(
+                serde_json::from_value(serde_json::json!({"nodeToNodeMesh": {"bfd": bfd}}))
+                    .expect("config"),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bfd_on_the_mesh_and_a_bgppeer_comes_with_its_defaults_and_overrides() {
+        let view = nodes(
+            &[
+                ("node-1", serde_json::json!({})),
+                ("node-2", serde_json::json!({})),
+            ],
+            "node-1",
+        );
+        let mut resources = mesh_with(serde_json::json!({"strict": true}));
+        resources.peers.insert(
+            "tor".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.254", "peerASNumber": 64512,
+                "bfd": {"minRxMilliseconds": 100, "minTxMilliseconds": 200, "multiplier": 5}
+            })),
+        );
+        resources.peers.insert(
+            "no-bfd".into(),
+            spec(serde_json::json!({"peerAddress": "198.18.0.253", "peerASNumber": 64512})),
+        );
+        let peers = cluster_peers(&resources, &view, &defaults());
+        assert!(peers.invalid.is_empty(), "{:?}", peers.invalid);
+        let strict = BfdSettings {
+            strict: true,
+            ..BfdSettings::default()
+        };
+        assert_eq!(peers.mesh.bfd, Some(strict));
+        let mesh = crate::peers::mesh_peers(&view, &peers.mesh);
+        assert!(mesh.values().all(|p| p.bfd == Some(strict)), "{mesh:?}");
+        let bfd_of = |address: &str| {
+            peers
+                .routers
+                .iter()
+                .find(|r| r.address.to_string() == address)
+                .expect("router")
+                .bfd
+        };
+        assert_eq!(
+            bfd_of("198.18.0.254"),
+            Some(BfdSettings {
+                min_rx: Duration::from_millis(100),
+                min_tx: Duration::from_millis(200),
+                multiplier: 5,
+                strict: false,
+            })
+        );
+        assert_eq!(bfd_of("198.18.0.253"), None);
+        // No `bfd`: BFD off on the mesh.
+        let off = cluster_peers(&ClusterResources::default(), &view, &defaults());
+        assert_eq!(off.mesh.bfd, None);
+    }
+
+    #[test]
+    fn a_bad_bfd_is_reported_and_the_session_runs_without_it() {
+        let view = own(serde_json::json!({}));
+        let mut resources = mesh_with(serde_json::json!({"multiplier": 0}));
+        resources.peers.insert(
+            "tor".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.254", "peerASNumber": 64512,
+                "gtsm": true,
+                "bfd": {"minRxMilliseconds": 5}
+            })),
+        );
+        let peers = cluster_peers(&resources, &view, &defaults());
+        assert_eq!(peers.mesh.bfd, None);
+        assert!(peers.mesh.enabled);
+        let tor = &peers.routers[0];
+        assert_eq!(
+            (tor.bfd, tor.gtsm),
+            (None, true),
+            "the rest of the BGPPeer is used"
+        );
+        let why = |key: &str| peers.invalid.get(key).map(ToString::to_string);
+        assert_eq!(
+            why("BGPPeer/tor.spec.bfd").as_deref(),
+            Some("minRxMilliseconds 5: expected 10..60000")
+        );
+        assert_eq!(
+            why("BGPConfiguration/default.spec.nodeToNodeMesh.bfd").as_deref(),
+            Some("multiplier 0: expected 1..255")
+        );
+        assert_eq!(peers.invalid.len(), 2, "{:?}", peers.invalid);
+    }
+
+    #[test]
+    fn a_peer_selector_bgppeer_with_bfd_replaces_the_meshs() {
+        let view = nodes(
+            &[
+                ("node-1", serde_json::json!({})),
+                ("node-2", serde_json::json!({"route-reflector": "true"})),
+            ],
+            "node-1",
+        );
+        let mut resources = mesh_with(serde_json::json!({}));
+        resources.peers.insert(
+            "rr".into(),
+            spec(serde_json::json!({
+                "peerSelector": {"matchLabels": {"route-reflector": "true"}},
+                "bfd": {"multiplier": 7}
+            })),
+        );
+        let peers = cluster_peers(&resources, &view, &defaults());
+        let node2 = peers.nodes.values().next().expect("session to node-2");
+        assert_eq!(node2.bfd.map(|b| b.multiplier), Some(7));
+        resources.peers.get_mut("rr").expect("rr").bfd = None;
+        let peers = cluster_peers(&resources, &view, &defaults());
+        let node2 = peers.nodes.values().next().expect("session to node-2");
+        assert_eq!(node2.bfd, Some(BfdSettings::default()), "the mesh's");
+    }
 }
 
 #[cfg(test)]
@@ -564,7 +719,6 @@ mod peer_selector_tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
-            mesh_bfd: None,
         };
         let peers = cluster_peers(&to_reflectors(), view, &defaults);
         assert!(peers.invalid.is_empty(), "{:?}", peers.invalid);

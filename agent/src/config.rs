@@ -12,7 +12,6 @@ use clap::{Parser, ValueEnum};
 use podroute_cni::conflist::Chain;
 use podroute_cni::version::CniVersion;
 
-use crate::peers::BfdSettings;
 use crate::static_peers::{StaticPeer, StaticPeerError, parse_static_peer};
 
 /// Route protocol numbers the kernel and other daemons own (`/etc/iproute2/rt_protos`):
@@ -228,23 +227,6 @@ pub struct Cli {
     #[arg(long, env = "PODROUTE_MESH_GTSM")]
     pub mesh_gtsm: bool,
 
-    /// BFD (RFC 5880/5881) on mesh sessions: `off`, `on` (BFD Down ends the BGP session at
-    /// once) or `strict` (also: no BGP session until BFD is Up). Every node should agree.
-    #[arg(long, env = "PODROUTE_MESH_BFD", value_enum, default_value_t = BfdModeArg::Off)]
-    pub mesh_bfd: BfdModeArg,
-
-    /// BFD Desired Min TX Interval of mesh sessions.
-    #[arg(long, env = "PODROUTE_MESH_BFD_MIN_TX", default_value = "300ms", value_parser = parse_duration)]
-    pub mesh_bfd_min_tx: Duration,
-
-    /// BFD Required Min RX Interval of mesh sessions.
-    #[arg(long, env = "PODROUTE_MESH_BFD_MIN_RX", default_value = "300ms", value_parser = parse_duration)]
-    pub mesh_bfd_min_rx: Duration,
-
-    /// BFD Detect Mult of mesh sessions.
-    #[arg(long, env = "PODROUTE_MESH_BFD_MULTIPLIER", default_value_t = 3)]
-    pub mesh_bfd_multiplier: u8,
-
     /// Hold time offered to mesh peers, in seconds (0 or at least 3, RFC 4271 §4.2).
     #[arg(long, env = "PODROUTE_HOLD_TIME", default_value_t = 90)]
     pub hold_time: u16,
@@ -264,28 +246,6 @@ pub struct Cli {
     /// for the API server.
     #[arg(long, env = "PODROUTE_STATE_FILE")]
     pub state_file: Option<PathBuf>,
-}
-
-/// `--mesh-bfd`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BfdModeArg {
-    /// No BFD.
-    Off,
-    /// BFD Down ends the BGP session at once.
-    On,
-    /// As `on`, and no BGP session until BFD is Up.
-    Strict,
-}
-
-impl BfdModeArg {
-    /// `None` for off, else whether strict.
-    fn strict(self) -> Option<bool> {
-        match self {
-            Self::Off => None,
-            Self::On => Some(false),
-            Self::Strict => Some(true),
-        }
-    }
 }
 
 /// The validated configuration the agent runs with.
@@ -331,8 +291,6 @@ pub struct Config {
     pub mesh_md5_password: Option<crate::peers::Password>,
     /// GTSM on mesh sessions.
     pub mesh_gtsm: bool,
-    /// BFD on mesh sessions.
-    pub mesh_bfd: Option<BfdSettings>,
     /// Static external peers, in the order given.
     pub static_peers: Vec<StaticPeer>,
     /// Where the cluster view is kept across restarts (see [`crate::persist`]).
@@ -384,9 +342,6 @@ pub enum ConfigError {
         "the node name is required: set NODE_NAME (downward API `spec.nodeName`) or --node-name"
     )]
     MissingNodeName,
-    /// Mesh BFD settings out of range.
-    #[error("--mesh-bfd-*: {0}")]
-    MeshBfd(String),
     /// AS number that cannot be used.
     #[error(
         "--as-number {0} is not usable: AS 0 and AS_TRANS 23456 are reserved (RFC 7607, RFC 6793)"
@@ -504,21 +459,7 @@ impl Cli {
             }
             static_peers.push(peer);
         }
-        let mesh_bfd = match self.mesh_bfd.strict() {
-            Some(strict) => Some(
-                BfdSettings {
-                    min_tx: self.mesh_bfd_min_tx,
-                    min_rx: self.mesh_bfd_min_rx,
-                    multiplier: self.mesh_bfd_multiplier,
-                    strict,
-                }
-                .validate()
-                .map_err(ConfigError::MeshBfd)?,
-            ),
-            None => None,
-        };
         Ok(Config {
-            mesh_bfd,
             static_peers,
             state_file: self.state_file,
             mesh_md5_password,

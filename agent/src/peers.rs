@@ -135,22 +135,12 @@ impl Default for BfdSettings {
 }
 
 impl BfdSettings {
-    /// `off` (None), `on` or `strict`.
-    pub fn parse_mode(text: &str) -> Result<Option<bool>, String> {
-        match text {
-            "off" | "false" | "no" => Ok(None),
-            "on" | "true" | "yes" => Ok(Some(false)),
-            "strict" => Ok(Some(true)),
-            _ => Err(format!("BFD mode {text:?}: expected off, on or strict")),
-        }
-    }
-
     /// Checks the intervals: 10 ms to 60 s (the wire allows more; nothing sensible
     /// needs it) and a multiplier of 1 to 255.
     pub fn validate(self) -> Result<Self, String> {
         for (name, d) in [("min-tx", self.min_tx), ("min-rx", self.min_rx)] {
             if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-                return Err(format!("BFD {name} {d:?}: expected 10ms to 60s"));
+                return Err(format!("BFD {name} {d:?}: expected 10 ms to 60 s"));
             }
         }
         if self.multiplier == 0 {

@@ -392,7 +392,6 @@ mod tests {
             as_number: 64512,
             mesh_md5_password: None,
             mesh_gtsm: false,
-            mesh_bfd: None,
         };
         let peers = crate::cluster_peers::cluster_peers(&loaded.resources, &loaded.view, &defaults);
         assert_eq!(peers.mesh.as_number, 64513);

@@ -3,9 +3,8 @@
 //! `peerAddress` becomes the same [`StaticPeer`] ([`crate::cluster_peers`]), so both take one
 //! path from there on.
 //!
-//! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`
-//! `[,bfd=on|strict][,bfd-min-tx=300ms][,bfd-min-rx=300ms][,bfd-multiplier=3]`. It
-//! is parsed into a [`StaticPeer`], which becomes a [`PeerSpec`] of kind
+//! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`.
+//! BFD is not among its keys: it is set on a BGPPeer (`bfd:`), one way to do it. It is parsed into a [`StaticPeer`], which becomes a [`PeerSpec`] of kind
 //! [`PeerKind::Static`](crate::peers::PeerKind::Static), the same data the mesh produces, so
 //! a resource can later produce identical specs and the speaker treats them alike.
 //!
@@ -20,7 +19,6 @@ use std::path::PathBuf;
 use ipnetwork::IpNetwork;
 use podroute_bgp::speaker::{PrefixRule, Verdict};
 
-use crate::config::parse_duration;
 use crate::peers::{BfdSettings, PeerKind, PeerSet, PeerSpec};
 
 /// A static peer as configured.
@@ -38,7 +36,7 @@ pub struct StaticPeer {
     pub gtsm: bool,
     /// Import list.
     pub import: Vec<PrefixRule>,
-    /// BFD (`bfd=on|strict`, `bfd-min-tx=`, `bfd-min-rx=`, `bfd-multiplier=`).
+    /// BFD (BGPPeer `bfd`; never from `--bgp-peer`).
     pub bfd: Option<BfdSettings>,
     /// Our AS on this session instead of the node's (BGPPeer `localASNumber`).
     pub local_as: Option<u32>,
@@ -83,7 +81,7 @@ pub enum StaticPeerError {
     NotKeyValue(String),
     /// An unknown key.
     #[error(
-        "unknown key `{0}` (use address, as, password-file, gtsm, import, bfd, bfd-min-tx, bfd-min-rx, bfd-multiplier)"
+        "unknown key `{0}` (use address, as, password-file, gtsm, import; BFD is set on a BGPPeer)"
     )]
     UnknownKey(String),
     /// A key given twice.
@@ -101,9 +99,6 @@ pub enum StaticPeerError {
     /// `gtsm` not a boolean.
     #[error("gtsm `{0}` is not true or false")]
     Gtsm(String),
-    /// A bad BFD setting.
-    #[error("{0}")]
-    Bfd(String),
     /// A bad import entry.
     #[error(
         "import entry `{0}` is not PREFIX/LEN or PREFIX/LEN:MAXLEN with LEN <= MAXLEN <= 32 (IPv4) or 128 (IPv6)"
@@ -163,9 +158,6 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
     let mut password_file: Option<PathBuf> = None;
     let mut gtsm = None;
     let mut import = None;
-    let mut bfd_mode = None;
-    let mut bfd = BfdSettings::default();
-    let mut bfd_timers = false;
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (key, value) = item
             .split_once('=')
@@ -208,41 +200,9 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                     .collect::<Result<Vec<_>, _>>()?;
                 set_once(&mut import, rules, "import")?;
             }
-            "bfd" => {
-                let mode = BfdSettings::parse_mode(value).map_err(StaticPeerError::Bfd)?;
-                set_once(&mut bfd_mode, mode, "bfd")?;
-            }
-            "bfd-min-tx" | "bfd-min-rx" => {
-                let d = parse_duration(value).map_err(StaticPeerError::Bfd)?;
-                if key.trim() == "bfd-min-tx" {
-                    bfd.min_tx = d;
-                } else {
-                    bfd.min_rx = d;
-                }
-                bfd_timers = true;
-            }
-            "bfd-multiplier" => {
-                bfd.multiplier = value
-                    .parse()
-                    .map_err(|_| StaticPeerError::Bfd(format!("multiplier {value:?}")))?;
-                bfd_timers = true;
-            }
             other => return Err(StaticPeerError::UnknownKey(other.to_owned())),
         }
     }
-    let bfd = match bfd_mode.flatten() {
-        Some(strict) => Some(
-            BfdSettings { strict, ..bfd }
-                .validate()
-                .map_err(StaticPeerError::Bfd)?,
-        ),
-        None if bfd_timers => {
-            return Err(StaticPeerError::Bfd(
-                "bfd-min-tx, bfd-min-rx and bfd-multiplier need bfd=on or bfd=strict".to_owned(),
-            ));
-        }
-        None => None,
-    };
     let md5_password = match &password_file {
         Some(path) => Some(read_password(path)?),
         None => None,
@@ -254,7 +214,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
         md5_password,
         gtsm: gtsm.unwrap_or(false),
         import: import.unwrap_or_default(),
-        bfd,
+        bfd: None,
         local_as: None,
         hold_time: None,
         max_prefixes: None,
@@ -294,36 +254,14 @@ mod tests {
     }
 
     #[test]
-    fn bfd_settings_parse_and_are_checked() {
-        let peer = parse_static_peer(
-            "address=198.18.0.254,as=64512,bfd=strict,bfd-min-tx=100ms,bfd-min-rx=200ms,bfd-multiplier=5",
-        )
-        .expect("valid");
-        assert_eq!(
-            peer.bfd,
-            Some(BfdSettings {
-                min_tx: std::time::Duration::from_millis(100),
-                min_rx: std::time::Duration::from_millis(200),
-                multiplier: 5,
-                strict: true,
-            })
+    fn bfd_is_no_key_of_a_flag_peer() {
+        let refused = parse_static_peer("address=198.18.0.254,as=64512,bfd=on");
+        assert!(
+            matches!(&refused, Err(StaticPeerError::UnknownKey(k)) if k == "bfd"),
+            "{refused:?}"
         );
-        let on = parse_static_peer("address=198.18.0.254,as=64512,bfd=on").expect("valid");
-        assert_eq!(on.bfd, Some(BfdSettings::default()));
-        assert_eq!(on.to_spec().bfd, on.bfd);
-        let off = parse_static_peer("address=198.18.0.254,as=64512,bfd=off").expect("valid");
-        assert_eq!(off.bfd, None);
-        for bad in [
-            "address=198.18.0.254,as=64512,bfd=maybe",
-            "address=198.18.0.254,as=64512,bfd=on,bfd-multiplier=0",
-            "address=198.18.0.254,as=64512,bfd=on,bfd-min-tx=1ms",
-            "address=198.18.0.254,as=64512,bfd-min-rx=300ms",
-        ] {
-            assert!(
-                matches!(parse_static_peer(bad), Err(StaticPeerError::Bfd(_))),
-                "{bad}"
-            );
-        }
+        let message = refused.expect_err("refused").to_string();
+        assert!(message.contains("BFD is set on a BGPPeer"), "{message}");
     }
 
     #[test]

@@ -252,14 +252,18 @@ fn interop(kind: Kind) {
             assert_eq!(packet.encode().as_slice(), &golden[..24], "re-encodes");
         }
 
-        let (bfd, mut events) = driver::spawn(BfdDriverConfig {
-            local: vec![ip(NODE_V4), ip(NODE_V6)],
-            endpoint: BfdConfig {
-                seed: 7,
-                ..BfdConfig::default()
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let bfd = driver::spawn(
+            BfdDriverConfig {
+                local: vec![ip(NODE_V4), ip(NODE_V6)],
+                endpoint: BfdConfig {
+                    seed: 7,
+                    ..BfdConfig::default()
+                },
+                metrics: Metrics::new(false).expect("metrics"),
             },
-            metrics: Metrics::new(false).expect("metrics"),
-        })
+            events_tx,
+        )
         .expect("BFD sockets");
         let config = SessionConfig {
             desired_min_tx: Duration::from_millis(100),

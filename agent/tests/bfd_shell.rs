@@ -37,15 +37,20 @@ fn run(args: &[&str]) {
 }
 
 fn node(local: Vec<IpAddr>, seed: u64) -> (BfdHandle, UnboundedReceiver<LivenessEvent>) {
-    driver::spawn(BfdDriverConfig {
-        local,
-        endpoint: BfdConfig {
-            seed,
-            ..BfdConfig::default()
+    let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    let handle = driver::spawn(
+        BfdDriverConfig {
+            local,
+            endpoint: BfdConfig {
+                seed,
+                ..BfdConfig::default()
+            },
+            metrics: Metrics::new(false).expect("metrics"),
         },
-        metrics: Metrics::new(false).expect("metrics"),
-    })
-    .expect("BFD sockets")
+        events,
+    )
+    .expect("BFD sockets");
+    (handle, received)
 }
 
 /// Fast timers so the test is short; nothing below asserts how long anything took.

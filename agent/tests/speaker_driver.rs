@@ -327,13 +327,24 @@ fn nft(rules: &str) {
     assert!(out.status.success(), "nft -f: {rules}");
 }
 
-/// Strict BFD on a two-node mesh (hold time 90 s): BGP comes up only with BFD; BFD packets
-/// from node 2 dropped (nftables, inside this namespace) → node 1's BGP session ends at once
-/// by BFD, long before the hold timer, and waits; the drop lifted → BFD Up, then BGP again.
+/// Strict BFD on a two-node mesh (hold time 90 s), turned on while the session runs: no
+/// BFD port is open before a peer wants BFD; turning it on starts BFD without touching the
+/// BGP session; BFD packets from node 2 dropped (nftables, inside this namespace) → node 1's
+/// BGP session ends at once by BFD, long before the hold timer, and waits; the drop lifted
+/// → BFD Up, then BGP again; BFD turned off → the session stays.
 #[test]
 #[ignore = "needs root and nft: run by make test"]
 fn strict_bfd_ends_and_holds_the_bgp_session() {
     in_private_netns(strict_bfd_scenario(1179));
+}
+
+/// Whether anything in this namespace listens on UDP 3784 (BFD).
+fn bfd_port_open() -> bool {
+    let out = std::process::Command::new("ss")
+        .args(["-Huln", "sport = :3784"])
+        .output()
+        .expect("ss");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
 async fn strict_bfd_scenario(port: u16) {
@@ -345,19 +356,35 @@ async fn strict_bfd_scenario(port: u16) {
     let mut inputs = Vec::new();
     let mut contexts = Vec::new();
     for own in [1u8, 2] {
-        let ctx = context_with(own, port, &["--mesh-bfd=strict"]);
+        let ctx = context(own, port);
         contexts.push(ctx.clone());
-        let (in_tx, out_rx) = start(ctx, input_with(own, &[1, 2], None, Some(bfd)));
+        let (in_tx, out_rx) = start(ctx, input_with(own, &[1, 2], None, None));
         inputs.push(in_tx);
         outputs.push(out_rx);
     }
     converge(&mut outputs[0], |o| o.established == 1).await;
-    peers_converge(&contexts[0], |peers| {
+    let before = peers_converge(&contexts[0], |peers| peers.iter().all(|p| p.established)).await;
+    assert!(before.iter().all(|p| p.bfd.is_none()));
+    assert!(!bfd_port_open(), "no peer wants BFD: UDP 3784 stays closed");
+
+    // BFD turned on (strict) on the running session: BFD comes up, BGP is not reset.
+    for (own, input) in [1u8, 2].into_iter().zip(&inputs) {
+        input
+            .send(Some(input_with(own, &[1, 2], None, Some(bfd))))
+            .expect("speaker runs");
+    }
+    let on = peers_converge(&contexts[0], |peers| {
         peers
             .iter()
             .all(|p| p.bfd == Some(Liveness::Up) && !p.waiting_for_bfd)
     })
     .await;
+    assert!(bfd_port_open(), "BFD listens once a peer wants it");
+    assert_eq!(
+        (on[0].established, on[0].established_count, on[0].since),
+        (true, before[0].established_count, before[0].since),
+        "turning BFD on did not restart the BGP session"
+    );
 
     nft(concat!(
         "table inet bfdtest {\n",
@@ -383,9 +410,24 @@ async fn strict_bfd_scenario(port: u16) {
 
     nft("delete table inet bfdtest");
     converge(&mut outputs[0], |o| o.established == 1).await;
-    peers_converge(&contexts[0], |peers| {
-        peers.iter().all(|p| p.bfd == Some(Liveness::Up))
+    let back = peers_converge(&contexts[0], |peers| {
+        peers
+            .iter()
+            .all(|p| p.bfd == Some(Liveness::Up) && p.established)
     })
     .await;
+
+    // BFD turned off: BFD goes from the status, the BGP session stays as it is.
+    for (own, input) in [1u8, 2].into_iter().zip(&inputs) {
+        input
+            .send(Some(input_with(own, &[1, 2], None, None)))
+            .expect("speaker runs");
+    }
+    let off = peers_converge(&contexts[0], |peers| peers.iter().all(|p| p.bfd.is_none())).await;
+    assert_eq!(
+        (off[0].established, off[0].established_count, off[0].since),
+        (true, back[0].established_count, back[0].since),
+        "turning BFD off did not restart the BGP session"
+    );
     drop(inputs);
 }

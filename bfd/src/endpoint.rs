@@ -170,6 +170,9 @@ pub struct SessionStatus {
     pub local_discr: u32,
     /// 0 if unknown.
     pub remote_discr: u32,
+    /// The peer's C bit as last heard: its BFD outlives its control plane, so a Down from
+    /// it is a forwarding failure even while its BGP restarts (RFC 5882 §4.3).
+    pub remote_control_plane_independent: bool,
     /// Current transmit interval before jitter.
     pub transmit_interval: Option<Duration>,
     /// Current Detection Time.
@@ -515,6 +518,7 @@ fn status(e: &Entry) -> SessionStatus {
         diag: e.session.local_diag(),
         local_discr: e.session.local_discr(),
         remote_discr: e.session.remote_discr(),
+        remote_control_plane_independent: e.session.remote_control_plane_independent(),
         transmit_interval: e.session.transmit_interval(),
         detection_time: e.session.detection_time(),
         transitions: e.session.transitions(),

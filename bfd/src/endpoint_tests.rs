@@ -516,3 +516,40 @@ fn many_sessions_share_one_heap_and_stay_up() {
     assert!(sent >= 999 * 3_000 / 300 - 999, "{sent}");
     assert_eq!(net.node(hub).counters().detections, 0);
 }
+
+#[test]
+fn the_peers_c_bit_is_known_and_still_known_after_it_went_silent() {
+    // B's BFD outlives its control plane (C bit set); A's shares its fate (clear).
+    let mut net = Net::new(&[A, B]);
+    if let Some((_, b)) = net.nodes.iter_mut().find(|(a, _)| *a == B) {
+        *b = Bfd::new(BfdConfig {
+            seed: 0xb,
+            control_plane_independent: true,
+            ..BfdConfig::default()
+        });
+    }
+    let now = net.now;
+    net.node(A).add_session(now, B, SessionConfig::default());
+    net.node(B).add_session(now, A, SessionConfig::default());
+    net.run_for(ms(5_000));
+    assert!(
+        net.node(A)
+            .session(B)
+            .expect("session")
+            .remote_control_plane_independent
+    );
+    assert!(
+        !net.node(B)
+            .session(A)
+            .expect("session")
+            .remote_control_plane_independent
+    );
+    net.link_up = false;
+    net.run_for(ms(2_000));
+    let s = net.node(A).session(B).expect("session");
+    assert_eq!(s.state, State::Down);
+    assert!(
+        s.remote_control_plane_independent,
+        "what the silence means is still known"
+    );
+}

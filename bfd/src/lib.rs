@@ -26,17 +26,24 @@
 //!    calls [`endpoint::Bfd::shutdown`]: every session sends AdminDown (diag 7) before BGP
 //!    closes. RFC 5882 §3.2: AdminDown is no failure, so peers leave the BGP session to its
 //!    hold timer and graceful restart, and keep the routes as stale.
-//! 3. **Anything else → Down → drop fast.** A crash, a dead link, a dead node: the peer
-//!    hears nothing for a Detection Time and tears BGP down. An agent crash thus costs a
-//!    reconvergence instead of a graceful restart: the safe side, since a crashed agent and
-//!    a dead node look the same from outside.
-//! 4. **As a receiver, the same reading:** [`endpoint::Liveness::AdminDown`] (the peer's
-//!    planned stop) changes nothing in BGP; [`endpoint::Liveness::Down`] ends the session
-//!    at once with Cease/BFD Down (RFC 9384) and drops its routes, stale ones included,
-//!    whatever the peer's C bit. BIRD 2 and FRR both send C clear (see the golden packets);
-//!    reading a clear C bit as "maybe a restart, keep routes" would make BFD useless
-//!    against them, so a restarting peer is expected to say AdminDown first, as podroute
-//!    does.
+//! 3. **A crash closes the connections first.** When the agent is killed (kill -9, OOM,
+//!    a crash), the node's kernel closes its BGP connections at once, without a
+//!    NOTIFICATION: peers enter graceful restart and keep the routes as stale. BFD, in the
+//!    same process, stops too, and peers report it Down a Detection Time later.
+//! 4. **As a receiver:** [`endpoint::Liveness::AdminDown`] (the peer's planned stop)
+//!    changes nothing in BGP. [`endpoint::Liveness::Down`] on a running session (a cut
+//!    link, a dead node: no connection closed) ends it at once with Cease/BFD Down (RFC
+//!    9384) and drops its routes. A Down that finds the session already closed without a
+//!    NOTIFICATION and its routes held stale is the restart of rule 3 seen again: the
+//!    stale routes stay until the restart ends (End-of-RIB) or its restart time runs out
+//!    (`podroute_bgp::speaker::Speaker::path_changed`). The peer's kernel was alive to
+//!    close the connection, so its forwarding is taken to be alive too.
+//!
+//!    The peer's C bit is read ([`endpoint::SessionStatus::remote_control_plane_independent`],
+//!    kept over the silence that ends in Down): a peer whose BFD outlives its control plane
+//!    (C set) has lost its forwarding when its BFD goes Down, so that Down ends the restart
+//!    and drops the routes at once. BIRD 2 and FRR send it clear (see the golden packets),
+//!    like podroute.
 //!
 //! Authentication (RFC 5880 §6.7) is off: a packet with the A bit is dropped. Adding it
 //! would take: per-session keys (a `Password`-like type that does not print), the

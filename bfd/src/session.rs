@@ -125,6 +125,9 @@ pub struct Session {
     remote_desired_min_tx: u32,
     /// The remote's Detect Mult.
     remote_detect_mult: u8,
+    /// The C bit of the remote's last packet: its BFD does not share fate with its control
+    /// plane (§4.1). Kept over a Detection Time of silence: it says what that silence means.
+    remote_control_plane_independent: bool,
     /// The DesiredMinTx the transmit interval is computed from: during a poll sequence
     /// that raised it, still the old value (§6.8.3).
     tx_in_use: u32,
@@ -177,6 +180,7 @@ impl Session {
             remote_min_rx: 1,
             remote_desired_min_tx: 0,
             remote_detect_mult: 0,
+            remote_control_plane_independent: false,
             tx_in_use: slow,
             rx_in_use: to_micros(config.required_min_rx),
             polling: false,
@@ -212,6 +216,11 @@ impl Session {
     /// bfd.RemoteDiscr (0 if unknown).
     pub fn remote_discr(&self) -> u32 {
         self.remote_discr
+    }
+
+    /// The C bit the remote last sent (false until heard).
+    pub fn remote_control_plane_independent(&self) -> bool {
+        self.remote_control_plane_independent
     }
 
     /// The configuration in force.
@@ -291,6 +300,7 @@ impl Session {
         self.remote_min_rx = p.required_min_rx;
         self.remote_desired_min_tx = p.desired_min_tx;
         self.remote_detect_mult = p.detect_mult;
+        self.remote_control_plane_independent = p.control_plane_independent;
         if self.polling && p.final_ {
             self.end_poll();
         }

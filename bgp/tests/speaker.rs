@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use podroute_bgp::message::{cease, error_code};
+use podroute_bgp::speaker::PathState;
 
 use support::*;
 
@@ -469,6 +470,11 @@ fn a_peer_not_configured_is_refused() {
     );
 }
 
+/// BFD Down from a peer whose BFD shares fate with its control plane (C bit clear).
+const DOWN: PathState = PathState::Down {
+    control_plane_independent: false,
+};
+
 /// Nodes 1 and 2 peered with graceful restart, node 1's session to 2 under BFD `mode`.
 fn bfd_pair(mode: BfdMode) -> Net {
     let mut net = Net::new();
@@ -492,7 +498,7 @@ fn bfd_down_ends_the_session_with_cease_bfd_down_and_drops_routes_despite_gracef
     // The link dies: TCP says nothing, the hold timer has a minute to go; BFD speaks.
     net.cut.push(ip(2));
     let now = net.now;
-    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.node(1).speaker.path_changed(now, ip(2), DOWN);
     net.settle();
     assert!(net.fib(1).is_empty(), "a dead path is no graceful restart");
     let sent = net.node(1).seen.notifications(true);
@@ -522,18 +528,18 @@ fn strict_bfd_holds_the_session_until_bfd_is_up() {
     // Node 2 may connect all it likes: refused while BFD is not Up.
     assert!(net.fib(1).is_empty());
     let now = net.now;
-    net.node(1).speaker.path_changed(now, ip(2), true);
+    net.node(1).speaker.path_changed(now, ip(2), PathState::Up);
     net.run_for(Duration::from_secs(10));
     assert_eq!(net.state(1, 2), Some(State::Established));
     assert_eq!(net.fib(1).len(), 1);
     // BFD Down: the session ends and stays down until BFD is Up again.
     let now = net.now;
-    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.node(1).speaker.path_changed(now, ip(2), DOWN);
     net.run_for(Duration::from_secs(60));
     assert_eq!(net.state(1, 2), Some(State::Idle));
     assert!(net.fib(1).is_empty());
     let now = net.now;
-    net.node(1).speaker.path_changed(now, ip(2), true);
+    net.node(1).speaker.path_changed(now, ip(2), PathState::Up);
     net.run_for(Duration::from_secs(10));
     assert_eq!(net.state(1, 2), Some(State::Established));
 }
@@ -543,8 +549,104 @@ fn a_peer_without_bfd_ignores_what_bfd_says() {
     let mut net = bfd_pair(BfdMode::Off);
     net.run_for(Duration::from_secs(3));
     let now = net.now;
-    net.node(1).speaker.path_changed(now, ip(2), false);
+    net.node(1).speaker.path_changed(now, ip(2), DOWN);
     net.settle();
     assert_eq!(net.state(1, 2), Some(State::Established));
     assert_eq!(net.fib(1).len(), 1);
+}
+
+#[test]
+fn bfd_down_after_the_peer_closed_without_notification_leaves_its_graceful_restart_alone() {
+    // The peer's agent is killed: its kernel closes the connection at once (no
+    // NOTIFICATION), so its routes are kept stale; its BFD, in the same process, stops too
+    // and is reported Down a Detection Time later. That is the same restart seen again.
+    for mode in [BfdMode::On, BfdMode::Strict] {
+        let mut net = bfd_pair(mode);
+        let now = net.now;
+        net.node(1).speaker.path_changed(now, ip(2), PathState::Up);
+        net.run_for(Duration::from_secs(3));
+        assert_eq!(net.fib(1).len(), 1);
+        net.kill(2);
+        // Node 1 tries to reconnect meanwhile, as it does for a restarting peer.
+        net.run_for(Duration::from_millis(900));
+        assert_eq!(net.fib(1).len(), 1, "{mode:?}: kept as stale");
+        let now = net.now;
+        net.node(1).speaker.path_changed(now, ip(2), DOWN);
+        net.settle();
+        assert_eq!(
+            net.fib(1).len(),
+            1,
+            "{mode:?}: BFD Down did not end the graceful restart"
+        );
+        let peer = net.node(1).speaker.peers().next().expect("peer");
+        assert_eq!(peer.stale, 1, "{mode:?}");
+        assert!(
+            net.node(1)
+                .seen
+                .notifications(true)
+                .iter()
+                .all(|n| n.subcode != cease::BFD_DOWN),
+            "{mode:?}"
+        );
+        // The restart time still bounds it (120 s in the test configuration).
+        net.run_for(Duration::from_secs(200));
+        assert!(net.fib(1).is_empty(), "{mode:?}: the restart time ended it");
+    }
+}
+
+#[test]
+fn bfd_turned_on_off_or_strict_on_a_running_peer_resets_no_session() {
+    let mut net = bfd_pair(BfdMode::Off);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    let count = |net: &mut Net| {
+        net.node(1)
+            .speaker
+            .peers()
+            .next()
+            .expect("peer")
+            .established_count
+    };
+    for mode in [BfdMode::On, BfdMode::Strict, BfdMode::Off] {
+        let mut config = peer_config(1, 2);
+        config.bfd = mode;
+        let now = net.now;
+        net.node(1).speaker.update_peer(now, config);
+        net.run_for(Duration::from_secs(3));
+        assert_eq!(net.state(1, 2), Some(State::Established), "{mode:?}");
+        assert_eq!(count(&mut net), 1, "{mode:?}: not restarted");
+    }
+    assert!(net.node(1).seen.notifications(true).is_empty());
+}
+
+#[test]
+fn a_session_strict_bfd_holds_starts_when_bfd_is_turned_off() {
+    let mut net = bfd_pair(BfdMode::Strict);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, peer_config(1, 2));
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 1);
+    assert!(net.node(1).speaker.peers().all(|p| !p.waiting_for_bfd));
+}
+
+#[test]
+fn bfd_down_from_a_control_plane_independent_peer_ends_its_graceful_restart() {
+    // The peer's BFD outlives its control plane (C bit set): its BGP closed without a
+    // NOTIFICATION, and then its BFD went Down too — its forwarding died, drop the routes.
+    let mut net = bfd_pair(BfdMode::On);
+    net.run_for(Duration::from_secs(3));
+    net.kill(2);
+    net.run_for(Duration::from_millis(900));
+    assert_eq!(net.fib(1).len(), 1, "kept as stale");
+    let now = net.now;
+    let independent = PathState::Down {
+        control_plane_independent: true,
+    };
+    net.node(1).speaker.path_changed(now, ip(2), independent);
+    net.settle();
+    assert!(net.fib(1).is_empty(), "a dead path is no graceful restart");
+    assert_eq!(net.node(1).speaker.peers().next().expect("peer").stale, 0);
 }

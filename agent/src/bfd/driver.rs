@@ -25,6 +25,9 @@ pub struct LivenessEvent {
     pub peer: IpAddr,
     /// What the path to it now is.
     pub liveness: Liveness,
+    /// The peer's BFD says (C bit) it outlives the peer's control plane: a Down is then a
+    /// forwarding failure even while the peer's BGP restarts.
+    pub peer_control_plane_independent: bool,
 }
 
 /// What status and metrics read from the driver.
@@ -91,11 +94,12 @@ pub struct BfdDriverConfig {
     pub metrics: Metrics,
 }
 
-/// Opens the sockets and spawns the BFD task. Liveness changes arrive on the returned
-/// receiver.
+/// Opens the sockets and spawns the BFD task. Liveness changes are sent to `events` (the
+/// client keeps the receiver, so it can wait on it before BFD runs at all).
 pub fn spawn(
     config: BfdDriverConfig,
-) -> io::Result<(BfdHandle, mpsc::UnboundedReceiver<LivenessEvent>)> {
+    events: mpsc::UnboundedSender<LivenessEvent>,
+) -> io::Result<BfdHandle> {
     let mut v4 = None;
     let mut v6 = None;
     for &local in &config.local {
@@ -108,7 +112,6 @@ pub fn spawn(
         }
     }
     let (commands, command_rx) = mpsc::unbounded_channel();
-    let (events, event_rx) = mpsc::unbounded_channel();
     let task = Driver {
         bfd: Bfd::new(config.endpoint),
         v4,
@@ -119,7 +122,7 @@ pub fn spawn(
         exported: Counters::default(),
     };
     tokio::spawn(task.run(command_rx));
-    Ok((BfdHandle { commands }, event_rx))
+    Ok(BfdHandle { commands })
 }
 
 struct Driver {
@@ -237,7 +240,15 @@ impl Driver {
                     }
                 }
                 Action::Liveness { peer, liveness } => {
-                    let _ = self.events.send(LivenessEvent { peer, liveness });
+                    let peer_control_plane_independent = self
+                        .bfd
+                        .session(peer)
+                        .is_some_and(|s| s.remote_control_plane_independent);
+                    let _ = self.events.send(LivenessEvent {
+                        peer,
+                        liveness,
+                        peer_control_plane_independent,
+                    });
                 }
             }
         }

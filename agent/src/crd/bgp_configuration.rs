@@ -1,12 +1,13 @@
 //! The `BGPConfiguration` resource: the cluster's BGP settings, one object named `default`.
 //!
 //! Without it (or without the CRDs) the agent runs on its flags (`--as-number`,
-//! `--hold-time`, `--mesh-password-file`, `--mesh-gtsm`); with it, its fields win.
+//! `--hold-time`, `--mesh-password-file`, `--mesh-gtsm`); with it, its fields win. BFD on the
+//! mesh (`nodeToNodeMesh.bfd`) has no flag: it is set here only.
 
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::SecretKeyRef;
+use super::{SecretKeyRef, bfd::BfdSpec};
 
 /// The one BGPConfiguration the agent reads.
 pub const DEFAULT_NAME: &str = "default";
@@ -70,6 +71,10 @@ pub struct MeshSettings {
     #[x_kube(validation = Rule::new("self == 0 || (self >= 3 && self <= 65535)")
         .message("holdTimeSeconds must be 0 or 3..65535 (RFC 4271 §4.2)"))]
     pub hold_time_seconds: Option<u16>,
+    /// BFD (RFC 5880/5881) on every mesh session: present is on (`bfd: {}` gives 300 ms × 3),
+    /// absent off. Every node reads the same object, so both ends of a session agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSpec>,
 }
 
 fn enabled() -> bool {

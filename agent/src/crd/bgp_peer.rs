@@ -10,7 +10,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{SecretKeyRef, selector::LabelSelector};
+use super::{SecretKeyRef, bfd::BfdSpec, selector::LabelSelector};
 
 /// A BGP peer of the nodes that `nodeSelector` selects.
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,9 +107,14 @@ pub struct BGPPeerSpec {
     /// A limit on the prefixes accepted from the peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prefixes: Option<MaxPrefixes>,
+
+    /// BFD (RFC 5880/5881) on this session: present is on (`bfd: {}` gives 300 ms × 3), absent
+    /// off. A BFD Down ends the BGP session at once (Cease/BFD Down); changing or removing it
+    /// touches no BGP session. On a `peerSelector` BGPPeer it replaces the mesh's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSpec>,
     // Per-peer graceful restart (`gracefulRestart: {enabled, restartTimeSeconds}`) is not
     // here yet: every session uses --graceful-restart-time until the agent can apply it.
-    // BFD (issue 12) goes here as `bfd: Option<BfdSettings>`, next to the session settings.
 }
 
 /// An import prefix-list entry: `prefix` and the prefixes inside it whose length is between

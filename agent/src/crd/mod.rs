@@ -20,6 +20,7 @@
 // the lint fires on those copies, not on the public types here.
 #![allow(unreachable_pub)]
 
+pub mod bfd;
 pub mod bgp_configuration;
 pub mod bgp_node_status;
 pub mod bgp_peer;
@@ -98,6 +99,8 @@ mod tests {
             "self != 23456",
             "isCIDR(self)",
             "self.metadata.name == 'default'",
+            "minRxMilliseconds must be 10..60000",
+            "multiplier must be 1..255",
         ] {
             assert!(yaml.contains(rule), "{rule}");
         }

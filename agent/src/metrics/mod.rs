@@ -81,6 +81,8 @@ pub struct Metrics {
     pub bfd_detections: IntCounter,
     /// Received BFD packets dropped, by reason.
     pub bfd_dropped_packets: IntCounterVec,
+    /// Times the BFD sockets could not be opened when a peer first wanted BFD.
+    pub bfd_start_failures: IntCounter,
     last_route_counters: std::sync::Arc<std::sync::Mutex<RouteCounters>>,
 }
 
@@ -293,6 +295,13 @@ impl Metrics {
             "received BFD packets dropped, by reason",
             &["reason"],
         )?;
+        let bfd_start_failures = registered(
+            &registry,
+            IntCounter::new(
+                "bfd_start_failures_total",
+                "times the BFD sockets (UDP 3784) could not be opened when a peer wanted BFD",
+            )?,
+        )?;
         for family in ["ipv4", "ipv6"] {
             routes_installed.with_label_values(&[family]);
         }
@@ -342,6 +351,7 @@ impl Metrics {
             bfd_transitions,
             bfd_detections,
             bfd_dropped_packets,
+            bfd_start_failures,
             last_route_counters: Default::default(),
         })
     }

@@ -24,7 +24,8 @@ use podroute_bfd::endpoint::{BfdConfig, Liveness};
 use podroute_bfd::session::SessionConfig;
 use podroute_bgp::session::State;
 use podroute_bgp::speaker::{
-    ConnId, GracefulRestartConfig, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig,
+    ConnId, GracefulRestartConfig, PathState, Refusal, RouteChange, Speaker, SpeakerAction,
+    SpeakerConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -127,9 +128,6 @@ pub struct PeerStatus {
 /// The speaker failed to start.
 #[derive(Debug, thiserror::Error)]
 pub enum SpeakerError {
-    /// The BFD sockets could not be opened.
-    #[error("opening the BFD sockets: {0}")]
-    Bfd(#[source] std::io::Error),
     /// The listener could not bind.
     #[error("binding the BGP listener to {address}: {source}")]
     Bind {
@@ -159,7 +157,6 @@ impl SpeakerError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Bind { .. } => "bgp_bind",
-            Self::Bfd(_) => "bfd_bind",
             Self::NodeIpChanged { .. } => "node_ip_changed",
         }
     }
@@ -242,12 +239,11 @@ pub async fn run_speaker(
         cluster_id: first.view.own.route_reflector_cluster_id,
         max_paths: 1,
     };
-    let (bfd, mut bfd_events) = start_bfd(&ctx, &first.view)?;
-    if let Some(handle) = &bfd {
-        let _ = outputs.bfd.set(handle.clone());
-    }
+    // BFD starts when a peer first wants it; its liveness changes arrive here all along.
+    let (bfd_events_tx, mut bfd_events) = mpsc::unbounded_channel();
     let mut shell = Shell {
-        bfd,
+        bfd: None,
+        bfd_events: bfd_events_tx,
         bfd_sessions: BTreeMap::new(),
         bfd_liveness: HashMap::new(),
         speaker: Speaker::new(config, Instant::now()),
@@ -303,7 +299,7 @@ pub async fn run_speaker(
                     }
                 }
             }
-            Some(event) = recv_bfd(&mut bfd_events) => shell.bfd_event(event),
+            Some(event) = bfd_events.recv() => shell.bfd_event(event),
             _ = sleep_until(deadline) => shell.speaker.handle_timeout(Instant::now()),
             // A status refresh held back by the interval: due now.
             _ = sleep_until(shell.status_stale.then_some(shell.status_due).flatten()) => {}
@@ -312,51 +308,6 @@ pub async fn run_speaker(
     // No Cease: the connections close with the task, so peers treat it as a restart and keep
     // our routes (graceful restart), as after a kill.
     Ok(())
-}
-
-/// Starts the BFD task on the node's addresses when any peer (or the mesh) wants BFD.
-fn start_bfd(
-    ctx: &Context,
-    view: &ClusterView,
-) -> Result<
-    (
-        Option<BfdHandle>,
-        Option<mpsc::UnboundedReceiver<LivenessEvent>>,
-    ),
-    SpeakerError,
-> {
-    let wanted =
-        ctx.config.mesh_bfd.is_some() || ctx.config.static_peers.iter().any(|p| p.bfd.is_some());
-    if !wanted {
-        return Ok((None, None));
-    }
-    let local: Vec<IpAddr> = view.own.ips.all().collect();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id());
-    let config = BfdDriverConfig {
-        local,
-        endpoint: BfdConfig {
-            seed,
-            // BFD runs inside the agent: it dies with the control plane, and says so
-            // (RFC 5880 §4.1, RFC 5882 §4.3).
-            control_plane_independent: false,
-            ..BfdConfig::default()
-        },
-        metrics: ctx.metrics.clone(),
-    };
-    let (handle, events) = bfd_driver::spawn(config).map_err(SpeakerError::Bfd)?;
-    Ok((Some(handle), Some(events)))
-}
-
-async fn recv_bfd(
-    events: &mut Option<mpsc::UnboundedReceiver<LivenessEvent>>,
-) -> Option<LivenessEvent> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The BFD session a peer spec asks for.
@@ -416,8 +367,10 @@ fn bind_listeners(
 /// The speaker task's state: the speaker, and the sockets it asked for.
 struct Shell {
     ctx: Arc<Context>,
-    /// The BFD task, if any peer wants BFD.
+    /// The BFD task, once a peer wanted BFD (it then runs until the agent stops).
     bfd: Option<BfdHandle>,
+    /// Where the BFD task reports liveness (the receiver is the task loop's).
+    bfd_events: mpsc::UnboundedSender<LivenessEvent>,
     /// The BFD sessions asked of it, by peer.
     bfd_sessions: BTreeMap<IpAddr, SessionConfig>,
     /// What BFD last said of each peer's path (for status; the speaker acts on it).
@@ -521,15 +474,20 @@ impl Shell {
         Ok(())
     }
 
-    /// Starts, changes and ends BFD sessions to match the peers that want one.
+    /// Starts, changes and ends BFD sessions to match the peers that want one. The BFD task
+    /// (and its UDP port 3784) starts with the first such peer, not before.
     fn configure_bfd(&mut self, peers: &PeerSet) {
-        let Some(bfd) = &self.bfd else {
-            return;
-        };
         let wanted: BTreeMap<IpAddr, SessionConfig> = peers
             .values()
             .filter_map(|s| Some((s.address, bfd_session(s.bfd.as_ref()?))))
             .collect();
+        if self.bfd.is_none() && !wanted.is_empty() {
+            self.bfd = self.start_bfd();
+        }
+        let Some(bfd) = &self.bfd else {
+            // Not started (the error is logged): the next configuration tries again.
+            return;
+        };
         for peer in self.bfd_sessions.keys().filter(|p| !wanted.contains_key(p)) {
             bfd.remove_session(*peer);
             self.bfd_liveness.remove(peer);
@@ -542,6 +500,38 @@ impl Shell {
         self.bfd_sessions = wanted;
     }
 
+    /// Opens the BFD sockets on the node's addresses and starts the BFD task; `None` (logged,
+    /// counted) when the sockets cannot be opened: BGP carries on without BFD meanwhile.
+    fn start_bfd(&self) -> Option<BfdHandle> {
+        let local: Vec<IpAddr> = self.first_view.own.ips.all().collect();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        let config = BfdDriverConfig {
+            local,
+            endpoint: BfdConfig {
+                seed,
+                // BFD runs inside the agent: it dies with the control plane, and says so
+                // (RFC 5880 §4.1, RFC 5882 §4.3).
+                control_plane_independent: false,
+                ..BfdConfig::default()
+            },
+            metrics: self.ctx.metrics.clone(),
+        };
+        match bfd_driver::spawn(config, self.bfd_events.clone()) {
+            Ok(handle) => {
+                let _ = self.outputs.bfd.set(handle.clone());
+                Some(handle)
+            }
+            Err(error) => {
+                tracing::error!(%error, "opening the BFD sockets (UDP 3784) failed; BGP runs without BFD until the next configuration change");
+                self.ctx.metrics.bfd_start_failures.inc();
+                None
+            }
+        }
+    }
+
     /// BFD's word on a peer's path, handed to the speaker: Down ends the session at once
     /// (Cease/BFD Down), Up lets a strict one start. AdminDown (the peer's planned stop)
     /// is no failure: the session is left to its hold timer and graceful restart.
@@ -552,10 +542,13 @@ impl Shell {
         self.bfd_liveness.insert(event.peer, event.liveness);
         let now = Instant::now();
         match event.liveness {
-            Liveness::Up => self.speaker.path_changed(now, event.peer, true),
+            Liveness::Up => self.speaker.path_changed(now, event.peer, PathState::Up),
             Liveness::Down => {
                 tracing::info!(peer = %event.peer, "BFD Down: ending the BGP session now");
-                self.speaker.path_changed(now, event.peer, false);
+                let path = PathState::Down {
+                    control_plane_independent: event.peer_control_plane_independent,
+                };
+                self.speaker.path_changed(now, event.peer, path);
             }
             Liveness::AdminDown => {
                 tracing::info!(peer = %event.peer, "peer's BFD went AdminDown (planned stop): BGP left to graceful restart");
@@ -591,8 +584,9 @@ impl Shell {
                         .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
                 }
                 Err(reason) => {
-                    drop(stream);
+                    // Counted before the close, so whoever sees the close sees the count.
                     self.refused(peer, reason);
+                    drop(stream);
                 }
             },
             Inbound::Connected(conn, result) => {

@@ -86,3 +86,76 @@ pub fn spawn_agent_with(
     )
     .expect("spawn agent")
 }
+
+/// The generated CRDs.
+pub const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
+
+/// Installs the CRDs and waits until the API server serves them.
+pub fn install_crds(lab: &Lab) {
+    lab.kubectl(&["apply", "-f", CRDS]).expect("apply CRDs");
+    lab.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/bgppeers.podroute.io",
+        "crd/bgpconfigurations.podroute.io",
+    ])
+    .expect("CRDs established");
+}
+
+/// `kubectl apply` of one YAML document: Ok, or the API server's refusal.
+pub fn apply(lab: &Lab, name: &str, yaml: &str) -> Result<String, String> {
+    let path = lab.dir().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("write object");
+    let out = lab
+        .kubectl_output(&["apply", "-f", &path.display().to_string()])
+        .expect("run kubectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// node1's `/status` as JSON (Null while the agent does not answer).
+pub fn status(lab: &Lab, node: &str) -> serde_json::Value {
+    lab.exec_ok(node, &["curl", "-sf", "http://127.0.0.1:9180/status"])
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The `/status` entry of peer `address`, if the agent runs a session to it.
+pub fn peer_status(status: &serde_json::Value, address: &str) -> Option<serde_json::Value> {
+    status["bgpPeers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["address"] == address)
+        .cloned()
+}
+
+/// Every agent's log, for a failure message.
+pub fn joined_logs(agents: &[podroute_lab::LabProcess]) -> String {
+    agents
+        .iter()
+        .map(|a| a.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Polls `check` for up to 60 s; panics with `what` and `explain()` on timeout.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool, explain: impl FnOnce() -> String) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("timed out waiting for {what}\n{}", explain());
+}

@@ -52,8 +52,8 @@ use ipnetwork::IpNetwork;
 
 pub use policy::{NextHopMatch, Policy, PrefixRule, Verdict};
 pub use types::{
-    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig,
-    PeerStatus, Refusal, RouteChange, SpeakerAction, SpeakerConfig,
+    BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PathState,
+    PeerConfig, PeerStatus, Refusal, RouteChange, SpeakerAction, SpeakerConfig,
 };
 
 use crate::collision::{self, Keep};
@@ -156,7 +156,18 @@ impl Speaker {
     /// ones included: a dead path is no graceful restart. With [`BfdMode::Strict`] the
     /// session then waits for `true`; with [`BfdMode::On`] it starts again at once. A
     /// peer without BFD ignores this.
-    pub fn path_changed(&mut self, now: Instant, address: IpAddr, up: bool) {
+    ///
+    /// Except during the peer's graceful restart (RFC 5882 §4.3): when its connection has
+    /// already closed without a NOTIFICATION and its routes are held as stale, the peer's
+    /// kernel was alive to close it — its control plane (and BFD, which shares its fate, C
+    /// bit clear) stopped, not its forwarding. A BFD Down that follows is that same restart
+    /// seen again, so the stale routes stay until the restart ends (End-of-RIB, or the
+    /// restart time). Not so when the peer's BFD set the C bit: its BFD outlives its
+    /// control plane, so its Down is a forwarding failure and ends the restart. A cut link
+    /// or a dead node closes no connection: BFD Down then finds the session still up and
+    /// ends it as above.
+    pub fn path_changed(&mut self, now: Instant, address: IpAddr, path: PathState) {
+        let up = path == PathState::Up;
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
@@ -174,10 +185,25 @@ impl Speaker {
             }
             return;
         }
+        let independent = matches!(
+            path,
+            PathState::Down {
+                control_plane_independent: true
+            }
+        );
+        let restarting = !independent
+            && !peer.stale.is_empty()
+            && peer.primary.session.state() != State::Established;
+        if restarting {
+            // Strict mode still refuses the restarted peer's connection until BFD is Up
+            // again ([`Speaker::incoming`] reads `path_up`).
+            return;
+        }
         let active = std::iter::once(&peer.primary)
             .chain(peer.colliding.as_ref())
             .any(|l| l.conn.is_some() || l.session.state() != State::Idle);
-        if !active && mode == BfdMode::On {
+        if !active && mode == BfdMode::On && peer.stale.is_empty() {
+            // Nothing to end and nothing held: the session starts again by itself.
             return;
         }
         self.reset_peer(now, address, cease::BFD_DOWN, mode != BfdMode::Strict);
@@ -215,6 +241,13 @@ impl Speaker {
             self.send_reflected(now);
             return;
         }
+        if old.bfd != new.bfd {
+            self.bfd_mode_changed(now, address);
+        }
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let new = &peer.config;
         if old.max_prefixes != new.max_prefixes && peer.held_down.is_some() {
             peer.held_down = None;
             peer.primary.session.handle(now, AdminEvent::Start);
@@ -229,6 +262,24 @@ impl Speaker {
             self.reapply_import(now, address);
         }
         self.send_reflected(now);
+    }
+
+    /// BFD turned on, off, or between on and strict on a peer: no session is reset. Off
+    /// forgets what BFD said; a session that strict mode held until BFD Up starts once
+    /// strict mode is gone. A session already running when strict mode comes keeps running
+    /// (a BFD Down ends it as usual); strict mode holds it from its next start.
+    fn bfd_mode_changed(&mut self, now: Instant, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        if peer.config.bfd == BfdMode::Off {
+            peer.path_up = None;
+        }
+        if peer.config.bfd != BfdMode::Strict && peer.held_down == Some(HeldDown::UntilPathUp) {
+            peer.held_down = None;
+            peer.primary.session.handle(now, AdminEvent::Start);
+            self.drain(now, address, Slot::Primary);
+        }
     }
 
     /// Removes a peer: NOTIFICATION Cease/Peer De-configured (RFC 4486), its routes go.

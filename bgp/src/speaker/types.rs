@@ -121,6 +121,21 @@ pub struct PeerConfig {
     pub bfd: BfdMode,
 }
 
+/// What BFD says of the forwarding path to a peer, for
+/// [`crate::speaker::Speaker::path_changed`] (a peer's AdminDown, its planned stop, is no
+/// news for BGP and is not reported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// BFD is Up.
+    Up,
+    /// BFD went Down: the Detection Time expired, or the peer's BFD said Down.
+    Down {
+        /// The peer's C bit (RFC 5880 §4.1): its BFD does not share fate with its control
+        /// plane, so this Down is a forwarding failure even during its graceful restart.
+        control_plane_independent: bool,
+    },
+}
+
 /// How BFD governs a peer's session (RFC 5882 §4.2 for BGP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BfdMode {
