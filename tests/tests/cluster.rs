@@ -415,7 +415,11 @@ fn daemonset_ready_on_three_nodes_and_dual_stack_pods_on_every_node_reach_each_o
         );
     }
     // Three kubelets and containerds ran and made pods: the host's settings are as they were.
-    assert_eq!(host_kernel_settings(), host_before, "the cluster changed host settings");
+    assert_eq!(
+        host_kernel_settings(),
+        host_before,
+        "the cluster changed host settings"
+    );
     down_and_check(lab)
 }
 
