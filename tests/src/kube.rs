@@ -216,6 +216,7 @@ impl Lab {
         self.state.nodes.push(node.clone());
         self.save_state()?;
         self.build_node(&node)?;
+        self.add_fabric_neighbour(&node)?;
         if self.state.control_plane {
             self.create_node_object(&node)?;
         }
