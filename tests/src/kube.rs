@@ -187,6 +187,21 @@ impl Lab {
         self.save_state()
     }
 
+    /// Puts every node back on its planned pod CIDRs (10.244.`index`.0/24, ...): all Node
+    /// objects deleted, then created again (labels and annotations gone), in three kubectl
+    /// calls whatever the number of nodes.
+    pub fn reset_nodes_to_plan(&mut self) -> Result<()> {
+        let ipv6 = self.state.ipv6;
+        for n in &mut self.state.nodes {
+            n.pod_cidr_v4 = crate::plan::pod_cidr_v4(n.index);
+            n.pod_cidr_v6 = ipv6.then(|| crate::plan::pod_cidr_v6(n.index));
+        }
+        self.save_state()?;
+        self.kubectl(&["delete", "nodes", "--all", "--wait=true"])?;
+        let nodes = self.state.nodes.clone();
+        self.create_node_objects(&nodes)
+    }
+
     /// Adds a node at runtime: the next `node<i>` namespace on the fabric, its Node object, and
     /// the router's neighbour. Returns the new node.
     pub fn add_node(&mut self) -> Result<LabNode> {
