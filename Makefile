@@ -17,7 +17,7 @@ DEMO_MODE ?= cluster
 # image builder (buildah) and test-pod shell (busybox-static).
 APT_PACKAGES := bird2 gobgpd frr iproute2 iputils-ping containernetworking-plugins tcpdump jq \
 	openssl procps psmisc kmod ca-certificates curl iptables nftables prometheus \
-	runc buildah busybox-static
+	runc buildah busybox-static ipset
 FUZZ_SECONDS ?= 10
 # Test output is kept here as well as printed, for the closing summary line.
 TEST_LOGS := target/test-logs
@@ -86,8 +86,9 @@ root-test: root lab-images
 fuzz-smoke:
 	@if [ -x fuzz/run.sh ]; then fuzz/run.sh $(FUZZ_SECONDS); else echo "fuzz: no targets yet"; fi
 
-# The benchmark harness on 1,000 prefixes into each receiver (debug agent, about 15 s): proves
-# `make bench` still works; it measures nothing worth reading. Not part of root-test, so it
+# The benchmark harness on 1,000 prefixes into each receiver (debug agent, about 15 s), and the
+# convergence benchmark on 3 nodes (podroute mesh and reflectors, kube-router; a few minutes at
+# most): proves `make bench` still works; it measures nothing worth reading. Not part of root-test, so it
 # runs once, after it.
 bench-smoke: root
 	@mkdir -p $(TEST_LOGS)
@@ -108,6 +109,12 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 # BENCH_RUNS (5), BENCH_IDLE_SECS (300), BENCH_IDLE_SCENARIOS (v4-100k,v4-1m),
 # BENCH_TIMEOUT_SECS, BENCH_TIMEOUT_CAP_SECS (300), BENCH_OUTPUT, BENCH_PERF_SECS (perf record
 # the agent during idle; installs linux-perf).
+# Then the convergence benchmark of issue 15 (podroute against kube-router at 20/50/100 nodes,
+# and podroute with two route reflectors at 100; kube-router is built from its pinned module
+# by tests/scripts/kube-router.sh and cached): target/bench/convergence.{json,md} and
+# convergence-<nodes>.svg. Environment (`podroute-bench convergence --help`): BENCH_CONV_SIZES
+# (20,50,100), BENCH_CONV_CHANGES (100 of each kind), BENCH_CONV_KUBE_ROUTER_CHANGES,
+# BENCH_CONV_REFLECTORS_AT (100), BENCH_CONV_TIMEOUT_SECS (300).
 bench: deps control-plane
 	@if [ -n "$(BENCH_PERF_SECS)" ] && ! dpkg -s linux-perf >/dev/null 2>&1; then \
 		apt-get install -y -q --no-install-recommends linux-perf; fi
@@ -115,6 +122,7 @@ bench: deps control-plane
 	target/release/podroute-bench run
 	@mkdir -p target/bench
 	target/release/podroute-bench bfd | tee target/bench/bfd.json
+	nice -n 10 target/release/podroute-bench convergence
 
 # The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
 # it with 20 s).

@@ -19,12 +19,14 @@
 //! | [`sender`] | the sessions: connect, OPEN, write, KEEPALIVE |
 //! | [`receivers`] | starting each receiver and asking its RIB size |
 //! | [`fib`] | counting the receiver's kernel routes from netlink notifications |
+//! | [`convergence`] | convergence at 20/50/100 nodes against kube-router, and with route reflectors (issue 15) |
 //! | [`bfd`] | the cost of 999 BFD sessions in the sans-IO endpoint (issue 12) |
 //! | [`procstat`] | RSS, peak RSS and CPU time from `/proc` |
 //! | [`suite`] | the runs, alternated, and the lab around them |
 //! | [`results`] | the JSON result file, medians, ratios, Markdown tables |
 
 pub mod bfd;
+pub mod convergence;
 pub mod error;
 pub mod fib;
 pub mod netns;

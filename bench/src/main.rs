@@ -35,6 +35,9 @@ enum Cmd {
         #[arg(long, env = "BENCH_BFD_SECS", default_value_t = 60)]
         secs: u64,
     },
+    /// Convergence at cluster scale against kube-router (issue 15): route on every other node
+    /// after a Node is added, re-created with another pod CIDR, or deleted.
+    Convergence(ConvergenceArgs),
     /// Print the Markdown tables of a result file.
     Report {
         /// The JSON result file.
@@ -106,6 +109,64 @@ struct RunArgs {
     sigterm_grace_secs: u64,
 }
 
+#[derive(Debug, clap::Args)]
+struct ConvergenceArgs {
+    /// Lab sizes in nodes, comma separated.
+    #[arg(
+        long,
+        env = "BENCH_CONV_SIZES",
+        value_delimiter = ',',
+        default_value = "20,50,100"
+    )]
+    sizes: Vec<u8>,
+    /// Changes of each kind (add, recreate, delete) per system and size.
+    #[arg(long, env = "BENCH_CONV_CHANGES", default_value_t = 100)]
+    changes: usize,
+    /// Changes of each kind in kube-router's runs (default: --changes); its adds can take
+    /// minutes (GoBGP's 120-s connect retry).
+    #[arg(long, env = "BENCH_CONV_KUBE_ROUTER_CHANGES")]
+    kube_router_changes: Option<usize>,
+    /// Systems, alternated: podroute, kube-router.
+    #[arg(
+        long,
+        env = "BENCH_CONV_SYSTEMS",
+        value_delimiter = ',',
+        default_value = "podroute,kube-router"
+    )]
+    systems: Vec<String>,
+    /// Sizes at which podroute also runs with two route reflectors (mesh off).
+    #[arg(
+        long,
+        env = "BENCH_CONV_REFLECTORS_AT",
+        value_delimiter = ',',
+        default_value = "100"
+    )]
+    reflectors_at: Vec<u8>,
+    /// Seconds one change may take before it counts as timed out.
+    #[arg(long, env = "BENCH_CONV_TIMEOUT_SECS", default_value_t = 300)]
+    timeout_secs: u64,
+    /// The podroute-agent binary (a release build).
+    #[arg(
+        long,
+        env = "BENCH_AGENT",
+        default_value = "target/release/podroute-agent"
+    )]
+    agent: PathBuf,
+    /// The kube-router binary (default: built and cached by tests/scripts/kube-router.sh).
+    #[arg(long, env = "BENCH_KUBE_ROUTER")]
+    kube_router: Option<PathBuf>,
+    /// The JSON result file (the .md table and the -<size>.svg charts are written next to it).
+    #[arg(
+        long,
+        env = "BENCH_CONV_OUTPUT",
+        default_value = "target/bench/convergence.json"
+    )]
+    output: PathBuf,
+    /// Prefix of the labs' names (the size is appended).
+    #[arg(long, env = "BENCH_CONV_LAB", default_value = "conv")]
+    lab: String,
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,7 +193,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run_suite(args),
+        Cmd::Convergence(args) => run_convergence(args),
     }
+}
+
+fn run_convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
+    use podroute_bench::convergence::{self, Binaries, ConvergenceConfig, System};
+    let mut systems = Vec::new();
+    for name in &args.systems {
+        match System::parse(name.trim()) {
+            Some(s) => systems.push(s),
+            None => bail!("unknown system `{name}` (podroute, kube-router)"),
+        }
+    }
+    let kube_router = match args.kube_router {
+        Some(p) => Some(std::path::absolute(p)?),
+        None if systems.contains(&System::KubeRouter) => Some(convergence::build_kube_router()?),
+        None => None,
+    };
+    let cfg = ConvergenceConfig {
+        lab_name: args.lab,
+        sizes: args.sizes,
+        changes: args.changes,
+        kube_router_changes: args.kube_router_changes,
+        systems,
+        reflectors_at: args.reflectors_at,
+        bins: Binaries {
+            agent: std::path::absolute(&args.agent)?,
+            kube_router,
+        },
+        output: args.output.clone(),
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    podroute_lab::cancel::install_signal_handlers()?;
+    let result = convergence::run(&cfg, cancel)?;
+    print!("{}", convergence::report::markdown(&result));
+    eprintln!(
+        "bench: results in {} and {}",
+        args.output.display(),
+        args.output.with_extension("md").display()
+    );
+    Ok(())
 }
 
 fn run_suite(args: RunArgs) -> anyhow::Result<()> {

@@ -88,3 +88,74 @@ fn every_receiver_is_measured_on_1k_prefixes() {
         "{md}"
     );
 }
+
+/// The convergence benchmark (issue 15) on 3 nodes: podroute with the mesh and with two
+/// reflectors, 3 changes of each kind; kube-router's cold start and one change of each kind
+/// (a kube-router change can wait out GoBGP's 120-s connect retry, so its changes may time
+/// out here; they must still be counted).
+#[test]
+#[ignore = "needs root and the lab's control plane; builds kube-router once: make bench-smoke"]
+fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
+    use podroute_bench::convergence::{self, Binaries, ConvergenceConfig, System, Topology};
+    let agent = std::env::var_os("PODROUTE_BENCH_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/podroute-agent"));
+    let output = target_dir().join("bench/smoke-convergence.json");
+    let cfg = ConvergenceConfig {
+        lab_name: format!("bsmoke{}c", std::process::id() % 100_000),
+        sizes: vec![3],
+        changes: 3,
+        kube_router_changes: Some(1),
+        systems: vec![System::Podroute, System::KubeRouter],
+        reflectors_at: vec![3],
+        bins: Binaries {
+            agent,
+            kube_router: Some(convergence::build_kube_router().expect("kube-router builds")),
+        },
+        output: output.clone(),
+        timeout: Duration::from_secs(30),
+    };
+    let result =
+        convergence::run(&cfg, Arc::new(AtomicBool::new(false))).expect("the benchmark runs");
+
+    assert_eq!(result.runs.len(), 3, "{result:?}");
+    for r in &result.runs {
+        let who = format!("{} {:?}", r.system.name(), r.topology);
+        assert_eq!(r.error, None, "{who}");
+        assert!(
+            r.cold_start_s.is_some(),
+            "{who} converged from a cold start"
+        );
+        let kinds: Vec<&str> = r.kinds.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["recreate", "delete", "add"], "{who}");
+        if r.system == System::Podroute {
+            for k in &r.kinds {
+                assert_eq!(
+                    (k.samples_s.len(), k.timeouts),
+                    (3, 0),
+                    "{who}: every {} reached every node",
+                    k.kind
+                );
+            }
+        } else {
+            // The first change runs; a timed-out recreate skips the rest of its cycle.
+            let recreate = &r.kinds[0];
+            assert_eq!(recreate.samples_s.len() + recreate.timeouts, 1, "{who}");
+        }
+    }
+    assert!(
+        result
+            .runs
+            .iter()
+            .any(|r| r.topology == Topology::Reflectors)
+    );
+    let md = std::fs::read_to_string(output.with_extension("md")).expect("table written");
+    assert!(md.contains("| 3 | add |"), "{md}");
+    assert!(md.contains("reflectors / mesh"), "{md}");
+    let svg = std::fs::read_to_string(output.with_file_name("smoke-convergence-3.svg"))
+        .expect("chart written");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+}

@@ -5,7 +5,7 @@ use crate::cmd;
 use crate::error::Result;
 use crate::lab::{FABRIC_BRIDGE, Lab, LabNode, NODE_IFACE};
 use crate::names;
-use crate::plan::{FABRIC_V4_PREFIX, FABRIC_V6_PREFIX, ROUTER_V4, ROUTER_V6};
+use crate::plan::{self, FABRIC_V4_PREFIX, FABRIC_V6_PREFIX, ROUTER_HOST, ROUTER_V4, ROUTER_V6};
 
 impl Lab {
     pub(crate) fn build_fabric(&self) -> Result<()> {
@@ -13,7 +13,8 @@ impl Lab {
         cmd::ip(["netns", "add", &f])?;
         cmd::ip_in(&f, ["link", "set", "lo", "up"])?;
         // No STP, so ports forward at once; no multicast snooping, so IPv6 neighbour discovery
-        // works without a querier.
+        // works without a querier. The MAC is the plan's (a bridge left alone takes its
+        // lowest port's, which changes as nodes join), so neighbours can hold it permanently.
         cmd::ip_in(
             &f,
             [
@@ -21,6 +22,8 @@ impl Lab {
                 "add",
                 "name",
                 FABRIC_BRIDGE,
+                "address",
+                &plan::fabric_mac(ROUTER_HOST),
                 "type",
                 "bridge",
                 "stp_state",
@@ -57,8 +60,14 @@ impl Lab {
     }
 
     /// Creates a namespace `ns` attached to the fabric through a veth: `port` on the bridge,
-    /// `eth0` inside `ns`.
-    pub(crate) fn attach_to_fabric(&self, ns: &str, port: &str, addrs: &[String]) -> Result<()> {
+    /// `eth0` inside `ns` with the MAC of fabric host `host` ([`plan::fabric_mac`]).
+    pub(crate) fn attach_to_fabric(
+        &self,
+        ns: &str,
+        port: &str,
+        host: u8,
+        addrs: &[String],
+    ) -> Result<()> {
         let f = self.name.fabric_ns();
         cmd::ip(["netns", "add", ns])?;
         cmd::ip_in(ns, ["link", "set", "lo", "up"])?;
@@ -66,7 +75,18 @@ impl Lab {
         cmd::ip_in(
             &f,
             [
-                "link", "add", "name", port, "type", "veth", "peer", "name", NODE_IFACE, "netns",
+                "link",
+                "add",
+                "name",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                NODE_IFACE,
+                "address",
+                &plan::fabric_mac(host),
+                "netns",
                 ns,
             ],
         )?;
@@ -87,7 +107,12 @@ impl Lab {
         if let Some(v6) = node.ipv6 {
             addrs.push(format!("{v6}/{FABRIC_V6_PREFIX}"));
         }
-        self.attach_to_fabric(&node.netns, &names::fabric_port(node.index), &addrs)?;
+        self.attach_to_fabric(
+            &node.netns,
+            &names::fabric_port(node.index),
+            node.index,
+            &addrs,
+        )?;
         enable_forwarding(&node.netns)
     }
 }

@@ -114,13 +114,28 @@ impl Lab {
     /// number of nodes (`kubectl apply` ignores `status`, so the second one writes the status
     /// subresource).
     pub(crate) fn create_node_objects(&self, nodes: &[LabNode]) -> Result<()> {
+        self.write_node_objects(nodes, "apply")
+    }
+
+    /// Creates the Node objects of `nodes`, which do not exist, with their addresses in the
+    /// one create, as a kubelet registers its Node: a watcher that acts on Node additions
+    /// only (kube-router does) sees the InternalIP in the ADDED event. The status is then
+    /// written through its subresource as [`Lab::create_node_objects`] does.
+    pub(crate) fn create_new_node_objects(&self, nodes: &[LabNode]) -> Result<()> {
+        self.write_node_objects(nodes, "create")
+    }
+
+    fn write_node_objects(&self, nodes: &[LabNode], verb: &str) -> Result<()> {
         let mut specs = Vec::new();
         let mut statuses = Vec::new();
         for node in nodes {
             let cidrs: Vec<String> = node.pod_cidrs().iter().map(ToString::to_string).collect();
-            specs.push(control_plane::node_object(&node.name, &cidrs));
             let ips: Vec<String> = node.ips().iter().map(ToString::to_string).collect();
             let mut status = control_plane::node_status_patch(&node.name, &ips);
+            let mut spec = control_plane::node_object(&node.name, &cidrs);
+            // `create` keeps a Node's status; `apply` drops it.
+            spec["status"] = status["status"].clone();
+            specs.push(spec);
             status["apiVersion"] = json!("v1");
             status["kind"] = json!("Node");
             status["metadata"] = json!({ "name": node.name });
@@ -129,7 +144,7 @@ impl Lab {
         let list = |items: Vec<serde_json::Value>| json!({ "apiVersion": "v1", "kind": "List", "items": items });
         let spec_file = self.dir.join("node-objects.json");
         fs::write(&spec_file, list(specs).to_string()).map_err(file_err(&spec_file))?;
-        self.kubectl(&["apply".as_ref(), "-f".as_ref(), spec_file.as_os_str()])?;
+        self.kubectl(&[verb.as_ref(), "-f".as_ref(), spec_file.as_os_str()])?;
         let status_file = self.dir.join("node-status.json");
         fs::write(&status_file, list(statuses).to_string()).map_err(file_err(&status_file))?;
         // `replace` (an unconditional update of the status subresource) rather than a
@@ -152,7 +167,7 @@ impl Lab {
     /// Re-creates the Node object `name` (after [`Lab::delete_node_object`]) from the lab's plan.
     pub fn create_node_object_again(&self, name: &str) -> Result<()> {
         let node = self.node(name)?.clone();
-        self.create_node_object(&node)
+        self.create_new_node_objects(std::slice::from_ref(&node))
     }
 
     /// Gives node `name` new pod CIDRs (one IPv4, optionally one IPv6).
@@ -182,9 +197,24 @@ impl Lab {
             v4.ok_or_else(|| LabError::Invalid("set_pod_cidr needs an IPv4 CIDR".into()))?;
         node.pod_cidr_v6 = v6;
         self.delete_node_object(name)?;
-        self.create_node_object(&node)?;
+        self.create_new_node_objects(std::slice::from_ref(&node))?;
         self.state.nodes[idx] = node;
         self.save_state()
+    }
+
+    /// Puts every node back on its planned pod CIDRs (10.244.`index`.0/24, ...): all Node
+    /// objects deleted, then created again (labels and annotations gone), in three kubectl
+    /// calls whatever the number of nodes.
+    pub fn reset_nodes_to_plan(&mut self) -> Result<()> {
+        let ipv6 = self.state.ipv6;
+        for n in &mut self.state.nodes {
+            n.pod_cidr_v4 = crate::plan::pod_cidr_v4(n.index);
+            n.pod_cidr_v6 = ipv6.then(|| crate::plan::pod_cidr_v6(n.index));
+        }
+        self.save_state()?;
+        self.kubectl(&["delete", "nodes", "--all", "--wait=true"])?;
+        let nodes = self.state.nodes.clone();
+        self.create_new_node_objects(&nodes)
     }
 
     /// Adds a node at runtime: the next `node<i>` namespace on the fabric, its Node object, and
@@ -216,6 +246,7 @@ impl Lab {
         self.state.nodes.push(node.clone());
         self.save_state()?;
         self.build_node(&node)?;
+        self.add_fabric_neighbour(&node)?;
         if self.state.control_plane {
             self.create_node_object(&node)?;
         }

@@ -527,6 +527,12 @@ impl Lab {
         }
         if self.state.control_plane {
             cancel::check()?;
+            self.attach_control_plane()?;
+        }
+        // Before anything talks over the fabric, so that no dynamic neighbour entry is made.
+        self.write_fabric_neighbours()?;
+        if self.state.control_plane {
+            cancel::check()?;
             self.build_control_plane()?;
         }
         if self.state.tor != Tor::None {
@@ -536,13 +542,17 @@ impl Lab {
         cancel::check()
     }
 
+    fn attach_control_plane(&self) -> Result<()> {
+        self.attach_to_fabric(
+            &self.name.cp_ns(),
+            CP_PORT,
+            plan::APISERVER_HOST,
+            &[format!("{APISERVER_V4}/{FABRIC_V4_PREFIX}")],
+        )
+    }
+
     fn build_control_plane(&mut self) -> Result<()> {
         let cp = self.name.cp_ns();
-        self.attach_to_fabric(
-            &cp,
-            CP_PORT,
-            &[format!("{APISERVER_V4}/{FABRIC_V4_PREFIX}")],
-        )?;
         let pki_dir = self.dir.join("pki");
         process::ensure_dir(&pki_dir)?;
         let pki = pki::create(&pki_dir)?;

@@ -79,6 +79,7 @@ pub mod hostile;
 mod kube;
 pub mod lab;
 pub mod names;
+mod neighbours;
 pub mod node_runtime;
 pub mod pki;
 pub mod plan;

@@ -37,6 +37,26 @@ pub fn node_v6(index: u8) -> Ipv6Addr {
     Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, u16::from(index))
 }
 
+/// The MAC address of the fabric interface whose IPv4 address is 198.18.0.`host` (a node's
+/// index, [`APISERVER_HOST`] or [`ROUTER_HOST`]): `02:00:c6:12:00:<host>`, locally administered
+/// and unicast, `c6:12` being 198.18. Fixed by the plan so that the lab can write every fabric
+/// neighbour as a permanent entry ([`crate::Lab`] does, see `neighbours.rs`).
+pub fn fabric_mac(host: u8) -> String {
+    format!("02:00:c6:12:00:{host:02x}")
+}
+
+/// The IPv6 link-local address the kernel gives the interface with [`fabric_mac`]`(host)`
+/// (modified EUI-64, RFC 4291 appendix A): `fe80::c6ff:fe12:<host>`. Every namespace has one,
+/// IPv6 lab or not, and sends router solicitations and the like from it.
+pub fn fabric_link_local(host: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xc6ff, 0xfe12, u16::from(host))
+}
+
+/// The last byte of the API server's fabric address, which names its MAC ([`fabric_mac`]).
+pub const APISERVER_HOST: u8 = 250;
+/// The last byte of the router's fabric address (and of the fabric bridge's MAC).
+pub const ROUTER_HOST: u8 = 254;
+
 /// Node `index`'s IPv4 pod CIDR: 10.244.`index`.0/24.
 pub fn pod_cidr_v4(index: u8) -> Ipv4Network {
     // A /24 with a valid prefix length never fails to build.
@@ -86,6 +106,16 @@ mod tests {
         assert_eq!(ROUTER_V6.to_string(), "fd00:198:18::fe");
         assert_eq!(pod_cidr_v4(3).to_string(), "10.244.3.0/24");
         assert_eq!(pod_cidr_v6(3).to_string(), "fd00:10:244:3::/64");
+    }
+
+    #[test]
+    fn fabric_macs_are_unicast_locally_administered_and_follow_the_address() {
+        assert_eq!(fabric_mac(1), "02:00:c6:12:00:01");
+        assert_eq!(fabric_mac(ROUTER_HOST), "02:00:c6:12:00:fe");
+        assert_eq!(APISERVER_V4.octets()[3], APISERVER_HOST);
+        assert_eq!(ROUTER_V4.octets()[3], ROUTER_HOST);
+        assert_ne!(fabric_mac(2), fabric_mac(3));
+        assert_eq!(fabric_link_local(0xfa).to_string(), "fe80::c6ff:fe12:fa");
     }
 
     #[test]
