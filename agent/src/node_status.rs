@@ -44,6 +44,7 @@ pub fn node_state(status: &AgentStatus) -> NodeBgpState {
                 peer_type: p.peer_type.to_owned(),
                 state: p.state.to_string(),
                 since_unix_seconds: since(p.since),
+                received_prefixes: p.received,
                 accepted_routes: count(p.accepted),
                 advertised_routes: count(p.advertised),
                 last_error: p.last_error.clone(),

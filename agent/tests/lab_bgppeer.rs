@@ -215,6 +215,12 @@ fn a_bgppeer_peers_the_router_and_other_changes_leave_its_session_alone() {
                         .iter()
                         .any(|p| p["address"] == *a && p["state"] == "Established")
                 })
+                // node2 announced its pod CIDR: received, and accepted by the mesh rule.
+                && peers.iter().any(|p| {
+                    p["address"] == "198.18.0.2"
+                        && p["receivedPrefixes"].as_u64() >= Some(1)
+                        && p["acceptedRoutes"].as_u64() >= Some(1)
+                })
         },
         || format!("{}\n{}", node_status(), logs()),
     );

@@ -86,6 +86,9 @@ pub struct PeerState {
     pub state: String,
     /// When it entered that state, seconds since the Unix epoch.
     pub since_unix_seconds: u64,
+    /// Prefixes the peer announced (every announcement counts, withdrawn or not).
+    #[serde(default)]
+    pub received_prefixes: u64,
     /// Routes accepted from the peer.
     pub accepted_routes: u64,
     /// Routes advertised to it.
