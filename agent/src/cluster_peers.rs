@@ -25,6 +25,10 @@ use crate::peers::{MeshOptions, Password, PeerSet, node_peer, usable_address, us
 use crate::static_peers::StaticPeer;
 use crate::view::ClusterView;
 
+/// The most next hops `maxPaths` may ask for (its schema refuses more; an object stored
+/// before that rule is clamped to it).
+const MAX_PATHS: u8 = 16;
+
 /// The Secrets the agent has read: name → key → value.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
@@ -137,6 +141,9 @@ pub struct ClusterPeers {
     pub nodes: PeerSet,
     /// The mesh settings.
     pub mesh: MeshOptions,
+    /// ECMP: the most equal-cost next hops per prefix (the BGPConfiguration's `maxPaths`,
+    /// else 1).
+    pub max_paths: usize,
     /// Resources not used, with why: BGPPeers by name (which cannot hold a `/`), the mesh
     /// password of the BGPConfiguration as `BGPConfiguration/default`.
     pub invalid: BTreeMap<String, InvalidPeer>,
@@ -233,6 +240,9 @@ pub fn cluster_peers(
         routers,
         nodes,
         mesh,
+        max_paths: config
+            .max_paths
+            .map_or(1, |n| usize::from(n.clamp(1, MAX_PATHS))),
         invalid,
     }
 }

@@ -82,6 +82,24 @@ impl Lab {
         cmd::ip_in(ns, ["link", "set", NODE_IFACE, "up"]).map(drop)
     }
 
+    /// Creates host `name` (1-13 characters `[a-z0-9-]`) on the fabric: namespace
+    /// `<lab>-host-<name>` with `eth0` on the bridge (port `h-<name>`) holding `addrs` (CIDR
+    /// notation), forwarding on; a target for [`Lab::exec`] and [`Lab::spawn`] by its name.
+    /// For what a test needs besides the lab's one router (a second router, an outside
+    /// host); `down` removes it, and its processes, with the lab.
+    pub fn add_fabric_host(&self, name: &str, addrs: &[String]) -> Result<String> {
+        names::check_pod_name(name)?;
+        let ns = self.name.host_ns(name);
+        let made = self
+            .attach_to_fabric(&ns, &names::fabric_host_port(name), addrs)
+            .and_then(|()| enable_forwarding(&ns));
+        if let Err(e) = made {
+            let _ = cmd::ip(["netns", "del", &ns]);
+            return Err(e);
+        }
+        Ok(ns)
+    }
+
     pub(crate) fn build_node(&self, node: &LabNode) -> Result<()> {
         let mut addrs = vec![format!("{}/{FABRIC_V4_PREFIX}", node.ipv4)];
         if let Some(v6) = node.ipv6 {
