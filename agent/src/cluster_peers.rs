@@ -460,6 +460,24 @@ mod tests {
     }
 
     #[test]
+    fn max_paths_comes_from_the_bgp_configuration_and_defaults_to_one() {
+        let view = own(serde_json::json!({}));
+        let mut resources = ClusterResources::default();
+        assert_eq!(cluster_peers(&resources, &view, &defaults()).max_paths, 1);
+        let config = |json| serde_json::from_value::<BGPConfigurationSpec>(json).expect("spec");
+        resources.configuration = Some(config(serde_json::json!({"maxPaths": 4})));
+        assert_eq!(cluster_peers(&resources, &view, &defaults()).max_paths, 4);
+        // Stored before the schema refused it: clamped, never zero paths.
+        for (stored, used) in [(0, 1), (200, 16)] {
+            resources.configuration = Some(config(serde_json::json!({"maxPaths": stored})));
+            assert_eq!(
+                cluster_peers(&resources, &view, &defaults()).max_paths,
+                used
+            );
+        }
+    }
+
+    #[test]
     fn node_selector_picks_nodes_and_a_missing_secret_is_reported_alone() {
         let mut resources = ClusterResources::default();
         resources.peers.insert(
