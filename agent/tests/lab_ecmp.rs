@@ -160,7 +160,8 @@ fn ping_counts(log: &str) -> Option<(u64, u64)> {
     Some((transmitted, received))
 }
 
-/// Two routers announce one prefix: with `maxPaths: 1` node1 installs one next hop; raised
+/// `maxPaths` outside 1..16 is refused by the API server. Two routers announce one prefix:
+/// with `maxPaths: 1` node1 installs one next hop; raised
 /// to 2 (live, no session reset) one multipath route over both; one router's link cut (its
 /// bridge port down, so its namespace can no longer forward either) → the route is replaced
 /// by one via the other router, never removed, and a pod's probes reach the address behind
@@ -178,6 +179,19 @@ fn two_routers_give_one_multipath_route_and_a_cut_link_leaves_the_other() {
         "crd/bgpconfigurations.podroute.io",
     ])
     .expect("CRDs established");
+    // The schema refuses what the agent could not use.
+    for max_paths in [0, 17] {
+        let path = lab.dir().join(format!("config-{max_paths}.yaml"));
+        std::fs::write(&path, configuration(max_paths)).expect("write object");
+        let out = lab
+            .kubectl_output(&["apply", "-f", &path.display().to_string()])
+            .expect("run kubectl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("maxPaths must be 1..16"),
+            "maxPaths {max_paths}: {stderr}"
+        );
+    }
     apply(&lab, "config", &configuration(1));
     for (name, address, asn) in ROUTERS {
         apply(
