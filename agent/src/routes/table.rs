@@ -101,7 +101,8 @@ struct Slot {
     flags: u8,
 }
 
-/// In [`Slot::wanted`]: a next-hop set, not a next hop.
+/// In [`Slot::wanted`]: a next-hop set, not a next hop (so 2^31 - 2 next hops at most, far
+/// beyond what a node's peers can announce as distinct next hops).
 const SET: u32 = 1 << 31;
 
 /// In the queue of destinations to decide at the next flush.
@@ -342,8 +343,8 @@ impl Shared {
         }
     }
 
-    /// One more (`+1`) or one less (`-1`) destination wants set `id`; its next hops are in
-    /// use while it has any.
+    /// One more (`more`) or one less destination wants set `id`; its next hops are in use
+    /// while it has any.
     fn use_set(&mut self, id: SetId, more: bool) {
         let set = &mut self.sets[id.0 as usize];
         let before = set.users;
