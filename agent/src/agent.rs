@@ -452,7 +452,7 @@ impl LoopState {
                 if self.own_cidrs.contains(&change.prefix) {
                     continue;
                 }
-                let intent = change.next_hops.first().map(RouteIntent::Via);
+                let intent = RouteIntent::via_all(change.next_hops.as_slice());
                 self.programmer.stage(change.prefix, intent);
             }
             if staged >= STAGE_ROUTES {
@@ -657,6 +657,7 @@ async fn step(
         peers: peers.clone(),
         view: view.clone(),
         advertised,
+        max_paths: from_resources.max_paths,
     };
     if let Some(task) = &state.speaker {
         task.input.send_if_modified(|current| {

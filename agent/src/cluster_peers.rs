@@ -28,6 +28,10 @@ use crate::peers::{
 use crate::static_peers::StaticPeer;
 use crate::view::ClusterView;
 
+/// The most next hops `maxPaths` may ask for (its schema refuses more; an object stored
+/// before that rule is clamped to it).
+const MAX_PATHS: u8 = 16;
+
 /// The Secrets the agent has read: name → key → value.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
@@ -140,6 +144,9 @@ pub struct ClusterPeers {
     pub nodes: PeerSet,
     /// The mesh settings.
     pub mesh: MeshOptions,
+    /// ECMP: the most equal-cost next hops per prefix (the BGPConfiguration's `maxPaths`,
+    /// else 1).
+    pub max_paths: usize,
     /// Resources not used, with why: BGPPeers by name (which cannot hold a `/`), the mesh
     /// password of the BGPConfiguration as `BGPConfiguration/default`.
     pub invalid: BTreeMap<String, InvalidPeer>,
@@ -251,6 +258,9 @@ pub fn cluster_peers(
         routers,
         nodes,
         mesh,
+        max_paths: config
+            .max_paths
+            .map_or(1, |n| usize::from(n.clamp(1, MAX_PATHS))),
         invalid,
     }
 }
@@ -480,6 +490,24 @@ mod tests {
         assert_eq!(peers.routers, vec![flag]);
         assert!(peers.invalid.is_empty());
         assert!(peers.mesh.enabled, "no BGPConfiguration: the mesh runs");
+    }
+
+    #[test]
+    fn max_paths_comes_from_the_bgp_configuration_and_defaults_to_one() {
+        let view = own(serde_json::json!({}));
+        let mut resources = ClusterResources::default();
+        assert_eq!(cluster_peers(&resources, &view, &defaults()).max_paths, 1);
+        let config = |json| serde_json::from_value::<BGPConfigurationSpec>(json).expect("spec");
+        resources.configuration = Some(config(serde_json::json!({"maxPaths": 4})));
+        assert_eq!(cluster_peers(&resources, &view, &defaults()).max_paths, 4);
+        // Stored before the schema refused it: clamped, never zero paths.
+        for (stored, used) in [(0, 1), (200, 16)] {
+            resources.configuration = Some(config(serde_json::json!({"maxPaths": stored})));
+            assert_eq!(
+                cluster_peers(&resources, &view, &defaults()).max_paths,
+                used
+            );
+        }
     }
 
     #[test]

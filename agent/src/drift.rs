@@ -58,7 +58,7 @@ impl DriftKind {
 }
 
 /// One drifting destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriftEntry {
     /// The destination.
     pub prefix: IpNetwork,
@@ -107,7 +107,7 @@ pub fn compute_drift(
             report.entries.push(DriftEntry {
                 prefix: *prefix,
                 kind,
-                expected: *intent,
+                expected: intent.clone(),
             });
         };
         if let RouteIntent::Via(next_hop) = intent {
@@ -162,11 +162,16 @@ impl DriftTracker {
     }
 }
 
-/// An own pod CIDR or a peer route, for `status`: `blackhole` or `via <ip>`.
-pub fn describe(intent: RouteIntent) -> String {
+/// An own pod CIDR or a peer route, for `status`: `blackhole`, `via <ip>` or
+/// `via <ip>, <ip>` (multipath).
+pub fn describe(intent: &RouteIntent) -> String {
     match intent {
         RouteIntent::Blackhole => "blackhole".to_owned(),
         RouteIntent::Via(ip) => format!("via {ip}"),
+        RouteIntent::Multipath(hops) => {
+            let hops: Vec<String> = hops.iter().map(ToString::to_string).collect();
+            format!("via {}", hops.join(", "))
+        }
     }
 }
 

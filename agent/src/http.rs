@@ -109,7 +109,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
         "drift": s.drift.entries.iter().map(|e| serde_json::json!({
             "prefix": e.prefix.to_string(),
             "kind": e.kind.label(),
-            "expected": crate::drift::describe(e.expected),
+            "expected": crate::drift::describe(&e.expected),
         })).collect::<Vec<_>>(),
         "invalidPeers": s.invalid_peers,
     });

@@ -126,7 +126,7 @@ fn programmer(ns: &Netns) -> RouteProgrammer {
 
 fn stage_all(programmer: &mut RouteProgrammer, routes: &BTreeMap<IpNetwork, RouteIntent>) {
     for (destination, intent) in routes {
-        programmer.stage(*destination, Some(*intent));
+        programmer.stage(*destination, Some(intent.clone()));
     }
 }
 
@@ -135,6 +135,109 @@ async fn kernel_change(programmer: &mut RouteProgrammer) {
     tokio::time::timeout(Duration::from_secs(5), programmer.kernel_changed())
         .await
         .expect("a notification within 5 s");
+}
+
+fn multipath(hops: &[&str]) -> Option<RouteIntent> {
+    let hops: Vec<IpAddr> = hops.iter().map(|h| h.parse().expect("ip")).collect();
+    RouteIntent::via_all(&hops)
+}
+
+/// The gateways of podroute's route to `destination`, sorted, and whether it is a
+/// multipath route (`nexthop` lines) with every weight 1.
+fn gateways_of(ns: &Netns, destination: &str) -> (Vec<String>, bool) {
+    let family = if destination.contains(':') {
+        "-6"
+    } else {
+        "-4"
+    };
+    let json = ns.ip(&["-j", family, "route", "show", destination, "proto", "80"]);
+    let routes: Vec<serde_json::Value> = serde_json::from_str(&json).expect("ip -j json");
+    let Some(route) = routes.first() else {
+        return (Vec::new(), false);
+    };
+    let (mut gateways, multipath): (Vec<String>, bool) = match route["nexthops"].as_array() {
+        Some(hops) => (
+            hops.iter()
+                .filter_map(|h| h["gateway"].as_str().map(str::to_owned))
+                .collect(),
+            hops.iter().all(|h| h["weight"] == 1),
+        ),
+        None => (
+            route["gateway"]
+                .as_str()
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+            false,
+        ),
+    };
+    gateways.sort();
+    (gateways, multipath)
+}
+
+#[tokio::test]
+#[ignore = "needs root: run by make test"]
+async fn equal_cost_next_hops_make_one_multipath_route_that_reads_back_equal() {
+    let ns = node_namespace();
+    let mut programmer = programmer(&ns);
+    let (v4, v6) = ("10.96.0.0/12", "fd00:10:96::/108");
+    programmer.stage(net(v4), multipath(&["198.18.0.252", "198.18.0.251"]));
+    programmer.stage(net(v6), multipath(&["fd00:198:18::fc", "fd00:198:18::fb"]));
+    let report = programmer.flush(true).await.expect("flush");
+    assert_eq!((report.created, report.errors), (2, 0), "{report:?}");
+    assert_eq!(
+        gateways_of(&ns, v4),
+        (vec!["198.18.0.251".into(), "198.18.0.252".into()], true)
+    );
+    assert_eq!(
+        gateways_of(&ns, v6),
+        (
+            vec!["fd00:198:18::fb".into(), "fd00:198:18::fc".into()],
+            true
+        )
+    );
+    // The notifications of its own writes and a full dump read both back as written.
+    assert!(programmer.flush(true).await.expect("flush").is_noop());
+    programmer.schedule_full_pass();
+    let full = programmer.flush(true).await.expect("flush");
+    assert!(full.full_pass && full.is_noop(), "{full:?}");
+    assert_eq!(programmer.installed(), 2);
+
+    // One router gone: replaced in place by its remaining next hop; and back.
+    programmer.stage(net(v4), multipath(&["198.18.0.251"]));
+    programmer.stage(net(v6), multipath(&["fd00:198:18::fc"]));
+    let one = programmer.flush(true).await.expect("flush");
+    assert_eq!(
+        (one.replaced, one.created, one.deleted),
+        (2, 0, 0),
+        "{one:?}"
+    );
+    assert_eq!(gateways_of(&ns, v4), (vec!["198.18.0.251".into()], false));
+    assert_eq!(
+        gateways_of(&ns, v6),
+        (vec!["fd00:198:18::fc".into()], false)
+    );
+    programmer.stage(net(v4), multipath(&["198.18.0.251", "198.18.0.252"]));
+    programmer.stage(net(v6), multipath(&["fd00:198:18::fb", "fd00:198:18::fc"]));
+    let back = programmer.flush(true).await.expect("flush");
+    assert_eq!(
+        (back.replaced, back.created, back.deleted),
+        (2, 0, 0),
+        "{back:?}"
+    );
+    assert_eq!(gateways_of(&ns, v4).0.len(), 2);
+    assert_eq!(gateways_of(&ns, v6).0.len(), 2);
+    programmer.schedule_full_pass();
+    assert!(programmer.flush(true).await.expect("flush").is_noop());
+
+    // A next hop without a route is left out; two behind one gateway give a plain route.
+    programmer.stage(net(v4), multipath(&["198.18.0.251", "198.18.2.5"]));
+    programmer.flush(true).await.expect("flush");
+    assert_eq!(gateways_of(&ns, v4), (vec!["198.18.0.251".into()], false));
+    programmer.stage(net(v4), multipath(&["198.18.1.3", "198.18.1.4"]));
+    programmer.flush(true).await.expect("flush");
+    assert_eq!(gateways_of(&ns, v4), (vec!["198.18.0.254".into()], false));
+    assert_eq!(programmer.counters().errors, 0);
 }
 
 #[tokio::test]

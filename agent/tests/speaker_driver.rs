@@ -64,6 +64,7 @@ fn input_with(
         peers,
         view,
         advertised,
+        max_paths: 1,
     }
 }
 

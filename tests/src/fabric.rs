@@ -2,7 +2,7 @@
 //! Every link is created inside the lab's own namespaces; nothing appears in the root namespace.
 
 use crate::cmd;
-use crate::error::Result;
+use crate::error::{LabError, Result};
 use crate::lab::{FABRIC_BRIDGE, Lab, LabNode, NODE_IFACE};
 use crate::names;
 use crate::plan::{self, FABRIC_V4_PREFIX, FABRIC_V6_PREFIX, ROUTER_HOST, ROUTER_V4, ROUTER_V6};
@@ -100,6 +100,34 @@ impl Lab {
             cmd::ip_in(ns, args)?;
         }
         cmd::ip_in(ns, ["link", "set", NODE_IFACE, "up"]).map(drop)
+    }
+
+    /// Creates host `name` (1-13 characters `[a-z0-9-]`) on the fabric: namespace
+    /// `<lab>-host-<name>` with `eth0` on the bridge (port `h-<name>`) holding `addrs` (CIDR
+    /// notation), forwarding on; a target for [`Lab::exec`] and [`Lab::spawn`] by its name.
+    /// For what a test needs besides the lab's one router (a second router, an outside
+    /// host); `down` removes it, and its processes, with the lab.
+    pub fn add_fabric_host(&self, name: &str, addrs: &[String]) -> Result<String> {
+        names::check_pod_name(name)?;
+        // Its MAC is the plan's for the last byte of its fabric IPv4 address, like a node's.
+        let host = addrs
+            .iter()
+            .find_map(|a| a.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())
+            .map(|a| a.octets()[3])
+            .ok_or_else(|| {
+                LabError::Invalid(format!(
+                    "fabric host {name} needs an IPv4 address: {addrs:?}"
+                ))
+            })?;
+        let ns = self.name.host_ns(name);
+        let made = self
+            .attach_to_fabric(&ns, &names::fabric_host_port(name), host, addrs)
+            .and_then(|()| enable_forwarding(&ns));
+        if let Err(e) = made {
+            let _ = cmd::ip(["netns", "del", &ns]);
+            return Err(e);
+        }
+        Ok(ns)
     }
 
     pub(crate) fn build_node(&self, node: &LabNode) -> Result<()> {

@@ -384,7 +384,7 @@ impl Lab {
     }
 
     /// The network namespace behind a target name: `node<i>`, `cp`, `fabric`, or the name of a
-    /// pod made by [`Lab::add_pod`].
+    /// pod made by [`Lab::add_pod`] or a host made by [`Lab::add_fabric_host`].
     pub fn netns_of(&self, target: &str) -> Result<String> {
         match target {
             "cp" if self.state.control_plane => Ok(self.name.cp_ns()),
@@ -393,11 +393,13 @@ impl Lab {
                 if let Ok(node) = self.node(target) {
                     return Ok(node.netns.clone());
                 }
-                let pod_ns = self.name.pod_ns(target);
-                if names::check_pod_name(target).is_ok()
-                    && teardown::list_namespaces()?.contains(&pod_ns)
-                {
-                    return Ok(pod_ns);
+                if names::check_pod_name(target).is_ok() {
+                    let namespaces = teardown::list_namespaces()?;
+                    for ns in [self.name.pod_ns(target), self.name.host_ns(target)] {
+                        if namespaces.contains(&ns) {
+                            return Ok(ns);
+                        }
+                    }
                 }
                 Err(LabError::UnknownNode {
                     lab: self.name.to_string(),

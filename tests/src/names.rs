@@ -47,8 +47,10 @@ impl LabName {
         {
             return Err(invalid("use only lowercase letters, digits and '-'"));
         }
-        if name.contains("-pod-") || name.ends_with('-') {
-            return Err(invalid("must not contain \"-pod-\" or end with '-'"));
+        if name.contains("-pod-") || name.contains("-host-") || name.ends_with('-') {
+            return Err(invalid(
+                "must not contain \"-pod-\" or \"-host-\" or end with '-'",
+            ));
         }
         Ok(Self(name.to_owned()))
     }
@@ -73,6 +75,11 @@ impl LabName {
         format!("{}-{}", self.0, node_name(index))
     }
 
+    /// The namespace of a host made by [`crate::Lab::add_fabric_host`].
+    pub fn host_ns(&self, host: &str) -> String {
+        format!("{}-host-{host}", self.0)
+    }
+
     /// The namespace of a pod made by [`crate::Lab::add_pod`].
     pub fn pod_ns(&self, pod: &str) -> String {
         format!("{}-pod-{pod}", self.0)
@@ -94,7 +101,9 @@ impl LabName {
                 if let Some(digits) = rest.strip_prefix("node") {
                     !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
                 } else {
-                    rest.strip_prefix("pod-").is_some_and(|p| !p.is_empty())
+                    rest.strip_prefix("pod-")
+                        .or_else(|| rest.strip_prefix("host-"))
+                        .is_some_and(|p| !p.is_empty())
                 }
             }
         }
@@ -152,6 +161,12 @@ pub fn fabric_port(index: u8) -> String {
     format!("n{index}")
 }
 
+/// The bridge port (in the fabric namespace) of a host made by
+/// [`crate::Lab::add_fabric_host`].
+pub fn fabric_host_port(host: &str) -> String {
+    format!("h-{host}")
+}
+
 /// The node-side veth of a pod made by [`crate::Lab::add_pod`].
 pub fn pod_host_veth(pod: &str) -> String {
     format!("p-{pod}")
@@ -190,7 +205,14 @@ mod tests {
     #[test]
     fn a_lab_owns_only_its_own_namespaces() {
         let t = LabName::new("t").expect("valid");
-        for ns in ["t-fabric", "t-cp", "t-node1", "t-node12", "t-pod-web"] {
+        for ns in [
+            "t-fabric",
+            "t-cp",
+            "t-node1",
+            "t-node12",
+            "t-pod-web",
+            "t-host-r2",
+        ] {
             assert!(t.owns_ns(ns), "{ns}");
         }
         // Namespaces of lab `t-2`, of lab `tt`, and lookalikes.
@@ -201,6 +223,7 @@ mod tests {
             "t-node",
             "t-nodex",
             "t-pod-",
+            "t-host-",
             "t",
             "t-cpx",
         ] {
@@ -210,7 +233,16 @@ mod tests {
 
     #[test]
     fn bad_lab_names_are_refused() {
-        for bad in ["", "Upper", "1abc", "a_b", "a-pod-b", "a-", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "Upper",
+            "1abc",
+            "a_b",
+            "a-pod-b",
+            "a-host-b",
+            "a-",
+            &"x".repeat(33),
+        ] {
             assert!(LabName::new(bad).is_err(), "{bad:?}");
         }
         assert!(LabName::new("podroute").is_ok());

@@ -48,6 +48,14 @@ pub struct BGPConfigurationSpec {
         .message("asNumber must be 1..4294967295 and not AS_TRANS 23456"))]
     pub as_number: Option<u32>,
 
+    /// ECMP: the most equal-cost paths of a prefix learned over BGP that the nodes install,
+    /// as one kernel route over their next hops (1 to 16; 1, the default: the best path's
+    /// next hop alone). Changing it re-installs the affected routes and resets no session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 16")
+        .message("maxPaths must be 1..16"))]
+    pub max_paths: Option<u8>,
+
     /// The full iBGP mesh between nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_to_node_mesh: Option<MeshSettings>,

@@ -10,7 +10,7 @@
 use super::kernel::WriteKind;
 
 /// What to do for one destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<T> {
     /// The write, if any.
     pub write: Option<Write<T>>,
@@ -23,12 +23,13 @@ pub struct Decision<T> {
 }
 
 /// One write, over any representation `T` of a kernel target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write<T> {
     /// New route: no route of podroute holds the destination at the install metric. Created
     /// exclusively, so a route another program added in the meantime is never overwritten.
     Create(T),
-    /// podroute's route points elsewhere: replaced in place (no window without a route).
+    /// podroute's route points elsewhere (another gateway, or another set of multipath next
+    /// hops): replaced in place (no window without a route).
     Replace(T),
     /// podroute's route at the install metric goes.
     Delete,
@@ -41,7 +42,7 @@ pub enum Write<T> {
 /// - A desired route already present with the same target is left alone (this is how
 ///   existing routes are adopted at start without a delete/re-add flap).
 /// - podroute's route for a destination no longer desired is deleted only if `remove_stale`.
-pub fn plan_destination<T: Copy + PartialEq>(
+pub fn plan_destination<T: PartialEq>(
     desired: Option<T>,
     ours: Option<T>,
     foreign: bool,
@@ -86,6 +87,17 @@ mod tests {
         }
     }
 
+    fn multipath(hops: &[(&str, u32)]) -> KernelTarget {
+        KernelTarget::over(
+            hops.iter()
+                .map(|(gw, oif)| crate::routes::Gateway {
+                    gateway: gw.parse().expect("ip"),
+                    oif: *oif,
+                })
+                .collect(),
+        )
+    }
+
     fn write(
         desired: Option<KernelTarget>,
         ours: Option<KernelTarget>,
@@ -98,18 +110,21 @@ mod tests {
     #[test]
     fn missing_routes_are_created_present_ones_adopted() {
         let t = via("198.18.0.2", 2);
-        assert_eq!(write(Some(t), None, false, false), Some(Write::Create(t)));
+        assert_eq!(
+            write(Some(t.clone()), None, false, false),
+            Some(Write::Create(t.clone()))
+        );
         assert_eq!(
             write(Some(KernelTarget::Blackhole), None, false, true),
             Some(Write::Create(KernelTarget::Blackhole))
         );
-        assert_eq!(write(Some(t), Some(t), false, false), None);
+        assert_eq!(write(Some(t.clone()), Some(t), false, false), None);
     }
 
     #[test]
     fn deciding_again_after_the_write_writes_nothing() {
         let t = via("fd00:198:18::2", 2);
-        let Some(Write::Create(written)) = write(Some(t), None, false, true) else {
+        let Some(Write::Create(written)) = write(Some(t.clone()), None, false, true) else {
             panic!("expected a create");
         };
         assert_eq!(write(Some(t), Some(written), false, true), None);
@@ -119,16 +134,38 @@ mod tests {
     fn changed_next_hop_is_replaced_not_deleted() {
         let new = via("198.18.0.22", 2);
         assert_eq!(
-            write(Some(new), Some(via("198.18.0.2", 2)), false, true),
+            write(Some(new.clone()), Some(via("198.18.0.2", 2)), false, true),
             Some(Write::Replace(new)),
             "replace changes it in place, no window without a route"
         );
     }
 
     #[test]
+    fn a_multipath_route_is_adopted_as_it_is_and_replaced_when_its_set_changes() {
+        let both = multipath(&[("198.18.0.252", 2), ("198.18.0.251", 2)]);
+        let read_back = multipath(&[("198.18.0.251", 2), ("198.18.0.252", 2)]);
+        assert_eq!(
+            write(Some(both.clone()), Some(read_back), false, true),
+            None,
+            "the kernel's order of next hops is not a difference"
+        );
+        // One router gone: the remaining next hop replaces the route in place.
+        let one = via("198.18.0.251", 2);
+        assert_eq!(
+            write(Some(one.clone()), Some(both.clone()), false, true),
+            Some(Write::Replace(one.clone()))
+        );
+        // Back: multipath again, in place.
+        assert_eq!(
+            write(Some(both.clone()), Some(one), false, true),
+            Some(Write::Replace(both))
+        );
+    }
+
+    #[test]
     fn stale_routes_wait_for_a_complete_view() {
         let old = via("198.18.0.9", 2);
-        let early = plan_destination(None, Some(old), false, false);
+        let early = plan_destination(None, Some(old.clone()), false, false);
         assert_eq!(early.write, None);
         assert!(early.kept_stale);
         assert_eq!(write(None, Some(old), false, true), Some(Write::Delete));
@@ -138,14 +175,14 @@ mod tests {
     #[test]
     fn foreign_route_to_a_desired_destination_is_a_collision_and_untouched() {
         let t = via("198.18.0.2", 2);
-        let decision = plan_destination(Some(t), None, true, true);
+        let decision = plan_destination(Some(t.clone()), None, true, true);
         assert!(decision.collision);
         assert_eq!(decision.write, None);
         // podroute's own route there is stale: it goes once stale removal is allowed.
-        let with_ours = plan_destination(Some(t), Some(t), true, true);
+        let with_ours = plan_destination(Some(t.clone()), Some(t.clone()), true, true);
         assert!(with_ours.collision);
         assert_eq!(with_ours.write, Some(Write::Delete));
-        let early = plan_destination(Some(t), Some(t), true, false);
+        let early = plan_destination(Some(t.clone()), Some(t), true, false);
         assert!(early.kept_stale && early.write.is_none());
         // A foreign route to a destination podroute does not want is none of its business.
         assert!(!plan_destination(None::<KernelTarget>, None, true, true).collision);

@@ -13,14 +13,14 @@ use rtnetlink::packet_core::{
     NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
+    RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use super::KernelTarget;
 use super::ownership::RouteShape;
+use super::{Gateway, KernelTarget};
 
 /// A netlink failure, with what podroute was doing.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,7 @@ pub fn connect() -> Result<Handle, KernelError> {
 }
 
 /// A route as read from the kernel: the parts podroute looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KernelRoute {
     /// Destination prefix.
     pub destination: IpNetwork,
@@ -112,7 +112,7 @@ impl KernelRoute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
     /// Install `via gateway dev oif`.
-    Reachable(KernelTarget),
+    Reachable(Gateway),
     /// The kernel has no usable route to the next hop.
     Unresolvable,
 }
@@ -128,9 +128,9 @@ pub(crate) fn resolution_of(answer: &RouteMessage, next_hop: IpAddr, protocol: u
         return Resolution::Unresolvable;
     }
     match target_of(answer) {
-        target @ KernelTarget::Gateway { .. } => Resolution::Reachable(target),
+        KernelTarget::Gateway { gateway, oif } => Resolution::Reachable(Gateway { gateway, oif }),
         _ => match oif_of(answer) {
-            Some(oif) => Resolution::Reachable(KernelTarget::Gateway {
+            Some(oif) => Resolution::Reachable(Gateway {
                 gateway: next_hop,
                 oif,
             }),
@@ -191,7 +191,7 @@ pub(crate) fn dump_request(family: AddressFamily) -> NetlinkMessage<RouteNetlink
 }
 
 /// One route write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WriteKind {
     /// Create only (`NLM_F_EXCL`): the kernel answers EEXIST when any route holds the same
     /// key (destination, metric, table), so a route of another program is never overwritten.
@@ -273,6 +273,25 @@ fn route_message(
                 .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
             message.attributes.push(RouteAttribute::Oif(oif));
         }
+        KernelTarget::Multipath(hops) => {
+            message.header.kind = RouteType::Unicast;
+            message.header.scope = RouteScope::Universe;
+            // Equal weights: `hops` is the weight minus one.
+            let next_hops = hops
+                .iter()
+                .map(|hop| {
+                    let mut next_hop = RouteNextHop::default();
+                    next_hop.interface_index = hop.oif;
+                    next_hop
+                        .attributes
+                        .push(RouteAttribute::Gateway(RouteAddress::from(hop.gateway)));
+                    next_hop
+                })
+                .collect();
+            message
+                .attributes
+                .push(RouteAttribute::MultiPath(next_hops));
+        }
         KernelTarget::Blackhole => {
             message.header.kind = RouteType::BlackHole;
             message.header.scope = RouteScope::Universe;
@@ -349,15 +368,42 @@ fn target_of(message: &RouteMessage) -> KernelTarget {
         RouteType::BlackHole => KernelTarget::Blackhole,
         RouteType::Unicast => match (gateway_of(message), oif_of(message)) {
             (Some(gateway), Some(oif)) => KernelTarget::Gateway { gateway, oif },
-            _ => KernelTarget::Other,
+            _ => multipath_of(message).unwrap_or(KernelTarget::Other),
         },
         _ => KernelTarget::Other,
     }
 }
 
+/// A route's `RTA_MULTIPATH` as podroute writes it: every next hop with a gateway and a
+/// device, all of weight 1. Sorted by [`KernelTarget::over`]: IPv4 reports the next hops in
+/// the order written, IPv6 in the order its sibling routes were added, which after a replace
+/// need not be that. Next-hop flags (`dead`, `linkdown`) are the kernel's view of the links,
+/// not part of the route podroute wrote, and are not compared.
+fn multipath_of(message: &RouteMessage) -> Option<KernelTarget> {
+    let next_hops = message.attributes.iter().find_map(|a| match a {
+        RouteAttribute::MultiPath(hops) => Some(hops),
+        _ => None,
+    })?;
+    let hops = next_hops
+        .iter()
+        .map(|hop| {
+            let gateway = hop.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => address(g),
+                _ => None,
+            })?;
+            (hop.hops == 0 && hop.interface_index != 0).then_some(Gateway {
+                gateway,
+                oif: hop.interface_index,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(KernelTarget::over(hops))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtnetlink::packet_route::route::RouteNextHopFlags;
 
     fn net(s: &str) -> IpNetwork {
         s.parse().expect("net")
@@ -378,7 +424,7 @@ mod tests {
             gateway: "198.18.0.2".parse().expect("ip"),
             oif: 7,
         };
-        let create = write_request(net("10.244.2.0/24"), WriteKind::Create(target), 80);
+        let create = write_request(net("10.244.2.0/24"), WriteKind::Create(target.clone()), 80);
         assert_eq!(
             create.header.flags,
             NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
@@ -421,5 +467,106 @@ mod tests {
                 .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)))
         );
         assert_eq!(priority_of(message), 100);
+    }
+
+    fn hop(gateway: &str, oif: u32) -> Gateway {
+        Gateway {
+            gateway: gateway.parse().expect("ip"),
+            oif,
+        }
+    }
+
+    /// The bytes of `message` parsed back, as the kernel's answer would be.
+    fn through_bytes(message: &NetlinkMessage<RouteNetlinkMessage>) -> RouteMessage {
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).expect("parse");
+        route_of(&parsed).clone()
+    }
+
+    #[test]
+    fn a_multipath_route_reads_back_equal_whatever_the_order_of_its_next_hops() {
+        for (destination, a, b) in [
+            (
+                "198.18.1.0/24",
+                hop("198.18.0.254", 3),
+                hop("198.18.0.253", 3),
+            ),
+            (
+                "fd00:198:18:1::/64",
+                hop("fd00:198:18::fe", 3),
+                hop("fd00:198:18::fd", 4),
+            ),
+        ] {
+            let target = KernelTarget::over(vec![a, b]);
+            assert!(matches!(target, KernelTarget::Multipath(_)));
+            let replace = write_request(net(destination), WriteKind::Replace(target.clone()), 80);
+            let mut message = through_bytes(&replace);
+            assert!(
+                message
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::MultiPath(hops) if hops.len() == 2))
+            );
+            assert!(
+                !message
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Gateway(_) | RouteAttribute::Oif(_)))
+            );
+            let read = KernelRoute::from_message(&message).expect("route");
+            assert_eq!(read.target, target);
+            assert_eq!(read.shape.gateway, None, "never a CNI pod route");
+            // The kernel may list the next hops in another order (IPv6 siblings) and flags
+            // them dead or linkdown: still the route podroute wrote.
+            for attribute in &mut message.attributes {
+                if let RouteAttribute::MultiPath(hops) = attribute {
+                    hops.reverse();
+                    hops[0].flags = RouteNextHopFlags::Linkdown;
+                }
+            }
+            assert_eq!(
+                KernelRoute::from_message(&message).expect("route").target,
+                target
+            );
+        }
+    }
+
+    #[test]
+    fn multipath_with_weights_or_without_gateways_is_not_podroutes() {
+        let target = KernelTarget::over(vec![hop("198.18.0.254", 3), hop("198.18.0.253", 3)]);
+        let create = write_request(net("198.18.1.0/24"), WriteKind::Create(target), 80);
+        let written = through_bytes(&create);
+        let mut weighted = written.clone();
+        let mut no_gateway = written;
+        for attribute in &mut weighted.attributes {
+            if let RouteAttribute::MultiPath(hops) = attribute {
+                hops[1].hops = 1;
+            }
+        }
+        for attribute in &mut no_gateway.attributes {
+            if let RouteAttribute::MultiPath(hops) = attribute {
+                hops[1].attributes.clear();
+            }
+        }
+        for message in [weighted, no_gateway] {
+            assert_eq!(
+                KernelRoute::from_message(&message).expect("route").target,
+                KernelTarget::Other
+            );
+        }
+    }
+
+    #[test]
+    fn one_or_repeated_next_hops_make_a_plain_gateway_route() {
+        let a = hop("198.18.0.254", 3);
+        assert_eq!(
+            KernelTarget::over(vec![a, a]),
+            KernelTarget::Gateway {
+                gateway: a.gateway,
+                oif: 3
+            }
+        );
+        assert_eq!(KernelTarget::over(Vec::new()), KernelTarget::Other);
     }
 }

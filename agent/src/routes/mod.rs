@@ -28,6 +28,7 @@ mod table;
 pub use programmer::{FlushReport, RouteCounters, RouteProgrammer};
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 
@@ -42,16 +43,58 @@ pub fn install_priority(destination: &IpNetwork) -> u32 {
 }
 
 /// What podroute wants for one destination, before next-hop resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RouteIntent {
     /// Forward to this node IP (a BGP next hop); resolved through the kernel's route to it.
     Via(IpAddr),
+    /// Forward over several equal-cost BGP next hops (ECMP): one kernel route with one
+    /// `nexthop` per next hop that resolves. Sorted, without duplicates, at least two; built
+    /// by [`RouteIntent::via_all`], so one next hop is always [`RouteIntent::Via`].
+    Multipath(Arc<[IpAddr]>),
     /// Drop: the node's own pod CIDR, so traffic to unallocated pod IPs does not loop back out.
     Blackhole,
 }
 
-/// A route as the kernel holds it (or should hold it): the part podroute compares.
+impl RouteIntent {
+    /// Forward over `next_hops` (a BGP route's, see `podroute_bgp::speaker::NextHops`):
+    /// `None` for none, [`RouteIntent::Via`] for one, [`RouteIntent::Multipath`] for more.
+    pub fn via_all(next_hops: &[IpAddr]) -> Option<Self> {
+        match next_hops {
+            [] => None,
+            [one] => Some(Self::Via(*one)),
+            many => {
+                let mut hops = many.to_vec();
+                hops.sort_unstable();
+                hops.dedup();
+                Some(match hops.as_slice() {
+                    [one] => Self::Via(*one),
+                    _ => Self::Multipath(hops.into()),
+                })
+            }
+        }
+    }
+
+    /// The BGP next hops this intent forwards to (none for a blackhole).
+    pub fn next_hops(&self) -> &[IpAddr] {
+        match self {
+            Self::Via(hop) => std::slice::from_ref(hop),
+            Self::Multipath(hops) => hops,
+            Self::Blackhole => &[],
+        }
+    }
+}
+
+/// One next hop of a kernel route: `via <gateway> dev <oif>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Gateway {
+    /// Immediate next hop (the BGP next hop itself, or the gateway of the route to it).
+    pub gateway: IpAddr,
+    /// Output interface index.
+    pub oif: u32,
+}
+
+/// A route as the kernel holds it (or should hold it): the part podroute compares.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KernelTarget {
     /// `via <gateway> dev <oif>`.
     Gateway {
@@ -60,15 +103,46 @@ pub enum KernelTarget {
         /// Output interface index.
         oif: u32,
     },
+    /// `nexthop via <g1> dev <o1> weight 1 nexthop via <g2> dev <o2> weight 1 …`: one route
+    /// over several equal-weight next hops (`RTA_MULTIPATH`), sorted, at least two. Built by
+    /// [`KernelTarget::over`], so the order the kernel reports them in never matters.
+    Multipath(Arc<[Gateway]>),
     /// `blackhole`.
     Blackhole,
-    /// Anything else (multipath, unreachable, no gateway); never equal to a desired route.
+    /// Anything else (unequal weights, unreachable, no gateway); never equal to a desired
+    /// route.
     Other,
+}
+
+impl KernelTarget {
+    /// The route over `hops`: [`KernelTarget::Other`] for none, [`KernelTarget::Gateway`]
+    /// for one, [`KernelTarget::Multipath`] (sorted, duplicates removed) for more.
+    pub fn over(mut hops: Vec<Gateway>) -> Self {
+        hops.sort_unstable();
+        hops.dedup();
+        match hops.as_slice() {
+            [] => Self::Other,
+            [Gateway { gateway, oif }] => Self::Gateway {
+                gateway: *gateway,
+                oif: *oif,
+            },
+            _ => Self::Multipath(hops.into()),
+        }
+    }
+
+    /// True if the route sends traffic out of interface `index`.
+    pub fn uses_interface(&self, index: u32) -> bool {
+        match self {
+            Self::Gateway { oif, .. } => *oif == index,
+            Self::Multipath(hops) => hops.iter().any(|h| h.oif == index),
+            Self::Blackhole | Self::Other => false,
+        }
+    }
 }
 
 /// One route of podroute's protocol found in the kernel that the agent manages (not a CNI pod
 /// host route, see [`ownership`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRoute {
     /// Destination prefix.
     pub destination: IpNetwork,

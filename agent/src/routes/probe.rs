@@ -18,7 +18,7 @@ use super::kernel::{
     resolve_request,
 };
 use super::netlink::RequestSocket;
-use super::{KernelTarget, RouteIntent};
+use super::{Gateway, KernelTarget, RouteIntent};
 
 /// What the kernel does with one expected destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,7 +89,12 @@ impl KernelProbe {
                         }
                     }
                 }
-                RouteIntent::Via(next_hop) => {
+                // The API expects one next hop per pod CIDR; a multipath intent is checked by
+                // its first next hop (a multipath route holding it is in place).
+                RouteIntent::Via(_) | RouteIntent::Multipath(_) => {
+                    let Some(next_hop) = intent.next_hops().first() else {
+                        continue;
+                    };
                     let answer = self.lookup(*destination).await?;
                     let protocol = self.protocol;
                     let classify = |gateway| {
@@ -137,7 +142,7 @@ impl KernelProbe {
             .map_err(KernelError::Dump)?;
         Ok(
             match answer.map(|a| resolution_of(&a, next_hop, self.protocol)) {
-                Some(Resolution::Reachable(KernelTarget::Gateway { gateway, .. })) => Some(gateway),
+                Some(Resolution::Reachable(Gateway { gateway, .. })) => Some(gateway),
                 _ => None,
             },
         )
@@ -170,10 +175,11 @@ pub(crate) fn classify_via(
             protocol: route.protocol,
         };
     }
-    match route.target {
-        KernelTarget::Gateway { gateway, .. }
-            if gateway == next_hop || Some(gateway) == next_hop_gateway =>
-        {
+    let expected = |gateway: IpAddr| gateway == next_hop || Some(gateway) == next_hop_gateway;
+    match &route.target {
+        KernelTarget::Gateway { gateway, .. } if expected(*gateway) => KernelVerdict::InPlace,
+        // A multipath route (ECMP over routers' next hops) forwards over the expected one too.
+        KernelTarget::Multipath(hops) if hops.iter().any(|h| expected(h.gateway)) => {
             KernelVerdict::InPlace
         }
         _ => KernelVerdict::WrongTarget,
@@ -234,13 +240,13 @@ mod tests {
             protocol,
             forwarding: true,
             priority: 0,
-            target,
             shape: RouteShape {
                 destination,
                 unicast: target != KernelTarget::Blackhole,
                 gateway: None,
                 oif: None,
             },
+            target,
         }
     }
 
@@ -303,13 +309,37 @@ mod tests {
     }
 
     #[test]
+    fn a_multipath_route_over_the_expected_next_hop_is_in_place() {
+        let d = net("198.18.1.0/24");
+        let both = KernelTarget::over(vec![
+            Gateway {
+                gateway: ip("198.18.0.251"),
+                oif: 2,
+            },
+            Gateway {
+                gateway: ip("198.18.0.252"),
+                oif: 2,
+            },
+        ]);
+        let ours = route("198.18.1.0/24", 80, both);
+        assert_eq!(
+            classify_via(d, ip("198.18.0.252"), Some(&ours), None, 80),
+            KernelVerdict::InPlace
+        );
+        assert_eq!(
+            classify_via(d, ip("198.18.0.253"), Some(&ours), None, 80),
+            KernelVerdict::WrongTarget
+        );
+    }
+
+    #[test]
     fn an_own_blackhole_is_in_place_foreign_or_missing() {
         let d = net("10.244.1.0/24");
         let ours = route("10.244.1.0/24", 80, KernelTarget::Blackhole);
         let theirs = route("10.244.1.0/24", 4, KernelTarget::Blackhole);
         let other = route("10.244.9.0/24", 80, KernelTarget::Blackhole);
         assert_eq!(
-            classify_blackhole(d, &[other, ours], 80),
+            classify_blackhole(d, &[other.clone(), ours], 80),
             Some(KernelVerdict::InPlace)
         );
         assert_eq!(

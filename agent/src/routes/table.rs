@@ -3,8 +3,10 @@
 //!
 //! This is the one place the desired routes live (the kernel holds the rest; the periodic full
 //! pass checks the cache against it). A destination costs one hash-map slot: a 12-byte
-//! [`Slot`] behind an 8-byte (IPv4) or 17-byte (IPv6) key. Next hops and kernel targets are
-//! interned: a route names them by a 4-byte id, because a node has few of them and many routes.
+//! [`Slot`] behind an 8-byte (IPv4) or 17-byte (IPv6) key. Next hops, sets of equal-cost next
+//! hops (ECMP) and kernel targets are interned: a route names them by a 4-byte id, because a
+//! node has few of them and many routes. A multipath route costs its slot like any other; its
+//! set is resolved once, not per route.
 //!
 //! Inputs: staged intents ([`RouteTable::stage`]), the kernel's routes from a dump or a
 //! notification, next-hop resolutions, and the outcome of each write. Outputs: the writes to
@@ -23,15 +25,19 @@ use super::diff::{Write, off_metric_write, plan_destination};
 use super::kernel::{KernelRoute, Resolution, WriteKind};
 use super::ownership::is_cni_pod_route;
 use super::programmer::RouteCounters;
-use super::{KernelTarget, RouteIntent, install_priority};
+use super::{Gateway, KernelTarget, RouteIntent, install_priority};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The per-destination tables: a million entries grow shard by shard.
 type SlotMap<K> = ShardedMap<K, Slot, foldhash::fast::RandomState>;
 
 /// An interned next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct NextHopId(u32);
+
+/// An interned set of equal-cost next hops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SetId(u32);
 
 /// An interned kernel target (`via gateway dev oif`, `blackhole`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +49,11 @@ enum Wanted {
     Nothing,
     Blackhole,
     Via(NextHopId),
+    /// Over every next hop of the set that resolves.
+    Multipath(SetId),
 }
 
-/// What the cache knows of the kernel's route to a next hop.
+/// What the cache knows of the kernel's route to a next hop (or a set's to its next hops).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resolved {
     /// Not asked yet.
@@ -60,9 +68,29 @@ struct NextHop {
     resolved: Resolved,
     /// Destinations that want this next hop.
     users: u32,
+    /// Sets in use (with users) that hold this next hop.
+    sets: u32,
 }
 
-/// One destination, 12 bytes: wanted (0 nothing, 1 blackhole, n + 2 next hop n), podroute's
+impl NextHop {
+    fn in_use(&self) -> bool {
+        self.users > 0 || self.sets > 0
+    }
+}
+
+/// Equal-cost next hops, sorted by address, at least two.
+#[derive(Debug)]
+struct NextHopSet {
+    hops: Box<[NextHopId]>,
+    /// The multipath (or, with one next hop left, plain) route over the members that resolve;
+    /// [`Resolved::Unresolvable`] when none does.
+    resolved: Resolved,
+    /// Destinations that want this set.
+    users: u32,
+}
+
+/// One destination, 12 bytes: wanted (0 nothing, 1 blackhole, n + 2 next hop n, [`SET`] | n
+/// next-hop set n), podroute's
 /// route at the install metric (0 none, n + 1 target n), how many foreign-protocol routes hold
 /// the destination, flags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,6 +100,10 @@ struct Slot {
     foreign: u8,
     flags: u8,
 }
+
+/// In [`Slot::wanted`]: a next-hop set, not a next hop (so 2^31 - 2 next hops at most, far
+/// beyond what a node's peers can announce as distinct next hops).
+const SET: u32 = 1 << 31;
 
 /// In the queue of destinations to decide at the next flush.
 const QUEUED: u8 = 1;
@@ -91,6 +123,7 @@ impl Slot {
         match self.wanted {
             0 => Wanted::Nothing,
             1 => Wanted::Blackhole,
+            n if n & SET != 0 => Wanted::Multipath(SetId(n & !SET)),
             n => Wanted::Via(NextHopId(n - 2)),
         }
     }
@@ -100,6 +133,7 @@ impl Slot {
             Wanted::Nothing => 0,
             Wanted::Blackhole => 1,
             Wanted::Via(NextHopId(n)) => n + 2,
+            Wanted::Multipath(SetId(n)) => SET | n,
         };
     }
 
@@ -211,6 +245,8 @@ struct Shared {
     protocol: u8,
     next_hops: Vec<NextHop>,
     next_hop_ids: FastMap<IpAddr, NextHopId>,
+    sets: Vec<NextHopSet>,
+    set_ids: FastMap<Box<[NextHopId]>, SetId>,
     targets: Vec<KernelTarget>,
     target_ids: FastMap<KernelTarget, TargetId>,
     blackhole: TargetId,
@@ -244,26 +280,94 @@ impl Shared {
             address,
             resolved: Resolved::Unknown,
             users: 0,
+            sets: 0,
         });
         self.next_hop_ids.insert(address, id);
         id
     }
 
-    fn target(&mut self, target: KernelTarget) -> TargetId {
-        if let Some(id) = self.target_ids.get(&target) {
+    /// The set of `addresses` (sorted, at least two: a [`RouteIntent::Multipath`]'s).
+    fn set(&mut self, addresses: &[IpAddr]) -> SetId {
+        let hops: Box<[NextHopId]> = addresses.iter().map(|a| self.next_hop(*a)).collect();
+        if let Some(id) = self.set_ids.get(&hops) {
             return *id;
         }
-        let id = TargetId(self.targets.len() as u32);
-        self.targets.push(target);
-        self.target_ids.insert(target, id);
+        let id = SetId(self.sets.len() as u32);
+        self.sets.push(NextHopSet {
+            hops: hops.clone(),
+            resolved: Resolved::Unknown,
+            users: 0,
+        });
+        self.set_ids.insert(hops, id);
         id
     }
 
-    fn wanted_of(&mut self, intent: Option<RouteIntent>) -> Wanted {
+    fn target(&mut self, target: &KernelTarget) -> TargetId {
+        if let Some(id) = self.target_ids.get(target) {
+            return *id;
+        }
+        let id = TargetId(self.targets.len() as u32);
+        self.targets.push(target.clone());
+        self.target_ids.insert(target.clone(), id);
+        id
+    }
+
+    fn wanted_of(&mut self, intent: Option<&RouteIntent>) -> Wanted {
         match intent {
             None => Wanted::Nothing,
             Some(RouteIntent::Blackhole) => Wanted::Blackhole,
-            Some(RouteIntent::Via(address)) => Wanted::Via(self.next_hop(address)),
+            Some(RouteIntent::Via(address)) => Wanted::Via(self.next_hop(*address)),
+            Some(RouteIntent::Multipath(addresses)) => Wanted::Multipath(self.set(addresses)),
+        }
+    }
+
+    /// How the kernel is to reach a set: over the gateways of its members that resolve (one
+    /// gateway per member, the same gateway once). Unknown while a member is.
+    fn resolve_set(&mut self, id: SetId) -> Resolved {
+        let mut gateways = Vec::new();
+        for hop in &self.sets[id.0 as usize].hops {
+            match self.next_hops[hop.0 as usize].resolved {
+                Resolved::Unknown => return Resolved::Unknown,
+                Resolved::Unresolvable => {}
+                Resolved::Reachable(target) => {
+                    if let KernelTarget::Gateway { gateway, oif } = self.targets[target.0 as usize]
+                    {
+                        gateways.push(Gateway { gateway, oif });
+                    }
+                }
+            }
+        }
+        match KernelTarget::over(gateways) {
+            KernelTarget::Other => Resolved::Unresolvable,
+            target => Resolved::Reachable(self.target(&target)),
+        }
+    }
+
+    /// One more (`more`) or one less destination wants set `id`; its next hops are in use
+    /// while it has any.
+    fn use_set(&mut self, id: SetId, more: bool) {
+        let set = &mut self.sets[id.0 as usize];
+        let before = set.users;
+        if more {
+            set.users += 1;
+        } else {
+            set.users -= 1;
+        }
+        let (first, last) = (before == 0 && more, before == 1 && !more);
+        if first || last {
+            for hop in &set.hops {
+                let next_hop = &mut self.next_hops[hop.0 as usize];
+                if first {
+                    next_hop.sets += 1;
+                } else {
+                    next_hop.sets -= 1;
+                }
+            }
+        }
+        if first {
+            // The members' resolutions may have changed while the set was unused.
+            let resolved = self.resolve_set(id);
+            self.sets[id.0 as usize].resolved = resolved;
         }
     }
 
@@ -276,11 +380,13 @@ impl Shared {
             Wanted::Nothing => self.wanted += 1,
             Wanted::Blackhole => self.own_pod_cidrs.retain(|c| *c != destination),
             Wanted::Via(id) => self.next_hops[id.0 as usize].users -= 1,
+            Wanted::Multipath(id) => self.use_set(id, false),
         }
         match wanted {
             Wanted::Nothing => self.wanted -= 1,
             Wanted::Blackhole => self.own_pod_cidrs.push(destination),
             Wanted::Via(id) => self.next_hops[id.0 as usize].users += 1,
+            Wanted::Multipath(id) => self.use_set(id, true),
         }
         slot.set_wanted_raw(wanted);
     }
@@ -292,17 +398,19 @@ impl Shared {
         }
     }
 
-    /// The target podroute's route should have. An unresolvable next hop leaves an existing
-    /// route alone rather than deleting it: the path may come back, and a stale route is
-    /// better than a flap.
+    /// The target podroute's route should have. An unresolvable next hop (or a set none of
+    /// whose next hops resolves) leaves an existing route alone rather than deleting it: the
+    /// path may come back, and a stale route is better than a flap.
     fn effective(&self, slot: &Slot) -> Option<TargetId> {
-        match slot.wanted() {
-            Wanted::Nothing => None,
-            Wanted::Blackhole => Some(self.blackhole),
-            Wanted::Via(id) => match self.next_hops[id.0 as usize].resolved {
-                Resolved::Reachable(target) => Some(target),
-                Resolved::Unknown | Resolved::Unresolvable => slot.ours(),
-            },
+        let resolved = match slot.wanted() {
+            Wanted::Nothing => return None,
+            Wanted::Blackhole => return Some(self.blackhole),
+            Wanted::Via(id) => self.next_hops[id.0 as usize].resolved,
+            Wanted::Multipath(id) => self.sets[id.0 as usize].resolved,
+        };
+        match resolved {
+            Resolved::Reachable(target) => Some(target),
+            Resolved::Unknown | Resolved::Unresolvable => slot.ours(),
         }
     }
 
@@ -415,6 +523,8 @@ impl RouteTable {
             protocol,
             next_hops: Vec::new(),
             next_hop_ids: FastMap::default(),
+            sets: Vec::new(),
+            set_ids: FastMap::default(),
             targets: Vec::new(),
             target_ids: FastMap::default(),
             blackhole: TargetId(0),
@@ -430,7 +540,7 @@ impl RouteTable {
             collisions: 0,
             counters: RouteCounters::default(),
         };
-        shared.blackhole = shared.target(KernelTarget::Blackhole);
+        shared.blackhole = shared.target(&KernelTarget::Blackhole);
         Self {
             v4: SlotMap::default(),
             v6: SlotMap::default(),
@@ -488,7 +598,7 @@ impl RouteTable {
     /// Sets what podroute wants for `destination` (`None`: nothing). Later stages of the same
     /// destination before a flush replace earlier ones: the flush writes only the last.
     pub(crate) fn stage(&mut self, destination: IpNetwork, intent: Option<RouteIntent>) {
-        let wanted = self.shared.wanted_of(intent);
+        let wanted = self.shared.wanted_of(intent.as_ref());
         self.with_slot(
             destination,
             wanted != Wanted::Nothing,
@@ -504,9 +614,9 @@ impl RouteTable {
     /// Stages whatever differs between the cache and `desired`, the whole desired set.
     pub(crate) fn stage_difference(&mut self, desired: &BTreeMap<IpNetwork, RouteIntent>) {
         for (destination, intent) in desired {
-            let wanted = self.shared.wanted_of(Some(*intent));
+            let wanted = self.shared.wanted_of(Some(intent));
             if self.slot(destination).map(Slot::wanted) != Some(wanted) {
-                self.stage(*destination, Some(*intent));
+                self.stage(*destination, Some(intent.clone()));
             }
         }
         // Everything desired is now wanted; anything else wanted is withdrawn.
@@ -528,16 +638,19 @@ impl RouteTable {
         self.shared
             .next_hops
             .iter()
-            .filter(|n| n.users > 0 && (all || n.resolved == Resolved::Unknown))
+            .filter(|n| n.in_use() && (all || n.resolved == Resolved::Unknown))
             .map(|n| n.address)
             .collect()
     }
 
-    /// Records how the kernel reaches `address`; routes through it are queued if that changed.
+    /// Records how the kernel reaches `address`; routes through it (alone or in a set) are
+    /// queued if that changed.
     pub(crate) fn set_resolution(&mut self, address: IpAddr, resolution: Resolution) {
         let id = self.shared.next_hop(address);
         let resolved = match resolution {
-            Resolution::Reachable(target) => Resolved::Reachable(self.shared.target(target)),
+            Resolution::Reachable(Gateway { gateway, oif }) => {
+                Resolved::Reachable(self.shared.target(&KernelTarget::Gateway { gateway, oif }))
+            }
             Resolution::Unresolvable => Resolved::Unresolvable,
         };
         let next_hop = &mut self.shared.next_hops[id.0 as usize];
@@ -547,24 +660,49 @@ impl RouteTable {
         }
         next_hop.resolved = resolved;
         let users = next_hop.users;
+        let sets = next_hop.sets;
         match resolved {
             Resolved::Unresolvable => tracing::warn!(
                 next_hop = %address,
                 routes = users,
+                sets,
                 "next hop unreachable through the kernel's routes; its routes are not installed \
-                 (existing ones are left alone)"
+                 (existing ones are left alone, multipath routes keep their other next hops)"
             ),
             _ if before == Resolved::Unresolvable => {
-                tracing::info!(next_hop = %address, routes = users, "next hop reachable again");
+                tracing::info!(next_hop = %address, routes = users, sets, "next hop reachable again");
             }
             _ => {}
         }
-        if before == Resolved::Unknown {
-            // Its users were queued when they were staged.
+        // The sets in use with this next hop whose route changes. One whose route was not
+        // known had its users queued when they were staged, like a new next hop's.
+        let mut changed_sets = Vec::new();
+        for index in 0..self.shared.sets.len() {
+            let set = &self.shared.sets[index];
+            if set.users == 0 || !set.hops.contains(&id) {
+                continue;
+            }
+            let set_before = set.resolved;
+            let set_id = SetId(index as u32);
+            let set_after = self.shared.resolve_set(set_id);
+            if set_after != set_before {
+                self.shared.sets[index].resolved = set_after;
+                if set_before != Resolved::Unknown {
+                    changed_sets.push(set_id);
+                }
+            }
+        }
+        let queue_single = before != Resolved::Unknown && users > 0;
+        if !queue_single && changed_sets.is_empty() {
             return;
         }
         self.for_each_slot(|destination, slot, shared| {
-            if slot.wanted() == Wanted::Via(id) {
+            let affected = match slot.wanted() {
+                Wanted::Via(hop) => queue_single && hop == id,
+                Wanted::Multipath(set) => changed_sets.contains(&set),
+                Wanted::Nothing | Wanted::Blackhole => false,
+            };
+            if affected {
                 shared.queue(destination, slot);
                 shared.settle(destination, slot);
             }
@@ -595,7 +733,7 @@ impl RouteTable {
         } else if self.shared.is_cni_pod_route(route) {
             // The plugin's, never the agent's.
         } else if route.priority == install_priority(&destination) {
-            let target = self.shared.target(route.target);
+            let target = self.shared.target(&route.target);
             let slot = self.raw_slot(destination);
             slot.set_ours(Some(target));
             slot.flags |= SEEN;
@@ -714,7 +852,7 @@ impl RouteTable {
                 }
                 slot.set_ours(None);
             } else {
-                let target = shared.target(route.target);
+                let target = shared.target(&route.target);
                 slot.set_ours(Some(target));
             }
             shared.queue(destination, slot);
@@ -728,15 +866,12 @@ impl RouteTable {
         self.shared
             .next_hops
             .iter()
-            .any(|n| n.users > 0 && destination.contains(n.address))
+            .any(|n| n.in_use() && destination.contains(n.address))
     }
 
     /// True if some route podroute wants or holds goes out through interface `index`.
     pub(crate) fn uses_interface(&self, index: u32) -> bool {
-        self.shared
-            .targets
-            .iter()
-            .any(|t| matches!(t, KernelTarget::Gateway { oif, .. } if *oif == index))
+        self.shared.targets.iter().any(|t| t.uses_interface(index))
     }
 
     /// Moves the stale routes kept so far back into the queue, to be deleted now.
@@ -777,7 +912,7 @@ impl RouteTable {
 
     /// The netlink write of a planned one.
     pub(crate) fn write_kind(&self, write: &PlannedWrite) -> WriteKind {
-        let target = |id: TargetId| self.shared.targets[id.0 as usize];
+        let target = |id: TargetId| self.shared.targets[id.0 as usize].clone();
         match write.op {
             PlannedOp::Create(t) => WriteKind::Create(target(t)),
             PlannedOp::Replace(t) => WriteKind::Replace(target(t)),
@@ -890,14 +1025,24 @@ impl RouteTable {
         self.shared.collisions
     }
 
-    /// Wanted destinations whose next hop the kernel cannot reach.
+    /// Wanted destinations whose next hop (every next hop, for multipath) the kernel cannot
+    /// reach.
     pub(crate) fn unresolvable(&self) -> usize {
-        self.shared
+        let single: usize = self
+            .shared
             .next_hops
             .iter()
             .filter(|n| n.resolved == Resolved::Unresolvable)
             .map(|n| n.users as usize)
-            .sum()
+            .sum();
+        let sets: usize = self
+            .shared
+            .sets
+            .iter()
+            .filter(|s| s.resolved == Resolved::Unresolvable)
+            .map(|s| s.users as usize)
+            .sum();
+        single + sets
     }
 
     /// Running totals.
@@ -941,16 +1086,19 @@ mod tests {
             protocol,
             forwarding: true,
             priority: install_priority(&destination),
-            target,
             shape: RouteShape {
                 destination,
-                unicast: matches!(target, KernelTarget::Gateway { .. }),
+                unicast: matches!(
+                    target,
+                    KernelTarget::Gateway { .. } | KernelTarget::Multipath(_)
+                ),
                 gateway: match target {
                     KernelTarget::Gateway { gateway, .. } => Some(gateway),
                     _ => None,
                 },
                 oif: Some(2),
             },
+            target,
         }
     }
 
@@ -963,7 +1111,7 @@ mod tests {
         for next_hop in table.next_hops_to_resolve(false) {
             table.set_resolution(
                 next_hop,
-                Resolution::Reachable(KernelTarget::Gateway {
+                Resolution::Reachable(Gateway {
                     gateway: next_hop,
                     oif: 2,
                 }),
@@ -1136,7 +1284,7 @@ mod tests {
         table.stage(net("10.244.2.0/24"), via("198.18.0.2"));
         flush(&mut table, true);
         let foreign = route("10.244.2.0/24", 4, gw("198.18.0.254"));
-        let mut foreign_other_metric = foreign;
+        let mut foreign_other_metric = foreign.clone();
         foreign_other_metric.priority = 100;
         assert!(
             table
@@ -1149,7 +1297,7 @@ mod tests {
             flush(&mut table, true),
             vec![(net("10.244.2.0/24"), WriteKind::Delete { priority: 0 })]
         );
-        full_pass(&mut table, &[foreign_other_metric]);
+        full_pass(&mut table, &[foreign_other_metric.clone()]);
         assert!(flush(&mut table, true).is_empty());
         assert_eq!(table.collisions(), 1);
         assert_eq!(
@@ -1197,14 +1345,18 @@ mod tests {
         table.stage(net("10.244.9.0/24"), via("198.18.0.9"));
         flush(&mut table, true);
         assert_eq!(table.installed(), 4);
-        let router = KernelTarget::Gateway {
+        let router = Gateway {
             gateway: ip("198.18.0.254"),
             oif: 3,
         };
         table.set_resolution(ip("198.18.1.3"), Resolution::Reachable(router));
         let writes = flush(&mut table, true);
         assert_eq!(writes.len(), 3);
-        assert!(writes.iter().all(|(_, w)| *w == WriteKind::Replace(router)));
+        assert!(writes.iter().all(|(_, w)| *w
+            == WriteKind::Replace(KernelTarget::Gateway {
+                gateway: router.gateway,
+                oif: 3
+            })));
         assert!(table.uses_interface(3));
 
         table.set_resolution(ip("198.18.1.3"), Resolution::Unresolvable);
@@ -1229,7 +1381,7 @@ mod tests {
         pod.shape.unicast = true;
         let mut other_table = route("10.244.6.0/24", PROTO, gw("198.18.0.6"));
         other_table.main_table = false;
-        full_pass(&mut table, &[pod, other_table]);
+        full_pass(&mut table, &[pod.clone(), other_table]);
         assert_eq!(
             flush(&mut table, true),
             vec![(
@@ -1259,6 +1411,175 @@ mod tests {
             vec![(net("10.244.2.0/24"), WriteKind::Delete { priority: 100 })]
         );
         assert!(flush(&mut table, true).is_empty());
+    }
+
+    fn multipath(hops: &[&str]) -> Option<RouteIntent> {
+        let hops: Vec<IpAddr> = hops.iter().map(|h| ip(h)).collect();
+        RouteIntent::via_all(&hops)
+    }
+
+    fn over(hops: &[&str]) -> KernelTarget {
+        KernelTarget::over(
+            hops.iter()
+                .map(|h| Gateway {
+                    gateway: ip(h),
+                    oif: 2,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn equal_cost_next_hops_become_one_multipath_route_replaced_in_place() {
+        let mut table = table();
+        let ecmp = net("198.18.1.0/24");
+        table.stage(ecmp, multipath(&["198.18.0.252", "198.18.0.251"]));
+        table.stage(
+            net("198.18.2.0/24"),
+            multipath(&["198.18.0.251", "198.18.0.252"]),
+        );
+        let both = over(&["198.18.0.251", "198.18.0.252"]);
+        assert_eq!(
+            flush(&mut table, true),
+            vec![
+                (ecmp, WriteKind::Create(both.clone())),
+                (net("198.18.2.0/24"), WriteKind::Create(both.clone())),
+            ]
+        );
+        assert_eq!(table.shared.sets.len(), 1, "one set for both routes");
+        // The full pass reads it back (in whatever order): no write.
+        let read_back = route(
+            "198.18.1.0/24",
+            PROTO,
+            over(&["198.18.0.252", "198.18.0.251"]),
+        );
+        full_pass(
+            &mut table,
+            &[read_back, route("198.18.2.0/24", PROTO, both.clone())],
+        );
+        assert!(flush(&mut table, true).is_empty(), "no rewrite loop");
+        assert_eq!(table.installed(), 2);
+        // One router gone: its remaining next hop replaces the route, never delete + add.
+        table.stage(ecmp, multipath(&["198.18.0.251"]));
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(ecmp, WriteKind::Replace(gw("198.18.0.251")))]
+        );
+        // Back again.
+        table.stage(ecmp, multipath(&["198.18.0.251", "198.18.0.252"]));
+        assert_eq!(
+            flush(&mut table, true),
+            vec![(ecmp, WriteKind::Replace(both))]
+        );
+        assert_eq!(table.counters().deleted, 0);
+    }
+
+    #[test]
+    fn unresolvable_members_are_left_out_and_all_unresolvable_keeps_the_route() {
+        let mut table = table();
+        let ecmp = net("198.18.1.0/24");
+        table.stage(ecmp, multipath(&["198.18.0.251", "198.18.0.252"]));
+        flush(&mut table, true);
+        assert!(table.is_installed(&ecmp));
+        table.set_resolution(ip("198.18.0.252"), Resolution::Unresolvable);
+        assert_eq!(
+            flush_with_resolved(&mut table),
+            vec![(ecmp, WriteKind::Replace(gw("198.18.0.251")))]
+        );
+        assert_eq!(table.unresolvable(), 0);
+        table.set_resolution(ip("198.18.0.251"), Resolution::Unresolvable);
+        assert!(
+            flush_with_resolved(&mut table).is_empty(),
+            "like a single unresolvable next hop: the route stays"
+        );
+        assert_eq!(table.unresolvable(), 1);
+        assert!(table.is_installed(&ecmp));
+        // Both back: multipath again.
+        table.set_resolution(
+            ip("198.18.0.251"),
+            Resolution::Reachable(Gateway {
+                gateway: ip("198.18.0.251"),
+                oif: 2,
+            }),
+        );
+        table.set_resolution(
+            ip("198.18.0.252"),
+            Resolution::Reachable(Gateway {
+                gateway: ip("198.18.0.252"),
+                oif: 3,
+            }),
+        );
+        let back = KernelTarget::over(vec![
+            Gateway {
+                gateway: ip("198.18.0.251"),
+                oif: 2,
+            },
+            Gateway {
+                gateway: ip("198.18.0.252"),
+                oif: 3,
+            },
+        ]);
+        assert_eq!(
+            flush_with_resolved(&mut table),
+            vec![(ecmp, WriteKind::Replace(back))]
+        );
+        assert!(table.uses_interface(3));
+        // Two next hops behind one gateway make a plain route through it.
+        table.set_resolution(
+            ip("198.18.0.252"),
+            Resolution::Reachable(Gateway {
+                gateway: ip("198.18.0.251"),
+                oif: 2,
+            }),
+        );
+        assert_eq!(
+            flush_with_resolved(&mut table),
+            vec![(ecmp, WriteKind::Replace(gw("198.18.0.251")))]
+        );
+    }
+
+    /// Plans and completes what is queued without resolving anything (the test set the
+    /// resolutions).
+    fn flush_with_resolved(table: &mut RouteTable) -> Vec<(IpNetwork, WriteKind)> {
+        let mut done = Vec::new();
+        loop {
+            let writes = table.plan(true, 16);
+            if writes.is_empty() {
+                break;
+            }
+            for write in &writes {
+                done.push((write.destination, table.write_kind(write)));
+                table.complete(write, Outcome::Done);
+            }
+        }
+        table.end_flush();
+        done
+    }
+
+    #[test]
+    fn a_multipath_next_hop_is_resolved_and_watched_like_a_single_one() {
+        let mut table = table();
+        table.stage(
+            net("198.18.1.0/24"),
+            multipath(&["198.18.0.251", "198.18.0.252"]),
+        );
+        let mut asked = table.next_hops_to_resolve(false);
+        asked.sort();
+        assert_eq!(asked, vec![ip("198.18.0.251"), ip("198.18.0.252")]);
+        flush(&mut table, true);
+        assert!(table.next_hops_to_resolve(false).is_empty());
+        assert_eq!(table.next_hops_to_resolve(true).len(), 2);
+        // A route change towards a member next hop asks for it again.
+        let effect = table.observe_event(
+            &route("198.18.0.0/24", 2, KernelTarget::Other),
+            false,
+            false,
+        );
+        assert!(effect.refresh_next_hops);
+        // Withdrawn: its next hops are not in use any more.
+        table.stage(net("198.18.1.0/24"), None);
+        flush(&mut table, true);
+        assert!(table.next_hops_to_resolve(true).is_empty());
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct SpeakerInput {
     pub view: Arc<ClusterView>,
     /// Routes to advertise to every peer: own pod CIDRs with the node IP as next hop.
     pub advertised: Vec<(IpNetwork, IpAddr)>,
+    /// ECMP: the most equal-cost next hops per prefix (see `SpeakerConfig::max_paths`).
+    pub max_paths: usize,
 }
 
 /// What the main loop needs from the speaker besides routes: readiness and the RIB side
@@ -237,7 +239,7 @@ pub async fn run_speaker(
         selection_deferral: ctx.config.startup_grace,
         restarted,
         cluster_id: first.view.own.route_reflector_cluster_id,
-        max_paths: 1,
+        max_paths: first.max_paths,
     };
     // BFD starts when a peer first wants it; its liveness changes arrive here all along.
     let (bfd_events_tx, mut bfd_events) = mpsc::unbounded_channel();
@@ -461,6 +463,8 @@ impl Shell {
         }
         self.speaker
             .set_cluster_id(now, next.view.own.route_reflector_cluster_id);
+        // Live: the prefixes whose next hops change are reported again; no session resets.
+        self.speaker.set_max_paths(next.max_paths);
         for spec in next.peers.values() {
             let local = local_for(spec.address, self.local, &next.view);
             self.speaker
