@@ -10,7 +10,6 @@ use serde_json::Value;
 
 mod lab_support;
 
-const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
 /// The prefix both routers announce (the lab's second-rack range), and an address in it that
 /// both routers answer on (on their loopback), so a probe works through either.
 const PREFIX: &str = "198.18.1.0/24";
@@ -170,15 +169,7 @@ fn ping_counts(log: &str) -> Option<(u64, u64)> {
 #[ignore = "needs root: run by make test"]
 fn two_routers_give_one_multipath_route_and_a_cut_link_leaves_the_other() {
     let mut lab = Lab::up(&LabConfig::new(lab_name(), 1)).expect("lab up");
-    lab.kubectl(&["apply", "-f", CRDS]).expect("apply CRDs");
-    lab.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/bgppeers.podroute.io",
-        "crd/bgpconfigurations.podroute.io",
-    ])
-    .expect("CRDs established");
+    lab_support::install_crds(&lab);
     // The schema refuses what the agent could not use.
     for max_paths in [0, 17] {
         let path = lab.dir().join(format!("config-{max_paths}.yaml"));

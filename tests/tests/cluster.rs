@@ -325,6 +325,12 @@ fn daemonset_ready_on_three_nodes_and_dual_stack_pods_on_every_node_reach_each_o
         .filter(|c| c.starts_with("fd00:10:244:") && c.ends_with("/64"))
         .count();
     assert_eq!((v4, v6, cidrs.len()), (3, 3, 6), "{cidrs:?}");
+    // The IPAM hands out the cluster CIDR's first /24 and /64 first; the lab's plan never does
+    // (node i gets 10.244.i.0/24, i ≥ 1), so these prove who assigned them.
+    assert!(
+        cidrs.contains("10.244.0.0/24") && cidrs.contains("fd00:10:244::/64"),
+        "pod CIDRs not from the node IPAM: {cidrs:?}"
+    );
 
     let ds = daemonset(&lab)?;
     assert_eq!(ds["status"]["numberReady"], 3, "{}", ds["status"]);
