@@ -38,6 +38,11 @@ enum Cmd {
     /// Convergence at cluster scale against kube-router (issue 15): route on every other node
     /// after a Node is added, re-created with another pod CIDR, or deleted.
     Convergence(ConvergenceArgs),
+    /// Rewrite the Markdown table and SVG charts of a convergence result file, and print the table.
+    ConvergenceReport {
+        /// The JSON result file.
+        file: PathBuf,
+    },
     /// Print the Markdown tables of a result file.
     Report {
         /// The JSON result file.
@@ -194,6 +199,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Run(args) => run_suite(args),
         Cmd::Convergence(args) => run_convergence(args),
+        Cmd::ConvergenceReport { file } => {
+            use podroute_bench::convergence::{ConvergenceResult, report};
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let result: ConvergenceResult =
+                serde_json::from_str(&text).with_context(|| format!("parse {}", file.display()))?;
+            report::write(&result, &file)?;
+            print!("{}", report::markdown(&result));
+            Ok(())
+        }
     }
 }
 

@@ -205,7 +205,8 @@ pub fn cdf_svg(result: &ConvergenceResult, n: u8) -> String {
     let lo = all.iter().copied().fold(f64::INFINITY, f64::min).max(1e-3);
     let hi = all.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
     let (lx0, lx1) = (lo.log10().floor(), hi.log10().ceil());
-    let x = |s: f64| LEFT + (s.max(lo).log10() - lx0) / (lx1 - lx0) * (W - LEFT - RIGHT);
+    let x =
+        |s: f64| LEFT + (s.max(10f64.powf(lx0)).log10() - lx0) / (lx1 - lx0) * (W - LEFT - RIGHT);
     let y = |f: f64| TOP + (1.0 - f) * (H - TOP - BOTTOM);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
