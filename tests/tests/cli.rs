@@ -24,10 +24,21 @@ fn ok(out: Output) -> Result<String, String> {
     }
 }
 
+/// Removes the lab when the test ends, also when it fails half-way: the CLI's lab has no
+/// `Lab` value whose drop would.
+struct DownOnDrop(String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = podroute_lab::Lab::down_by_name(&self.0);
+    }
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
 fn a_user_session_with_the_cli() -> TestResult {
     let name = unique("cli");
+    let _cleanup = DownOnDrop(name.clone());
     let n = name.as_str();
     let up = ok(lab(&["up", "--nodes", "2", "--tor", "bird", "--name", n])?)?;
     // `up` shows the lab: nodes with addresses and pod CIDRs, the router and its sessions.
