@@ -112,8 +112,11 @@ pub struct MeshResult {
     pub agent_keepalive_interval_s: Option<f64>,
     /// KEEPALIVEs the generator sent in the steady window (all sessions).
     pub generator_keepalives: u64,
-    /// Sessions that ended or were opened again after the bring-up.
+    /// Sessions that ended or were opened again in the steady window.
     pub sessions_lost: usize,
+    /// Connections the agent opened during the bring-up beyond one per peer (a connection
+    /// it gave up on and opened again).
+    pub extra_connections: u64,
     /// What went wrong, if the run failed.
     pub error: Option<String>,
 }
@@ -269,10 +272,15 @@ fn measure(
         - before.iter().map(|s| s.keepalives_sent).sum::<u64>();
     r.agent_hold_time_s = after.iter().find_map(|s| s.agent_hold_time);
     r.agent_restart_time_s = after.iter().find_map(|s| s.agent_restart_time);
-    r.sessions_lost = after
+    r.sessions_lost = before
         .iter()
-        .filter(|s| s.connections != 1 || s.closed.is_some())
+        .zip(&after)
+        .filter(|(b, a)| a.connections != b.connections || a.closed.is_some())
         .count();
+    r.extra_connections = before
+        .iter()
+        .map(|s| u64::from(s.connections.saturating_sub(1)))
+        .sum();
     let _ = agent.kill(Signal::SIGTERM);
     let stop_by = Instant::now() + Duration::from_secs(10);
     while agent.is_running() && Instant::now() < stop_by {
@@ -469,7 +477,14 @@ pub fn markdown(r: &MeshResult) -> String {
                 s(r.agent_keepalive_interval_s)
             ),
         ),
-        ("sessions lost", r.sessions_lost.to_string()),
+        (
+            "sessions lost in the steady window",
+            r.sessions_lost.to_string(),
+        ),
+        (
+            "extra connections during bring-up",
+            r.extra_connections.to_string(),
+        ),
     ];
     for (k, v) in rows {
         out.push_str(&format!("| {k} | {v} |\n"));
@@ -490,8 +505,8 @@ mod tests {
         let last = simulated_node(MAX_PEERS - 1);
         assert_eq!(first.address, Ipv4Addr::new(198, 18, 16, 1));
         assert_eq!(first.pod_cidr.to_string(), "10.244.6.0/26");
-        let scale: Ipv4Network = "198.18.16.0/20".parse().unwrap();
-        let pods: Ipv4Network = "10.244.0.0/16".parse().unwrap();
+        let scale: Ipv4Network = "198.18.16.0/20".parse().expect("a CIDR");
+        let pods: Ipv4Network = "10.244.0.0/16".parse().expect("a CIDR");
         assert!(scale.contains(last.address));
         assert!(pods.contains(last.pod_cidr.broadcast()));
         assert_eq!(last.pod_cidr.to_string(), "10.244.255.128/26");
