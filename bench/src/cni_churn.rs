@@ -136,6 +136,9 @@ pub struct PluginChurn {
     pub round_wall_ms: f64,
     /// Pod namespaces removed → no veth left in the node, median over rounds.
     pub veths_gone_ms: f64,
+    /// CPU time (user + system) of the plugin processes and their IPAM plugins per pod
+    /// (ADD + DEL), milliseconds, over every round.
+    pub cpu_per_pod_ms: f64,
     /// Calls that failed (non-zero exit).
     pub failures: u64,
 }
@@ -149,6 +152,11 @@ pub struct KillCheck {
     pub completed_before_kill: usize,
     /// Address records in the store right after the kill.
     pub records_after_kill: usize,
+    /// Records with no owner (the file created, the plugin killed before writing its owner)
+    /// after the runtime's DEL and ADD again, before GC.
+    pub ownerless_before_gc: usize,
+    /// Whether the runtime's GC (spec 1.1.0, every pod a valid attachment) succeeded.
+    pub gc_ok: bool,
     /// Pods whose store record and `eth0` address disagree, or that share an address, or
     /// that own more than one record, after the runtime's DEL and ADD again.
     pub inconsistent_pods: Vec<String>,
@@ -161,7 +169,10 @@ pub struct KillCheck {
 impl KillCheck {
     /// No leaked or duplicate address, no leaked veth.
     pub fn clean(&self) -> bool {
-        self.inconsistent_pods.is_empty() && self.leaked_records == 0 && self.leaked_veths == 0
+        self.gc_ok
+            && self.inconsistent_pods.is_empty()
+            && self.leaked_records == 0
+            && self.leaked_veths == 0
     }
 }
 
@@ -434,7 +445,17 @@ struct Samples {
     add_del: Vec<f64>,
     wall: Vec<f64>,
     gone: Vec<f64>,
+    cpu_ms: f64,
     failures: u64,
+}
+
+/// CPU time of every reaped child of this process so far, milliseconds.
+fn children_cpu_ms() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 * 1e3 + tv.tv_usec() as f64 / 1e3;
+        t(u.user_time()) + t(u.system_time())
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -507,10 +528,12 @@ fn rounds(
             let conf = p.config(data).to_string();
             ns.add_pods()?;
             let tag = format!("r{round}");
+            let cpu_before = children_cpu_ms();
             let adds = invocations(ns, &bin, &conf, "ADD", &tag, |_| None);
             let (added, add_wall) = all_at_once(&ns.node(), adds, None, None)?;
             let dels = invocations(ns, &bin, &conf, "DEL", &tag, |_| None);
             let (deleted, del_wall) = all_at_once(&ns.node(), dels, None, None)?;
+            s.cpu_ms += children_cpu_ms() - cpu_before;
             ns.remove_pods();
             let gone = wait_no_veth(&ns.node())?;
             for (a, d) in added.iter().zip(&deleted) {
@@ -543,6 +566,7 @@ fn rounds(
             add_del_ms: spread(&mut s.add_del),
             round_wall_ms: median(&mut s.wall),
             veths_gone_ms: median(&mut s.gone),
+            cpu_per_pod_ms: s.cpu_ms / (cfg.pods as f64 * f64::from(cfg.rounds)),
             failures: s.failures,
         })
         .collect();
@@ -639,6 +663,27 @@ fn kill_round(cfg: &ChurnConfig, ns: &Namespaces, data: &Path) -> Result<KillChe
             ));
         }
     }
+    // A record whose owner was never written belongs to nobody, so no DEL frees it: the
+    // runtime's periodic GC does (containerd calls it), with every live pod valid.
+    check.ownerless_before_gc = store_records(data)?
+        .values()
+        .filter(|o| o.is_empty())
+        .count();
+    let mut gc_conf = Plugin::Podroute.config(data);
+    gc_conf["cniVersion"] = json!("1.1.0");
+    gc_conf["cni.dev/valid-attachments"] = (0..ns.pods)
+        .map(|i| json!({"containerID": format!("churn-kill-{i}"), "ifname": "eth0"}))
+        .collect();
+    let gc = Invocation {
+        bin: bin.clone(),
+        conf: gc_conf.to_string(),
+        command: "GC",
+        container: String::new(),
+        netns: String::new(),
+        stall: None,
+    };
+    let (gc_calls, _) = all_at_once(&ns.node(), vec![gc], None, None)?;
+    check.gc_ok = gc_calls.first().is_some_and(|c| c.ok);
     let records = store_records(data)?;
     let mut owned: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for (addr, container) in &records {
@@ -692,19 +737,20 @@ pub fn markdown(r: &ChurnResult) -> String {
     let c = |v: [f64; 3]| format!("{:.1} / {:.1} / {:.1}", v[0], v[1], v[2]);
     let mut out = format!(
         "{} pods added then deleted at once, {} rounds (ms; p50 / p90 / max per pod)\n\n\
-         | plugin | ADD | DEL | ADD+DEL | round wall (median) | veths gone | failures |\n\
-         |---|---|---|---|---|---|---|\n",
+         | plugin | ADD | DEL | ADD+DEL | round wall (median) | veths gone | CPU per pod | failures |\n\
+         |---|---|---|---|---|---|---|---|\n",
         r.pods, r.rounds
     );
     for p in &r.plugins {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {} |\n",
             p.plugin,
             c(p.add_ms),
             c(p.del_ms),
             c(p.add_del_ms),
             p.round_wall_ms,
             p.veths_gone_ms,
+            p.cpu_per_pod_ms,
             p.failures
         ));
     }
@@ -718,10 +764,13 @@ pub fn markdown(r: &ChurnResult) -> String {
     }
     let k = &r.kill;
     out.push_str(&format!(
-        "\nkill -9 mid-churn: {} killed, {} answered before; after DEL + ADD again: {} \
-         inconsistent pods; after DEL of all: {} leaked records, {} leaked veths\n",
+        "\nkill -9 mid-churn: {} killed, {} answered before; after DEL + ADD again {} \
+         ownerless records, GC ok {}, then {} inconsistent pods; after DEL of all: {} leaked \
+         records, {} leaked veths\n",
         k.killed,
         k.completed_before_kill,
+        k.ownerless_before_gc,
+        k.gc_ok,
         k.inconsistent_pods.len(),
         k.leaked_records,
         k.leaked_veths
