@@ -19,7 +19,9 @@
 //! plugin's test hook (`PODROUTE_TEST_STALL`: after the address is recorded, after the veth
 //! exists); once a third of the others have answered, every plugin still running gets
 //! SIGKILL. The runtime then does what the CNI spec asks: DEL for every failed ADD, ADD
-//! again, and the store must hold exactly one address per pod, the one on the pod's `eth0`;
+//! again, then GC with every pod valid (an ADD killed between creating an address file and
+//! writing its owner leaves a record no DEL can find; containerd's periodic GC frees it), and
+//! the store must hold exactly one address per pod, the one on the pod's `eth0`;
 //! after DEL of every pod and the namespaces' removal it must hold nothing, and no veth may
 //! be left.
 
