@@ -92,7 +92,7 @@ fuzz-smoke:
 # runs once, after it.
 bench-smoke: root
 	@mkdir -p $(TEST_LOGS)
-	$(CARGO) build -p podroute-agent
+	$(CARGO) build -p podroute-agent -p podroute-cni
 	@ip netns list | awk '{print $$1}' | sort > $(TEST_LOGS)/netns-before-bench
 	set -o pipefail; $(CARGO) test -p podroute-bench --test smoke -- --ignored 2>&1 | tee $(TEST_LOGS)/bench-smoke.log
 	@leaked=$$(ip netns list | awk '$$1 ~ /^bsmoke/ {print $$1}' | sort | comm -13 $(TEST_LOGS)/netns-before-bench -); \
@@ -118,11 +118,13 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 bench: deps control-plane
 	@if [ -n "$(BENCH_PERF_SECS)" ] && ! dpkg -s linux-perf >/dev/null 2>&1; then \
 		apt-get install -y -q --no-install-recommends linux-perf; fi
-	$(CARGO) build --release -p podroute-agent -p podroute-bench
+	$(CARGO) build --release -p podroute-agent -p podroute-bench -p podroute-cni
 	target/release/podroute-bench run
 	@mkdir -p target/bench
 	target/release/podroute-bench bfd | tee target/bench/bfd.json
 	nice -n 10 target/release/podroute-bench convergence
+	target/release/podroute-bench mesh | tee target/bench/mesh.md
+	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
 
 # The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
 # it with 20 s).

@@ -20,15 +20,19 @@
 //! | [`receivers`] | starting each receiver and asking its RIB size |
 //! | [`fib`] | counting the receiver's kernel routes from netlink notifications |
 //! | [`convergence`] | convergence at 20/50/100 nodes against kube-router, and with route reflectors (issue 15) |
+//! | [`cni_churn`] | 100 pods added and deleted at once: podroute's CNI plugin against ptp and bridge + host-local, and killed -9 (issue 15) |
+//! | [`mesh`] | one agent with 999 simulated mesh peers: bring-up time, RSS, steady CPU (issue 15) |
 //! | [`bfd`] | the cost of 999 BFD sessions in the sans-IO endpoint (issue 12) |
 //! | [`procstat`] | RSS, peak RSS and CPU time from `/proc` |
 //! | [`suite`] | the runs, alternated, and the lab around them |
 //! | [`results`] | the JSON result file, medians, ratios, Markdown tables |
 
 pub mod bfd;
+pub mod cni_churn;
 pub mod convergence;
 pub mod error;
 pub mod fib;
+pub mod mesh;
 pub mod netns;
 pub mod procstat;
 pub mod receivers;

@@ -43,11 +43,71 @@ enum Cmd {
         /// The JSON result file.
         file: PathBuf,
     },
+    /// One agent with many simulated mesh peers: bring-up time, RSS, steady CPU (JSON file
+    /// and a table).
+    Mesh(MeshArgs),
+    /// Many pods added and deleted at once with podroute's CNI plugin, ptp and bridge (JSON
+    /// file and a table).
+    CniChurn(ChurnArgs),
     /// Print the Markdown tables of a result file.
     Report {
         /// The JSON result file.
         file: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct MeshArgs {
+    /// Simulated mesh peers (Node objects, sessions), at most 999.
+    #[arg(long, env = "BENCH_MESH_PEERS", default_value_t = 999)]
+    peers: usize,
+    /// Steady window after bring-up, seconds (KEEPALIVEs only).
+    #[arg(long, env = "BENCH_MESH_STEADY_SECS", default_value_t = 120)]
+    steady_secs: u64,
+    /// Longest wait for every session and route, seconds.
+    #[arg(long, env = "BENCH_MESH_TIMEOUT_SECS", default_value_t = 300)]
+    timeout_secs: u64,
+    /// The podroute-agent binary (a release build).
+    #[arg(
+        long,
+        env = "BENCH_AGENT",
+        default_value = "target/release/podroute-agent"
+    )]
+    agent: PathBuf,
+    /// The JSON result file.
+    #[arg(
+        long,
+        env = "BENCH_MESH_OUTPUT",
+        default_value = "target/bench/mesh.json"
+    )]
+    output: PathBuf,
+    /// The lab's name.
+    #[arg(long, env = "BENCH_MESH_LAB", default_value = "bmesh")]
+    lab: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ChurnArgs {
+    /// Pods added and deleted at once.
+    #[arg(long, env = "BENCH_CNI_PODS", default_value_t = 100)]
+    pods: usize,
+    /// Rounds per plugin.
+    #[arg(long, env = "BENCH_CNI_ROUNDS", default_value_t = 5)]
+    rounds: u32,
+    /// The podroute CNI plugin (a release build).
+    #[arg(
+        long,
+        env = "BENCH_CNI_PLUGIN",
+        default_value = "target/release/podroute"
+    )]
+    plugin: PathBuf,
+    /// The JSON result file.
+    #[arg(
+        long,
+        env = "BENCH_CNI_OUTPUT",
+        default_value = "target/bench/cni-churn.json"
+    )]
+    output: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,6 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Run(args) => run_suite(args),
         Cmd::Convergence(args) => run_convergence(args),
+        Cmd::Mesh(args) => run_mesh(args),
+        Cmd::CniChurn(args) => run_churn(args),
         Cmd::ConvergenceReport { file } => {
             use podroute_bench::convergence::{ConvergenceResult, report};
             let text = std::fs::read_to_string(&file)
@@ -301,5 +363,46 @@ fn run_suite(args: RunArgs) -> anyhow::Result<()> {
         args.output.display(),
         args.output.with_extension("md").display()
     );
+    Ok(())
+}
+
+fn run_mesh(args: MeshArgs) -> anyhow::Result<()> {
+    let cfg = podroute_bench::mesh::MeshConfig {
+        lab_name: args.lab,
+        peers: args.peers,
+        steady: Duration::from_secs(args.steady_secs),
+        timeout: Duration::from_secs(args.timeout_secs),
+        agent_bin: std::path::absolute(&args.agent)?,
+        output: args.output.clone(),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    podroute_lab::cancel::install_signal_handlers()?;
+    let result = podroute_bench::mesh::run(&cfg, &cancel)?;
+    print!("{}", podroute_bench::mesh::markdown(&result));
+    eprintln!("bench: results in {}", args.output.display());
+    Ok(())
+}
+
+fn run_churn(args: ChurnArgs) -> anyhow::Result<()> {
+    let cfg = podroute_bench::cni_churn::ChurnConfig {
+        prefix: format!("bchurn{}", std::process::id() % 100_000),
+        pods: args.pods.max(1),
+        rounds: args.rounds.max(1),
+        podroute_bin: std::path::absolute(&args.plugin)?,
+        output: args.output.clone(),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    let result = podroute_bench::cni_churn::run(&cfg, &cancel)?;
+    print!("{}", podroute_bench::cni_churn::markdown(&result));
+    eprintln!("bench: results in {}", args.output.display());
+    if !result.kill.clean() {
+        bail!("the plugin killed -9 mid-churn left: {:?}", result.kill);
+    }
     Ok(())
 }

@@ -164,7 +164,8 @@ fn flush_routes(ns: &str) -> Result<()> {
     Ok(())
 }
 
-fn machine(agent_bin: &Path) -> Machine {
+/// The machine the benchmarks run on (also used by [`crate::mesh`]).
+pub(crate) fn machine(agent_bin: &Path) -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let first_line = |program: &str, args: &[&str]| {
         Command::new(program)

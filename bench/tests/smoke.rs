@@ -1,7 +1,9 @@
 //! The benchmark harness end to end on a tiny scenario, so `make test` notices when it breaks
 //! (root, the lab's control plane, BIRD and GoBGP: run by `make bench-smoke`, which `make test`
 //! runs last). 1,000 IPv4 prefixes from one peer into each receiver once, a 2-second idle
-//! window: every number the suite reports must come out, and add up. It asserts no speed.
+//! window: every number the suite reports must come out, and add up. The mesh bench with 20
+//! simulated peers and the CNI churn with 10 pods (and a plugin killed -9, which must leave no
+//! address or veth behind) run the same way. It asserts no speed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,4 +160,84 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
         svg.starts_with("<svg") && svg.contains("<polyline"),
         "{svg}"
     );
+}
+
+#[test]
+#[ignore = "needs root and the lab's control plane: make bench-smoke"]
+fn an_agent_meshes_with_20_simulated_peers_and_keeps_them() {
+    let agent = std::env::var_os("PODROUTE_BENCH_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/podroute-agent"));
+    let output = target_dir().join("bench/smoke-mesh.json");
+    let cfg = podroute_bench::mesh::MeshConfig {
+        lab_name: format!("bsmokem{}", std::process::id() % 100_000),
+        peers: 20,
+        steady: Duration::from_secs(3),
+        timeout: Duration::from_secs(90),
+        agent_bin: agent,
+        output: output.clone(),
+    };
+    let r = podroute_bench::mesh::run(&cfg, &AtomicBool::new(false)).expect("the mesh bench runs");
+    assert_eq!(r.error, None);
+    assert_eq!((r.established, r.routes), (20, 20), "{r:?}");
+    // Every pod CIDR the simulated Nodes own is in the kernel via the one routed hop.
+    assert!(r.routes_match, "{r:?}");
+    assert!(
+        r.all_established_s.is_some() && r.all_routes_s.is_some(),
+        "{r:?}"
+    );
+    assert_eq!(r.sessions_lost, 0, "{r:?}");
+    assert_eq!(
+        r.agent_hold_time_s,
+        Some(90),
+        "the agent's default hold time"
+    );
+    assert!(
+        r.agent_restart_time_s.is_some(),
+        "the agent offers graceful restart"
+    );
+    assert!(r.rss_bytes.is_some_and(|b| b > 0), "{r:?}");
+    assert!(r.steady_cpu_percent.is_some_and(|c| c >= 0.0), "{r:?}");
+    let back: podroute_bench::mesh::MeshResult =
+        serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
+            .expect("result file parses");
+    assert_eq!(back, r);
+}
+
+#[test]
+#[ignore = "needs root and Debian's containernetworking-plugins: make bench-smoke"]
+fn cni_churn_measures_every_plugin_and_a_killed_plugin_leaks_nothing() {
+    let plugin = std::env::var_os("PODROUTE_BENCH_CNI_PLUGIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/podroute"));
+    let output = target_dir().join("bench/smoke-cni-churn.json");
+    let cfg = podroute_bench::cni_churn::ChurnConfig {
+        prefix: format!("bsmokec{}", std::process::id() % 100_000),
+        pods: 10,
+        rounds: 1,
+        podroute_bin: plugin,
+        output: output.clone(),
+    };
+    let r = podroute_bench::cni_churn::run(&cfg, &AtomicBool::new(false)).expect("the churn runs");
+    let names: Vec<&str> = r.plugins.iter().map(|p| p.plugin.as_str()).collect();
+    assert_eq!(names, ["podroute", "ptp+host-local", "bridge+host-local"]);
+    for p in &r.plugins {
+        assert_eq!(p.failures, 0, "{p:?}");
+        assert!(
+            p.add_del_ms[0] > 0.0 && p.round_wall_ms >= p.add_ms[0],
+            "{p:?}"
+        );
+    }
+    assert!(r.ratios("ptp+host-local").is_some());
+    // Pods 0, 5 (held after IPAM) and 1, 6 (held after the veth) are killed for certain.
+    assert!(r.kill.killed >= 4, "{:?}", r.kill);
+    assert!(
+        r.kill.clean(),
+        "no leaked or duplicate address, no leaked veth: {:?}",
+        r.kill
+    );
+    let back: podroute_bench::cni_churn::ChurnResult =
+        serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
+            .expect("result file parses");
+    assert_eq!(back, r);
 }

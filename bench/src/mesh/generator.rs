@@ -1,0 +1,374 @@
+//! The mesh generator: many light iBGP speakers in one process, one tokio task each on one
+//! current-thread runtime, inside the lab namespace that holds their addresses.
+//!
+//! The agent connects to them (in the mesh the lower session address connects, and the
+//! agent's 198.18.0.x is lower than 198.18.16.x), so the generator is one listener on port
+//! 179; the local address a connection arrived on says which simulated node it is. Each
+//! speaker answers the agent's OPEN with its own (graceful restart advertised, as the agent's
+//! mesh peers do), confirms with KEEPALIVE, and once Established announces its Node's pod CIDR
+//! with its own address as next hop, then End-of-RIB (the agent's initial sync waits for it),
+//! then sends KEEPALIVEs at a third of the negotiated hold time until stopped. Messages are
+//! framed and built with `podroute-bgp`'s codec.
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ipnetwork::{IpNetwork, Ipv4Network};
+use podroute_bgp::message::{
+    Capability, Family, GracefulRestart, GracefulRestartFamily, MAX_MESSAGE_LEN, Message,
+    MessageType, Open, frame_len,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::error::{BenchError, Result};
+use crate::netns;
+use crate::updates::{self, CODEC};
+
+/// Hold time the speakers offer (the agent's own, 90 s by default, is what gets negotiated).
+pub const HOLD_TIME: u16 = 90;
+/// Restart time in the speakers' graceful-restart capability.
+const RESTART_TIME: u16 = 120;
+/// How long a speaker waits for the agent's OPEN and KEEPALIVE.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One simulated node: its session address and the pod CIDR it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulatedNode {
+    /// Session address (and next hop), in the generator's namespace.
+    pub address: Ipv4Addr,
+    /// The Node object's pod CIDR.
+    pub pod_cidr: Ipv4Network,
+}
+
+/// What one speaker saw, read by the harness while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct SpeakerState {
+    /// Connections the agent opened to this speaker.
+    pub connections: u32,
+    /// When the (last) session reached Established.
+    pub established_at: Option<Instant>,
+    /// The hold time in the agent's OPEN.
+    pub agent_hold_time: Option<u16>,
+    /// The restart time of the agent's graceful-restart capability, if it sent one.
+    pub agent_restart_time: Option<u16>,
+    /// The hold time both ends use.
+    pub negotiated_hold_time: Option<u16>,
+    /// KEEPALIVEs received after Established.
+    pub keepalives_received: u64,
+    /// KEEPALIVEs sent after Established.
+    pub keepalives_sent: u64,
+    /// UPDATEs received (the agent's own routes, End-of-RIB).
+    pub updates_received: u64,
+    /// Why the last session ended, if it did before [`Generator::stop`].
+    pub closed: Option<String>,
+}
+
+type States = Arc<Mutex<Vec<SpeakerState>>>;
+
+/// The running generator (see the module docs).
+pub struct Generator {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    states: States,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator").finish_non_exhaustive()
+    }
+}
+
+impl Generator {
+    /// Starts the speakers of `nodes` (AS `asn`) in namespace `ns`; returns once the listener
+    /// is bound.
+    pub fn start(ns: &str, asn: u32, nodes: Vec<SimulatedNode>) -> Result<Generator> {
+        let states: States = Arc::new(Mutex::new(vec![SpeakerState::default(); nodes.len()]));
+        let (stop, stop_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let st = states.clone();
+        let thread = netns::spawn_in(ns, "mesh-generator", move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve(asn, nodes, st, stop_rx, ready_tx))
+        })
+        .map_err(|e| BenchError::Failed(format!("generator thread: {e}")))?;
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(Generator {
+                stop,
+                thread: Some(thread),
+                states,
+            }),
+            Ok(Err(e)) => Err(BenchError::Failed(format!("generator listener: {e}"))),
+            Err(_) => Err(BenchError::Failed(
+                "the generator did not start listening".into(),
+            )),
+        }
+    }
+
+    /// Every speaker's state, in the order of the nodes given to [`Generator::start`].
+    pub fn states(&self) -> Vec<SpeakerState> {
+        self.states.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Closes every session (no Cease) and ends the runtime.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn serve(
+    asn: u32,
+    nodes: Vec<SimulatedNode>,
+    states: States,
+    mut stop: watch::Receiver<bool>,
+    ready: mpsc::Sender<io::Result<()>>,
+) -> io::Result<()> {
+    let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179))).await {
+        Ok(l) => {
+            let _ = ready.send(Ok(()));
+            l
+        }
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+    };
+    let by_address: HashMap<Ipv4Addr, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.address, i))
+        .collect();
+    // Each speaker's UPDATE and End-of-RIB, encoded once.
+    let announcements: Vec<Arc<Vec<u8>>> = nodes
+        .iter()
+        .map(|n| {
+            Arc::new(updates::encode(&[IpNetwork::V4(n.pod_cidr)], IpAddr::V4(n.address)).bytes)
+        })
+        .collect();
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let Ok(SocketAddr::V4(local)) = stream.local_addr() else { continue };
+                let Some(&i) = by_address.get(local.ip()) else { continue };
+                let speaker = Speaker {
+                    index: i,
+                    asn,
+                    bgp_id: nodes[i].address,
+                    announcement: announcements[i].clone(),
+                    states: states.clone(),
+                };
+                let stop = stop.clone();
+                sessions.spawn(speaker.run(stream, stop));
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    sessions.shutdown().await;
+    Ok(())
+}
+
+struct Speaker {
+    index: usize,
+    asn: u32,
+    bgp_id: Ipv4Addr,
+    announcement: Arc<Vec<u8>>,
+    states: States,
+}
+
+impl Speaker {
+    fn update(&self, f: impl FnOnce(&mut SpeakerState)) {
+        if let Ok(mut s) = self.states.lock()
+            && let Some(state) = s.get_mut(self.index)
+        {
+            f(state);
+        }
+    }
+
+    async fn run(self, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+        self.update(|s| s.connections += 1);
+        let outcome = tokio::select! {
+            r = self.session(stream) => r,
+            _ = stop.changed() => return,
+        };
+        let why = match outcome {
+            Ok(()) => "closed".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        self.update(|s| s.closed = Some(why));
+    }
+
+    async fn session(&self, mut stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let mut frames = Framer::default();
+        let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.open(&mut stream))
+            .await
+            .map_err(|_| io::Error::new(ErrorKind::TimedOut, "no OPEN from the agent"))??;
+        if theirs.asn() != self.asn {
+            return Err(io::Error::other(format!(
+                "the agent speaks AS {}, not {}",
+                theirs.asn(),
+                self.asn
+            )));
+        }
+        let hold = HOLD_TIME.min(theirs.hold_time);
+        let restart = theirs.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(gr) => Some(gr.restart_time),
+            _ => None,
+        });
+        self.update(|s| {
+            s.agent_hold_time = Some(theirs.hold_time);
+            s.agent_restart_time = restart;
+            s.negotiated_hold_time = Some(hold);
+        });
+        let open = Open::new(
+            self.asn,
+            HOLD_TIME,
+            self.bgp_id,
+            vec![
+                Capability::Multiprotocol(Family::IPV4_UNICAST),
+                Capability::RouteRefresh,
+                Capability::GracefulRestart(GracefulRestart {
+                    flags: 0,
+                    restart_time: RESTART_TIME,
+                    families: vec![GracefulRestartFamily {
+                        family: Family::IPV4_UNICAST,
+                        flags: 0,
+                    }],
+                }),
+                Capability::FourOctetAs(self.asn),
+            ],
+        );
+        let mut out = BytesMut::new();
+        Message::Open(open).encode(&mut out, &CODEC);
+        Message::Keepalive.encode(&mut out, &CODEC);
+        stream.write_all(&out).await?;
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.keepalive(&mut stream))
+            .await
+            .map_err(|_| io::Error::new(ErrorKind::TimedOut, "no KEEPALIVE from the agent"))??;
+        let now = Instant::now();
+        self.update(|s| {
+            s.established_at = Some(now);
+            s.closed = None;
+        });
+        stream.write_all(&self.announcement).await?;
+        let keepalive = Message::Keepalive.to_bytes(&CODEC);
+        let every = Duration::from_secs(u64::from(hold / 3).max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                frame = frames.next(&mut stream) => {
+                    let frame = frame?;
+                    match frame[18] {
+                        t if t == MessageType::Keepalive as u8 => {
+                            self.update(|s| s.keepalives_received += 1);
+                        }
+                        t if t == MessageType::Update as u8 => {
+                            self.update(|s| s.updates_received += 1);
+                        }
+                        t if t == MessageType::Notification as u8 => {
+                            return Err(match Message::decode(&frame, &Default::default()) {
+                                Ok(Message::Notification(n)) => notification(n.code, n.subcode),
+                                _ => io::Error::other("a malformed NOTIFICATION"),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tick.tick(), if hold > 0 => {
+                    stream.write_all(&keepalive).await?;
+                    self.update(|s| s.keepalives_sent += 1);
+                }
+            }
+        }
+    }
+}
+
+fn notification(code: u8, subcode: u8) -> io::Error {
+    io::Error::other(format!("the agent sent NOTIFICATION {code}/{subcode}"))
+}
+
+/// Splits the agent's byte stream into whole messages with `frame_len`. Reading into the
+/// buffer is cancel-safe, so [`Framer::next`] can sit in a `select!`.
+#[derive(Default)]
+struct Framer {
+    buf: BytesMut,
+}
+
+impl Framer {
+    /// The next whole message, header included.
+    async fn next(&mut self, stream: &mut TcpStream) -> io::Result<BytesMut> {
+        loop {
+            let found = frame_len(&self.buf, MAX_MESSAGE_LEN)
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))?;
+            if let Some(len) = found {
+                return Ok(self.buf.split_to(len));
+            }
+            if stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed by the agent",
+                ));
+            }
+        }
+    }
+
+    /// The peer's OPEN (a NOTIFICATION instead is an error).
+    async fn open(&mut self, stream: &mut TcpStream) -> io::Result<Open> {
+        loop {
+            match self.next_control(stream).await? {
+                Message::Open(o) => return Ok(o),
+                Message::Notification(n) => return Err(notification(n.code, n.subcode)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The KEEPALIVE that confirms our OPEN (a NOTIFICATION instead is an error).
+    async fn keepalive(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        loop {
+            match self.next_control(stream).await? {
+                Message::Keepalive => return Ok(()),
+                Message::Notification(n) => return Err(notification(n.code, n.subcode)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next OPEN, KEEPALIVE or NOTIFICATION, decoded (UPDATEs are skipped).
+    async fn next_control(&mut self, stream: &mut TcpStream) -> io::Result<Message> {
+        loop {
+            let frame = self.next(stream).await?;
+            if frame[18] == MessageType::Update as u8 {
+                continue;
+            }
+            return Message::decode(&frame, &Default::default())
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()));
+        }
+    }
+}

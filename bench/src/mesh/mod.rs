@@ -1,0 +1,515 @@
+//! Mesh scale (issue 15, item 2): one podroute-agent with many simulated mesh peers.
+//!
+//! ```text
+//!   <lab>-fabric                                  <lab>-node1 (198.18.0.1)
+//!   br0 198.18.0.254 ◄──────────────────────────── route 198.18.16.0/20 via 198.18.0.254
+//!   lo: 198.18.16.1 … 198.18.19.231/32            podroute-agent (release), measured in /proc
+//!   generator: one listener, one tokio task per simulated node, one current-thread runtime
+//! ```
+//!
+//! The simulated nodes sit behind one routed hop, so the node's neighbour table holds one
+//! entry (198.18.0.254) whatever their number: the host-wide neighbour limit of issue 15 does
+//! not come into play. Each has a Node object in the lab's API server (InternalIP its
+//! address, a /26 pod CIDR from 10.244.6.0 upwards: the lab's own nodes hold 10.244.<i>.0/24,
+//! i ≤ 5 here), which is how the agent learns its mesh peers; the agent resolves each next
+//! hop through the route to 198.18.0.254 and installs `<pod CIDR> via 198.18.0.254`.
+//!
+//! Measured from outside the agent: time from its start to every session Established (seen
+//! by the generator) and to every pod CIDR in the node's kernel table (protocol 80); then its
+//! RSS and the CPU it uses over a steady window in which only KEEPALIVEs flow; the hold time
+//! it offers and how often its KEEPALIVEs arrive.
+
+pub mod generator;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipnetwork::Ipv4Network;
+use podroute_lab::{Lab, LabConfig, LabNode, LabProcess, Signal, Tor};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{BenchError, Result, io_err};
+use crate::procstat;
+use crate::receivers::AS;
+use crate::results::Machine;
+use generator::{Generator, SimulatedNode};
+
+/// Most simulated nodes the plan's 198.18.16.0/20 and the /26s from 10.244.6.0 hold.
+pub const MAX_PEERS: usize = 999;
+/// podroute's route protocol (its default).
+const PROTOCOL: u8 = 80;
+/// The routed hop in front of the simulated nodes: the fabric bridge's address.
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// Sampling period of the bring-up.
+const POLL: Duration = Duration::from_millis(50);
+/// Quiet time after bring-up before the steady window (the agent's start-up work done).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// The lab's name (brought up and torn down here).
+    pub lab_name: String,
+    /// Simulated mesh peers (at most [`MAX_PEERS`]).
+    pub peers: usize,
+    /// Steady window with keepalives only.
+    pub steady: Duration,
+    /// Longest wait for every session and route.
+    pub timeout: Duration,
+    /// The podroute-agent binary.
+    pub agent_bin: PathBuf,
+    /// The JSON result file.
+    pub output: PathBuf,
+}
+
+/// One mesh run, as written to the result file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeshResult {
+    /// Where it ran.
+    pub machine: Machine,
+    /// Start time (seconds since the epoch).
+    pub started_unix: u64,
+    /// Simulated peers (Node objects, sessions).
+    pub peers: usize,
+    /// Sessions Established at the end of the bring-up.
+    pub established: usize,
+    /// Pod CIDR routes in the kernel at the end of the bring-up.
+    pub routes: u64,
+    /// Agent start → first session Established, seconds.
+    pub first_established_s: Option<f64>,
+    /// Agent start → every session Established, seconds.
+    pub all_established_s: Option<f64>,
+    /// Agent start → every pod CIDR in the kernel, seconds.
+    pub all_routes_s: Option<f64>,
+    /// The kernel's podroute routes are exactly the simulated nodes' pod CIDRs, each via
+    /// the routed hop.
+    pub routes_match: bool,
+    /// The agent's RSS at the start of the steady window, bytes.
+    pub rss_bytes: Option<u64>,
+    /// The agent's RSS at the end of the steady window, bytes.
+    pub rss_end_bytes: Option<u64>,
+    /// The agent's peak RSS since it started (`VmHWM`), bytes.
+    pub rss_peak_bytes: Option<u64>,
+    /// Length of the steady window, seconds.
+    pub steady_s: f64,
+    /// CPU seconds the agent used in the steady window.
+    pub steady_cpu_s: Option<f64>,
+    /// The same, in percent of one core.
+    pub steady_cpu_percent: Option<f64>,
+    /// CPU seconds the agent used from its start to the end of the bring-up.
+    pub bring_up_cpu_s: Option<f64>,
+    /// The hold time in the agent's OPENs (seconds; every session offered the same).
+    pub agent_hold_time_s: Option<u16>,
+    /// The restart time of the agent's graceful-restart capability.
+    pub agent_restart_time_s: Option<u16>,
+    /// Mean time between the agent's KEEPALIVEs on one session in the steady window.
+    pub agent_keepalive_interval_s: Option<f64>,
+    /// KEEPALIVEs the generator sent in the steady window (all sessions).
+    pub generator_keepalives: u64,
+    /// Sessions that ended or were opened again in the steady window.
+    pub sessions_lost: usize,
+    /// Connections the agent opened during the bring-up beyond one per peer (a connection
+    /// it gave up on and opened again).
+    pub extra_connections: u64,
+    /// What went wrong, if the run failed.
+    pub error: Option<String>,
+}
+
+/// The simulated node `i` (0-based): 198.18.16.1 upwards, pod CIDR the `i`-th /26 from
+/// 10.244.6.0.
+pub fn simulated_node(i: usize) -> SimulatedNode {
+    let address = u32::from(Ipv4Addr::new(198, 18, 16, 1)) + i as u32;
+    let cidr = u32::from(Ipv4Addr::new(10, 244, 6, 0)) + 64 * i as u32;
+    SimulatedNode {
+        address: Ipv4Addr::from(address),
+        // A /26 on a multiple of 64 is always a valid network.
+        pod_cidr: Ipv4Network::new(Ipv4Addr::from(cidr), 26)
+            .unwrap_or_else(|_| Ipv4Network::from(Ipv4Addr::from(cidr))),
+    }
+}
+
+/// Runs the mesh benchmark once with podroute; writes `cfg.output` and returns the result.
+/// `cancel` (SIGINT/SIGTERM) stops it at its next step; the lab is torn down either way.
+pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
+    if cfg.peers == 0 || cfg.peers > MAX_PEERS {
+        return Err(BenchError::Failed(format!(
+            "peers must be 1..={MAX_PEERS}, not {}",
+            cfg.peers
+        )));
+    }
+    if !cfg.agent_bin.is_file() {
+        return Err(BenchError::Failed(format!(
+            "{} not found: cargo build --release -p podroute-agent",
+            cfg.agent_bin.display()
+        )));
+    }
+    let _ = Lab::down_by_name(&cfg.lab_name);
+    eprintln!("mesh: bringing up lab {}", cfg.lab_name);
+    let lab = Lab::up(&LabConfig::new(&cfg.lab_name, 1).tor(Tor::None))?;
+    let node = lab.nodes()[0].clone();
+    let nodes: Vec<SimulatedNode> = (0..cfg.peers).map(simulated_node).collect();
+    let mut result = MeshResult {
+        machine: crate::suite::machine(&cfg.agent_bin),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        peers: cfg.peers,
+        steady_s: cfg.steady.as_secs_f64(),
+        ..MeshResult::default()
+    };
+    let outcome = measure(cfg, &lab, &node, &nodes, cancel, &mut result);
+    if let Err(e) = &outcome {
+        result.error = Some(e.to_string());
+    }
+    write(cfg, &result)?;
+    drop(lab);
+    outcome.map(|()| result)
+}
+
+fn write(cfg: &MeshConfig, result: &MeshResult) -> Result<()> {
+    if let Some(dir) = cfg.output.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    }
+    let json = serde_json::to_string_pretty(result)
+        .map_err(|e| BenchError::Failed(format!("results to JSON: {e}")))?;
+    std::fs::write(&cfg.output, json + "\n")
+        .map_err(io_err(format!("write {}", cfg.output.display())))
+}
+
+fn measure(
+    cfg: &MeshConfig,
+    lab: &Lab,
+    node: &LabNode,
+    nodes: &[SimulatedNode],
+    cancel: &AtomicBool,
+    r: &mut MeshResult,
+) -> Result<()> {
+    place_addresses(lab, node, nodes)?;
+    eprintln!("mesh: creating {} Node objects", nodes.len());
+    create_node_objects(lab, nodes)?;
+    let generator = Generator::start(&lab.fabric_ns(), AS, nodes.to_vec())?;
+    let started = Instant::now();
+    let mut agent = start_agent(lab, node, cfg)?;
+    let pid = agent.pid();
+    let secs = |t: Instant| t.saturating_duration_since(started).as_secs_f64();
+    let deadline = started + cfg.timeout;
+    let wanted = nodes.len();
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(BenchError::Interrupted);
+        }
+        if !agent.is_running() {
+            return Err(BenchError::Failed(format!(
+                "the agent exited; log {}",
+                agent.log_path().display()
+            )));
+        }
+        let states = generator.states();
+        let up: Vec<Instant> = states.iter().filter_map(|s| s.established_at).collect();
+        r.established = up.len();
+        r.first_established_s = up.iter().min().map(|&t| secs(t));
+        if up.len() == wanted && r.all_established_s.is_none() {
+            r.all_established_s = up.iter().max().map(|&t| secs(t));
+        }
+        r.routes = podroute_routes(node)?.len() as u64;
+        if r.routes >= wanted as u64 && r.all_routes_s.is_none() {
+            r.all_routes_s = Some(secs(Instant::now()));
+        }
+        if r.all_established_s.is_some() && r.all_routes_s.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Failed(format!(
+                "after {:.0} s: {}/{wanted} sessions Established, {}/{wanted} routes",
+                cfg.timeout.as_secs_f64(),
+                r.established,
+                r.routes
+            )));
+        }
+        thread::sleep(POLL);
+    }
+    r.bring_up_cpu_s = procstat::cpu_seconds(pid).ok();
+    eprintln!(
+        "mesh: {wanted} sessions in {:.2} s, {wanted} routes in {:.2} s",
+        r.all_established_s.unwrap_or_default(),
+        r.all_routes_s.unwrap_or_default()
+    );
+    r.routes_match = routes_match(node, nodes)?;
+    thread::sleep(SETTLE);
+    let before = generator.states();
+    let mem = procstat::memory(pid).map_err(io_err("agent memory"))?;
+    r.rss_bytes = Some(mem.rss);
+    let cpu0 = procstat::cpu_seconds(pid).map_err(io_err("agent CPU"))?;
+    let t0 = Instant::now();
+    while t0.elapsed() < cfg.steady {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(BenchError::Interrupted);
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let cpu1 = procstat::cpu_seconds(pid).map_err(io_err("agent CPU"))?;
+    let window = t0.elapsed().as_secs_f64();
+    r.steady_s = window;
+    r.steady_cpu_s = Some(cpu1 - cpu0);
+    r.steady_cpu_percent = Some(100.0 * (cpu1 - cpu0) / window);
+    let mem = procstat::memory(pid).map_err(io_err("agent memory"))?;
+    r.rss_end_bytes = Some(mem.rss);
+    r.rss_peak_bytes = Some(mem.peak);
+    let after = generator.states();
+    let received: u64 = after.iter().map(|s| s.keepalives_received).sum::<u64>()
+        - before.iter().map(|s| s.keepalives_received).sum::<u64>();
+    if received > 0 {
+        r.agent_keepalive_interval_s = Some(window * after.len() as f64 / received as f64);
+    }
+    r.generator_keepalives = after.iter().map(|s| s.keepalives_sent).sum::<u64>()
+        - before.iter().map(|s| s.keepalives_sent).sum::<u64>();
+    r.agent_hold_time_s = after.iter().find_map(|s| s.agent_hold_time);
+    r.agent_restart_time_s = after.iter().find_map(|s| s.agent_restart_time);
+    r.sessions_lost = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| a.connections != b.connections || a.closed.is_some())
+        .count();
+    r.extra_connections = before
+        .iter()
+        .map(|s| u64::from(s.connections.saturating_sub(1)))
+        .sum();
+    let _ = agent.kill(Signal::SIGTERM);
+    let stop_by = Instant::now() + Duration::from_secs(10);
+    while agent.is_running() && Instant::now() < stop_by {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = agent.kill(Signal::SIGKILL);
+    generator.stop();
+    Ok(())
+}
+
+/// The simulated nodes' addresses on the fabric namespace's loopback and, in the
+/// node's namespace, one route to them through the fabric bridge (all inside the lab).
+fn place_addresses(lab: &Lab, node: &LabNode, nodes: &[SimulatedNode]) -> Result<()> {
+    // On the loopback: no dummy device (the `dummy` module may be missing), and the
+    // addresses are local to the fabric namespace all the same.
+    let mut batch = String::from("link set lo up\n");
+    for n in nodes {
+        batch.push_str(&format!("addr add {}/32 dev lo\n", n.address));
+    }
+    ip_batch(&lab.fabric_ns(), &batch)?;
+    ip_batch(
+        &node.netns,
+        &format!("route add 198.18.16.0/20 via {GATEWAY} proto static\n"),
+    )
+}
+
+fn ip_batch(ns: &str, batch: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err("run ip -batch"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .map_err(io_err("write to ip -batch"))?;
+    }
+    let out = child.wait_with_output().map_err(io_err("wait ip -batch"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Failed(format!(
+            "ip -n {ns} -batch: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// One Node object per simulated node, as the lab writes its own (spec, then InternalIP and
+/// Ready through the status subresource), named `mesh-<i>`.
+fn create_node_objects(lab: &Lab, nodes: &[SimulatedNode]) -> Result<()> {
+    let mut specs = Vec::new();
+    let mut statuses = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let name = format!("mesh-{:03}", i + 1);
+        let cidr = n.pod_cidr.to_string();
+        specs.push(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name, "podroute.io/lab": "true" } },
+            "spec": { "podCIDR": cidr, "podCIDRs": [cidr] },
+        }));
+        statuses.push(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": name },
+            "status": {
+                "addresses": [
+                    { "type": "InternalIP", "address": n.address.to_string() },
+                    { "type": "Hostname", "address": name },
+                ],
+                "conditions": [{ "type": "Ready", "status": "True", "reason": "PodrouteBench",
+                                 "message": "simulated mesh peer" }],
+            },
+        }));
+    }
+    let list = |items: Vec<serde_json::Value>| json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    let spec_file = lab.dir().join("mesh-nodes.json");
+    std::fs::write(&spec_file, list(specs).to_string())
+        .map_err(io_err(format!("write {}", spec_file.display())))?;
+    lab.kubectl(&["create".as_ref(), "-f".as_ref(), spec_file.as_os_str()])?;
+    let status_file = lab.dir().join("mesh-node-status.json");
+    std::fs::write(&status_file, list(statuses).to_string())
+        .map_err(io_err(format!("write {}", status_file.display())))?;
+    lab.kubectl(&[
+        "replace".as_ref(),
+        "--subresource=status".as_ref(),
+        "-f".as_ref(),
+        status_file.as_os_str(),
+    ])?;
+    Ok(())
+}
+
+fn start_agent(lab: &Lab, node: &LabNode, cfg: &MeshConfig) -> Result<LabProcess> {
+    let d = |f: &str| lab.dir().join(f).display().to_string();
+    let args = [
+        "--kubeconfig".to_owned(),
+        lab.kubeconfig().display().to_string(),
+        "--node-name".to_owned(),
+        node.name.clone(),
+        // Inside the lab directory, never the host's /etc/cni or /run/podroute.
+        "--cni-conflist".to_owned(),
+        d("mesh-10-podroute.conflist"),
+        "--cni-readiness-file".to_owned(),
+        d("mesh-cni-ready"),
+    ];
+    Ok(lab.spawn(
+        &node.name,
+        "mesh-agent",
+        &cfg.agent_bin,
+        &args,
+        &[("RUST_LOG", "info")],
+    )?)
+}
+
+/// The node's IPv4 routes of podroute's protocol with a gateway: (destination, gateway); the
+/// agent's blackhole for its own pod CIDR is left out. The harness's
+/// netlink counter ([`crate::fib`]) counts only the ingest benchmark's prefixes, so this asks
+/// `ip`.
+fn podroute_routes(node: &LabNode) -> Result<BTreeSet<(String, String)>> {
+    let out = Command::new("ip")
+        .args(["-n", &node.netns, "-j", "-4", "route", "show", "proto"])
+        .arg(PROTOCOL.to_string())
+        .output()
+        .map_err(io_err("run ip route"))?;
+    let routes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| BenchError::Failed(format!("ip -j route: {e}")))?;
+    Ok(routes
+        .iter()
+        .filter(|r| r.get("gateway").is_some())
+        .map(|r| {
+            (
+                r["dst"].as_str().unwrap_or_default().to_owned(),
+                r["gateway"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect())
+}
+
+/// Whether the node's podroute routes are exactly the simulated pod CIDRs, each via the
+/// routed hop.
+fn routes_match(node: &LabNode, nodes: &[SimulatedNode]) -> Result<bool> {
+    let want: BTreeSet<(String, String)> = nodes
+        .iter()
+        .map(|n| (n.pod_cidr.to_string(), GATEWAY.to_string()))
+        .collect();
+    Ok(podroute_routes(node)? == want)
+}
+
+/// The result as a Markdown table.
+pub fn markdown(r: &MeshResult) -> String {
+    let s = |v: Option<f64>| v.map(|v| format!("{v:.2} s")).unwrap_or_else(|| "—".into());
+    let mb = |v: Option<u64>| {
+        v.map(|b| format!("{:.1} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "—".into())
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "| podroute-agent, {} mesh peers | |\n|---|---|\n",
+        r.peers
+    ));
+    let rows = [
+        (
+            "start → first session Established",
+            s(r.first_established_s),
+        ),
+        ("start → all sessions Established", s(r.all_established_s)),
+        ("start → all routes in the kernel", s(r.all_routes_s)),
+        ("routes as expected", r.routes_match.to_string()),
+        ("CPU during bring-up", s(r.bring_up_cpu_s)),
+        (
+            "RSS (steady start / end / peak)",
+            format!(
+                "{} / {} / {}",
+                mb(r.rss_bytes),
+                mb(r.rss_end_bytes),
+                mb(r.rss_peak_bytes)
+            ),
+        ),
+        (
+            "steady CPU",
+            r.steady_cpu_percent
+                .map(|p| format!("{p:.3} % of a core over {:.0} s", r.steady_s))
+                .unwrap_or_else(|| "—".into()),
+        ),
+        (
+            "agent hold time / keepalive interval seen",
+            format!(
+                "{} s / {}",
+                r.agent_hold_time_s
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "—".into()),
+                s(r.agent_keepalive_interval_s)
+            ),
+        ),
+        (
+            "sessions lost in the steady window",
+            r.sessions_lost.to_string(),
+        ),
+        (
+            "extra connections during bring-up",
+            r.extra_connections.to_string(),
+        ),
+    ];
+    for (k, v) in rows {
+        out.push_str(&format!("| {k} | {v} |\n"));
+    }
+    if let Some(e) = &r.error {
+        out.push_str(&format!("\nerror: {e}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_nodes_stay_in_the_plan_and_do_not_overlap() {
+        let first = simulated_node(0);
+        let last = simulated_node(MAX_PEERS - 1);
+        assert_eq!(first.address, Ipv4Addr::new(198, 18, 16, 1));
+        assert_eq!(first.pod_cidr.to_string(), "10.244.6.0/26");
+        let scale: Ipv4Network = "198.18.16.0/20".parse().expect("a CIDR");
+        let pods: Ipv4Network = "10.244.0.0/16".parse().expect("a CIDR");
+        assert!(scale.contains(last.address));
+        assert!(pods.contains(last.pod_cidr.broadcast()));
+        assert_eq!(last.pod_cidr.to_string(), "10.244.255.128/26");
+        assert_ne!(simulated_node(1).pod_cidr, first.pod_cidr);
+    }
+}
