@@ -15,7 +15,7 @@ use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
 use ipnetwork::IpNetwork;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 /// IPv6 ranges are not scanned further than this many addresses for a free one (a /64 has
 /// 2^64; a node never holds that many pods).
 const MAX_V6_SCAN: u128 = 1 << 20;
+/// The scratch file a new record is written to before it is linked under its address.
+const SCRATCH_RECORD: &str = ".new-record";
 
 /// Errors of the IPAM store.
 #[derive(Debug, thiserror::Error)]
@@ -278,28 +280,37 @@ impl LockedStore {
             _ => first,
         };
         let span = (last - first).saturating_add(1).min(MAX_V6_SCAN);
-        for _ in 0..span {
-            let addr = to_addr(candidate);
-            let path = self.dir.join(addr.to_string());
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(format_owner(owner).as_bytes())
-                        .map_err(io_err(&path))?;
-                    fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
-                    return Ok(addr);
+        // The record appears with its owner in it or not at all: the owner is written to a
+        // scratch file first, which is then linked under the address's name (a link fails if
+        // the name exists, like create_new). A plugin killed between creating a record and
+        // writing its owner would otherwise leave a record no DEL can free. The scratch name
+        // is not an address, so `records` never sees it; the lock makes one name enough.
+        let scratch = self.dir.join(SCRATCH_RECORD);
+        fs::write(&scratch, format_owner(owner)).map_err(io_err(&scratch))?;
+        let found = (|| {
+            for _ in 0..span {
+                let addr = to_addr(candidate);
+                let path = self.dir.join(addr.to_string());
+                match fs::hard_link(&scratch, &path) {
+                    Ok(()) => {
+                        fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
+                        return Ok(addr);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(IpamError::Io { path, source: e }),
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(IpamError::Io { path, source: e }),
+                candidate = if candidate >= last {
+                    first
+                } else {
+                    candidate + 1
+                };
             }
-            candidate = if candidate >= last {
-                first
-            } else {
-                candidate + 1
-            };
-        }
-        Err(IpamError::Exhausted {
-            range: range.to_owned(),
-        })
+            Err(IpamError::Exhausted {
+                range: range.to_owned(),
+            })
+        })();
+        let _ = fs::remove_file(&scratch);
+        found
     }
 
     /// Frees every address of `owner`; returns what was freed (empty when it held none).
@@ -443,6 +454,36 @@ mod tests {
             a.addresses(),
             "lock and last-v4/last-v6 files are not addresses"
         );
+    }
+
+    #[test]
+    fn a_record_always_names_its_owner_and_a_killed_allocation_leaves_none() {
+        let (d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        // What a plugin killed after writing its scratch record leaves behind.
+        let dir = d.path().join("net");
+        fs::write(dir.join(SCRATCH_RECORD), format_owner(&owner("killed"))).expect("scratch");
+        assert_eq!(
+            s.records().expect("records"),
+            vec![],
+            "a scratch file is no record"
+        );
+        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        assert_eq!(a.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            s.records().expect("records"),
+            vec![(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), Some(owner("a")))]
+        );
+        assert!(
+            !dir.join(SCRATCH_RECORD).exists(),
+            "the scratch file is gone"
+        );
+        // Exhausted: the scratch file goes too.
+        for n in 0..5 {
+            s.allocate(&owner(&format!("o{n}")), &r).expect("alloc");
+        }
+        assert!(s.allocate(&owner("full"), &r).is_err());
+        assert!(!dir.join(SCRATCH_RECORD).exists());
     }
 
     #[test]
