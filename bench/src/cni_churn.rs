@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 
 use crate::error::{BenchError, Result, io_err};
 use crate::netns;
+use crate::netns::ip_batch;
 use crate::results::Machine;
 
 /// Debian's reference plugins.
@@ -244,34 +245,6 @@ impl Drop for Namespaces {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.node()])
             .output();
-    }
-}
-
-fn ip_batch(ns: Option<&str>, batch: &str) -> Result<()> {
-    let mut c = Command::new("ip");
-    if let Some(ns) = ns {
-        c.args(["-n", ns]);
-    }
-    let mut child = c
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io_err("run ip -batch"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(batch.as_bytes())
-            .map_err(io_err("write to ip -batch"))?;
-    }
-    let out = child.wait_with_output().map_err(io_err("wait ip -batch"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BenchError::Failed(format!(
-            "ip -batch: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
     }
 }
 

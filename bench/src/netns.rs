@@ -3,10 +3,13 @@
 //! root namespace, which it never changes.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
 
 use nix::sched::{CloneFlags, setns};
+
+use crate::error::{BenchError, Result, io_err};
 
 /// Moves the calling thread into network namespace `ns` (`/run/netns/<ns>`, as `ip netns`
 /// names it).
@@ -26,4 +29,35 @@ where
         enter(&ns)?;
         f()
     })
+}
+
+/// Runs `ip [-n ns] -batch -` with `batch` on its stdin (one process for many commands); its
+/// stderr is the error when it fails.
+pub(crate) fn ip_batch(ns: Option<&str>, batch: &str) -> Result<()> {
+    let mut c = Command::new("ip");
+    if let Some(ns) = ns {
+        c.args(["-n", ns]);
+    }
+    let mut child = c
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err("run ip -batch"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .map_err(io_err("write to ip -batch"))?;
+    }
+    let out = child.wait_with_output().map_err(io_err("wait ip -batch"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Failed(format!(
+            "ip {}-batch: {}",
+            ns.map(|n| format!("-n {n} ")).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }

@@ -24,7 +24,7 @@ pub mod generator;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{BenchError, Result, io_err};
+use crate::netns::ip_batch;
 use crate::procstat;
 use crate::receivers::AS;
 use crate::results::Machine;
@@ -300,36 +301,11 @@ fn place_addresses(lab: &Lab, node: &LabNode, nodes: &[SimulatedNode]) -> Result
     for n in nodes {
         batch.push_str(&format!("addr add {}/32 dev lo\n", n.address));
     }
-    ip_batch(&lab.fabric_ns(), &batch)?;
+    ip_batch(Some(&lab.fabric_ns()), &batch)?;
     ip_batch(
-        &node.netns,
+        Some(&node.netns),
         &format!("route add 198.18.16.0/20 via {GATEWAY} proto static\n"),
     )
-}
-
-fn ip_batch(ns: &str, batch: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io_err("run ip -batch"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(batch.as_bytes())
-            .map_err(io_err("write to ip -batch"))?;
-    }
-    let out = child.wait_with_output().map_err(io_err("wait ip -batch"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BenchError::Failed(format!(
-            "ip -n {ns} -batch: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
 }
 
 /// One Node object per simulated node, as the lab writes its own (spec, then InternalIP and
