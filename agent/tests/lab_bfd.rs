@@ -303,9 +303,9 @@ fn a_cut_node_is_dropped_by_bfd_and_comes_back_without_flapping() {
                     && peer.is_some_and(|p| {
                         p["bfd"] == "down"
                             && p["established"] == false
-                            && p["lastError"]
-                                .as_str()
-                                .is_some_and(|e| e.contains("NOTIFICATION sent: cease (6/10)"))
+                            && p["lastError"].as_str().is_some_and(|e| {
+                                e.contains("NOTIFICATION sent: cease: BFD down (6/10)")
+                            })
                     })
             })
         },

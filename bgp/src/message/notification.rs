@@ -105,6 +105,53 @@ impl std::fmt::Display for Notification {
             error_code::ROUTE_REFRESH => "ROUTE-REFRESH message error",
             _ => "unknown error",
         };
-        write!(f, "{name} ({}/{})", self.code, self.subcode)
+        match self.cease_reason() {
+            Some(reason) => write!(f, "{name}: {reason} ({}/{})", self.code, self.subcode),
+            None => write!(f, "{name} ({}/{})", self.code, self.subcode),
+        }
+    }
+}
+
+impl Notification {
+    /// The RFC 4486 / RFC 9384 name of a Cease subcode, so a log line or `lastError` says
+    /// why a session ended without a table lookup.
+    fn cease_reason(&self) -> Option<&'static str> {
+        if self.code != error_code::CEASE {
+            return None;
+        }
+        Some(match self.subcode {
+            cease::MAX_PREFIXES => "maximum number of prefixes reached",
+            cease::ADMIN_SHUTDOWN => "administrative shutdown",
+            cease::PEER_DECONFIGURED => "peer de-configured",
+            cease::ADMIN_RESET => "administrative reset",
+            cease::CONNECTION_REJECTED => "connection rejected",
+            cease::CONFIGURATION_CHANGE => "other configuration change",
+            cease::CONNECTION_COLLISION => "connection collision resolution",
+            cease::OUT_OF_RESOURCES => "out of resources",
+            cease::BFD_DOWN => "BFD down",
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cease_names_its_subcode_and_other_errors_show_code_and_subcode() {
+        assert_eq!(
+            Notification::cease(cease::BFD_DOWN).to_string(),
+            "cease: BFD down (6/10)"
+        );
+        assert_eq!(
+            Notification::cease(cease::PEER_DECONFIGURED).to_string(),
+            "cease: peer de-configured (6/3)"
+        );
+        assert_eq!(Notification::cease(99).to_string(), "cease (6/99)");
+        assert_eq!(
+            Notification::new(error_code::HOLD_TIMER_EXPIRED, 0, Bytes::new()).to_string(),
+            "hold timer expired (4/0)"
+        );
     }
 }
