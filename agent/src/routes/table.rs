@@ -2,8 +2,8 @@
 //! kernel holds; which destinations changed since the last flush; the next hops in use.
 //!
 //! This is the one place the desired routes live (the kernel holds the rest; the periodic full
-//! pass checks the cache against it). A destination costs one hash-map slot: a 12-byte
-//! [`Slot`] behind an 8-byte (IPv4) or 17-byte (IPv6) key. Next hops, sets of equal-cost next
+//! pass checks the cache against it). A destination costs one hash-map slot: a 10-byte
+//! [`Slot`] behind a 5-byte (IPv4) or 17-byte (IPv6) key, packed. Next hops, sets of equal-cost next
 //! hops (ECMP) and kernel targets are interned: a route names them by a 4-byte id, because a
 //! node has few of them and many routes. A multipath route costs its slot like any other; its
 //! set is resolved once, not per route.
@@ -89,11 +89,12 @@ struct NextHopSet {
     users: u32,
 }
 
-/// One destination, 12 bytes: wanted (0 nothing, 1 blackhole, n + 2 next hop n, [`SET`] | n
+/// One destination, 10 bytes (packed like the keys, see [`V4Key`]): wanted (0 nothing, 1 blackhole, n + 2 next hop n, [`SET`] | n
 /// next-hop set n), podroute's
 /// route at the install metric (0 none, n + 1 target n), how many foreign-protocol routes hold
 /// the destination, flags.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C, packed)]
 struct Slot {
     wanted: u32,
     ours: u32,
@@ -120,7 +121,8 @@ const INSTALLED: u8 = 32;
 
 impl Slot {
     fn wanted(&self) -> Wanted {
-        match self.wanted {
+        let wanted = self.wanted;
+        match wanted {
             0 => Wanted::Nothing,
             1 => Wanted::Blackhole,
             n if n & SET != 0 => Wanted::Multipath(SetId(n & !SET)),
@@ -160,7 +162,11 @@ trait PrefixKey: Copy + Eq + Hash {
     fn network(&self) -> IpNetwork;
 }
 
+/// An IPv4 key, 5 bytes. Keys and slots are packed (alignment 1), so a table entry is
+/// 5 + 10 = 15 bytes (IPv6 17 + 10 = 27) instead of the 20 (32) that 4-byte alignment pads
+/// it to; unaligned loads cost nothing measurable on x86-64 and aarch64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C, packed)]
 struct V4Key {
     address: u32,
     length: u8,
@@ -1583,9 +1589,9 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_costs_twenty_bytes_for_ipv4() {
-        assert_eq!(size_of::<Slot>(), 12);
-        assert_eq!(size_of::<(V4Key, Slot)>(), 20);
-        assert_eq!(size_of::<(V6Key, Slot)>(), 32);
+    fn a_slot_costs_fifteen_bytes_for_ipv4() {
+        assert_eq!(size_of::<Slot>(), 10);
+        assert_eq!(size_of::<(V4Key, Slot)>(), 15);
+        assert_eq!(size_of::<(V6Key, Slot)>(), 27);
     }
 }

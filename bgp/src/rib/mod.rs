@@ -2,7 +2,7 @@
 //!
 //! One table per family maps a prefix to its paths; a path is 8 bytes (interned
 //! attribute id + peer id), the best path is kept first, inline, so an IPv4 slot of the
-//! table is 20 bytes (key 8, entry 12) and an IPv6 one 32. A peer's Adj-RIB-In
+//! table is 17 bytes (key 5, entry 12, both packed) and an IPv6 one 29. A peer's Adj-RIB-In
 //! (RFC 4271 §3.2) is the set of paths with its id; [`Rib::adj_rib_in`] reads it out.
 //! Attributes are interned (one copy per distinct set, shared by `Arc`).
 //!
@@ -74,8 +74,10 @@ struct Path {
 }
 
 /// The paths of one prefix: the best inline, the rest in [`OtherPaths`] (rare in a mesh
-/// where each pod CIDR has one origin), so an entry is 12 bytes with 4-byte alignment.
-#[derive(Debug)]
+/// where each pod CIDR has one origin), so an entry is 12 bytes. Packed (byte-aligned) like
+/// the keys, so a table slot is the sum of its parts (see [`V4Key`]).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed)]
 struct Entry {
     best: Path,
     /// The prefix's other paths in [`OtherPaths`], or [`OtherPaths::NONE`].
@@ -90,13 +92,13 @@ impl Entry {
         }
     }
 
-    fn paths<'a>(&'a self, others: &'a OtherPaths) -> impl Iterator<Item = &'a Path> {
-        std::iter::once(&self.best).chain(others.get(self.others))
+    fn paths<'a>(&self, others: &'a OtherPaths) -> impl Iterator<Item = Path> + 'a {
+        std::iter::once(self.best).chain(others.get(self.others).iter().copied())
     }
 }
 
 /// The non-best paths of every prefix that has more than one, as lists addressed by a
-/// 4-byte index (a pointer in the entry would make the table's 20-byte IPv4 slot 24).
+/// 4-byte index (a pointer in the entry would make the table's 17-byte IPv4 slot 21).
 #[derive(Debug, Default)]
 struct OtherPaths {
     lists: Vec<Vec<Path>>,
@@ -145,8 +147,12 @@ impl OtherPaths {
     }
 }
 
-/// An IPv4 table key: 8 bytes, 4-byte aligned (a `u64` key would pad the slot to 24).
+/// An IPv4 table key: 5 bytes. Keys and entries are packed (alignment 1), so an IPv4 slot
+/// is 5 + 12 = 17 bytes instead of the 20 that 4-byte alignment pads it to: at a million
+/// prefixes in a table at half load, 6 MB less. Unaligned loads cost nothing measurable on
+/// x86-64 and aarch64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
 struct V4Key {
     address: u32,
     length: u8,
@@ -158,8 +164,9 @@ impl std::hash::Hash for V4Key {
     }
 }
 
-/// An IPv6 table key: 20 bytes, 4-byte aligned (a `u128` would align the slot to 16).
+/// An IPv6 table key: 17 bytes, packed like [`V4Key`] (a `u128` would align the slot to 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
 struct V6Key {
     address: [u32; 4],
     length: u8,
@@ -564,12 +571,13 @@ fn upsert<K>(
         E::Occupied(mut o) => {
             let e = o.get_mut();
             let mut inserted = false;
-            if e.best.peer == path.peer {
-                if e.best.attr == path.attr {
+            let current = e.best;
+            if current.peer == path.peer {
+                if current == path {
                     return (None, false);
                 }
                 attrs.incref(path.attr);
-                attrs.decref(e.best.attr);
+                attrs.decref(current.attr);
                 e.best = path;
                 if e.others == OtherPaths::NONE {
                     return (Some(path), false);
@@ -598,10 +606,8 @@ fn upsert<K>(
             }
             let old = e.best;
             reselect(e, attrs, others, peers);
-            (
-                (e.best != old || e.best == path).then_some(e.best),
-                inserted,
-            )
+            let best = e.best;
+            ((best != old || best == path).then_some(best), inserted)
         }
     }
 }
@@ -700,8 +706,8 @@ mod tests {
     #[test]
     fn table_slots_stay_small() {
         // Per prefix, a million times over: the key and the entry as the tables store them.
-        assert_eq!(std::mem::size_of::<(V4Key, Entry)>(), 20);
-        assert_eq!(std::mem::size_of::<(V6Key, Entry)>(), 32);
+        assert_eq!(std::mem::size_of::<(V4Key, Entry)>(), 17);
+        assert_eq!(std::mem::size_of::<(V6Key, Entry)>(), 29);
     }
 
     #[test]
