@@ -12,7 +12,7 @@ use podroute_bgp::message::{
     frame_len,
 };
 use podroute_bgp::session::{
-    Action, AdminEvent, ReceivedRoutes, Session, SessionConfig, State, Timer,
+    Action, AdminEvent, REFUSED_RETRIES, ReceivedRoutes, Session, SessionConfig, State, Timer,
 };
 
 const A_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -597,6 +597,57 @@ fn connect_retry_timer_retries_the_connection() {
     s.handle_timeout(at);
     assert_eq!(s.state(), State::Connect);
     assert!(std::iter::from_fn(|| s.poll_action()).any(|a| a == Action::Connect));
+}
+
+/// A started session with ConnectRetry 1 s (doubling to 30 s) and 250 ms after a refusal.
+fn retrying_session() -> (Session, Instant) {
+    let mut config = SessionConfig::new(65001, A_ID, 65002);
+    config.connect_retry = Duration::from_secs(1);
+    config.connect_retry_max = Duration::from_secs(30);
+    config.refused_retry = Duration::from_millis(250);
+    let mut s = Session::new(config);
+    let now = Instant::now();
+    s.handle(now, AdminEvent::Start);
+    (s, now)
+}
+
+/// `times` failed attempts in a row (each reported by `fail`): the wait before each retry.
+fn retry_waits(
+    s: &mut Session,
+    now: &mut Instant,
+    times: u32,
+    fail: fn(&mut Session, Instant),
+) -> Vec<Duration> {
+    let mut waits = Vec::new();
+    for _ in 0..times {
+        assert_eq!(s.state(), State::Connect);
+        fail(s, *now);
+        assert_eq!(s.state(), State::Active);
+        let at = s.poll_timeout().expect("connect retry");
+        waits.push(at - *now);
+        *now = at;
+        s.handle_timeout(*now);
+    }
+    waits
+}
+
+#[test]
+fn a_refused_connection_is_retried_soon_and_without_backing_off() {
+    let (mut s, mut now) = retrying_session();
+    // The peer's host answers with a reset while its speaker starts: each refusal is
+    // retried 250 ms later, the 40th as quickly as the first.
+    let waits = retry_waits(&mut s, &mut now, REFUSED_RETRIES, Session::handle_refused);
+    assert!(waits.iter().all(|w| *w == Duration::from_millis(250)));
+    // A peer that keeps refusing is then tried less and less often, as after any failure.
+    let waits = retry_waits(&mut s, &mut now, 3, Session::handle_refused);
+    assert_eq!(waits, [1, 2, 4].map(Duration::from_secs));
+}
+
+#[test]
+fn a_failure_that_is_no_refusal_backs_off_from_the_first() {
+    let (mut s, mut now) = retrying_session();
+    let waits = retry_waits(&mut s, &mut now, 3, Session::handle_closed);
+    assert_eq!(waits, [1, 2, 4].map(Duration::from_secs));
 }
 
 // ---- connection collision (RFC 4271 §6.8) ----

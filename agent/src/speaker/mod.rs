@@ -603,6 +603,10 @@ impl Shell {
                             .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
                         self.speaker.connected(now, conn);
                     }
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        tracing::debug!(%conn, %error, "connect refused");
+                        self.speaker.refused(now, conn);
+                    }
                     Err(error) => {
                         tracing::debug!(%conn, %error, "connect failed");
                         self.speaker.closed(now, conn);

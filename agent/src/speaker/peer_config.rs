@@ -26,6 +26,9 @@ use crate::view::ClusterView;
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 /// Longest wait between connection attempts.
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Wait after a refused connection attempt (the peer's host is up, its agent not listening
+/// yet: a node joining or an agent restarting), for the first [`podroute_bgp::session::REFUSED_RETRIES`] refusals in a row.
+const REFUSED_RETRY: Duration = Duration::from_millis(250);
 /// Wait after a session error before the session starts again (doubles while it keeps
 /// failing before Established).
 const IDLE_HOLD: Duration = Duration::from_secs(1);
@@ -58,6 +61,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
     session.hold_time = spec.hold_time.unwrap_or(local.hold_time);
     session.connect_retry = CONNECT_RETRY;
     session.connect_retry_max = CONNECT_RETRY_MAX;
+    session.refused_retry = REFUSED_RETRY;
     session.idle_hold = IDLE_HOLD;
     let (import, passive, wait_for_end_of_rib) = match &spec.kind {
         PeerKind::Mesh { node } => (mesh_import(view, node), local.address > spec.address, true),

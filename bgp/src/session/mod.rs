@@ -57,6 +57,10 @@ const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 /// Ceiling of the IdleHold back-off (RFC 4271 §8.1.1 DampPeerOscillations).
 const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
 
+/// How many refused connection attempts in a row are retried after
+/// [`SessionConfig::refused_retry`] before refusals back off like other failures.
+pub const REFUSED_RETRIES: u32 = 40;
+
 /// One peer's BGP session.
 #[derive(Debug)]
 pub struct Session {
@@ -72,6 +76,8 @@ pub struct Session {
     idle_hold: Duration,
     /// Current ConnectRetryTime: doubles with each failed connection attempt.
     connect_retry: Duration,
+    /// Connection attempts refused in a row since the last Established.
+    refusals: u32,
     adj_rib_out: AdjRibOut,
     counters: SessionCounters,
 }
@@ -88,6 +94,7 @@ impl Session {
         }
         config.connect_retry = config.connect_retry.max(Duration::from_millis(100));
         config.connect_retry_max = config.connect_retry_max.max(config.connect_retry);
+        config.refused_retry = config.refused_retry.max(Duration::from_millis(100));
         config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
         let idle_hold = config.idle_hold;
         let connect_retry = config.connect_retry;
@@ -102,6 +109,7 @@ impl Session {
             admin_up: false,
             idle_hold,
             connect_retry,
+            refusals: 0,
             adj_rib_out: AdjRibOut::default(),
             counters: SessionCounters::default(),
         }
@@ -216,6 +224,21 @@ impl Session {
             }
             State::OpenConfirm | State::Established => self.fail(now, None),
         }
+    }
+
+    /// The peer refused our connection attempt (a TCP reset). A host that answers is up and
+    /// most likely starting its BGP speaker, so the first [`REFUSED_RETRIES`] refusals in a
+    /// row are retried after the short, fixed `refused_retry`; later ones, and a refusal in
+    /// any state but Connect, count as [`Session::handle_closed`].
+    pub fn handle_refused(&mut self, now: Instant) {
+        if self.state != State::Connect || self.refusals >= REFUSED_RETRIES {
+            self.handle_closed(now);
+            return;
+        }
+        self.refusals += 1;
+        self.timers
+            .set(Timer::ConnectRetry, now + self.config.refused_retry);
+        self.set_state(State::Active);
     }
 
     /// Bytes read from the connection. Partial messages are buffered.
@@ -478,6 +501,7 @@ impl Session {
             self.counters.established += 1;
             self.idle_hold = self.config.idle_hold;
             self.connect_retry = self.config.connect_retry;
+            self.refusals = 0;
         }
         if from == State::Established {
             self.counters.dropped += 1;

@@ -109,6 +109,11 @@ pub struct SessionConfig {
     pub connect_retry: Duration,
     /// Ceiling of the doubling ConnectRetryTime (default: `connect_retry`, no doubling).
     pub connect_retry_max: Duration,
+    /// The wait after a connection attempt the peer refused (a TCP reset: its host is up
+    /// and nothing listens yet, as while its agent starts), for the first
+    /// [`REFUSED_RETRIES`](crate::session::REFUSED_RETRIES) refusals in a row; it does not
+    /// double. After those, refusals back off like any failure. Default: `connect_retry`.
+    pub refused_retry: Duration,
     /// How long to stay Idle after an error before restarting (default 5 s); doubled
     /// after each further failure short of Established, up to 120 s.
     pub idle_hold: Duration,
@@ -132,6 +137,7 @@ impl SessionConfig {
             hold_time: 90,
             connect_retry: Duration::from_secs(30),
             connect_retry_max: Duration::from_secs(30),
+            refused_retry: Duration::from_secs(30),
             idle_hold: Duration::from_secs(5),
             passive: false,
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],

@@ -454,6 +454,16 @@ impl Speaker {
 
     /// A connection closed, failed, or could not be opened.
     pub fn closed(&mut self, now: Instant, conn: ConnId) {
+        self.ended(now, conn, false);
+    }
+
+    /// The peer refused a connection we opened (a TCP reset): retried soon, see
+    /// [`Session::handle_refused`](crate::session::Session::handle_refused).
+    pub fn refused(&mut self, now: Instant, conn: ConnId) {
+        self.ended(now, conn, true);
+    }
+
+    fn ended(&mut self, now: Instant, conn: ConnId, refused: bool) {
         let Some((address, slot)) = self.conns.remove(&conn) else {
             return;
         };
@@ -473,7 +483,11 @@ impl Speaker {
             Slot::Primary => {
                 if peer.primary.conn == Some(conn) {
                     peer.primary.conn = None;
-                    peer.primary.session.handle_closed(now);
+                    if refused {
+                        peer.primary.session.handle_refused(now);
+                    } else {
+                        peer.primary.session.handle_closed(now);
+                    }
                     self.drain(now, address, Slot::Primary);
                 }
             }
