@@ -100,7 +100,9 @@ struct WatchState {
     peers_listed: bool,
     configs_listed: bool,
     secret_watches: BTreeMap<String, tokio::task::AbortHandle>,
-    logged: Option<String>,
+    /// The watch error last logged, per kind: the watcher retries every second or so, and
+    /// the same error again is not news (it is logged anew after the watch worked).
+    logged: BTreeMap<&'static str, String>,
 }
 
 impl WatchState {
@@ -121,6 +123,7 @@ impl WatchState {
             Ok(Event::InitDone) => {
                 self.resources.peers = self.relisting_peers.take().unwrap_or_default();
                 self.peers_listed = true;
+                self.logged.remove(PEER_KIND);
             }
             Err(error) => {
                 if is_not_found(&error) {
@@ -128,7 +131,7 @@ impl WatchState {
                     self.resources.peers.clear();
                     self.peers_listed = true;
                 }
-                self.log_error("BGPPeer", &error);
+                self.log_error(PEER_KIND, &error);
             }
         }
     }
@@ -153,13 +156,14 @@ impl WatchState {
             Ok(Event::InitDone) => {
                 self.configs = self.relisting_configs.take().unwrap_or_default();
                 self.configs_listed = true;
+                self.logged.remove(CONFIG_KIND);
             }
             Err(error) => {
                 if is_not_found(&error) {
                     self.configs.clear();
                     self.configs_listed = true;
                 }
-                self.log_error("BGPConfiguration", &error);
+                self.log_error(CONFIG_KIND, &error);
             }
         }
         let default = self.configs.iter().find(|c| {
@@ -221,21 +225,32 @@ impl WatchState {
         }
     }
 
-    fn log_error(&mut self, kind: &str, error: &watcher::Error) {
-        let text = format!("{kind}: {error}");
-        if self.logged.as_ref() != Some(&text) {
-            if is_not_found(error) {
-                tracing::info!(
-                    kind,
-                    "the podroute.io CRDs are not installed: running on flags (--bgp-peer, --as-number, --mesh-*)"
-                );
-            } else {
-                tracing::warn!(kind, %error, "watch failed; retrying with backoff, sessions unchanged");
-            }
-            self.logged = Some(text);
+    fn log_error(&mut self, kind: &'static str, error: &watcher::Error) {
+        if !self.is_news(kind, error.to_string()) {
+            return;
+        }
+        if is_not_found(error) {
+            tracing::info!(
+                kind,
+                "the podroute.io CRDs are not installed: running on flags (--bgp-peer, --as-number, --mesh-*)"
+            );
+        } else {
+            tracing::warn!(kind, %error, "watch failed; retrying with backoff, sessions unchanged");
         }
     }
+
+    /// True when `error` is not the one last logged for `kind` (and remembers it).
+    fn is_news(&mut self, kind: &'static str, error: String) -> bool {
+        if self.logged.get(kind) == Some(&error) {
+            return false;
+        }
+        self.logged.insert(kind, error);
+        true
+    }
 }
+
+const PEER_KIND: &str = "BGPPeer";
+const CONFIG_KIND: &str = "BGPConfiguration";
 
 /// True if the API server said 404 (the CRD is not installed).
 fn is_not_found(error: &watcher::Error) -> bool {
@@ -296,4 +311,44 @@ fn data_of(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .flatten()
         .map(|(key, value)| (key.clone(), value.0.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_installed() -> watcher::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 404, "message": "404 page not found"
+        }))
+        .expect("a Status");
+        watcher::Error::InitialListFailed(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn a_missing_crd_is_logged_once_per_kind_not_at_every_retry() {
+        let mut state = WatchState::default();
+        let mut logged = 0;
+        // The two watches retry about every second, interleaved.
+        for _ in 0..10 {
+            for kind in [PEER_KIND, CONFIG_KIND] {
+                logged += usize::from(state.is_news(kind, not_installed().to_string()));
+            }
+        }
+        assert_eq!(logged, 2);
+        // Both kinds' watches count as listed (empty) meanwhile.
+        state.peer_event(Err(not_installed()));
+        state.config_event(Err(not_installed()));
+        assert!(state.update().synced);
+    }
+
+    #[test]
+    fn the_same_error_after_a_working_watch_is_logged_again() {
+        let mut state = WatchState::default();
+        assert!(state.is_news(PEER_KIND, not_installed().to_string()));
+        state.peer_event(Ok(Event::Init));
+        state.peer_event(Ok(Event::InitDone));
+        assert!(state.is_news(PEER_KIND, not_installed().to_string()));
+        assert!(!state.is_news(PEER_KIND, not_installed().to_string()));
+    }
 }
