@@ -57,6 +57,7 @@ fn input_with(
             bfd,
             hold_time: None,
             enabled: true,
+            graceful_restart: None,
         },
     );
     let advertised = view.own.routable_cidrs().collect();

@@ -97,6 +97,9 @@ pub struct PeerStatus {
     pub source: String,
     /// `mesh` or `router`.
     pub peer_type: &'static str,
+    /// The peer's AS: the configured one, or for a peer of any AS the one its OPEN carried
+    /// on the current session (`None` until then).
+    pub peer_as: Option<u32>,
     /// The session state (RFC 4271 §8.2.2).
     pub state: State,
     /// When the session entered that state (since the agent started, if it never changed).
@@ -234,6 +237,7 @@ pub async fn run_speaker(
                 stale_routes_time: ctx.config.stale_routes_time,
             },
         ),
+        stale_routes_time: ctx.config.stale_routes_time,
     };
     let config = SpeakerConfig {
         selection_deferral: ctx.config.startup_grace,
@@ -796,6 +800,7 @@ impl Shell {
                     peer_type: spec
                         .map_or(PeerType::Router, |s| PeerType::of(&s.kind))
                         .label(),
+                    peer_as: p.peer_as,
                     state: p.state,
                     since: note.since,
                     established: p.state == State::Established,
