@@ -6,16 +6,10 @@ use podroute_lab::{Lab, LabConfig};
 
 mod lab_support;
 
-use lab_support::{apply, install_crds, joined_logs, peer_status, status, wait_for};
+use lab_support::{apply, install_crds, joined_logs, peer, peer_status, status, wait_for};
 
 fn lab_name(tag: &str) -> String {
     format!("bp{tag}{}", std::process::id() % 100_000)
-}
-
-fn peer(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: podroute.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
 }
 
 #[test]
