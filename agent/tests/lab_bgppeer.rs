@@ -28,6 +28,10 @@ fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
             "  peerAddress: fd00:198:18::fe\n  peerASNumber: 65001\n  password:\n    name: tor\n    key: password\n  nodeSelector:\n    matchLabels:\n      rack: a\n",
         ),
         (
+            "any-as",
+            "  peerAddress: 198.18.0.253\n  anyPeerAS: true\n  gracefulRestart:\n    enabled: false\n",
+        ),
+        (
             "reflectors",
             "  peerSelector:\n    matchExpressions:\n    - key: route-reflector\n      operator: Exists\n",
         ),
@@ -60,7 +64,22 @@ fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
         (
             "no-as",
             "  peerAddress: 198.18.0.254\n",
-            "needs its peerASNumber",
+            "needs exactly one of peerASNumber and anyPeerAS",
+        ),
+        (
+            "as-and-any",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 65001\n  anyPeerAS: true\n",
+            "needs exactly one of peerASNumber and anyPeerAS",
+        ),
+        (
+            "any-nodes",
+            "  peerSelector: {}\n  anyPeerAS: true\n",
+            "anyPeerAS is for routers",
+        ),
+        (
+            "restart-time",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  gracefulRestart:\n    restartTimeSeconds: 4096\n",
+            "restartTimeSeconds must be 1..4095",
         ),
         (
             "both",
