@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use podroute_bgp::session::PeerAs;
 use podroute_bgp::speaker::{MaxPrefix, MaxPrefixAction, PrefixRule};
 
 use crate::crd::SecretKeyRef;
@@ -23,7 +24,8 @@ use crate::crd::bfd::BfdSpec;
 use crate::crd::bgp_configuration::{BGPConfiguration, BGPConfigurationSpec, DEFAULT_NAME};
 use crate::crd::bgp_peer::{self, BGPPeer, BGPPeerSpec, ImportRule};
 use crate::peers::{
-    BfdSettings, MeshOptions, Password, PeerSet, node_peer, usable_address, usable_as,
+    BfdSettings, MeshOptions, Password, PeerGracefulRestart, PeerSet, node_peer, usable_address,
+    usable_as,
 };
 use crate::static_peers::StaticPeer;
 use crate::view::ClusterView;
@@ -181,6 +183,8 @@ pub fn cluster_peers(
         gtsm: mesh_settings.map_or(defaults.mesh_gtsm, |m| m.gtsm),
         hold_time: mesh_settings.and_then(|m| m.hold_time_seconds),
         enabled: mesh_settings.is_none_or(|m| m.enabled),
+        // The mesh's graceful restart is the agent's (--graceful-restart-time).
+        graceful_restart: None,
         bfd: bfd_settings(
             mesh_settings.and_then(|m| m.bfd.as_ref()),
             "BGPConfiguration/default.spec.nodeToNodeMesh.bfd",
@@ -294,6 +298,7 @@ fn selected_nodes(
     let mut options = MeshOptions {
         gtsm: spec.gtsm || mesh.gtsm,
         hold_time: spec.hold_time_seconds.or(mesh.hold_time),
+        graceful_restart: spec.graceful_restart.as_ref().map(graceful_restart),
         ..mesh.clone()
     };
     if let Some(reference) = &spec.password {
@@ -331,10 +336,12 @@ fn router_peer(
             "peerAddress {address} is not a unicast address"
         )));
     }
-    let remote_as = spec
-        .peer_as_number
-        .filter(|a| usable_as(*a))
-        .ok_or_else(|| bad("peerASNumber is missing, 0 or 23456".into()))?;
+    let remote_as = match (spec.peer_as_number, spec.any_peer_as) {
+        (Some(asn), false) if usable_as(asn) => PeerAs::Is(asn),
+        (None, true) => PeerAs::Any,
+        (Some(_), true) => return Err(bad("both peerASNumber and anyPeerAS".into())),
+        _ => return Err(bad("peerASNumber is missing, 0 or 23456".into())),
+    };
     if spec.local_as_number.is_some_and(|a| !usable_as(a)) {
         return Err(bad("localASNumber is 0 or 23456".into()));
     }
@@ -360,6 +367,7 @@ fn router_peer(
         local_as: spec.local_as_number,
         hold_time: spec.hold_time_seconds,
         max_prefixes: spec.max_prefixes.as_ref().map(max_prefixes),
+        graceful_restart: spec.graceful_restart.as_ref().map(graceful_restart),
         // Set by the caller, which reports a bad `bfd` without dropping the session.
         bfd: None,
     })
@@ -387,6 +395,19 @@ fn import_rule(rule: &ImportRule) -> Result<PrefixRule, InvalidPeer> {
     let bad = || InvalidPeer::BadField(format!("import prefix {:?} is not usable", rule.prefix));
     let prefix: ipnetwork::IpNetwork = rule.prefix.parse().map_err(|_| bad())?;
     crate::static_peers::import_rule(prefix, rule.ge, rule.le).ok_or_else(bad)
+}
+
+/// A BGPPeer's `gracefulRestart` as the session's setting (a restart time the schema should
+/// have refused is clamped to RFC 4724's 1..4095 s).
+fn graceful_restart(spec: &bgp_peer::GracefulRestartSpec) -> PeerGracefulRestart {
+    if !spec.enabled {
+        return PeerGracefulRestart::Off;
+    }
+    PeerGracefulRestart::On {
+        restart_time: spec
+            .restart_time_seconds
+            .map(|s| Duration::from_secs(u64::from(s.clamp(1, 4095)))),
+    }
 }
 
 fn max_prefixes(limit: &bgp_peer::MaxPrefixes) -> MaxPrefix {
@@ -490,6 +511,85 @@ mod tests {
         assert_eq!(peers.routers, vec![flag]);
         assert!(peers.invalid.is_empty());
         assert!(peers.mesh.enabled, "no BGPConfiguration: the mesh runs");
+    }
+
+    #[test]
+    fn any_peer_as_is_the_flags_as_any_and_excludes_a_peer_as_number() {
+        let mut resources = ClusterResources::default();
+        resources.peers.insert(
+            "tor".into(),
+            spec(serde_json::json!({"peerAddress": "198.18.0.254", "anyPeerAS": true})),
+        );
+        resources.peers.insert(
+            "both".into(),
+            spec(serde_json::json!({
+                "peerAddress": "198.18.0.253", "peerASNumber": 65001, "anyPeerAS": true
+            })),
+        );
+        let peers = cluster_peers(&resources, &own(serde_json::json!({})), &defaults());
+        let flag =
+            crate::static_peers::parse_static_peer("address=198.18.0.254,as=any").expect("flag");
+        assert_eq!(peers.routers, vec![flag]);
+        assert_eq!(peers.routers[0].remote_as, PeerAs::Any);
+        assert_eq!(
+            peers
+                .invalid
+                .get("both")
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("both peerASNumber and anyPeerAS")
+        );
+    }
+
+    #[test]
+    fn graceful_restart_of_one_bgppeer_changes_only_its_sessions() {
+        let mut resources = ClusterResources::default();
+        for (name, address) in [("tor-a", "198.18.0.254"), ("tor-b", "198.18.0.253")] {
+            resources.peers.insert(
+                name.into(),
+                spec(serde_json::json!({"peerAddress": address, "peerASNumber": 65001})),
+            );
+        }
+        let view = own(serde_json::json!({}));
+        let set = |resources: &ClusterResources| {
+            let mut set = PeerSet::new();
+            crate::static_peers::add_static_peers(
+                &mut set,
+                &cluster_peers(resources, &view, &defaults()).routers,
+            );
+            set
+        };
+        let before = set(&resources);
+        assert!(before.values().all(|p| p.graceful_restart.is_none()));
+        for (json, expected) in [
+            (
+                serde_json::json!({"restartTimeSeconds": 30}),
+                PeerGracefulRestart::On {
+                    restart_time: Some(Duration::from_secs(30)),
+                },
+            ),
+            (
+                serde_json::json!({"enabled": false}),
+                PeerGracefulRestart::Off,
+            ),
+            (
+                serde_json::json!({}),
+                PeerGracefulRestart::On { restart_time: None },
+            ),
+        ] {
+            resources.peers.insert(
+                "tor-a".into(),
+                spec(serde_json::json!({
+                    "peerAddress": "198.18.0.254", "peerASNumber": 65001, "gracefulRestart": json
+                })),
+            );
+            let after = set(&resources);
+            let changes = crate::peers::PeerChanges::between(&before, &after);
+            let changed: Vec<_> = changes.changed.iter().map(|p| p.address).collect();
+            assert_eq!(changed, ["198.18.0.254".parse::<IpAddr>().expect("ip")]);
+            assert!(changes.added.is_empty() && changes.removed.is_empty());
+            assert_eq!(changes.changed[0].graceful_restart, Some(expected));
+        }
     }
 
     #[test]
@@ -753,7 +853,7 @@ mod peer_selector_tests {
         assert!(peers.routers.is_empty());
         for peer in peers.nodes.values() {
             assert_eq!(peer.hold_time, Some(30));
-            assert_eq!(peer.remote_as, 64512);
+            assert_eq!(peer.remote_as, PeerAs::Is(64512));
         }
         peers.nodes.keys().map(ToString::to_string).collect()
     }

@@ -232,8 +232,8 @@ pub struct Cli {
     pub hold_time: u16,
 
     /// A static external BGP peer such as a top-of-rack router, repeatable:
-    /// `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`. iBGP if
-    /// `as` is the node's AS, else eBGP. Only the node's own pod CIDRs are exported to it;
+    /// `address=IP,as=N|any[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`. iBGP
+    /// if `as` is the node's AS, else eBGP (`any`: as the peer's OPEN says). Only the node's own pod CIDRs are exported to it;
     /// only prefixes its import list allows are imported (none without one). In the
     /// environment, separate several peers by spaces.
     #[arg(long = "bgp-peer", env = "PODROUTE_BGP_PEERS", value_delimiter = ' ')]
@@ -753,7 +753,10 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(config.static_peers.len(), 2);
-        assert_eq!(config.static_peers[1].remote_as, 65001);
+        assert_eq!(
+            config.static_peers[1].remote_as,
+            podroute_bgp::session::PeerAs::Is(65001)
+        );
         assert!(
             parse(&["--node-name", "n"])
                 .expect("valid")

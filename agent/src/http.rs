@@ -82,6 +82,7 @@ async fn status(State(ctx): State<Arc<Context>>) -> String {
             "address": p.address.to_string(),
             "source": p.source,
             "type": p.peer_type,
+            "peerAS": p.peer_as,
             "state": p.state.to_string(),
             "sinceUnixSeconds": since(p.since),
             "established": p.established,

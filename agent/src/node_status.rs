@@ -42,6 +42,7 @@ pub fn node_state(status: &AgentStatus) -> NodeBgpState {
             .map(|p| PeerState {
                 address: p.address.to_string(),
                 peer_type: p.peer_type.to_owned(),
+                as_number: p.peer_as,
                 state: p.state.to_string(),
                 since_unix_seconds: since(p.since),
                 received_prefixes: p.received,

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use podroute_bgp::session::PeerAs;
+
 use crate::view::ClusterView;
 
 /// The 2-octet placeholder for 4-octet AS numbers (RFC 6793 §9); never a real AS.
@@ -91,8 +93,8 @@ impl PeerKind {
 pub struct PeerSpec {
     /// The peer's address (the session's remote end).
     pub address: IpAddr,
-    /// The peer's AS number.
-    pub remote_as: u32,
+    /// The peer's AS number, or any (taken from its OPEN).
+    pub remote_as: PeerAs,
     /// Where the peer comes from.
     pub kind: PeerKind,
     /// TCP-MD5 password (RFC 2385), if any.
@@ -107,7 +109,28 @@ pub struct PeerSpec {
     pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
     /// BFD with the peer (RFC 5880/5881), if on.
     pub bfd: Option<BfdSettings>,
+    /// Graceful restart (RFC 4724) on this session, when not the agent's
+    /// (`--graceful-restart-time`).
+    pub graceful_restart: Option<PeerGracefulRestart>,
 }
+
+/// Graceful restart on one session (BGPPeer `gracefulRestart`). Its capability is in the
+/// OPEN, so a change restarts that session, and only that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerGracefulRestart {
+    /// No capability offered: the peer drops our routes when the session ends, and we its.
+    Off,
+    /// Offered, with this Restart Time (`None`: the agent's `--graceful-restart-time`, or
+    /// [`DEFAULT_RESTART_TIME`] when that turns graceful restart off).
+    On {
+        /// The Restart Time we advertise.
+        restart_time: Option<Duration>,
+    },
+}
+
+/// The Restart Time of a session that turns graceful restart on when the agent's
+/// `--graceful-restart-time 0s` leaves none to take (that flag's default).
+pub const DEFAULT_RESTART_TIME: Duration = Duration::from_secs(120);
 
 /// BFD for one peer: the session's intervals, and whether BGP waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,6 +191,9 @@ pub struct MeshOptions {
     pub hold_time: Option<u16>,
     /// The mesh runs (BGPConfiguration `nodeToNodeMesh.enabled`; on without one).
     pub enabled: bool,
+    /// Graceful restart on these sessions, when not the agent's (a `peerSelector` BGPPeer's
+    /// `gracefulRestart`; the mesh itself follows `--graceful-restart-time`).
+    pub graceful_restart: Option<PeerGracefulRestart>,
 }
 
 /// The mesh: one iBGP peer per other node that has an IP to reach it on.
@@ -211,7 +237,7 @@ pub fn node_peer(
     };
     Some(PeerSpec {
         address,
-        remote_as: node.as_number.unwrap_or(options.as_number),
+        remote_as: PeerAs::Is(node.as_number.unwrap_or(options.as_number)),
         kind: PeerKind::Mesh {
             node: node.name.clone(),
         },
@@ -223,6 +249,7 @@ pub fn node_peer(
         local_as: Some(view.own.as_number.unwrap_or(options.as_number)),
         hold_time: options.hold_time,
         max_prefixes: None,
+        graceful_restart: options.graceful_restart,
     })
 }
 
@@ -299,7 +326,7 @@ mod tests {
         ]);
         let addresses: Vec<String> = set.keys().map(|a| a.to_string()).collect();
         assert_eq!(addresses, ["198.18.0.2", "198.18.0.3"]);
-        assert!(set.values().all(|p| p.remote_as == 64512));
+        assert!(set.values().all(|p| p.remote_as == PeerAs::Is(64512)));
     }
 
     #[test]
@@ -391,11 +418,19 @@ mod tests {
             bad,
         ]);
         let by_ip = |ip: &str| &set[&ip.parse::<IpAddr>().expect("ip")];
-        assert_eq!(by_ip("198.18.0.2").remote_as, 64512, "same rack: iBGP");
-        assert_eq!(by_ip("198.18.1.3").remote_as, 65002, "other rack: eBGP");
+        assert_eq!(
+            by_ip("198.18.0.2").remote_as,
+            PeerAs::Is(64512),
+            "same rack: iBGP"
+        );
+        assert_eq!(
+            by_ip("198.18.1.3").remote_as,
+            PeerAs::Is(65002),
+            "other rack: eBGP"
+        );
         assert_eq!(
             by_ip("198.18.0.4").remote_as,
-            64512,
+            PeerAs::Is(64512),
             "a bad annotation is ignored"
         );
         assert!(set.values().all(|p| p.local_as == Some(64512)));

@@ -57,6 +57,44 @@ pub fn set_gtsm(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// Keeps the SYN of every connection `listener` accepts (`TCP_SAVE_SYN`), for
+/// [`saved_syn_hop_limit`].
+pub fn set_save_syn(listener: BorrowedFd<'_>) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    setsockopt(listener, libc::IPPROTO_TCP, libc::TCP_SAVE_SYN, &on)
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) the SYN of an accepted connection arrived with, from
+/// the SYN its listener saved ([`set_save_syn`]); `None` when none was saved (or it was read
+/// already: the kernel hands it out once). The minimum-TTL check of GTSM can only be set on
+/// an accepted socket after the handshake, when the peer's first segments may be queued
+/// already; the SYN's TTL tells whether the connection came from a neighbour at all.
+pub fn saved_syn_hop_limit(stream: BorrowedFd<'_>) -> Option<u8> {
+    let mut headers = [0u8; 512];
+    let mut len = headers.len() as libc::socklen_t; // 512 fits
+    // SAFETY: `stream` is a valid open descriptor for the duration of the borrow; the kernel
+    // writes at most `len` bytes into `headers` and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_SAVED_SYN,
+            headers.as_mut_ptr().cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let headers = headers.get(..usize::try_from(len).ok()?)?;
+    // The network header first: IPv4's TTL is byte 8, IPv6's hop limit byte 7.
+    match headers.first()? >> 4 {
+        4 => headers.get(8).copied(),
+        6 => headers.get(7).copied(),
+        _ => None,
+    }
+}
+
 /// Sends with TTL (hop limit) 255. Set on the listening socket, so that the SYN-ACK to a GTSM
 /// peer already carries TTL 255: the peer's minimum-TTL check applies to it too.
 pub fn set_ttl_255(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
@@ -208,6 +246,44 @@ mod tests {
             &[b'x'; 81],
         );
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn the_saved_syn_tells_the_ttl_a_connection_came_with() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        set_save_syn(listener.as_fd()).expect("save syn");
+        let address = listener.local_addr().expect("address");
+        for ttl in [255, 64, 1] {
+            let client = connect_with_ttl(address, ttl);
+            let (accepted, _) = listener.accept().expect("accept");
+            assert_eq!(saved_syn_hop_limit(accepted.as_fd()), Some(ttl as u8));
+            assert_eq!(
+                saved_syn_hop_limit(accepted.as_fd()),
+                None,
+                "handed out once"
+            );
+            drop(client);
+        }
+        // A listener that saves no SYN: nothing to tell.
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let _client = connect_with_ttl(plain.local_addr().expect("address"), 255);
+        let (accepted, _) = plain.accept().expect("accept");
+        assert_eq!(saved_syn_hop_limit(accepted.as_fd()), None);
+    }
+
+    /// A connection to `address` whose SYN carries `ttl`.
+    fn connect_with_ttl(address: SocketAddr, ttl: u32) -> std::net::TcpStream {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            let value = libc::c_int::try_from(ttl).expect("ttl");
+            setsockopt(socket.as_fd(), libc::IPPROTO_IP, libc::IP_TTL, &value).expect("ttl");
+            let stream = socket.connect(address).await.expect("connect");
+            stream.into_std().expect("std stream")
+        })
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `peerAddress` becomes the same [`StaticPeer`] ([`crate::cluster_peers`]), so both take one
 //! path from there on.
 //!
-//! A spec is `address=IP,as=N[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`.
+//! A spec is `address=IP,as=N|any[,password-file=PATH][,gtsm=true][,import=P/L:MAX;P/L:MAX]`.
 //! BFD is not among its keys: it is set on a BGPPeer (`bfd:`), one way to do it. It is parsed into a [`StaticPeer`], which becomes a [`PeerSpec`] of kind
 //! [`PeerKind::Static`](crate::peers::PeerKind::Static), the same data the mesh produces, so
 //! a resource can later produce identical specs and the speaker treats them alike.
@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
+use podroute_bgp::session::PeerAs;
 use podroute_bgp::speaker::{PrefixRule, Verdict};
 
 use crate::peers::{BfdSettings, PeerKind, PeerSet, PeerSpec};
@@ -26,8 +27,9 @@ use crate::peers::{BfdSettings, PeerKind, PeerSet, PeerSpec};
 pub struct StaticPeer {
     /// The router's address.
     pub address: IpAddr,
-    /// The router's AS number (same as ours: iBGP; different: eBGP).
-    pub remote_as: u32,
+    /// The router's AS number (same as ours: iBGP; different: eBGP), or any: whatever its
+    /// OPEN carries (`as=any`, BGPPeer `anyPeerAS`).
+    pub remote_as: PeerAs,
     /// File the TCP-MD5 password was read from, if any.
     pub password_file: Option<PathBuf>,
     /// The TCP-MD5 password (RFC 2385).
@@ -44,6 +46,9 @@ pub struct StaticPeer {
     pub hold_time: Option<u16>,
     /// Prefix limit (BGPPeer `maxPrefixes`).
     pub max_prefixes: Option<podroute_bgp::speaker::MaxPrefix>,
+    /// Graceful restart when not the agent's (BGPPeer `gracefulRestart`; never from
+    /// `--bgp-peer`).
+    pub graceful_restart: Option<crate::peers::PeerGracefulRestart>,
 }
 
 impl StaticPeer {
@@ -61,6 +66,7 @@ impl StaticPeer {
             local_as: self.local_as,
             hold_time: self.hold_time,
             max_prefixes: self.max_prefixes,
+            graceful_restart: self.graceful_restart,
         }
     }
 }
@@ -94,7 +100,7 @@ pub enum StaticPeerError {
     #[error("address `{0}` is not a usable unicast IP address")]
     Address(String),
     /// Not an AS number, or a reserved one.
-    #[error("as `{0}` is not a usable AS number (1..=4294967295, not 23456)")]
+    #[error("as `{0}` is not a usable AS number (1..=4294967295, not 23456) nor `any`")]
     AsNumber(String),
     /// `gtsm` not a boolean.
     #[error("gtsm `{0}` is not true or false")]
@@ -173,6 +179,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                 }
                 set_once(&mut address, ip, "address")?;
             }
+            "as" if value == "any" => set_once(&mut remote_as, PeerAs::Any, "as")?,
             "as" => {
                 let asn: u32 = value
                     .parse()
@@ -180,7 +187,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
                 if !crate::peers::usable_as(asn) {
                     return Err(StaticPeerError::AsNumber(value.to_owned()));
                 }
-                set_once(&mut remote_as, asn, "as")?;
+                set_once(&mut remote_as, PeerAs::Is(asn), "as")?;
             }
             "password-file" => set_once(&mut password_file, PathBuf::from(value), "password-file")?,
             "gtsm" => {
@@ -218,6 +225,7 @@ pub fn parse_static_peer(text: &str) -> Result<StaticPeer, StaticPeerError> {
         local_as: None,
         hold_time: None,
         max_prefixes: None,
+        graceful_restart: None,
     })
 }
 
@@ -275,7 +283,7 @@ mod tests {
         );
         let peer = parse_static_peer(&spec).expect("valid");
         assert_eq!(peer.address, "198.18.0.254".parse::<IpAddr>().expect("ip"));
-        assert_eq!(peer.remote_as, 65001);
+        assert_eq!(peer.remote_as, PeerAs::Is(65001));
         assert_eq!(
             peer.md5_password.as_ref().map(|p| p.expose()),
             Some("s3cret")

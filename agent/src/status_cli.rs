@@ -140,8 +140,8 @@ pub fn render(status: &Value) -> String {
     line("BGP peers:", peers.len().to_string());
     if !peers.is_empty() {
         out.push_str(&format!(
-            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
-            "ADDRESS", "TYPE", "STATE", "FOR", "IN", "ACCEPTED", "OUT", "BFD", "LAST ERROR"
+            "  {:<28} {:<7} {:<10} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
+            "ADDRESS", "TYPE", "AS", "STATE", "FOR", "IN", "ACCEPTED", "OUT", "BFD", "LAST ERROR"
         ));
     }
     let now = std::time::SystemTime::now()
@@ -163,10 +163,15 @@ pub fn render(status: &Value) -> String {
             Some(state) if peer["waitingForBfd"] == true => format!("{state} (waits)"),
             Some(state) => state.to_owned(),
         };
+        // A peer of any AS shows `-` until an OPEN told its AS.
+        let asn = peer["peerAS"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
         out.push_str(&format!(
-            "  {:<28} {:<7} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
+            "  {:<28} {:<7} {:<10} {:<12} {:<9} {:>8} {:>8} {:>8}  {:<10} {}\n",
             peer["address"].as_str().unwrap_or("?"),
             peer["type"].as_str().unwrap_or("?"),
+            asn,
             state,
             since,
             number("receivedPrefixes"),
@@ -212,7 +217,7 @@ mod tests {
             "node": "node1", "ready": true, "podCIDRs": ["10.244.1.0/24", "fd00:10:244:1::/64"],
             "routes": {"expected": 4, "installed": 4, "asExpectedInKernel": 4, "drifting": 0},
             "bgpPeers": [
-                {"address": "198.18.0.2", "type": "mesh", "state": "Established", "established": true,
+                {"address": "198.18.0.2", "type": "mesh", "peerAS": 64512, "state": "Established", "established": true,
                  "synced": true, "receivedPrefixes": 1, "acceptedRoutes": 1, "advertisedRoutes": 1},
                 {"address": "198.18.0.254", "type": "router", "state": "Active", "established": false,
                  "synced": false, "lastError": "NOTIFICATION received: cease"},
@@ -233,7 +238,7 @@ mod tests {
             .find(|l| l.contains("198.18.0.2 "))
             .expect("peer line");
         assert!(
-            mesh.contains("mesh") && mesh.contains("Established "),
+            mesh.contains("mesh") && mesh.contains(" 64512 ") && mesh.contains("Established "),
             "{mesh}"
         );
         let router = text

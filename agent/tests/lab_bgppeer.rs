@@ -6,16 +6,10 @@ use podroute_lab::{Lab, LabConfig};
 
 mod lab_support;
 
-use lab_support::{apply, install_crds, joined_logs, peer_status, status, wait_for};
+use lab_support::{apply, install_crds, joined_logs, peer, peer_status, status, wait_for};
 
 fn lab_name(tag: &str) -> String {
     format!("bp{tag}{}", std::process::id() % 100_000)
-}
-
-fn peer(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: podroute.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n{spec}"
-    )
 }
 
 #[test]
@@ -32,6 +26,10 @@ fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
         (
             "tor-v6",
             "  peerAddress: fd00:198:18::fe\n  peerASNumber: 65001\n  password:\n    name: tor\n    key: password\n  nodeSelector:\n    matchLabels:\n      rack: a\n",
+        ),
+        (
+            "any-as",
+            "  peerAddress: 198.18.0.253\n  anyPeerAS: true\n  gracefulRestart:\n    enabled: false\n",
         ),
         (
             "reflectors",
@@ -66,7 +64,22 @@ fn the_schema_refuses_what_it_can_see_and_takes_the_rest() {
         (
             "no-as",
             "  peerAddress: 198.18.0.254\n",
-            "needs its peerASNumber",
+            "needs exactly one of peerASNumber and anyPeerAS",
+        ),
+        (
+            "as-and-any",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 65001\n  anyPeerAS: true\n",
+            "needs exactly one of peerASNumber and anyPeerAS",
+        ),
+        (
+            "any-nodes",
+            "  peerSelector: {}\n  anyPeerAS: true\n",
+            "anyPeerAS is for routers",
+        ),
+        (
+            "restart-time",
+            "  peerAddress: 198.18.0.254\n  peerASNumber: 1\n  gracefulRestart:\n    restartTimeSeconds: 4096\n",
+            "restartTimeSeconds must be 1..4095",
         ),
         (
             "both",

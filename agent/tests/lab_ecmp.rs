@@ -55,21 +55,7 @@ fn start_router(lab: &Lab, name: &str, address: &str, asn: u32) -> LabProcess {
         &["ip", "addr", "add", &format!("{BEHIND}/32"), "dev", "lo"],
     )
     .expect("address behind the router");
-    let config = lab.dir().join(format!("bird-{name}.conf"));
-    std::fs::write(&config, bird_config(lab, name, address, asn)).expect("BIRD config");
-    let socket = lab.dir().join(format!("bird-{name}.ctl"));
-    let pid = lab.dir().join(format!("bird-{name}.pid"));
-    let args = [
-        "-f".to_owned(),
-        "-c".to_owned(),
-        config.display().to_string(),
-        "-s".to_owned(),
-        socket.display().to_string(),
-        "-P".to_owned(),
-        pid.display().to_string(),
-    ];
-    lab.spawn(name, "bird", "bird", &args, &[])
-        .expect("start BIRD")
+    lab_support::spawn_bird(lab, name, &bird_config(lab, name, address, asn))
 }
 
 fn apply(lab: &Lab, name: &str, yaml: &str) {

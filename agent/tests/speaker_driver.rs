@@ -57,6 +57,7 @@ fn input_with(
             bfd,
             hold_time: None,
             enabled: true,
+            graceful_restart: None,
         },
     );
     let advertised = view.own.routable_cidrs().collect();
@@ -221,8 +222,10 @@ async fn mesh_scenario(port: u16) {
     // A further connection from a peer's address (127.0.0.2) while its session is Established
     // may be the peer restarting (graceful restart, RFC 4724 §4.2): it gets an OPEN, and the
     // established session stays until a valid OPEN comes on it. This one sends nothing and
-    // goes away: nothing changes.
+    // goes away: nothing changes. The mesh runs GTSM: like the peer, it sends with TTL 255
+    // (a SYN with less is closed unread).
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    podroute_agent::sockopt::set_ttl_255(std::os::fd::AsFd::as_fd(&socket), false).expect("ttl");
     socket
         .bind("127.0.0.2:0".parse().expect("addr"))
         .expect("bind");

@@ -23,7 +23,7 @@ fn two_routers(max_paths: usize) -> Net {
     for (router, asn) in [2u8, 3].into_iter().zip(ROUTER_AS) {
         net.add_node(router, SpeakerConfig::default());
         let mut to_router = peer_config(1, router);
-        to_router.session.peer_as = asn;
+        to_router.session.peer_as = podroute_bgp::session::PeerAs::Is(asn);
         to_router.wait_for_end_of_rib = false;
         net.node(1).speaker.add_peer(now, to_router);
         let mut to_node = peer_config(router, 1);

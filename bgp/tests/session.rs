@@ -12,7 +12,8 @@ use podroute_bgp::message::{
     frame_len,
 };
 use podroute_bgp::session::{
-    Action, AdminEvent, REFUSED_RETRIES, ReceivedRoutes, Session, SessionConfig, State, Timer,
+    Action, AdminEvent, PeerAs, REFUSED_RETRIES, ReceivedRoutes, Session, SessionConfig, State,
+    Timer,
 };
 
 const A_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -798,4 +799,109 @@ fn idle_hold_backs_off_while_the_peer_keeps_refusing() {
         assert_eq!(s.state(), State::Idle);
     }
     assert_eq!(waits, vec![5, 10, 20, 40, 80, 120]);
+}
+
+/// A (AS 65001, any peer AS) and B (passive, `b_as`, expecting 65001).
+fn any_as_pair(b_as: u32) -> Pair {
+    let a = SessionConfig::new(65001, A_ID, PeerAs::Any);
+    let mut b = SessionConfig::new(b_as, B_ID, 65001);
+    b.passive = true;
+    Pair::new(a, b)
+}
+
+/// The attributes B last received for an IPv4 announcement.
+fn last_v4_attributes(seen: &Seen) -> PathAttributes {
+    seen.routes
+        .iter()
+        .rev()
+        .find(|r| r.family == Family::IPV4_UNICAST && !r.announced.is_empty())
+        .and_then(|r| r.attributes.as_deref().cloned())
+        .expect("an IPv4 announcement")
+}
+
+#[test]
+fn any_peer_as_takes_an_external_as_from_the_open_and_runs_ebgp() {
+    let mut p = any_as_pair(65002);
+    let now = p.now;
+    let v4: Vec<IpNetwork> = vec!["10.244.1.0/24".parse().expect("net")];
+    assert_eq!(p.a.peer_as(), None, "nothing learned before an OPEN");
+    p.a.announce(now, v4.clone(), v4_attrs(A_ID));
+    p.start();
+    // B checks that A's OPEN carries 65001: our OPEN keeps our AS.
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.b.state(), State::Established);
+    assert_eq!(p.a.peer_as(), Some(65002));
+    assert!(!p.a.is_ibgp());
+    let got = last_v4_attributes(&p.seen_b);
+    assert_eq!(got.as_path.first_as(), Some(65001), "own AS prepended");
+    assert_eq!(got.local_pref, None, "no LOCAL_PREF to an external peer");
+    // The peer's routes must start with its AS (RFC 4271 §6.3): the learned one counts.
+    let now = p.now;
+    let mut from_b = v4_attrs(B_ID);
+    from_b.as_path.prepend(65099);
+    p.b.announce(now, ["10.99.0.0/24".parse().expect("net")], from_b);
+    p.drive();
+    let last = p.seen_a.routes.last().expect("routes from B");
+    assert_eq!(last.announced.len(), 1, "{last:?}");
+}
+
+#[test]
+fn any_peer_as_with_our_own_as_in_the_open_runs_ibgp() {
+    let mut p = any_as_pair(65001);
+    let now = p.now;
+    p.a.announce(now, ["10.244.1.0/24".parse().expect("net")], v4_attrs(A_ID));
+    p.start();
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.a.peer_as(), Some(65001));
+    assert!(p.a.is_ibgp());
+    let got = last_v4_attributes(&p.seen_b);
+    assert_eq!(
+        got.as_path.first_as(),
+        None,
+        "no AS prepended within the AS"
+    );
+    assert_eq!(got.local_pref, Some(100));
+}
+
+#[test]
+fn any_peer_as_rewrites_its_routes_when_the_next_open_is_of_the_other_kind() {
+    let mut p = any_as_pair(65002);
+    let now = p.now;
+    p.a.announce(now, ["10.244.1.0/24".parse().expect("net")], v4_attrs(A_ID));
+    p.start();
+    assert!(!p.a.is_ibgp());
+    // The eBGP peer goes; an iBGP one comes on the same address.
+    let now = p.now;
+    p.b.handle(now, AdminEvent::Stop);
+    p.drive();
+    assert_ne!(p.a.state(), State::Established);
+    let mut b = SessionConfig::new(65001, B_ID, 65001);
+    b.passive = true;
+    p.b = Session::new(b);
+    p.seen_b = Seen::default();
+    let now = p.now;
+    p.b.handle(now, AdminEvent::Start);
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.a.peer_as(), Some(65001));
+    let got = last_v4_attributes(&p.seen_b);
+    assert_eq!(got.as_path.first_as(), None, "the eBGP prepend is gone");
+    assert_eq!(got.local_pref, Some(100));
+}
+
+#[test]
+fn any_peer_as_still_refuses_as_0_and_as_trans() {
+    for bad in [0, 23456] {
+        let now = Instant::now();
+        let mut s = Session::new(SessionConfig::new(65001, A_ID, PeerAs::Any));
+        s.handle(now, AdminEvent::Start);
+        s.handle_connected(now);
+        while s.poll_action().is_some() {}
+        s.handle_bytes(now, &peer_open(bad, 90, B_ID));
+        let n = std::iter::from_fn(|| s.poll_action()).find_map(|a| match a {
+            Action::NotificationSent(n) => Some(n),
+            _ => None,
+        });
+        assert_eq!(n.map(|n| (n.code, n.subcode)), Some((2, 2)), "AS {bad}");
+    }
 }

@@ -650,3 +650,63 @@ fn bfd_down_from_a_control_plane_independent_peer_ends_its_graceful_restart() {
     assert!(net.fib(1).is_empty(), "a dead path is no graceful restart");
     assert_eq!(net.node(1).speaker.peers().next().expect("peer").stale, 0);
 }
+
+#[test]
+fn a_peers_new_graceful_restart_time_restarts_its_session_only() {
+    let mut net = mesh(&[1, 2, 3]);
+    originate(&mut net, 2, &["10.99.2.0/24"], None);
+    originate(&mut net, 3, &["10.99.3.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    let counts = |net: &mut Net| -> Vec<(IpAddr, u64)> {
+        net.node(1)
+            .speaker
+            .peers()
+            .map(|p| (p.address, p.established_count))
+            .collect()
+    };
+    assert_eq!(counts(&mut net), [(ip(2), 1), (ip(3), 1)]);
+    let mut config = peer_config(1, 2);
+    config.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: Duration::from_secs(30),
+        ..gr().expect("gr")
+    });
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, config);
+    net.run_for(Duration::from_secs(5));
+    // The capability is in the OPEN: node 2 got Cease/Configuration Change and a new OPEN
+    // with the new restart time; node 3's session never noticed.
+    assert_eq!(counts(&mut net), [(ip(2), 2), (ip(3), 1)]);
+    assert_eq!(
+        net.node(2)
+            .seen
+            .notifications(false)
+            .last()
+            .map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::CONFIGURATION_CHANGE))
+    );
+    assert!(net.node(3).seen.notifications(false).is_empty());
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.fib(1).len(), 2, "both routes back");
+}
+
+#[test]
+fn a_peer_of_any_as_is_ibgp_by_its_open() {
+    let mut net = mesh(&[1, 2]);
+    originate(&mut net, 2, &["10.99.2.0/24"], Some(200));
+    let mut config = peer_config(1, 2);
+    config.session.peer_as = PeerAs::Any;
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, config);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    let peer = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!(peer.peer_as, Some(AS), "learned from the OPEN");
+    // iBGP: node 2's LOCAL_PREF counts (an eBGP peer's would be dropped).
+    let best = net
+        .node(1)
+        .speaker
+        .rib()
+        .best(&net_("10.99.2.0/24"))
+        .map(|(_, a)| a.local_pref);
+    assert_eq!(best, Some(Some(200)));
+}

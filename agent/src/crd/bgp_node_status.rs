@@ -82,6 +82,10 @@ pub struct PeerState {
     /// `mesh` or `router`.
     #[serde(rename = "type")]
     pub peer_type: String,
+    /// The peer's AS: the configured one, or for a BGPPeer with `anyPeerAS` the one its OPEN
+    /// carried on the current session (absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
     /// The session state (RFC 4271: Idle, Connect, Active, OpenSent, OpenConfirm, Established).
     pub state: String,
     /// When it entered that state, seconds since the Unix epoch.

@@ -43,8 +43,10 @@ use super::{SecretKeyRef, bfd::BfdSpec, selector::LabelSelector};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.peerAddress) != has(self.peerSelector)")
     .message("give exactly one of peerAddress (a router) and peerSelector (other nodes)"))]
-#[x_kube(validation = Rule::new("!has(self.peerAddress) || has(self.peerASNumber)")
-    .message("a peer at peerAddress needs its peerASNumber"))]
+#[x_kube(validation = Rule::new("!has(self.peerAddress) || has(self.peerASNumber) != (has(self.anyPeerAS) && self.anyPeerAS)")
+    .message("a peer at peerAddress needs exactly one of peerASNumber and anyPeerAS: true"))]
+#[x_kube(validation = Rule::new("!has(self.peerSelector) || !has(self.anyPeerAS) || !self.anyPeerAS")
+    .message("anyPeerAS is for routers (peerAddress): a node's AS is known"))]
 pub struct BGPPeerSpec {
     /// The router's address (IPv4 or IPv6). Exclusive with `peerSelector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,16 @@ pub struct BGPPeerSpec {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 4294967295 && self != 23456")
         .message("peerASNumber must be 1..4294967295 and not AS_TRANS 23456"))]
     pub peer_as_number: Option<u32>,
+
+    /// Accept whatever AS the router's OPEN carries instead of a `peerASNumber` (our OPEN
+    /// still carries our AS): the node's AS makes that session iBGP, another one eBGP, decided
+    /// by each OPEN. `status` and the BGPNodeStatus show the AS learned.
+    #[serde(
+        default,
+        rename = "anyPeerAS",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub any_peer_as: bool,
 
     /// Our AS number on this session instead of the node's.
     #[serde(
@@ -113,8 +125,32 @@ pub struct BGPPeerSpec {
     /// touches no BGP session. On a `peerSelector` BGPPeer it replaces the mesh's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdSpec>,
-    // Per-peer graceful restart (`gracefulRestart: {enabled, restartTimeSeconds}`) is not
-    // here yet: every session uses --graceful-restart-time until the agent can apply it.
+
+    /// Graceful restart (RFC 4724) on this session; absent: as the mesh (the agent's
+    /// `--graceful-restart-time`, on by default). Its capability is in the OPEN, so changing
+    /// it restarts this BGPPeer's sessions, and no other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestartSpec>,
+}
+
+/// Graceful restart on one BGPPeer's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GracefulRestartSpec {
+    /// Offer the capability (off: the peer drops our routes as soon as the session ends,
+    /// and we drop its).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The Restart Time we advertise, seconds (1..4095; absent: the mesh's,
+    /// `--graceful-restart-time`, or 120 when that is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 4095")
+        .message("restartTimeSeconds must be 1..4095 (RFC 4724's 12 bits)"))]
+    pub restart_time_seconds: Option<u16>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// An import prefix-list entry: `prefix` and the prefixes inside it whose length is between

@@ -95,6 +95,8 @@ mod tests {
         let yaml = manifest_yaml().expect("YAML");
         for rule in [
             "has(self.peerAddress) != has(self.peerSelector)",
+            "has(self.peerASNumber) != (has(self.anyPeerAS) && self.anyPeerAS)",
+            "anyPeerAS is for routers (peerAddress)",
             "isIP(self)",
             "self != 23456",
             "isCIDR(self)",

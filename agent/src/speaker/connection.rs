@@ -80,6 +80,14 @@ async fn connect(dial: &Dial) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// GTSM (RFC 5082 §3) on an accepted connection: true if its SYN arrived with TTL (hop
+/// limit) 255, i.e. from a directly connected neighbour. The minimum-TTL option set after
+/// the handshake ([`prepare_accepted`]) cannot check what was queued before it; the SYN
+/// decides whether the connection is taken at all.
+pub fn from_a_neighbour(stream: &TcpStream) -> bool {
+    sockopt::saved_syn_hop_limit(stream.as_fd()) == Some(255)
+}
+
 /// Socket options on an accepted connection (TCP-MD5 came from the listener).
 pub fn prepare_accepted(stream: &TcpStream, gtsm: bool, ipv6: bool) -> std::io::Result<()> {
     stream.set_nodelay(true)?;

@@ -15,7 +15,9 @@ use crate::sockopt;
 
 /// Binds the listener (with `SO_REUSEADDR`, so a restarted agent can bind at once). It sends
 /// with TTL 255 for every peer (harmless for peers without GTSM, required for those with it);
-/// the minimum-TTL check is set per accepted connection.
+/// the minimum-TTL check is set per accepted connection, and the SYN is kept so that a GTSM
+/// peer's connection is taken only when its SYN came with TTL 255
+/// ([`super::connection::from_a_neighbour`]).
 pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -23,6 +25,7 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     sockopt::set_ttl_255(socket.as_fd(), address.is_ipv6())?;
+    sockopt::set_save_syn(socket.as_fd())?;
     socket.bind(address)?;
     socket.listen(128)
 }

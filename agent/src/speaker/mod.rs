@@ -97,6 +97,9 @@ pub struct PeerStatus {
     pub source: String,
     /// `mesh` or `router`.
     pub peer_type: &'static str,
+    /// The peer's AS: the configured one, or for a peer of any AS the one its OPEN carried
+    /// on the current session (`None` until then).
+    pub peer_as: Option<u32>,
     /// The session state (RFC 4271 §8.2.2).
     pub state: State,
     /// When the session entered that state (since the agent started, if it never changed).
@@ -234,6 +237,7 @@ pub async fn run_speaker(
                 stale_routes_time: ctx.config.stale_routes_time,
             },
         ),
+        stale_routes_time: ctx.config.stale_routes_time,
     };
     let config = SpeakerConfig {
         selection_deferral: ctx.config.startup_grace,
@@ -573,26 +577,38 @@ impl Shell {
         }
     }
 
+    /// A connection the listener accepted from `peer`: the speaker takes it or refuses it.
+    fn accepted(&mut self, now: Instant, stream: tokio::net::TcpStream, peer: IpAddr, gtsm: bool) {
+        match self.speaker.incoming(now, peer) {
+            Ok(conn) => {
+                if let Err(error) = connection::prepare_accepted(&stream, gtsm, peer.is_ipv6()) {
+                    tracing::warn!(%peer, %error, "socket options on an accepted connection failed");
+                }
+                self.connections
+                    .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
+            }
+            Err(reason) => {
+                // Counted before the close, so whoever sees the close sees the count.
+                self.refused(peer, reason);
+                drop(stream);
+            }
+        }
+    }
+
     /// One event from the socket tasks.
     fn handle(&mut self, event: Inbound) {
         let now = Instant::now();
         match event {
-            Inbound::Accepted(stream, peer) => match self.speaker.incoming(now, peer) {
-                Ok(conn) => {
-                    let gtsm = self.specs.get(&peer).is_some_and(|s| s.gtsm);
-                    if let Err(error) = connection::prepare_accepted(&stream, gtsm, peer.is_ipv6())
-                    {
-                        tracing::warn!(%peer, %error, "socket options on an accepted connection failed");
-                    }
-                    self.connections
-                        .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
-                }
-                Err(reason) => {
-                    // Counted before the close, so whoever sees the close sees the count.
-                    self.refused(peer, reason);
+            Inbound::Accepted(stream, peer) => {
+                let gtsm = self.specs.get(&peer).is_some_and(|s| s.gtsm);
+                if gtsm && !connection::from_a_neighbour(&stream) {
+                    // Further away than one hop (or spoofed): no session state at all.
+                    tracing::debug!(%peer, "GTSM: connection whose SYN came with TTL < 255 closed");
                     drop(stream);
+                    return;
                 }
-            },
+                self.accepted(now, stream, peer, gtsm);
+            }
             Inbound::Connected(conn, result) => {
                 if self.dialing.remove(&conn).is_none() {
                     return;
@@ -800,6 +816,7 @@ impl Shell {
                     peer_type: spec
                         .map_or(PeerType::Router, |s| PeerType::of(&s.kind))
                         .label(),
+                    peer_as: p.peer_as,
                     state: p.state,
                     since: note.since,
                     established: p.state == State::Established,

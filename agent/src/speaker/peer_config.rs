@@ -19,7 +19,7 @@ use podroute_bgp::speaker::{
     BfdMode, GracefulRestartConfig, PeerConfig, Policy, PrefixRule, Verdict,
 };
 
-use crate::peers::{PeerKind, PeerSpec};
+use crate::peers::{DEFAULT_RESTART_TIME, PeerGracefulRestart, PeerKind, PeerSpec};
 use crate::view::ClusterView;
 
 /// First wait after a failed connection attempt; it doubles up to [`CONNECT_RETRY_MAX`].
@@ -44,8 +44,11 @@ pub struct LocalSettings {
     pub address: IpAddr,
     /// Hold time we offer, seconds.
     pub hold_time: u16,
-    /// Graceful restart, both roles (`None`: off).
+    /// Graceful restart, both roles, of sessions that do not set their own (`None`: off).
     pub graceful_restart: Option<GracefulRestartConfig>,
+    /// The longest a restarting peer's routes are kept as stale, for sessions that turn
+    /// graceful restart on themselves (`--stale-routes-time`).
+    pub stale_routes_time: Duration,
 }
 
 /// The speaker's configuration of one peer.
@@ -85,7 +88,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         import,
         export: Policy::accept_all(),
         max_prefixes: spec.max_prefixes,
-        graceful_restart: local.graceful_restart,
+        graceful_restart: graceful_restart(spec.graceful_restart, local),
         wait_for_end_of_rib,
         route_reflector_client,
         bfd: match spec.bfd {
@@ -93,6 +96,23 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
             Some(b) if b.strict => BfdMode::Strict,
             Some(_) => BfdMode::On,
         },
+    }
+}
+
+/// A session's graceful restart: its own setting, else the agent's.
+fn graceful_restart(
+    own: Option<PeerGracefulRestart>,
+    local: &LocalSettings,
+) -> Option<GracefulRestartConfig> {
+    match own {
+        None => local.graceful_restart,
+        Some(PeerGracefulRestart::Off) => None,
+        Some(PeerGracefulRestart::On { restart_time }) => Some(GracefulRestartConfig {
+            restart_time: restart_time
+                .or(local.graceful_restart.map(|gr| gr.restart_time))
+                .unwrap_or(DEFAULT_RESTART_TIME),
+            stale_routes_time: local.stale_routes_time,
+        }),
     }
 }
 
@@ -176,6 +196,7 @@ mod tests {
             address: "198.18.0.2".parse().expect("ip"),
             hold_time: 90,
             graceful_restart: None,
+            stale_routes_time: Duration::from_secs(300),
         }
     }
 
@@ -243,6 +264,51 @@ mod tests {
         );
         assert!(!config.session.passive);
         assert!(!config.wait_for_end_of_rib);
+    }
+
+    #[test]
+    fn a_sessions_own_graceful_restart_wins_over_the_agents() {
+        let view = view();
+        let mut spec = crate::static_peers::parse_static_peer("address=198.18.0.254,as=any")
+            .expect("peer")
+            .to_spec();
+        let secs = Duration::from_secs;
+        let agents = GracefulRestartConfig {
+            restart_time: secs(90),
+            stale_routes_time: secs(300),
+        };
+        let with = |gr: Option<GracefulRestartConfig>| LocalSettings {
+            graceful_restart: gr,
+            ..local()
+        };
+        let restart_time = |spec: &PeerSpec, local: &LocalSettings| {
+            peer_config(spec, &view, local)
+                .graceful_restart
+                .map(|gr| gr.restart_time)
+        };
+        assert_eq!(restart_time(&spec, &with(Some(agents))), Some(secs(90)));
+        assert_eq!(restart_time(&spec, &with(None)), None);
+        spec.graceful_restart = Some(PeerGracefulRestart::Off);
+        assert_eq!(restart_time(&spec, &with(Some(agents))), None);
+        spec.graceful_restart = Some(PeerGracefulRestart::On { restart_time: None });
+        assert_eq!(restart_time(&spec, &with(Some(agents))), Some(secs(90)));
+        assert_eq!(
+            restart_time(&spec, &with(None)),
+            Some(DEFAULT_RESTART_TIME),
+            "on though the agent's is off"
+        );
+        spec.graceful_restart = Some(PeerGracefulRestart::On {
+            restart_time: Some(secs(30)),
+        });
+        let config = peer_config(&spec, &view, &with(None));
+        assert_eq!(
+            config.graceful_restart,
+            Some(GracefulRestartConfig {
+                restart_time: secs(30),
+                stale_routes_time: secs(300),
+            })
+        );
+        assert_eq!(config.session.peer_as, podroute_bgp::session::PeerAs::Any);
     }
 
     /// node-1 a route reflector (CLUSTER_ID 244.0.0.1), node-2 and node-3 not; seen by `own`.

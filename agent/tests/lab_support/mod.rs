@@ -87,6 +87,46 @@ pub fn spawn_agent_with(
     .expect("spawn agent")
 }
 
+/// Starts BIRD in the namespace of fabric host `name` with configuration `config`, its
+/// files (`bird-<name>.conf`, `.ctl`, `.pid`) in the lab directory; [`birdc`] talks to it.
+pub fn spawn_bird(lab: &Lab, name: &str, config: &str) -> podroute_lab::LabProcess {
+    let path = lab.dir().join(format!("bird-{name}.conf"));
+    std::fs::write(&path, config).expect("BIRD config");
+    let socket = lab.dir().join(format!("bird-{name}.ctl"));
+    let pid = lab.dir().join(format!("bird-{name}.pid"));
+    let args = [
+        "-f".to_owned(),
+        "-c".to_owned(),
+        path.display().to_string(),
+        "-s".to_owned(),
+        socket.display().to_string(),
+        "-P".to_owned(),
+        pid.display().to_string(),
+    ];
+    lab.spawn(name, "bird", "bird", &args, &[])
+        .expect("start BIRD")
+}
+
+/// `birdc` of the BIRD [`spawn_bird`] started as `name` (empty output when it does not
+/// answer).
+pub fn birdc(lab: &Lab, name: &str, args: &[&str]) -> String {
+    let socket = lab.dir().join(format!("bird-{name}.ctl"));
+    let mut command = vec![
+        "birdc".to_owned(),
+        "-s".to_owned(),
+        socket.display().to_string(),
+    ];
+    command.extend(args.iter().map(|a| (*a).to_owned()));
+    lab.exec_ok(name, &command).unwrap_or_default()
+}
+
+/// A BGPPeer named `name` with `spec` (YAML indented by two spaces).
+pub fn peer(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
 /// The generated CRDs.
 pub const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
 

@@ -41,7 +41,7 @@ use bytes::{Bytes, BytesMut};
 use ipnetwork::IpNetwork;
 
 pub use timer::Timer;
-pub use types::{Action, AdminEvent, Negotiated, ReceivedRoutes, SessionConfig, State};
+pub use types::{Action, AdminEvent, Negotiated, PeerAs, ReceivedRoutes, SessionConfig, State};
 
 use crate::counters::SessionCounters;
 use crate::message::{
@@ -79,6 +79,11 @@ pub struct Session {
     /// Connection attempts refused in a row since the last Established.
     refusals: u32,
     adj_rib_out: AdjRibOut,
+    /// With [`PeerAs::Any`]: the routes as given, before the iBGP or eBGP rewrite, so that
+    /// an OPEN of the other kind can have them rewritten its way. `None` for a fixed AS.
+    any_as_routes: Option<HashMap<IpNetwork, Arc<PathAttributes>>>,
+    /// The rewrite the Adj-RIB-Out's routes had: iBGP's or eBGP's.
+    exported_ibgp: bool,
     counters: SessionCounters,
 }
 
@@ -98,6 +103,8 @@ impl Session {
         config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
         let idle_hold = config.idle_hold;
         let connect_retry = config.connect_retry;
+        let any_as_routes = (config.peer_as == PeerAs::Any).then(HashMap::new);
+        let exported_ibgp = config.is_ibgp();
         Self {
             config,
             state: State::Idle,
@@ -111,6 +118,8 @@ impl Session {
             connect_retry,
             refusals: 0,
             adj_rib_out: AdjRibOut::default(),
+            any_as_routes,
+            exported_ibgp,
             counters: SessionCounters::default(),
         }
     }
@@ -128,6 +137,21 @@ impl Session {
     /// What the OPEN exchange settled, from OpenConfirm on.
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// The peer's AS: the configured one, or with [`PeerAs::Any`] the one its accepted OPEN
+    /// carried (`None` before that).
+    pub fn peer_as(&self) -> Option<u32> {
+        self.config
+            .peer_as
+            .fixed()
+            .or_else(|| self.negotiated.as_ref().map(|n| n.remote_as))
+    }
+
+    /// True when the peer is in our AS: by configuration, or with [`PeerAs::Any`] by its
+    /// accepted OPEN (false before that).
+    pub fn is_ibgp(&self) -> bool {
+        self.peer_as() == Some(self.config.local_as)
     }
 
     /// The peer's BGP identifier, once its OPEN was accepted (for [`crate::collision`]).
@@ -364,12 +388,19 @@ impl Session {
         prefixes: impl IntoIterator<Item = IpNetwork>,
         attributes: PathAttributes,
     ) -> usize {
+        let given = self
+            .any_as_routes
+            .is_some()
+            .then(|| Arc::new(attributes.clone()));
         let attrs = Arc::new(self.export(attributes));
         let mut taken = 0;
         for p in prefixes {
             if next_hop_matches(&p, &attrs) {
-                self.adj_rib_out
-                    .insert(crate::message::canonical(p), attrs.clone());
+                let p = crate::message::canonical(p);
+                self.adj_rib_out.insert(p, attrs.clone());
+                if let (Some(routes), Some(given)) = (self.any_as_routes.as_mut(), &given) {
+                    routes.insert(p, given.clone());
+                }
                 taken += 1;
             }
         }
@@ -380,7 +411,11 @@ impl Session {
     /// Withdraws `prefixes` from the peer.
     pub fn withdraw(&mut self, now: Instant, prefixes: impl IntoIterator<Item = IpNetwork>) {
         for p in prefixes {
-            self.adj_rib_out.remove(&crate::message::canonical(p));
+            let p = crate::message::canonical(p);
+            self.adj_rib_out.remove(&p);
+            if let Some(routes) = self.any_as_routes.as_mut() {
+                routes.remove(&p);
+            }
         }
         self.flush(now);
     }
@@ -390,11 +425,23 @@ impl Session {
     /// changes shares UPDATEs.
     pub fn stage(&mut self, prefix: IpNetwork, attributes: Option<PathAttributes>) {
         let prefix = crate::message::canonical(prefix);
+        let given = attributes
+            .as_ref()
+            .filter(|_| self.any_as_routes.is_some())
+            .map(|a| Arc::new(a.clone()));
         match attributes.map(|a| Arc::new(self.export(a))) {
             Some(attrs) if next_hop_matches(&prefix, &attrs) => {
                 self.adj_rib_out.insert(prefix, attrs);
+                if let (Some(routes), Some(given)) = (self.any_as_routes.as_mut(), given) {
+                    routes.insert(prefix, given);
+                }
             }
-            _ => self.adj_rib_out.remove(&prefix),
+            _ => {
+                self.adj_rib_out.remove(&prefix);
+                if let Some(routes) = self.any_as_routes.as_mut() {
+                    routes.remove(&prefix);
+                }
+            }
         }
     }
 
@@ -411,20 +458,25 @@ impl Session {
         now: Instant,
         routes: impl IntoIterator<Item = (IpNetwork, PathAttributes)>,
     ) {
-        let mut shared: HashMap<PathAttributes, Arc<PathAttributes>> = HashMap::new();
+        // Given attributes → (as given, as exported), one shared pair per distinct set.
+        let mut shared: HashMap<PathAttributes, (Arc<PathAttributes>, Arc<PathAttributes>)> =
+            HashMap::new();
         let mut keep = std::collections::HashSet::new();
         for (p, a) in routes {
             let p = crate::message::canonical(p);
-            let attrs = match shared.get(&a) {
+            let (given, attrs) = match shared.get(&a) {
                 Some(x) => x.clone(),
                 None => {
-                    let x = Arc::new(self.export(a.clone()));
+                    let x = (Arc::new(a.clone()), Arc::new(self.export(a.clone())));
                     shared.insert(a, x.clone());
                     x
                 }
             };
             if next_hop_matches(&p, &attrs) {
                 self.adj_rib_out.insert(p, attrs);
+                if let Some(routes) = self.any_as_routes.as_mut() {
+                    routes.insert(p, given);
+                }
                 keep.insert(p);
             }
         }
@@ -432,6 +484,9 @@ impl Session {
             if !keep.contains(&p) {
                 self.adj_rib_out.remove(&p);
             }
+        }
+        if let Some(routes) = self.any_as_routes.as_mut() {
+            routes.retain(|p, _| keep.contains(p));
         }
         self.flush(now);
     }
@@ -476,9 +531,32 @@ impl Session {
         )
     }
 
+    /// With [`PeerAs::Any`], once an OPEN is accepted: the Adj-RIB-Out rewritten the way
+    /// the AS it carried asks (iBGP or eBGP) if that is not the way it was, before the full
+    /// table goes out on Established.
+    fn reexport_for_peer_as(&mut self) {
+        let ibgp = self.is_ibgp();
+        if self.exported_ibgp == ibgp {
+            return;
+        }
+        self.exported_ibgp = ibgp;
+        let Some(routes) = self.any_as_routes.take() else {
+            return;
+        };
+        let mut shared: HashMap<*const PathAttributes, Arc<PathAttributes>> = HashMap::new();
+        for (prefix, given) in &routes {
+            let attrs = shared
+                .entry(Arc::as_ptr(given))
+                .or_insert_with(|| Arc::new(self.export(PathAttributes::clone(given))))
+                .clone();
+            self.adj_rib_out.insert(*prefix, attrs);
+        }
+        self.any_as_routes = Some(routes);
+    }
+
     /// Applies the standard export rewrite for the peer type.
     fn export(&self, mut a: PathAttributes) -> PathAttributes {
-        if self.config.is_ibgp() {
+        if self.exported_ibgp {
             a.local_pref.get_or_insert(100);
         } else {
             a.as_path.prepend(self.config.local_as);
@@ -658,6 +736,7 @@ impl Session {
                 Ok(negotiated) => {
                     self.codec = negotiated.codec;
                     self.negotiated = Some(negotiated);
+                    self.reexport_for_peer_as();
                     self.set_state(State::OpenConfirm);
                     self.send(now, &Message::Keepalive);
                     // The 4-minute OPEN hold timer gives way to the negotiated one (none
@@ -707,14 +786,19 @@ impl Session {
                 hold_time: open.hold_time,
             });
         }
-        if remote_as != self.config.peer_as {
+        // AS 0 is never a peer's (RFC 7607), nor is AS_TRANS in a 4-octet OPEN: `Any`
+        // accepts every other.
+        if !self.config.peer_as.accepts(remote_as)
+            || remote_as == 0
+            || remote_as == u32::from(crate::message::AS_TRANS)
+        {
             return Err(OpenError::BadPeerAs {
                 received: remote_as,
             });
         }
         // RFC 6286 §2.2: zero is invalid; equal to ours only matters within one AS.
         if open.bgp_id.is_unspecified()
-            || (self.config.is_ibgp() && open.bgp_id == self.config.local_id)
+            || (remote_as == self.config.local_as && open.bgp_id == self.config.local_id)
         {
             return Err(OpenError::BadBgpIdentifier);
         }
@@ -793,7 +877,7 @@ impl Session {
     }
 
     fn handle_update(&mut self, mut update: Update) {
-        if !self.config.is_ibgp() {
+        if !self.is_ibgp() {
             self.external_peer_rules(&mut update);
         }
         for f in &update.faults {
@@ -901,7 +985,7 @@ impl Session {
         a.local_pref = None;
         a.originator_id = None;
         a.cluster_list.clear();
-        if announces && a.as_path.first_as() != Some(self.config.peer_as) {
+        if announces && a.as_path.first_as() != self.peer_as() {
             update.faults.push(AttributeFault {
                 error: UpdateError::MalformedAsPath {
                     type_code: attr_type::AS_PATH,
@@ -916,7 +1000,7 @@ impl Session {
         let Some(a) = &update.attributes else {
             return false;
         };
-        if self.config.is_ibgp() {
+        if self.is_ibgp() {
             a.originator_id == Some(self.config.local_id)
         } else {
             a.as_path.contains(self.config.local_as)

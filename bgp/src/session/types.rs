@@ -99,8 +99,8 @@ pub struct SessionConfig {
     pub local_as: u32,
     /// Our BGP identifier.
     pub local_id: Ipv4Addr,
-    /// The AS the peer must announce (2/2 otherwise).
-    pub peer_as: u32,
+    /// The AS the peer must announce (2/2 otherwise), or any.
+    pub peer_as: PeerAs,
     /// Hold time we propose, seconds (0 or >= 3; default 90).
     pub hold_time: u16,
     /// ConnectRetryTime (default 30 s; RFC 4271 suggests 120): the wait after a failed
@@ -129,11 +129,11 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// A config with the defaults above.
-    pub fn new(local_as: u32, local_id: Ipv4Addr, peer_as: u32) -> Self {
+    pub fn new(local_as: u32, local_id: Ipv4Addr, peer_as: impl Into<PeerAs>) -> Self {
         Self {
             local_as,
             local_id,
-            peer_as,
+            peer_as: peer_as.into(),
             hold_time: 90,
             connect_retry: Duration::from_secs(30),
             connect_retry_max: Duration::from_secs(30),
@@ -146,9 +146,50 @@ impl SessionConfig {
         }
     }
 
-    /// True when the peer is in our AS (iBGP).
+    /// True when the peer is configured in our AS (iBGP). A peer of any AS is iBGP or eBGP
+    /// by its OPEN: see [`crate::session::Session::is_ibgp`].
     pub fn is_ibgp(&self) -> bool {
-        self.local_as == self.peer_as
+        self.peer_as == PeerAs::Is(self.local_as)
+    }
+}
+
+/// The AS a peer must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerAs {
+    /// This AS: an OPEN with another is refused (NOTIFICATION OPEN Message Error/Bad Peer AS).
+    Is(u32),
+    /// Whatever AS the peer's OPEN carries (our OPEN still carries ours): iBGP when it is
+    /// ours, eBGP otherwise, decided anew by each OPEN.
+    Any,
+}
+
+impl PeerAs {
+    /// The configured AS, `None` for [`PeerAs::Any`].
+    pub fn fixed(self) -> Option<u32> {
+        match self {
+            Self::Is(asn) => Some(asn),
+            Self::Any => None,
+        }
+    }
+
+    /// True if an OPEN carrying `asn` is acceptable.
+    pub fn accepts(self, asn: u32) -> bool {
+        self.fixed().is_none_or(|fixed| fixed == asn)
+    }
+}
+
+impl From<u32> for PeerAs {
+    fn from(asn: u32) -> Self {
+        Self::Is(asn)
+    }
+}
+
+impl std::fmt::Display for PeerAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Is(asn) => write!(f, "{asn}"),
+            Self::Any => f.write_str("any"),
+        }
     }
 }
 

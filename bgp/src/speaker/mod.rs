@@ -574,6 +574,7 @@ impl Speaker {
         self.peers.values().map(|p| PeerStatus {
             address: p.address(),
             state: p.primary.session.state(),
+            peer_as: p.primary.session.peer_as(),
             synced: p.synced,
             accepted: self.rib.peer_len(p.rib_id),
             accepted_by_family: (
@@ -779,11 +780,16 @@ impl Speaker {
                 .remote_id()
                 .or(peer.primary.session.remote_id())?;
             let session = &peer.config.session;
+            // With any peer AS, the AS its OPEN carried (the same on both connections).
+            let remote_as = colliding
+                .session
+                .peer_as()
+                .or(peer.primary.session.peer_as())?;
             let keep = collision::resolve_with_as(
                 session.local_id,
                 session.local_as,
                 remote_id,
-                session.peer_as,
+                remote_as,
             );
             // The colliding connection is always the peer's; the primary is ours here.
             keep == Keep::Incoming
@@ -1002,7 +1008,8 @@ impl Speaker {
             PeerInfo {
                 address,
                 router_id,
-                ibgp: peer.config.session.is_ibgp(),
+                // With any peer AS, what this session's OPEN said.
+                ibgp: peer.primary.session.is_ibgp(),
             },
         );
         if peer.stale.is_empty() {
@@ -1395,11 +1402,8 @@ impl Speaker {
             return None;
         }
         let info = self.rib.peer_info(source)?;
-        let source_side = self
-            .peers
-            .get(&info.address)
-            .map(|p| reflect::Side::of(&p.config))?;
-        if !reflect::reflects(source_side, reflect::Side::of(&target.config)) {
+        let source_side = self.peers.get(&info.address).map(reflect::Side::of)?;
+        if !reflect::reflects(source_side, reflect::Side::of(target)) {
             return None;
         }
         let originator = attrs.originator_id.unwrap_or(info.router_id);
@@ -1425,7 +1429,7 @@ impl Speaker {
         let staged: Vec<(IpAddr, Option<PathAttributes>)> = self
             .peers
             .values()
-            .filter(|p| p.config.session.is_ibgp())
+            .filter(|p| p.primary.session.is_ibgp())
             .map(|peer| {
                 let route =
                     best.and_then(|(source, attrs)| self.reflection(peer, &prefix, source, attrs));

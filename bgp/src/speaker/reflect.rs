@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use crate::message::PathAttributes;
 use crate::rib::PeerInfo;
 
-use super::types::PeerConfig;
+use super::peer::Peer;
 
 /// The facts about a peer that reflection decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +31,11 @@ pub(crate) struct Side {
 }
 
 impl Side {
-    pub(crate) fn of(config: &PeerConfig) -> Self {
+    pub(crate) fn of(peer: &Peer) -> Self {
         Self {
-            ibgp: config.session.is_ibgp(),
-            client: config.route_reflector_client,
+            // With any peer AS, what the session's OPEN said.
+            ibgp: peer.primary.session.is_ibgp(),
+            client: peer.config.route_reflector_client,
         }
     }
 }

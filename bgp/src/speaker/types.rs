@@ -330,6 +330,9 @@ pub struct PeerStatus {
     pub address: IpAddr,
     /// Its session state.
     pub state: State,
+    /// Its AS: the configured one, or with any peer AS the one its OPEN carried on the
+    /// current session (`None` until one is accepted).
+    pub peer_as: Option<u32>,
     /// It sent End-of-RIB for every negotiated family at least once since the speaker
     /// started.
     pub synced: bool,

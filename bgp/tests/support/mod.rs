@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 pub use ipnetwork::IpNetwork;
 pub use podroute_bgp::message::{NextHop, Notification, PathAttributes};
-pub use podroute_bgp::session::{SessionConfig, State};
+pub use podroute_bgp::session::{PeerAs, SessionConfig, State};
 pub use podroute_bgp::speaker::{
     BfdMode, ConnId, GracefulRestartConfig, MaxPrefix, MaxPrefixAction, NextHops, PeerConfig,
     Policy, PrefixRule, Refusal, RouteChange, Speaker, SpeakerAction, SpeakerConfig, Verdict,
