@@ -115,6 +115,9 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 # convergence-<nodes>.svg. Environment (`podroute-bench convergence --help`): BENCH_CONV_SIZES
 # (20,50,100), BENCH_CONV_CHANGES (100 of each kind), BENCH_CONV_KUBE_ROUTER_CHANGES,
 # BENCH_CONV_REFLECTORS_AT (100), BENCH_CONV_TIMEOUT_SECS (300).
+# Then the BFD loss window (issue 12): a router → node link cut with BFD 300 ms × 3 and with
+# the hold timer alone, 10-ms probes from behind a BIRD router: target/bench/bfd-loss.{json,md};
+# BENCH_BFD_LOSS_RUNS (5 per mode), BENCH_BFD_LOSS_HOLD_SECS (9).
 bench: deps control-plane
 	@if [ -n "$(BENCH_PERF_SECS)" ] && ! dpkg -s linux-perf >/dev/null 2>&1; then \
 		apt-get install -y -q --no-install-recommends linux-perf; fi
@@ -125,6 +128,7 @@ bench: deps control-plane
 	nice -n 10 target/release/podroute-bench convergence
 	target/release/podroute-bench mesh | tee target/bench/mesh.md
 	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
+	target/release/podroute-bench bfd-loss | tee target/bench/bfd-loss.md
 
 # The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs
 # it with 20 s).

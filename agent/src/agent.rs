@@ -289,7 +289,11 @@ pub async fn run(config: Config) -> Result<(), AgentError> {
 /// stop, not a failure (RFC 5882 §3.2), and do not drop those routes at once.
 async fn planned_stop(state: &LoopState) {
     tracing::info!("shutting down; kernel routes and peers' routes stay as they are");
-    if let Some(bfd) = state.speaker.as_ref().and_then(|s| s.bfd.get()) {
+    let bfd = state
+        .speaker
+        .as_ref()
+        .and_then(|s| s.bfd.lock().ok().and_then(|b| b.clone()));
+    if let Some(bfd) = bfd {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), bfd.shutdown()).await;
     }
 }
@@ -312,8 +316,8 @@ struct SpeakerTask {
     routes: mpsc::Receiver<RouteBatch>,
     status: watch::Receiver<BgpStatus>,
     join: SpeakerJoin,
-    /// The speaker's BFD task, once it runs.
-    bfd: Arc<std::sync::OnceLock<crate::bfd::driver::BfdHandle>>,
+    /// The speaker's BFD task while it runs.
+    bfd: Arc<std::sync::Mutex<Option<crate::bfd::driver::BfdHandle>>>,
 }
 
 /// How soon after a kernel notification the drift check looks again (the programmer
@@ -326,7 +330,7 @@ impl SpeakerTask {
         let (input, input_rx) = watch::channel(None);
         let (routes_tx, routes) = mpsc::channel(ROUTE_BATCHES);
         let (status_tx, status) = watch::channel(BgpStatus::default());
-        let bfd = Arc::new(std::sync::OnceLock::new());
+        let bfd = Arc::new(std::sync::Mutex::new(None));
         let outputs = SpeakerOutputs {
             routes: routes_tx,
             status: status_tx,

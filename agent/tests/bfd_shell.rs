@@ -183,5 +183,9 @@ fn two_agents_bring_bfd_up_on_both_families_and_see_stop_and_failure_apart() {
         a.shutdown().await;
         b.shutdown().await;
         assert!(a.snapshot().await.is_none(), "the task ends on shutdown");
+        // Shutdown returns with the sockets closed: a new task binds port 3784 at once (what
+        // the agent does when a peer wants BFD again right after the last one turned it off).
+        let (again, _events) = node(vec![A4, v6(1)], 3);
+        again.shutdown().await;
     });
 }

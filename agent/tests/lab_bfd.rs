@@ -74,8 +74,8 @@ fn session_identity(
 
 /// A BGPPeer toward BIRD: adding `bfd` starts BFD (the node opens UDP 3784 only now) and
 /// BIRD's session to each node comes Up; a value the schema refuses is refused; removing
-/// `bfd` ends it (BIRD sees it go down) — and neither change restarts the router's or the
-/// mesh's BGP session.
+/// `bfd` ends it (BIRD sees it go down, the node closes UDP 3784) and adding it again brings
+/// it back — and none of these changes restarts the router's or the mesh's BGP session.
 #[test]
 #[ignore = "needs root: run by make test"]
 fn a_bgppeer_turns_bfd_with_bird_on_and_off_without_restarting_bgp() {
@@ -171,6 +171,28 @@ fn a_bgppeer_turns_bfd_with_bird_on_and_off_without_restarting_bgp() {
                 logs()
             )
         },
+    );
+
+    // No peer wants BFD any more: the port is closed again.
+    wait_for(
+        "UDP 3784 closed on every node",
+        || nodes.iter().all(|n| !bfd_port_open(&lab, &n.name)),
+        logs,
+    );
+
+    // Wanted again: BFD binds the port anew and comes Up with BIRD.
+    apply(&lab, "tor", &peer("tor", &with_bfd)).expect("BGPPeer tor with bfd again");
+    wait_for(
+        "BFD Up again on every node, with UDP 3784 open",
+        || {
+            nodes.iter().all(|n| {
+                bfd_port_open(&lab, &n.name)
+                    && peer_status(&status(&lab, &n.name), "198.18.0.254")
+                        .is_some_and(|p| p["bfd"] == "up")
+                    && bird_bfd_state(&lab, &n.ipv4.to_string()).as_deref() == Some("Up")
+            })
+        },
+        || format!("{}\n{}", status(&lab, "node1"), logs()),
     );
 
     for ((node, address), before) in sessions.iter().zip(&before) {

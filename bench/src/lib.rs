@@ -23,11 +23,13 @@
 //! | [`cni_churn`] | 100 pods added and deleted at once: podroute's CNI plugin against ptp and bridge + host-local, and killed -9 (issue 15) |
 //! | [`mesh`] | one agent with 999 simulated mesh peers: bring-up time, RSS, steady CPU (issue 15) |
 //! | [`bfd`] | the cost of 999 BFD sessions in the sans-IO endpoint (issue 12) |
+//! | [`bfd_loss`] | the loss window of a cut link from behind a BIRD router, with and without BFD (issue 12) |
 //! | [`procstat`] | RSS, peak RSS and CPU time from `/proc` |
 //! | [`suite`] | the runs, alternated, and the lab around them |
 //! | [`results`] | the JSON result file, medians, ratios, Markdown tables |
 
 pub mod bfd;
+pub mod bfd_loss;
 pub mod cni_churn;
 pub mod convergence;
 pub mod error;

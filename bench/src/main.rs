@@ -35,6 +35,9 @@ enum Cmd {
         #[arg(long, env = "BENCH_BFD_SECS", default_value_t = 60)]
         secs: u64,
     },
+    /// The loss window of a cut router → node link with and without BFD, probes every 10 ms
+    /// from behind a BIRD router (JSON file and a table).
+    BfdLoss(BfdLossArgs),
     /// Convergence at cluster scale against kube-router (issue 15): route on every other node
     /// after a Node is added, re-created with another pod CIDR, or deleted.
     Convergence(ConvergenceArgs),
@@ -83,6 +86,33 @@ struct MeshArgs {
     output: PathBuf,
     /// The lab's name.
     #[arg(long, env = "BENCH_MESH_LAB", default_value = "bmesh")]
+    lab: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct BfdLossArgs {
+    /// Cuts per mode (BFD and hold timer, alternating); medians are taken over them.
+    #[arg(long, env = "BENCH_BFD_LOSS_RUNS", default_value_t = 5)]
+    runs: u32,
+    /// The BGP hold time on both ends, seconds.
+    #[arg(long, env = "BENCH_BFD_LOSS_HOLD_SECS", default_value_t = 9)]
+    hold_time_secs: u16,
+    /// The podroute-agent binary (a release build).
+    #[arg(
+        long,
+        env = "BENCH_AGENT",
+        default_value = "target/release/podroute-agent"
+    )]
+    agent: PathBuf,
+    /// The JSON result file.
+    #[arg(
+        long,
+        env = "BENCH_BFD_LOSS_OUTPUT",
+        default_value = "target/bench/bfd-loss.json"
+    )]
+    output: PathBuf,
+    /// The lab's name.
+    #[arg(long, env = "BENCH_BFD_LOSS_LAB", default_value = "bfdloss")]
     lab: String,
 }
 
@@ -260,6 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run(args) => run_suite(args),
         Cmd::Convergence(args) => run_convergence(args),
         Cmd::Mesh(args) => run_mesh(args),
+        Cmd::BfdLoss(args) => run_bfd_loss(args),
         Cmd::CniChurn(args) => run_churn(args),
         Cmd::ConvergenceReport { file } => {
             use podroute_bench::convergence::{ConvergenceResult, report};
@@ -382,6 +413,29 @@ fn run_mesh(args: MeshArgs) -> anyhow::Result<()> {
     podroute_lab::cancel::install_signal_handlers()?;
     let result = podroute_bench::mesh::run(&cfg, &cancel)?;
     print!("{}", podroute_bench::mesh::markdown(&result));
+    eprintln!("bench: results in {}", args.output.display());
+    Ok(())
+}
+
+fn run_bfd_loss(args: BfdLossArgs) -> anyhow::Result<()> {
+    use podroute_bench::bfd_loss::{self, LossConfig};
+    if args.hold_time_secs < 3 {
+        bail!("the hold time must be at least 3 s (RFC 4271 §4.2)");
+    }
+    let cfg = LossConfig {
+        lab_name: args.lab,
+        runs: args.runs.max(1),
+        hold_time_s: args.hold_time_secs,
+        agent_bin: std::path::absolute(&args.agent)?,
+        output: args.output.clone(),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    podroute_lab::cancel::install_signal_handlers()?;
+    let result = bfd_loss::run(&cfg, &cancel)?;
+    print!("{}", bfd_loss::markdown(&result));
     eprintln!("bench: results in {}", args.output.display());
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! runs last). 1,000 IPv4 prefixes from one peer into each receiver once, a 2-second idle
 //! window: every number the suite reports must come out, and add up. The mesh bench with 20
 //! simulated peers and the CNI churn with 10 pods (and a plugin killed -9, which must leave no
-//! address or veth behind) run the same way. It asserts no speed.
+//! address or veth behind) run the same way, and so does one cut of the BFD loss bench in each
+//! mode (the route must be withdrawn, the probes counted). It asserts no speed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -237,6 +238,49 @@ fn cni_churn_measures_every_plugin_and_a_killed_plugin_leaks_nothing() {
         r.kill
     );
     let back: podroute_bench::cni_churn::ChurnResult =
+        serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
+            .expect("result file parses");
+    assert_eq!(back, r);
+}
+
+#[test]
+#[ignore = "needs root, the lab's control plane and BIRD: make bench-smoke"]
+fn a_cut_link_is_measured_with_and_without_bfd() {
+    let agent = std::env::var_os("PODROUTE_BENCH_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/podroute-agent"));
+    let output = target_dir().join("bench/smoke-bfd-loss.json");
+    let cfg = podroute_bench::bfd_loss::LossConfig {
+        lab_name: format!("bsmokel{}", std::process::id() % 100_000),
+        runs: 1,
+        // The shortest hold time BGP allows, so that the run without BFD is short too.
+        hold_time_s: 3,
+        agent_bin: agent,
+        output: output.clone(),
+    };
+    let r = podroute_bench::bfd_loss::run(&cfg, &AtomicBool::new(false))
+        .expect("the BFD loss bench runs");
+    assert_eq!(r.error, None);
+    let modes: Vec<_> = r.runs.iter().map(|run| run.mode).collect();
+    use podroute_bench::bfd_loss::Detection;
+    assert_eq!(modes, [Detection::Bfd, Detection::HoldTimer]);
+    for run in &r.runs {
+        assert_eq!(run.error, None, "{run:?}");
+        // The router withdrew node1's route after the cut, in both modes.
+        assert!(run.detection_s.is_some_and(|d| d > 0.0), "{run:?}");
+        // Probes were answered before the cut and again through node2 after it.
+        assert!(
+            run.received > 0 && run.transmitted >= run.received,
+            "{run:?}"
+        );
+        assert!(run.longest_gap_s.is_some(), "{run:?}");
+    }
+    let table = podroute_bench::bfd_loss::markdown(&r);
+    assert!(
+        table.contains("| bfd | 1 |") && table.contains("| hold-timer | 1 |"),
+        "{table}"
+    );
+    let back: podroute_bench::bfd_loss::LossResult =
         serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
             .expect("result file parses");
     assert_eq!(back, r);

@@ -67,7 +67,7 @@ impl BfdHandle {
     }
 
     /// A planned stop: every session says AdminDown, then the task ends. Returns once the
-    /// packets are sent.
+    /// packets are sent and the sockets closed (UDP 3784 is free for a new task at once).
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
         if self.commands.send(Command::Shutdown(done)).is_ok() {
@@ -168,6 +168,9 @@ impl Driver {
                     }
                     Some(Command::Shutdown(done)) => {
                         self.stop().await;
+                        // Closed before the answer: whoever waits may bind port 3784 again.
+                        self.v4 = None;
+                        self.v6 = None;
                         let _ = done.send(());
                         return;
                     }
@@ -206,6 +209,13 @@ impl Driver {
     async fn stop(&mut self) {
         self.bfd.shutdown(Instant::now());
         self.flush().await;
+        // The sessions end with the task: none is left in any state.
+        for (state, _) in self.bfd.sessions_by_state() {
+            self.metrics
+                .bfd_sessions
+                .with_label_values(&[state.name()])
+                .set(0);
+        }
     }
 
     async fn flush(&mut self) {

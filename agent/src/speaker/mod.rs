@@ -10,13 +10,14 @@
 //! One task owns the speaker. Socket tasks ([`connection`]) only move bytes; the listener
 //! hands accepted connections over; timers are the speaker's `poll_timeout`.
 
+mod bfd_plan;
 pub mod connection;
 pub mod listener;
 pub mod peer_config;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ipnetwork::IpNetwork;
@@ -36,6 +37,7 @@ use crate::metrics::Trigger;
 use crate::metrics::bgp::{PeerType, SeenCounters};
 use crate::peers::{BfdSettings, PeerChanges, PeerSet};
 use crate::view::ClusterView;
+use bfd_plan::{BfdPlan, BfdSessions, bfd_plan};
 use connection::{Connection, Dial, Inbound};
 use peer_config::{LocalSettings, originated, peer_config};
 
@@ -47,6 +49,8 @@ const INBOUND_BATCH: usize = 64;
 const ROUTE_BATCH: usize = 1024;
 /// Capacity of the socket tasks' channel into the speaker task.
 const INBOUND_CAPACITY: usize = 256;
+/// How long a BFD task that is no longer wanted may take for its AdminDown round.
+const BFD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a refusal of an unknown address may be logged.
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -198,8 +202,8 @@ pub struct SpeakerOutputs {
     pub routes: mpsc::Sender<RouteBatch>,
     /// Status, replaced whenever it changes.
     pub status: watch::Sender<BgpStatus>,
-    /// The BFD task's handle, set once it runs (for the AdminDown of a planned stop).
-    pub bfd: Arc<OnceLock<BfdHandle>>,
+    /// The BFD task's handle while it runs (for the AdminDown of a planned stop).
+    pub bfd: Arc<Mutex<Option<BfdHandle>>>,
 }
 
 /// Runs the speaker until `input` is closed. `restarted`: podroute's routes were found in the
@@ -250,7 +254,7 @@ pub async fn run_speaker(
     let mut shell = Shell {
         bfd: None,
         bfd_events: bfd_events_tx,
-        bfd_sessions: BTreeMap::new(),
+        bfd_sessions: BfdSessions::new(),
         bfd_liveness: HashMap::new(),
         speaker: Speaker::new(config, Instant::now()),
         ctx,
@@ -270,7 +274,7 @@ pub async fn run_speaker(
         status_due: None,
         status_stale: false,
     };
-    shell.configure(first)?;
+    shell.configure(first).await?;
     loop {
         shell.carry_out();
         shell.publish().await;
@@ -282,7 +286,7 @@ pub async fn run_speaker(
                 }
                 let next = input.borrow_and_update().clone();
                 if let Some(next) = next {
-                    shell.configure(next)?;
+                    shell.configure(next).await?;
                     shell.note_cause(Instant::now(), Trigger::NodeEvent);
                 }
             }
@@ -373,12 +377,12 @@ fn bind_listeners(
 /// The speaker task's state: the speaker, and the sockets it asked for.
 struct Shell {
     ctx: Arc<Context>,
-    /// The BFD task, once a peer wanted BFD (it then runs until the agent stops).
+    /// The BFD task, while a peer wants BFD.
     bfd: Option<BfdHandle>,
     /// Where the BFD task reports liveness (the receiver is the task loop's).
     bfd_events: mpsc::UnboundedSender<LivenessEvent>,
     /// The BFD sessions asked of it, by peer.
-    bfd_sessions: BTreeMap<IpAddr, SessionConfig>,
+    bfd_sessions: BfdSessions,
     /// What BFD last said of each peer's path (for status; the speaker acts on it).
     bfd_liveness: HashMap<IpAddr, Liveness>,
     speaker: Speaker,
@@ -422,7 +426,7 @@ impl Default for PeerNote {
 
 impl Shell {
     /// Applies a new input: peers removed, added or changed, mesh policies, own routes.
-    fn configure(&mut self, next: SpeakerInput) -> Result<(), SpeakerError> {
+    async fn configure(&mut self, next: SpeakerInput) -> Result<(), SpeakerError> {
         // The listeners, local addresses and router ID all follow the first view's IPs
         // (unless --listen-address pins the listener; the rest still follows them).
         if next.view.own.ips != self.first_view.own.ips {
@@ -476,36 +480,66 @@ impl Shell {
         }
         self.speaker
             .set_originated(now, originated(&next.advertised));
-        self.configure_bfd(&next.peers);
+        self.configure_bfd(&next.peers).await;
         self.specs = next.peers;
         self.view = next.view;
         Ok(())
     }
 
     /// Starts, changes and ends BFD sessions to match the peers that want one. The BFD task
-    /// (and its UDP port 3784) starts with the first such peer, not before.
-    fn configure_bfd(&mut self, peers: &PeerSet) {
-        let wanted: BTreeMap<IpAddr, SessionConfig> = peers
+    /// (and its UDP port 3784) runs only while some peer wants BFD ([`bfd_plan`]).
+    async fn configure_bfd(&mut self, peers: &PeerSet) {
+        let wanted: BfdSessions = peers
             .values()
             .filter_map(|s| Some((s.address, bfd_session(s.bfd.as_ref()?))))
             .collect();
-        if self.bfd.is_none() && !wanted.is_empty() {
-            self.bfd = self.start_bfd();
-        }
-        let Some(bfd) = &self.bfd else {
-            // Not started (the error is logged): the next configuration tries again.
-            return;
-        };
-        for peer in self.bfd_sessions.keys().filter(|p| !wanted.contains_key(p)) {
-            bfd.remove_session(*peer);
-            self.bfd_liveness.remove(peer);
-        }
-        for (peer, config) in &wanted {
-            if self.bfd_sessions.get(peer) != Some(config) {
-                bfd.add_session(*peer, *config);
+        match bfd_plan(self.bfd.is_some(), &self.bfd_sessions, &wanted) {
+            BfdPlan::Idle => {}
+            BfdPlan::Start => {
+                let Some(bfd) = self.start_bfd() else {
+                    // Not started (the error is logged): the next configuration tries again.
+                    return;
+                };
+                for (peer, config) in &wanted {
+                    bfd.add_session(*peer, *config);
+                }
+                self.bfd = Some(bfd);
+            }
+            BfdPlan::Update { remove, add } => {
+                if let Some(bfd) = &self.bfd {
+                    for peer in remove {
+                        bfd.remove_session(peer);
+                        self.bfd_liveness.remove(&peer);
+                    }
+                    for (peer, config) in add {
+                        bfd.add_session(peer, config);
+                    }
+                }
+            }
+            BfdPlan::Stop => {
+                if let Some(bfd) = self.bfd.take() {
+                    self.set_published_bfd(None);
+                    // Its sessions say AdminDown; the sockets are closed when this returns,
+                    // so a peer that wants BFD again right after can bind port 3784.
+                    if tokio::time::timeout(BFD_STOP_WAIT, bfd.shutdown())
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!("the BFD task did not stop within 1 s");
+                    }
+                    tracing::info!("no peer wants BFD any more: BFD stopped, UDP 3784 closed");
+                }
+                self.bfd_liveness.clear();
             }
         }
         self.bfd_sessions = wanted;
+    }
+
+    /// Makes the running BFD task (or none) the one a planned stop tells to say AdminDown.
+    fn set_published_bfd(&self, handle: Option<BfdHandle>) {
+        if let Ok(mut published) = self.outputs.bfd.lock() {
+            *published = handle;
+        }
     }
 
     /// Opens the BFD sockets on the node's addresses and starts the BFD task; `None` (logged,
@@ -529,7 +563,7 @@ impl Shell {
         };
         match bfd_driver::spawn(config, self.bfd_events.clone()) {
             Ok(handle) => {
-                let _ = self.outputs.bfd.set(handle.clone());
+                self.set_published_bfd(Some(handle.clone()));
                 Some(handle)
             }
             Err(error) => {

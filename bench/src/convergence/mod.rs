@@ -42,6 +42,18 @@ const FIXED_NODES: usize = 2;
 const COLD_START_TIMEOUT: Duration = Duration::from_secs(300);
 /// The CRDs (BGPPeer, BGPConfiguration) the reflector runs configure.
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds.yaml");
+
+/// Installs podroute's CRDs in `lab` and waits until the API server serves them.
+pub(crate) fn install_crds(lab: &Lab) -> Result<()> {
+    lab.kubectl(&["apply", "-f", CRDS])?;
+    lab.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/bgppeers.podroute.io",
+        "crd/bgpconfigurations.podroute.io",
+    ])?;
+    Ok(())
+}
 /// The reflectors' CLUSTER_ID (both the same, as in agent/README.md).
 const REFLECTOR_CLUSTER_ID: &str = "244.0.0.1";
 
@@ -129,13 +141,7 @@ pub fn run(cfg: &ConvergenceConfig, cancel: Arc<AtomicBool>) -> Result<Convergen
     };
     for (i, &n) in cfg.sizes.iter().enumerate() {
         let mut lab = Lab::up(&LabConfig::new(format!("{}{n}", cfg.lab_name), n))?;
-        lab.kubectl(&["apply", "-f", CRDS])?;
-        lab.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/bgppeers.podroute.io",
-            "crd/bgpconfigurations.podroute.io",
-        ])?;
+        install_crds(&lab)?;
         let namespaces: Vec<(String, String)> = lab
             .nodes()
             .iter()

@@ -65,20 +65,7 @@ pub fn start(lab: &Lab, node: &LabNode, system: System, bins: &Binaries) -> Resu
 }
 
 fn start_podroute(lab: &Lab, node: &LabNode, agent: &Path) -> Result<LabProcess> {
-    let dir = lab.dir().join("conv").join(&node.name);
-    fs::create_dir_all(&dir).map_err(io_err(format!("create {}", dir.display())))?;
-    let d = |f: &str| dir.join(f).display().to_string();
-    let args = vec![
-        "--kubeconfig".to_owned(),
-        lab.kubeconfig().display().to_string(),
-        "--node-name".to_owned(),
-        node.name.clone(),
-        // Inside the lab directory, never the host's /etc/cni or /run/podroute.
-        "--cni-conflist".to_owned(),
-        d("10-podroute.conflist"),
-        "--cni-readiness-file".to_owned(),
-        d("cni-ready"),
-    ];
+    let args = podroute_args(lab, node, &lab.dir().join("conv").join(&node.name))?;
     Ok(lab.spawn(
         &node.name,
         "conv-podroute",
@@ -86,6 +73,23 @@ fn start_podroute(lab: &Lab, node: &LabNode, agent: &Path) -> Result<LabProcess>
         &args,
         &[("RUST_LOG", "warn")],
     )?)
+}
+
+/// The arguments podroute-agent runs with on `node` in a benchmark: the lab's kubeconfig,
+/// and the files it writes in `dir` (created), never the host's /etc/cni or /run/podroute.
+pub(crate) fn podroute_args(lab: &Lab, node: &LabNode, dir: &Path) -> Result<Vec<String>> {
+    fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    let d = |f: &str| dir.join(f).display().to_string();
+    Ok(vec![
+        "--kubeconfig".to_owned(),
+        lab.kubeconfig().display().to_string(),
+        "--node-name".to_owned(),
+        node.name.clone(),
+        "--cni-conflist".to_owned(),
+        d("10-podroute.conflist"),
+        "--cni-readiness-file".to_owned(),
+        d("cni-ready"),
+    ])
 }
 
 /// kube-router as a router alone: no firewall, service proxy, CNI, overlay or pod egress.
