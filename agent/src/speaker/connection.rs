@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use podroute_bgp::speaker::ConnId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -129,21 +129,36 @@ impl Drop for Connection {
     }
 }
 
-async fn read_loop(conn: ConnId, mut read: OwnedReadHalf, inbound: mpsc::Sender<Inbound>) {
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        buffer.reserve(READ_CHUNK);
-        match read.read_buf(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let chunk = buffer.split().freeze();
-                if inbound.send(Inbound::Bytes(conn, chunk)).await.is_err() {
-                    return;
-                }
-            }
+async fn read_loop(conn: ConnId, read: OwnedReadHalf, inbound: mpsc::Sender<Inbound>) {
+    while let Some(chunk) = read_chunk(&read).await {
+        if inbound.send(Inbound::Bytes(conn, chunk)).await.is_err() {
+            return;
         }
     }
     let _ = inbound.send(Inbound::Closed(conn)).await;
+}
+
+/// Reads below this size are copied out of the read buffer, so a KEEPALIVE holds 19 bytes
+/// on its way to the speaker, not the buffer's 16 KiB.
+const SMALL_READ: usize = 512;
+
+/// The next bytes from the peer; `None` once the connection is closed or failed.
+///
+/// The read buffer is allocated only when the socket is readable and handed on or freed at
+/// once: an idle connection holds no buffer (999 mesh peers would otherwise keep 16 MB of
+/// them, and the allocator's free lists fragment as their chunks come and go).
+async fn read_chunk(read: &OwnedReadHalf) -> Option<Bytes> {
+    loop {
+        read.readable().await.ok()?;
+        let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        match read.try_read_buf(&mut buffer) {
+            Ok(0) => return None,
+            Ok(n) if n < SMALL_READ => return Some(Bytes::copy_from_slice(&buffer)),
+            Ok(_) => return Some(buffer.freeze()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 async fn write_loop(mut write: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Bytes>) {
