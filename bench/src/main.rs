@@ -240,6 +240,10 @@ struct ConvergenceArgs {
     /// Seconds one change may take before it counts as timed out.
     #[arg(long, env = "BENCH_CONV_TIMEOUT_SECS", default_value_t = 300)]
     timeout_secs: u64,
+    /// Seconds of nothing changing after the cold start, for the control-plane cost
+    /// (BGPNodeStatus writes and agent CPU).
+    #[arg(long, env = "BENCH_CONV_STEADY_SECS", default_value_t = 60)]
+    steady_secs: u64,
     /// The podroute-agent binary (a release build).
     #[arg(
         long,
@@ -332,6 +336,7 @@ fn run_convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
         },
         output: args.output.clone(),
         timeout: Duration::from_secs(args.timeout_secs),
+        steady: Duration::from_secs(args.steady_secs),
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

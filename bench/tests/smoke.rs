@@ -117,6 +117,7 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
         },
         output: output.clone(),
         timeout: Duration::from_secs(30),
+        steady: Duration::from_secs(3),
     };
     let result =
         convergence::run(&cfg, Arc::new(AtomicBool::new(false))).expect("the benchmark runs");
@@ -131,7 +132,14 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
         );
         let kinds: Vec<&str> = r.kinds.iter().map(|k| k.kind.as_str()).collect();
         assert_eq!(kinds, ["recreate", "delete", "add"], "{who}");
+        let load = r.api_load.as_ref().expect("control-plane cost measured");
+        assert!(
+            load.steady_s >= 3.0 && load.churn_s > 0.0,
+            "{who}: {load:?}"
+        );
         if r.system == System::Podroute {
+            // Restarted agents publish their BGPNodeStatus; kube-router writes none.
+            assert!(load.churn_status_writes_per_min > 0.0, "{who}: {load:?}");
             for k in &r.kinds {
                 assert_eq!(
                     (k.samples_s.len(), k.timeouts),
@@ -155,6 +163,7 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
     let md = std::fs::read_to_string(output.with_extension("md")).expect("table written");
     assert!(md.contains("| 3 | add |"), "{md}");
     assert!(md.contains("reflectors / mesh"), "{md}");
+    assert!(md.contains("| 3 | podroute (Mesh) |"), "{md}");
     let svg = std::fs::read_to_string(output.with_file_name("smoke-convergence-3.svg"))
         .expect("chart written");
     assert!(

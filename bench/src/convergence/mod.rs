@@ -19,6 +19,7 @@
 //! time the last of them. A change that is not done within the timeout counts as a timeout
 //! and not as a sample.
 
+pub mod api_load;
 pub mod monitor;
 pub mod report;
 pub mod systems;
@@ -88,6 +89,8 @@ pub struct ConvergenceConfig {
     pub output: PathBuf,
     /// How long one change may take.
     pub timeout: Duration,
+    /// The steady window after the cold start (see [`api_load`]).
+    pub steady: Duration,
 }
 
 /// One kind of change in one run.
@@ -114,6 +117,9 @@ pub struct ConvergenceRun {
     pub cold_start_s: Option<f64>,
     /// The changes, by kind.
     pub kinds: Vec<KindResult>,
+    /// BGPNodeStatus writes and agent CPU, steady and during the changes.
+    #[serde(default)]
+    pub api_load: Option<api_load::ApiLoad>,
     /// What went wrong, if the run stopped early.
     pub error: Option<String>,
 }
@@ -193,6 +199,7 @@ fn run_one(
                 ..KindResult::default()
             })
             .collect(),
+        api_load: None,
         error: None,
     };
     let mut agents: Vec<Option<LabProcess>> = Vec::new();
@@ -238,6 +245,16 @@ fn measure(
             COLD_START_TIMEOUT.as_secs()
         )));
     }
+    let steady = api_load::Mark::take(lab, agents.iter().flatten())?;
+    let until = Instant::now() + cfg.steady;
+    while Instant::now() < until {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(BenchError::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (steady_s, steady_writes, steady_cpu) =
+        steady.until(&api_load::Mark::take(lab, agents.iter().flatten())?);
     let changeable = nodes.len().saturating_sub(FIXED_NODES);
     if changeable == 0 {
         return Err(BenchError::Failed(format!(
@@ -248,6 +265,8 @@ fn measure(
         System::KubeRouter => cfg.kube_router_changes.unwrap_or(cfg.changes),
         System::Podroute => cfg.changes,
     };
+    // The fixed nodes' agents run through every change.
+    let churn = api_load::Mark::take(lab, agents[..FIXED_NODES].iter().flatten())?;
     for i in 0..changes {
         let idx = FIXED_NODES + i % changeable;
         let name = names[idx].clone();
@@ -320,6 +339,18 @@ fn measure(
             wait_for(monitors, &checks, t0, cfg.timeout, cancel)?,
         );
     }
+    let (churn_s, churn_writes, churn_cpu) = churn.until(&api_load::Mark::take(
+        lab,
+        agents[..FIXED_NODES].iter().flatten(),
+    )?);
+    run.api_load = Some(api_load::ApiLoad {
+        steady_s,
+        steady_status_writes_per_min: steady_writes,
+        steady_agent_cpu_pct: steady_cpu,
+        churn_s,
+        churn_status_writes_per_min: churn_writes,
+        churn_agent_cpu_pct: churn_cpu,
+    });
     Ok(())
 }
 

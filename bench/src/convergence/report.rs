@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::api_load::ApiLoad;
 use super::{ConvergenceResult, ConvergenceRun, KindResult, System, Topology};
 use crate::error::{Result, io_err};
 
@@ -175,6 +176,36 @@ pub fn markdown(result: &ConvergenceResult) -> String {
             }
         }
     }
+    let loads: Vec<(&ConvergenceRun, &ApiLoad)> = result
+        .runs
+        .iter()
+        .filter_map(|r| Some((r, r.api_load.as_ref()?)))
+        .collect();
+    if !loads.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nControl-plane cost: BGPNodeStatus writes per minute, all nodes together (the API \
+             server's `apiserver_request_total`), and agent CPU in % of one core per agent (during \
+             the changes: the agents of the nodes that are never changed).\n\n\
+             | nodes | system | steady: writes/min | steady: CPU/agent | changes: writes/min | changes: CPU/agent |\n\
+             |---|---|---|---|---|---|"
+        );
+        for (r, l) in loads {
+            let _ = writeln!(
+                out,
+                "| {} | {} ({:?}) | {:.1} over {:.0} s | {:.2} % | {:.1} over {:.0} s | {:.2} % |",
+                r.nodes,
+                r.system.name(),
+                r.topology,
+                l.steady_status_writes_per_min,
+                l.steady_s,
+                l.steady_agent_cpu_pct,
+                l.churn_status_writes_per_min,
+                l.churn_s,
+                l.churn_agent_cpu_pct
+            );
+        }
+    }
     for r in result.runs.iter().filter(|r| r.error.is_some()) {
         let _ = writeln!(
             out,
@@ -325,6 +356,14 @@ mod tests {
                     timeouts: 0,
                 })
                 .collect(),
+            api_load: (system == System::Podroute).then_some(ApiLoad {
+                steady_s: 60.0,
+                steady_status_writes_per_min: 0.0,
+                steady_agent_cpu_pct: 0.05,
+                churn_s: 120.0,
+                churn_status_writes_per_min: 12.5,
+                churn_agent_cpu_pct: 1.25,
+            }),
             error: None,
         };
         let result = ConvergenceResult {
@@ -339,6 +378,17 @@ mod tests {
                 "| 20 | add | 0.100 / 0.200 / 0.200 (2) | 0.400 / 0.800 / 0.800 (2) | 0.25 / 0.25 |"
             ),
             "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 20 | podroute (Mesh) | 0.0 over 60 s | 0.05 % | 12.5 over 120 s | 1.25 % |"
+            ),
+            "{md}"
+        );
+        assert_eq!(
+            md.matches("(Mesh) |").count(),
+            1,
+            "kube-router has no load row: {md}"
         );
         let svg = cdf_svg(&result, 20);
         assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
