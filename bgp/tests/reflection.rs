@@ -178,6 +178,27 @@ fn routes_from_a_non_client_go_to_clients_only() {
 }
 
 #[test]
+fn a_router_peered_with_a_reflector_gets_no_clients_routes() {
+    // Node 6 stands for an iBGP router (a BGPPeer): the reflector sends it its own routes
+    // only, never a client's, which a plain iBGP non-client would get (test above).
+    let mut net = reflected_net(&[1, 2], &[3], Some(CLUSTER));
+    net.add_node(6, SpeakerConfig::default());
+    let now = net.now;
+    let mut to_router = peer_config(1, 6);
+    to_router.takes_reflected = false;
+    net.node(1).speaker.add_peer(now, to_router);
+    net.node(6).speaker.add_peer(now, peer_config(6, 1));
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(6).get(&net_("10.244.1.0/24")), Some(&one(1)));
+    assert_eq!(
+        net.fib(6).get(&net_("10.244.3.0/24")),
+        None,
+        "a client's route"
+    );
+    assert_eq!(net.fib(6).len(), 1, "{:?}", net.fib(6));
+}
+
+#[test]
 fn a_reflector_without_clients_reflects_nothing() {
     let mut net = reflected_net(&[1], &[3, 4], None);
     assert_eq!(net.fib(4).get(&net_("10.244.3.0/24")), Some(&one(3)));

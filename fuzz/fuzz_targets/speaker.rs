@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             }),
             wait_for_end_of_rib: true,
             route_reflector_client: false,
+            takes_reflected: true,
             bfd: podroute_bgp::speaker::BfdMode::Off,
         },
     );

@@ -313,6 +313,7 @@ impl BgpMetrics {
                 .rejected_connections
                 .with_label_values(&[refusal.metric_label()]);
         }
+        metrics.rejected_connections.with_label_values(&["gtsm"]);
         Ok(metrics)
     }
 
@@ -321,6 +322,12 @@ impl BgpMetrics {
         self.rejected_connections
             .with_label_values(&[reason.metric_label()])
             .inc();
+    }
+
+    /// Counts a connection of a GTSM peer closed by the agent (its SYN's TTL was not 255, or
+    /// the minimum TTL could not be set), before the speaker saw it.
+    pub fn refused_by_gtsm(&self) {
+        self.rejected_connections.with_label_values(&["gtsm"]).inc();
     }
 
     /// Counts what the speaker reported as it happened (`peer_type` of the peer concerned).

@@ -613,11 +613,17 @@ impl Shell {
 
     /// A connection the listener accepted from `peer`: the speaker takes it or refuses it.
     fn accepted(&mut self, now: Instant, stream: tokio::net::TcpStream, peer: IpAddr, gtsm: bool) {
+        if let Err(error) = connection::prepare_accepted(&stream, gtsm, peer.is_ipv6()) {
+            if gtsm {
+                // Without the minimum TTL the session would run unprotected: refused.
+                tracing::warn!(%peer, %error, "GTSM on an accepted connection failed; connection closed");
+                self.ctx.metrics.bgp.refused_by_gtsm();
+                return;
+            }
+            tracing::warn!(%peer, %error, "socket options on an accepted connection failed");
+        }
         match self.speaker.incoming(now, peer) {
             Ok(conn) => {
-                if let Err(error) = connection::prepare_accepted(&stream, gtsm, peer.is_ipv6()) {
-                    tracing::warn!(%peer, %error, "socket options on an accepted connection failed");
-                }
                 self.connections
                     .insert(conn, Connection::start(conn, stream, self.inbound.clone()));
             }
@@ -634,10 +640,13 @@ impl Shell {
         let now = Instant::now();
         match event {
             Inbound::Accepted(stream, peer) => {
+                // Read for every connection: the kernel frees the saved SYN once it is read.
+                let from_a_neighbour = connection::from_a_neighbour(&stream);
                 let gtsm = self.specs.get(&peer).is_some_and(|s| s.gtsm);
-                if gtsm && !connection::from_a_neighbour(&stream) {
+                if gtsm && !from_a_neighbour {
                     // Further away than one hop (or spoofed): no session state at all.
-                    tracing::debug!(%peer, "GTSM: connection whose SYN came with TTL < 255 closed");
+                    self.ctx.metrics.bgp.refused_by_gtsm();
+                    self.log_refusal(peer, "GTSM: a connection whose SYN came with TTL < 255 (or without a saved SYN, as with SYN cookies) closed");
                     drop(stream);
                     return;
                 }
@@ -673,15 +682,22 @@ impl Shell {
 
     fn refused(&mut self, peer: IpAddr, reason: Refusal) {
         self.ctx.metrics.bgp.refused(reason);
-        if reason != Refusal::UnknownPeer {
-            return;
+        if reason == Refusal::UnknownPeer {
+            self.log_refusal(
+                peer,
+                "BGP connection from an address that is no configured peer closed",
+            );
         }
+    }
+
+    /// Warns of a refused connection, at most once per [`REFUSAL_LOG_INTERVAL`].
+    fn log_refusal(&mut self, peer: IpAddr, what: &str) {
         let now = Instant::now();
         if self
             .last_refusal_log
             .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
         {
-            tracing::warn!(%peer, "BGP connection from an address that is no configured peer closed");
+            tracing::warn!(%peer, "{what}");
             self.last_refusal_log = Some(now);
         }
     }

@@ -91,6 +91,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         graceful_restart: graceful_restart(spec.graceful_restart, local),
         wait_for_end_of_rib,
         route_reflector_client,
+        takes_reflected: matches!(spec.kind, PeerKind::Mesh { .. }),
         bfd: match spec.bfd {
             None => BfdMode::Off,
             Some(b) if b.strict => BfdMode::Strict,
@@ -235,11 +236,12 @@ mod tests {
                 .passive
         );
         assert!(config.wait_for_end_of_rib);
+        assert!(config.takes_reflected);
         assert_eq!(mesh_import(&view, "node-9"), Policy::reject_all());
     }
 
     #[test]
-    fn a_static_peer_imports_its_list_connects_and_does_not_hold_the_sync() {
+    fn a_static_peer_imports_its_list_connects_and_gets_only_our_routes() {
         let view = view();
         let spec = crate::static_peers::parse_static_peer(
             "address=198.18.0.254,as=64512,import=10.99.0.0/16:24",
@@ -264,6 +266,10 @@ mod tests {
         );
         assert!(!config.session.passive);
         assert!(!config.wait_for_end_of_rib);
+        assert!(
+            !config.takes_reflected,
+            "a router gets no other peer's routes"
+        );
     }
 
     #[test]

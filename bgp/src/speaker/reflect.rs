@@ -28,6 +28,8 @@ pub(crate) struct Side {
     pub(crate) ibgp: bool,
     /// It is one of our route-reflector clients.
     pub(crate) client: bool,
+    /// It takes reflected routes at all ([`super::PeerConfig::takes_reflected`]).
+    pub(crate) takes_reflected: bool,
 }
 
 impl Side {
@@ -36,13 +38,14 @@ impl Side {
             // With any peer AS, what the session's OPEN said.
             ibgp: peer.primary.session.is_ibgp(),
             client: peer.config.route_reflector_client,
+            takes_reflected: peer.config.takes_reflected,
         }
     }
 }
 
 /// True if a route learned from `source` is reflected to `target` (two different peers).
 pub(crate) fn reflects(source: Side, target: Side) -> bool {
-    source.ibgp && target.ibgp && (source.client || target.client)
+    source.ibgp && target.ibgp && target.takes_reflected && (source.client || target.client)
 }
 
 /// The attributes of a route from `source` as reflected with `cluster_id`.
@@ -70,14 +73,23 @@ mod tests {
     const CLIENT: Side = Side {
         ibgp: true,
         client: true,
+        takes_reflected: true,
     };
     const NON_CLIENT: Side = Side {
         ibgp: true,
         client: false,
+        takes_reflected: true,
     };
     const EXTERNAL: Side = Side {
         ibgp: false,
         client: false,
+        takes_reflected: true,
+    };
+    /// An iBGP router (not a node): gets our own routes under export policy, nothing else.
+    const ROUTER: Side = Side {
+        ibgp: true,
+        client: false,
+        takes_reflected: false,
     };
 
     #[test]
@@ -91,6 +103,7 @@ mod tests {
         );
         assert!(!reflects(EXTERNAL, CLIENT));
         assert!(!reflects(CLIENT, EXTERNAL));
+        assert!(!reflects(CLIENT, ROUTER), "a router gets no node's routes");
     }
 
     #[test]

@@ -116,6 +116,10 @@ pub struct PeerConfig {
     /// routes are reflected to every other iBGP peer, and other iBGP peers' best routes to
     /// it. With no client the speaker reflects nothing (plain iBGP: full mesh).
     pub route_reflector_client: bool,
+    /// Reflected routes may go to this peer (node-to-node peers). False for routers: they
+    /// get only our own routes under export policy, never what other peers sent us, also
+    /// when they are iBGP peers of a route reflector.
+    pub takes_reflected: bool,
     /// How BFD (reported with [`crate::speaker::Speaker::path_changed`]) governs the
     /// session.
     pub bfd: BfdMode,

@@ -267,6 +267,7 @@ pub fn peer_config(local: u8, peer: u8) -> PeerConfig {
         graceful_restart: gr(),
         wait_for_end_of_rib: true,
         route_reflector_client: false,
+        takes_reflected: true,
         bfd: BfdMode::Off,
     }
 }
