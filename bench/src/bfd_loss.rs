@@ -526,7 +526,8 @@ fn no_redirects(lab: &Lab, target: &str, setting: &str) -> Result<()> {
     Ok(())
 }
 
-fn apply(lab: &Lab, name: &str, yaml: &str) -> Result<()> {
+/// Writes `yaml` to `bfd-loss-<name>.yaml` in the lab directory and `kubectl apply`s it.
+pub(crate) fn apply(lab: &Lab, name: &str, yaml: &str) -> Result<()> {
     let path = lab.dir().join(format!("bfd-loss-{name}.yaml"));
     std::fs::write(&path, yaml).map_err(io_err(format!("write {}", path.display())))?;
     lab.kubectl(&["apply".as_ref(), "-f".as_ref(), path.as_os_str()])?;

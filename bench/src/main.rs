@@ -87,6 +87,10 @@ struct MeshArgs {
     /// The lab's name.
     #[arg(long, env = "BENCH_MESH_LAB", default_value = "bmesh")]
     lab: String,
+    /// BFD at 300 ms × 3 on every mesh session (BGPConfiguration `nodeToNodeMesh.bfd`); the
+    /// generator answers for each simulated node.
+    #[arg(long, env = "BENCH_MESH_BFD")]
+    bfd: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -410,6 +414,7 @@ fn run_mesh(args: MeshArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout_secs),
         agent_bin: std::path::absolute(&args.agent)?,
         output: args.output.clone(),
+        bfd: args.bfd,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -2,7 +2,7 @@
 //! (root, the lab's control plane, BIRD and GoBGP: run by `make bench-smoke`, which `make test`
 //! runs last). 1,000 IPv4 prefixes from one peer into each receiver once, a 2-second idle
 //! window: every number the suite reports must come out, and add up. The mesh bench with 20
-//! simulated peers and the CNI churn with 10 pods (and a plugin killed -9, which must leave no
+//! simulated peers (and with 5 and BFD on), the CNI churn with 10 pods (and a plugin killed -9, which must leave no
 //! address or veth behind) run the same way, and so does one cut of the BFD loss bench in each
 //! mode (the route must be withdrawn, the probes counted). It asserts no speed.
 
@@ -172,21 +172,32 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
     );
 }
 
-#[test]
-#[ignore = "needs root and the lab's control plane: make bench-smoke"]
-fn an_agent_meshes_with_20_simulated_peers_and_keeps_them() {
+/// A short mesh run (3-s steady window) with the debug agent unless PODROUTE_BENCH_AGENT says.
+fn mesh_config(
+    lab: &str,
+    peers: usize,
+    bfd: bool,
+    output: &std::path::Path,
+) -> podroute_bench::mesh::MeshConfig {
     let agent = std::env::var_os("PODROUTE_BENCH_AGENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug/podroute-agent"));
-    let output = target_dir().join("bench/smoke-mesh.json");
-    let cfg = podroute_bench::mesh::MeshConfig {
-        lab_name: format!("bsmokem{}", std::process::id() % 100_000),
-        peers: 20,
+    podroute_bench::mesh::MeshConfig {
+        lab_name: format!("{lab}{}", std::process::id() % 100_000),
+        peers,
         steady: Duration::from_secs(3),
         timeout: Duration::from_secs(90),
         agent_bin: agent,
-        output: output.clone(),
-    };
+        output: output.to_owned(),
+        bfd,
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab's control plane: make bench-smoke"]
+fn an_agent_meshes_with_20_simulated_peers_and_keeps_them() {
+    let output = target_dir().join("bench/smoke-mesh.json");
+    let cfg = mesh_config("bsmokem", 20, false, &output);
     let r = podroute_bench::mesh::run(&cfg, &AtomicBool::new(false)).expect("the mesh bench runs");
     assert_eq!(r.error, None);
     assert_eq!((r.established, r.routes), (20, 20), "{r:?}");
@@ -212,6 +223,26 @@ fn an_agent_meshes_with_20_simulated_peers_and_keeps_them() {
         serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
             .expect("result file parses");
     assert_eq!(back, r);
+}
+
+/// The mesh bench with BFD on 5 simulated peers: every BFD session comes Up over the lab's
+/// sockets (TTL 255 both ways), the agent counts them Up, and none goes Down.
+#[test]
+#[ignore = "needs root and the lab's control plane: make bench-smoke"]
+fn an_agent_runs_bfd_with_5_simulated_mesh_peers() {
+    let output = target_dir().join("bench/smoke-mesh-bfd.json");
+    let cfg = mesh_config("bsmokeb", 5, true, &output);
+    let r = podroute_bench::mesh::run(&cfg, &AtomicBool::new(false)).expect("the mesh bench runs");
+    assert_eq!(r.error, None);
+    assert!(r.bfd && r.all_bfd_up_s.is_some(), "{r:?}");
+    assert_eq!((r.bfd_up, r.agent_bfd_up), (5, Some(5)), "{r:?}");
+    assert_eq!(
+        (r.bfd_downs, r.bfd_dropped, r.sessions_lost),
+        (0, 0, 0),
+        "{r:?}"
+    );
+    // 5 sessions at 300 ms (less jitter) send at least 2 packets a second each way.
+    assert!(r.bfd_packets_per_s.is_some_and(|p| p > 10.0), "{r:?}");
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! with its own address as next hop, then End-of-RIB (the agent's initial sync waits for it),
 //! then sends KEEPALIVEs at a third of the negotiated hold time until stopped. Messages are
 //! framed and built with `podroute-bgp`'s codec.
+//!
+//! With BFD on ([`Generator::start`]'s `bfd`), every simulated node also runs single-hop
+//! BFD to the agent ([`super::bfd_responder`]), on the same runtime.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
@@ -28,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::bfd_responder::{BfdCount, BfdCounters, Responder, Sockets};
 use crate::error::{BenchError, Result};
 use crate::netns;
 use crate::updates::{self, CODEC};
@@ -78,6 +82,7 @@ pub struct Generator {
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<io::Result<()>>>,
     states: States,
+    bfd: Arc<BfdCounters>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -87,10 +92,17 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
-    /// Starts the speakers of `nodes` (AS `asn`) in namespace `ns`; returns once the listener
-    /// is bound.
-    pub fn start(ns: &str, asn: u32, nodes: Vec<SimulatedNode>) -> Result<Generator> {
+    /// Starts the speakers of `nodes` (AS `asn`) in namespace `ns`, and with `bfd` (the
+    /// agent's address) a BFD session from each to it; returns once the sockets are bound.
+    pub fn start(
+        ns: &str,
+        asn: u32,
+        nodes: Vec<SimulatedNode>,
+        bfd: Option<Ipv4Addr>,
+    ) -> Result<Generator> {
         let states: States = Arc::new(Mutex::new(vec![SpeakerState::default(); nodes.len()]));
+        let counters = Arc::new(BfdCounters::default());
+        let bfd_counters = counters.clone();
         let (stop, stop_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let st = states.clone();
@@ -98,7 +110,7 @@ impl Generator {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve(asn, nodes, st, stop_rx, ready_tx))
+            runtime.block_on(serve(asn, nodes, bfd, bfd_counters, st, stop_rx, ready_tx))
         })
         .map_err(|e| BenchError::Failed(format!("generator thread: {e}")))?;
         match ready_rx.recv_timeout(Duration::from_secs(10)) {
@@ -106,6 +118,7 @@ impl Generator {
                 stop,
                 thread: Some(thread),
                 states,
+                bfd: counters,
             }),
             Ok(Err(e)) => Err(BenchError::Failed(format!("generator listener: {e}"))),
             Err(_) => Err(BenchError::Failed(
@@ -117,6 +130,11 @@ impl Generator {
     /// Every speaker's state, in the order of the nodes given to [`Generator::start`].
     pub fn states(&self) -> Vec<SpeakerState> {
         self.states.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// What the BFD side counted so far (all zero without BFD).
+    pub fn bfd(&self) -> BfdCount {
+        self.bfd.snapshot()
     }
 
     /// Closes every session (no Cease) and ends the runtime.
@@ -141,19 +159,34 @@ impl Drop for Generator {
 async fn serve(
     asn: u32,
     nodes: Vec<SimulatedNode>,
+    bfd: Option<Ipv4Addr>,
+    bfd_counters: Arc<BfdCounters>,
     states: States,
     mut stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) -> io::Result<()> {
-    let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179))).await {
-        Ok(l) => {
+    let bound = async {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179))).await?;
+        let sockets = bfd.map(|_| Sockets::open()).transpose()?;
+        io::Result::Ok((listener, sockets))
+    };
+    let (listener, sockets) = match bound.await {
+        Ok(b) => {
             let _ = ready.send(Ok(()));
-            l
+            b
         }
         Err(e) => {
             let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
+    };
+    let responder = match (bfd, sockets) {
+        (Some(agent), Some(sockets)) => {
+            let addresses = nodes.iter().map(|n| n.address).collect();
+            let responder = Responder::new(agent, addresses, bfd_counters);
+            Some(tokio::spawn(responder.run(sockets, stop.clone())))
+        }
+        _ => None,
     };
     let by_address: HashMap<Ipv4Addr, usize> = nodes
         .iter()
@@ -189,6 +222,9 @@ async fn serve(
         }
     }
     sessions.shutdown().await;
+    if let Some(r) = responder {
+        let _ = r.await;
+    }
     Ok(())
 }
 

@@ -18,7 +18,17 @@
 //! by the generator) and to every pod CIDR in the node's kernel table (protocol 80); then its
 //! RSS and the CPU it uses over a steady window in which only KEEPALIVEs flow; the hold time
 //! it offers and how often its KEEPALIVEs arrive.
+//!
+//! With BFD ([`MeshConfig::bfd`]), the lab gets podroute's CRDs and a BGPConfiguration whose
+//! `nodeToNodeMesh.bfd` asks for 300 ms × 3, so the agent runs single-hop BFD (UDP 3784,
+//! TTL 255) to every simulated node, and the generator answers for each
+//! ([`bfd_responder`]). The simulated addresses are local to the fabric namespace, whose
+//! bridge the node's veth is on: the agent's packets are delivered there, not forwarded, so
+//! they arrive with TTL 255, and the answers reach the node directly. The bring-up then also
+//! waits for every BFD session Up (seen by the generator), and the steady window counts the
+//! BFD packets and reads the agent's `podroute_bfd_sessions{state="up"}`.
 
+pub mod bfd_responder;
 pub mod generator;
 
 use std::collections::BTreeSet;
@@ -67,6 +77,8 @@ pub struct MeshConfig {
     pub agent_bin: PathBuf,
     /// The JSON result file.
     pub output: PathBuf,
+    /// BFD (300 ms × 3) on every mesh session.
+    pub bfd: bool,
 }
 
 /// One mesh run, as written to the result file.
@@ -118,6 +130,28 @@ pub struct MeshResult {
     /// Connections the agent opened during the bring-up beyond one per peer (a connection
     /// it gave up on and opened again).
     pub extra_connections: u64,
+    /// BFD ran on the mesh sessions.
+    #[serde(default)]
+    pub bfd: bool,
+    /// Agent start → every BFD session Up (seen by the generator), seconds.
+    #[serde(default)]
+    pub all_bfd_up_s: Option<f64>,
+    /// BFD sessions Up at the end of the steady window, by the generator's endpoints.
+    #[serde(default)]
+    pub bfd_up: u64,
+    /// The agent's `podroute_bfd_sessions{state="up"}` at the end of the steady window.
+    #[serde(default)]
+    pub agent_bfd_up: Option<u64>,
+    /// BFD packets per second between the agent and the generator in the steady window (both
+    /// directions).
+    #[serde(default)]
+    pub bfd_packets_per_s: Option<f64>,
+    /// BFD sessions that went from Up to Down in the steady window (generator's view).
+    #[serde(default)]
+    pub bfd_downs: u64,
+    /// Datagrams the generator's BFD dropped in the steady window (TTL, unknown address).
+    #[serde(default)]
+    pub bfd_dropped: u64,
     /// What went wrong, if the run failed.
     pub error: Option<String>,
 }
@@ -163,6 +197,7 @@ pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
             .unwrap_or(0),
         peers: cfg.peers,
         steady_s: cfg.steady.as_secs_f64(),
+        bfd: cfg.bfd,
         ..MeshResult::default()
     };
     let outcome = measure(cfg, &lab, &node, &nodes, cancel, &mut result);
@@ -195,7 +230,15 @@ fn measure(
     place_addresses(lab, node, nodes)?;
     eprintln!("mesh: creating {} Node objects", nodes.len());
     create_node_objects(lab, nodes)?;
-    let generator = Generator::start(&lab.fabric_ns(), AS, nodes.to_vec())?;
+    if cfg.bfd {
+        mesh_bfd(lab)?;
+    }
+    let generator = Generator::start(
+        &lab.fabric_ns(),
+        AS,
+        nodes.to_vec(),
+        cfg.bfd.then_some(node.ipv4),
+    )?;
     let started = Instant::now();
     let mut agent = start_agent(lab, node, cfg)?;
     let pid = agent.pid();
@@ -223,12 +266,20 @@ fn measure(
         if r.routes >= wanted as u64 && r.all_routes_s.is_none() {
             r.all_routes_s = Some(secs(Instant::now()));
         }
-        if r.all_established_s.is_some() && r.all_routes_s.is_some() {
+        let bfd_up = generator.bfd().up;
+        if cfg.bfd && bfd_up == wanted as u64 && r.all_bfd_up_s.is_none() {
+            r.all_bfd_up_s = Some(secs(Instant::now()));
+        }
+        if r.all_established_s.is_some()
+            && r.all_routes_s.is_some()
+            && (!cfg.bfd || r.all_bfd_up_s.is_some())
+        {
             break;
         }
         if Instant::now() > deadline {
             return Err(BenchError::Failed(format!(
-                "after {:.0} s: {}/{wanted} sessions Established, {}/{wanted} routes",
+                "after {:.0} s: {}/{wanted} sessions Established, {}/{wanted} routes, \
+                 {bfd_up} BFD sessions Up",
                 cfg.timeout.as_secs_f64(),
                 r.established,
                 r.routes
@@ -245,6 +296,7 @@ fn measure(
     r.routes_match = routes_match(node, nodes)?;
     thread::sleep(SETTLE);
     let before = generator.states();
+    let bfd_before = generator.bfd();
     let mem = procstat::memory(pid).map_err(io_err("agent memory"))?;
     r.rss_bytes = Some(mem.rss);
     let cpu0 = procstat::cpu_seconds(pid).map_err(io_err("agent CPU"))?;
@@ -264,6 +316,16 @@ fn measure(
     r.rss_end_bytes = Some(mem.rss);
     r.rss_peak_bytes = Some(mem.peak);
     let after = generator.states();
+    let bfd_after = generator.bfd();
+    if cfg.bfd {
+        r.bfd_up = bfd_after.up;
+        r.bfd_downs = bfd_after.downs - bfd_before.downs;
+        r.bfd_dropped = bfd_after.dropped - bfd_before.dropped;
+        let packets =
+            (bfd_after.sent + bfd_after.received) - (bfd_before.sent + bfd_before.received);
+        r.bfd_packets_per_s = Some(packets as f64 / window);
+        r.agent_bfd_up = agent_bfd_up(node);
+    }
     let received: u64 = after.iter().map(|s| s.keepalives_received).sum::<u64>()
         - before.iter().map(|s| s.keepalives_received).sum::<u64>();
     if received > 0 {
@@ -290,6 +352,30 @@ fn measure(
     let _ = agent.kill(Signal::SIGKILL);
     generator.stop();
     Ok(())
+}
+
+/// podroute's CRDs and a BGPConfiguration with BFD at 300 ms × 3 on the mesh (the agent's
+/// AS and the rest from its flags).
+fn mesh_bfd(lab: &Lab) -> Result<()> {
+    crate::convergence::install_crds(lab)?;
+    crate::bfd_loss::apply(
+        lab,
+        "mesh-config",
+        "apiVersion: podroute.io/v1alpha1\nkind: BGPConfiguration\nmetadata:\n  name: default\n\
+         spec:\n  nodeToNodeMesh:\n    bfd:\n      minRxMilliseconds: 300\n      \
+         minTxMilliseconds: 300\n      multiplier: 3\n",
+    )
+}
+
+/// The agent's `podroute_bfd_sessions{state="up"}`, read from its metrics endpoint inside the
+/// node's namespace.
+fn agent_bfd_up(node: &LabNode) -> Option<u64> {
+    let read = crate::netns::spawn_in(&node.netns, "mesh-metrics", || {
+        Ok(crate::receivers::podroute::metrics())
+    })
+    .ok()?;
+    let text = read.join().ok()?.ok()??;
+    crate::receivers::podroute::sum(&text, "podroute_bfd_sessions{state=\"up\"}")
 }
 
 /// The simulated nodes' addresses on the fabric namespace's loopback and, in the
@@ -416,8 +502,9 @@ pub fn markdown(r: &MeshResult) -> String {
     };
     let mut out = String::new();
     out.push_str(&format!(
-        "| podroute-agent, {} mesh peers | |\n|---|---|\n",
-        r.peers
+        "| podroute-agent, {} mesh peers{} | |\n|---|---|\n",
+        r.peers,
+        if r.bfd { ", BFD 300 ms × 3" } else { "" }
     ));
     let rows = [
         (
@@ -464,6 +551,34 @@ pub fn markdown(r: &MeshResult) -> String {
     ];
     for (k, v) in rows {
         out.push_str(&format!("| {k} | {v} |\n"));
+    }
+    if r.bfd {
+        let rows = [
+            ("start → all BFD sessions Up", s(r.all_bfd_up_s)),
+            (
+                "BFD sessions Up at the end (generator / agent metric)",
+                format!(
+                    "{} / {}",
+                    r.bfd_up,
+                    r.agent_bfd_up
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "—".into())
+                ),
+            ),
+            (
+                "BFD packets/s in the steady window (both directions)",
+                r.bfd_packets_per_s
+                    .map(|p| format!("{p:.0}"))
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            (
+                "BFD Up → Down / datagrams dropped in the steady window",
+                format!("{} / {}", r.bfd_downs, r.bfd_dropped),
+            ),
+        ];
+        for (k, v) in rows {
+            out.push_str(&format!("| {k} | {v} |\n"));
+        }
     }
     if let Some(e) = &r.error {
         out.push_str(&format!("\nerror: {e}\n"));

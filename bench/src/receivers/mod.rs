@@ -7,7 +7,7 @@
 
 mod bird;
 mod gobgp;
-mod podroute;
+pub(crate) mod podroute;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

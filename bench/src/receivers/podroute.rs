@@ -62,7 +62,7 @@ pub(super) fn rib() -> Option<RibCount> {
 }
 
 /// The sum of every sample of `name` (any labels), `None` if there is none.
-fn sum(text: &str, name: &str) -> Option<u64> {
+pub(crate) fn sum(text: &str, name: &str) -> Option<u64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {
@@ -78,7 +78,7 @@ fn sum(text: &str, name: &str) -> Option<u64> {
 }
 
 /// `GET /metrics`, plain HTTP/1.0 (the body ends with the connection).
-fn metrics() -> Option<String> {
+pub(crate) fn metrics() -> Option<String> {
     let addr: SocketAddr = METRICS.parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
