@@ -180,8 +180,37 @@ fn a_bgppeer_turns_bfd_with_bird_on_and_off_without_restarting_bgp() {
         logs,
     );
 
-    // Wanted again: BFD binds the port anew and comes Up with BIRD.
+    // Wanted again while something else holds node1's UDP 3784: BFD cannot start there, and
+    // tries again by itself (no configuration change) once the port is free.
+    let mut squatter = lab
+        .spawn(
+            "node1",
+            "udp-3784",
+            "python3",
+            &[
+                "-c",
+                "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('198.18.0.1', 3784))\nprint('bound', flush=True)\ntime.sleep(600)",
+            ],
+            &[],
+        )
+        .expect("squatter");
+    wait_for(
+        "the squatter to hold UDP 3784",
+        || squatter.log().contains("bound"),
+        || squatter.log(),
+    );
     apply(&lab, "tor", &peer("tor", &with_bfd)).expect("BGPPeer tor with bfd again");
+    wait_for(
+        "node1's BFD start to fail",
+        || {
+            agents[0]
+                .log()
+                .contains("opening the BFD sockets (UDP 3784) failed")
+        },
+        logs,
+    );
+    let _ = squatter.terminate();
     wait_for(
         "BFD Up again on every node, with UDP 3784 open",
         || {

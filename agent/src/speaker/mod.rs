@@ -51,6 +51,11 @@ const ROUTE_BATCH: usize = 1024;
 const INBOUND_CAPACITY: usize = 256;
 /// How long a BFD task that is no longer wanted may take for its AdminDown round.
 const BFD_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// First wait before BFD's sockets are opened again after a failure (UDP 3784 taken, e.g.
+/// by a stopping predecessor or another BFD daemon on the host).
+const BFD_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest wait between such tries.
+const BFD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often a refusal of an unknown address may be logged.
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -256,6 +261,8 @@ pub async fn run_speaker(
         bfd_events: bfd_events_tx,
         bfd_sessions: BfdSessions::new(),
         bfd_liveness: HashMap::new(),
+        bfd_retry: None,
+        bfd_retry_wait: BFD_RETRY_FIRST,
         speaker: Speaker::new(config, Instant::now()),
         ctx,
         local,
@@ -310,6 +317,11 @@ pub async fn run_speaker(
                 }
             }
             Some(event) = bfd_events.recv() => shell.bfd_event(event),
+            _ = sleep_until(shell.bfd_retry) => {
+                shell.bfd_retry = None;
+                let peers = shell.specs.clone();
+                shell.configure_bfd(&peers).await;
+            }
             _ = sleep_until(deadline) => shell.speaker.handle_timeout(Instant::now()),
             // A status refresh held back by the interval: due now.
             _ = sleep_until(shell.status_stale.then_some(shell.status_due).flatten()) => {}
@@ -385,6 +397,10 @@ struct Shell {
     bfd_sessions: BfdSessions,
     /// What BFD last said of each peer's path (for status; the speaker acts on it).
     bfd_liveness: HashMap<IpAddr, Liveness>,
+    /// When to try starting BFD again after its sockets could not be opened, and the wait
+    /// after the next failure (doubling from [`BFD_RETRY_FIRST`] to [`BFD_RETRY_MAX`]).
+    bfd_retry: Option<Instant>,
+    bfd_retry_wait: std::time::Duration,
     speaker: Speaker,
     local: LocalSettings,
     first_view: Arc<ClusterView>,
@@ -497,9 +513,13 @@ impl Shell {
             BfdPlan::Idle => {}
             BfdPlan::Start => {
                 let Some(bfd) = self.start_bfd() else {
-                    // Not started (the error is logged): the next configuration tries again.
+                    // Not started (logged and counted): tried again later, with back-off.
+                    self.bfd_retry = Some(Instant::now() + self.bfd_retry_wait);
+                    self.bfd_retry_wait = (self.bfd_retry_wait * 2).min(BFD_RETRY_MAX);
                     return;
                 };
+                self.bfd_retry = None;
+                self.bfd_retry_wait = BFD_RETRY_FIRST;
                 for (peer, config) in &wanted {
                     bfd.add_session(*peer, *config);
                 }
@@ -517,6 +537,7 @@ impl Shell {
                 }
             }
             BfdPlan::Stop => {
+                self.bfd_retry = None;
                 if let Some(bfd) = self.bfd.take() {
                     self.set_published_bfd(None);
                     // Its sessions say AdminDown; the sockets are closed when this returns,
@@ -567,7 +588,7 @@ impl Shell {
                 Some(handle)
             }
             Err(error) => {
-                tracing::error!(%error, "opening the BFD sockets (UDP 3784) failed; BGP runs without BFD until the next configuration change");
+                tracing::error!(%error, retry_in = ?self.bfd_retry_wait, "opening the BFD sockets (UDP 3784) failed; BGP runs without BFD (strict sessions wait) until a retry succeeds");
                 self.ctx.metrics.bfd_start_failures.inc();
                 None
             }
