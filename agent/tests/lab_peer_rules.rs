@@ -8,8 +8,8 @@ use serde_json::Value;
 mod lab_support;
 
 use lab_support::{
-    apply, birdc, install_crds, joined_logs, peer, peer_status, podroute_routes, spawn_agent,
-    spawn_bird, status, wait_for,
+    apply, birdc, install_crds, joined_logs, metric, peer, peer_status, podroute_routes,
+    spawn_agent, spawn_bird, status, wait_for,
 };
 
 /// The lab's BIRD router (AS 64512, the nodes' AS).
@@ -343,6 +343,14 @@ fn gtsm_takes_a_peer_that_sends_ttl_255_and_never_one_that_does_not() {
         assert!(!bird.contains("Established"), "{bird}");
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    // BIRD's own connections to node2 were closed by their SYN's TTL, before any session
+    // state (the minimum TTL set after the handshake would only stall them).
+    let refused = metric(
+        &lab,
+        "node2",
+        "podroute_bgp_rejected_connections_total{reason=\"gtsm\"}",
+    );
+    assert!(refused.is_some_and(|n| n > 0.0), "{refused:?}\n{}", logs());
     assert!(established(&lab, "node1"), "{}", logs());
 }
 
