@@ -244,8 +244,8 @@ struct ConvergenceArgs {
     /// Seconds one change may take before it counts as timed out.
     #[arg(long, env = "BENCH_CONV_TIMEOUT_SECS", default_value_t = 300)]
     timeout_secs: u64,
-    /// Seconds of nothing changing after the cold start, for the control-plane cost
-    /// (BGPNodeStatus writes and agent CPU).
+    /// Seconds of nothing changing, for the control-plane cost (BGPNodeStatus writes and agent
+    /// CPU); measured after waiting as long again for the cold start to settle.
     #[arg(long, env = "BENCH_CONV_STEADY_SECS", default_value_t = 60)]
     steady_secs: u64,
     /// The podroute-agent binary (a release build).

@@ -89,7 +89,8 @@ pub struct ConvergenceConfig {
     pub output: PathBuf,
     /// How long one change may take.
     pub timeout: Duration,
-    /// The steady window after the cold start (see [`api_load`]).
+    /// The steady window (see [`api_load`]), after as long again to settle after the cold
+    /// start.
     pub steady: Duration,
 }
 
@@ -245,14 +246,11 @@ fn measure(
             COLD_START_TIMEOUT.as_secs()
         )));
     }
+    // First as long again to settle (statuses are published at most every 10 s), then the
+    // steady window.
+    pause(cfg.steady, cancel)?;
     let steady = api_load::Mark::take(lab, agents.iter().flatten())?;
-    let until = Instant::now() + cfg.steady;
-    while Instant::now() < until {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(BenchError::Interrupted);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    pause(cfg.steady, cancel)?;
     let (steady_s, steady_writes, steady_cpu) =
         steady.until(&api_load::Mark::take(lab, agents.iter().flatten())?);
     let changeable = nodes.len().saturating_sub(FIXED_NODES);
@@ -351,6 +349,18 @@ fn measure(
         churn_status_writes_per_min: churn_writes,
         churn_agent_cpu_pct: churn_cpu,
     });
+    Ok(())
+}
+
+/// Sleeps for `how_long`, or until cancelled.
+fn pause(how_long: Duration, cancel: &AtomicBool) -> Result<()> {
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(BenchError::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 

@@ -185,8 +185,9 @@ pub fn markdown(result: &ConvergenceResult) -> String {
         let _ = writeln!(
             out,
             "\nControl-plane cost: BGPNodeStatus writes per minute, all nodes together (the API \
-             server's `apiserver_request_total`), and agent CPU in % of one core per agent (during \
-             the changes: the agents of the nodes that are never changed).\n\n\
+             server's `apiserver_request_total`), and agent CPU in % of one core per agent (steady: a \
+             window that starts as long after the cold start; during the changes: the agents of \
+             the nodes that are never changed).\n\n\
              | nodes | system | steady: writes/min | steady: CPU/agent | changes: writes/min | changes: CPU/agent |\n\
              |---|---|---|---|---|---|"
         );
