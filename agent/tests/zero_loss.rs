@@ -16,6 +16,16 @@
 //! and `ip monitor route` on both nodes and in the router's namespace shows no pod or rack
 //! route withdrawn or re-added (proof beyond the poll: BIRD did not take the route out of
 //! its kernel, the nodes did not touch theirs, neither while BIRD was gone).
+//!
+//! The same scenarios run with GoBGP and with FRR as the router (`..._gobgp`, `..._frr`),
+//! graceful restart on in their configuration (see [`gobgp_graceful_restart`],
+//! [`frr_graceful_restart`]); "the router killed -9 and restarted" is `gobgpd
+//! --graceful-restart`, or FRR's bgpd alone restarted while zebra keeps the kernel routes.
+//! FRR installs its routes into the fabric kernel through zebra, so all four flows run. GoBGP
+//! programs no kernel: the fabric has no route to a pod, so only the pod ↔ pod flows run
+//! there, and what GoBGP kept as helper is read from its own RIB (`gobgp monitor global
+//! rib`: no pod route withdrawn); the nodes' monitors still prove they kept the other rack's
+//! route GoBGP announces over its restart.
 
 use std::time::{Duration, Instant};
 
@@ -219,15 +229,189 @@ fn bird_restarting_speaker(config: &str) -> String {
     format!("{with_gr}protocol static rack_b {{ ipv4; route {RACK_B} unreachable; }}\n")
 }
 
-/// A two-node lab with BIRD (see [`bird_restarting_speaker`]), a pod on each node and both
-/// agents up, synced, routing.
-fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) {
-    let name = format!("{tag}{}", std::process::id() % 100_000);
-    let mut lab = Lab::up(&LabConfig::new(name, 2).tor(Tor::Bird)).expect("lab up");
+/// The lab's GoBGP configuration with graceful restart on every neighbour (helper, and
+/// restarting speaker when started with `--graceful-restart`: see `Lab::recover_router`),
+/// restart time 120 s, and per family (`mp-graceful-restart`, without which GoBGP offers the
+/// capability with no family and keeps nothing). The second rack is announced through its
+/// API ([`after_router_start`]): GoBGP's file has no static routes.
+fn gobgp_graceful_restart(config: &str) -> String {
+    let with_gr = config
+        .replace(
+            "  [[neighbors.afi-safis]]\n",
+            "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n  \
+             [[neighbors.afi-safis]]\n",
+        )
+        .replace(
+            "-unicast\"\n",
+            "-unicast\"\n    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n",
+        );
+    assert_eq!(
+        with_gr.matches("enabled = true").count(),
+        2 * config.matches("[[neighbors]]").count(),
+        "the lab's GoBGP configuration changed shape:\n{config}"
+    );
+    with_gr
+}
+
+/// The lab's FRR configuration with graceful restart (restarting speaker and helper;
+/// `preserve-fw-state` sets the Forwarding State bit, without which the nodes would drop its
+/// routes at once when it comes back, RFC 4724 §4.2) and the second rack's subnet announced.
+fn frr_graceful_restart(config: &str) -> String {
+    let with_gr = config
+        .replace(
+            " no bgp default ipv4-unicast\n",
+            " no bgp default ipv4-unicast\n bgp graceful-restart\n bgp graceful-restart preserve-fw-state\n",
+        )
+        .replace(
+            " address-family ipv4 unicast\n",
+            &format!(" address-family ipv4 unicast\n  network {RACK_B}\n"),
+        );
+    assert_eq!(
+        with_gr.matches("graceful-restart").count() + with_gr.matches(RACK_B).count(),
+        3,
+        "the lab's FRR configuration changed shape:\n{config}"
+    );
+    with_gr
+}
+
+/// Whether the router installs what it learns into the fabric namespace's kernel (BIRD,
+/// FRR through zebra). GoBGP does not: the fabric has no route to a pod, so the flows from
+/// or answered through the router (router → pod, pod → the other rack) cannot run there, and
+/// what GoBGP kept is read from its own RIB instead ([`RibWatch`]).
+fn routes_kernel(tor: Tor) -> bool {
+    tor != Tor::Gobgp
+}
+
+/// What a router needs after each start. GoBGP: the second rack's subnet into its global
+/// RIB (it is not in the file). FRR: its graceful-restart settings sent to zebra again — bgpd
+/// sends them while it reads its file, before its zebra connection is up, and that message is
+/// lost; zebra then removes bgpd's routes from the kernel the moment bgpd dies. Setting the
+/// RIB stale time through vtysh sends them once connected. BIRD needs nothing.
+fn after_router_start(lab: &Lab) {
     let router = lab.router().expect("router");
-    let config = std::fs::read_to_string(router.config_path()).expect("BIRD config");
-    std::fs::write(router.config_path(), bird_restarting_speaker(&config)).expect("write");
-    lab.restart_router_as_configured().expect("BIRD restarted");
+    match router.kind() {
+        Tor::Gobgp => {
+            router
+                .exec(&["global", "rib", "add", "-a", "ipv4", RACK_B])
+                .expect("gobgp global rib add");
+        }
+        Tor::Frr => {
+            router
+                .vtysh(&[
+                    "configure terminal",
+                    "router bgp 64512",
+                    "bgp graceful-restart rib-stale-time 120",
+                ])
+                .expect("vtysh rib-stale-time");
+        }
+        _ => {}
+    }
+}
+
+/// The router killed -9 and started again as a restarting speaker. GoBGP sends End-of-RIB
+/// as soon as its table went out, and the second rack's route only enters its table through
+/// the API once it runs: a session that came up first would make the nodes drop the stale
+/// route at that End-of-RIB and learn it again a moment later. So, as an operator would
+/// load a GoBGP's routes before it peers, the fabric refuses BGP connections (TCP reset both
+/// ways, nftables in the router's namespace) until the route is back in GoBGP's RIB.
+fn crash_and_recover_router(lab: &mut Lab) {
+    let gobgp = lab.router().expect("router").kind() == Tor::Gobgp;
+    lab.crash_router().expect("kill the router");
+    std::thread::sleep(Duration::from_secs(1));
+    if gobgp {
+        for rule in [
+            "add table inet grhold",
+            "add chain inet grhold input { type filter hook input priority 0 ; }",
+            "add chain inet grhold output { type filter hook output priority 0 ; }",
+            "add rule inet grhold input tcp dport 179 reject with tcp reset",
+            "add rule inet grhold output tcp dport 179 reject with tcp reset",
+        ] {
+            lab.exec_ok("fabric", &["sh", "-c", &format!("nft '{rule}'")])
+                .expect("nft");
+        }
+    }
+    lab.recover_router().expect("start the router");
+    after_router_start(lab);
+    if gobgp {
+        lab.exec_ok("fabric", &["nft", "delete", "table", "inet", "grhold"])
+            .expect("nft delete");
+    }
+}
+
+/// GoBGP's own record of withdrawals: `gobgp monitor global rib` (a stream of its best
+/// paths, withdrawals marked `[DELROUTE]`), for the router without kernel routes. Started per
+/// scenario (it ends when gobgpd does), with a positive control: the control route added to
+/// and withdrawn from GoBGP's RIB shows as a `[DELROUTE]` line.
+struct RibWatch(Option<(LabProcess, usize)>);
+
+impl RibWatch {
+    /// `scenario` names its log (appended to: one per scenario).
+    fn start(lab: &Lab, scenario: usize) -> Self {
+        let router = lab.router().expect("router");
+        if router.kind() != Tor::Gobgp {
+            return Self(None);
+        }
+        let (host, port) = podroute_lab::router::GOBGP_API
+            .split_once(':')
+            .expect("host:port");
+        let m = lab
+            .spawn(
+                "fabric",
+                &format!("rib-monitor{scenario}"),
+                "gobgp",
+                &["-u", host, "-p", port, "monitor", "global", "rib"],
+                &[],
+            )
+            .expect("gobgp monitor");
+        wait_for("gobgp monitor to see a withdrawal", || {
+            for verb in ["add", "del"] {
+                let _ = router.exec(&["global", "rib", verb, "-a", "ipv4", CONTROL_ROUTE]);
+            }
+            m.log()
+                .lines()
+                .any(|l| l.contains("DELROUTE") && l.contains(CONTROL_ROUTE))
+        });
+        let mark = m.log().lines().count();
+        Self(Some((m, mark)))
+    }
+
+    /// Pod routes GoBGP withdrew since the start.
+    fn withdrawn(&self) -> Vec<String> {
+        self.0
+            .as_ref()
+            .map(|(m, mark)| {
+                m.log()
+                    .lines()
+                    .skip(*mark)
+                    .filter(|l| {
+                        l.contains("DELROUTE")
+                            && l.contains("10.244.")
+                            && !l.contains(CONTROL_ROUTE)
+                    })
+                    .map(|l| format!("router RIB: {l}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A two-node lab with `tor` as the router, graceful restart on in its configuration (see
+/// [`bird_restarting_speaker`], [`gobgp_graceful_restart`], [`frr_graceful_restart`]), a pod
+/// on each node and both agents up, synced, routing.
+fn two_nodes(tag: &str, tor: Tor) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) {
+    let name = format!("{tag}{}", std::process::id() % 100_000);
+    let mut lab = Lab::up(&LabConfig::new(name, 2).tor(tor)).expect("lab up");
+    let router = lab.router().expect("router");
+    let config = std::fs::read_to_string(router.config_path()).expect("router config");
+    let config = match tor {
+        Tor::Gobgp => gobgp_graceful_restart(&config),
+        Tor::Frr => frr_graceful_restart(&config),
+        _ => bird_restarting_speaker(&config),
+    };
+    std::fs::write(router.config_path(), config).expect("write");
+    lab.restart_router_as_configured()
+        .expect("router restarted");
+    after_router_start(&lab);
     let host = format!("{RACK_B_HOST}/32");
     lab.exec_ok("fabric", &["ip", "addr", "add", &host, "dev", "lo"])
         .expect("the other rack's host");
@@ -236,24 +420,30 @@ fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) 
     let pod2 = lab.add_pod("node2", "b").expect("pod b");
     let agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
     wait_for("sessions up and synced", || all_synced(&lab, &nodes));
-    wait_for("the router's kernel to route both pod CIDRs", || {
-        let r = lab.exec_ok("fabric", &["ip", "route"]).unwrap_or_default();
-        r.contains("10.244.1.0/24") && r.contains("10.244.2.0/24")
-    });
-    wait_for("both nodes to route the other rack through BIRD", || {
-        nodes.iter().all(|n| {
-            lab.exec_ok(&n.name, &["ip", "route", "show", RACK_B])
-                .unwrap_or_default()
-                .contains("via 198.18.0.254")
-        })
-    });
+    if routes_kernel(tor) {
+        wait_for("the router's kernel to route both pod CIDRs", || {
+            let r = lab.exec_ok("fabric", &["ip", "route"]).unwrap_or_default();
+            r.contains("10.244.1.0/24") && r.contains("10.244.2.0/24")
+        });
+    }
     wait_for(
-        "pods to reach each other and the router to reach pod a",
+        "both nodes to route the other rack through the router",
+        || {
+            nodes.iter().all(|n| {
+                lab.exec_ok(&n.name, &["ip", "route", "show", RACK_B])
+                    .unwrap_or_default()
+                    .contains("via 198.18.0.254")
+            })
+        },
+    );
+    wait_for(
+        "pods to reach each other (and through the router if it routes)",
         || {
             lab.ping(&pod1, pod2.ipv4)
                 && lab.ping(&pod2, pod1.ipv4)
-                && lab.ping_from("fabric", pod1.ipv4).unwrap_or(false)
-                && lab.ping(&pod1, RACK_B_HOST)
+                && (!routes_kernel(tor)
+                    || (lab.ping_from("fabric", pod1.ipv4).unwrap_or(false)
+                        && lab.ping(&pod1, RACK_B_HOST)))
         },
     );
     (lab, nodes, pod1, pod2, agents)
@@ -262,7 +452,27 @@ fn two_nodes(tag: &str) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<LabProcess>) 
 #[test]
 #[ignore = "needs root: run by make test"]
 fn probes_every_10ms_lose_nothing_while_agents_restart() {
-    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes("zl");
+    agents_and_router_restart(Tor::Bird, "zl");
+}
+
+/// The same with GoBGP as helper and restarting speaker (pod ↔ pod flows, its RIB watched).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn probes_every_10ms_lose_nothing_while_agents_restart_gobgp() {
+    agents_and_router_restart(Tor::Gobgp, "zg");
+}
+
+/// The same with FRR (bgpd and zebra) as helper and restarting speaker.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn probes_every_10ms_lose_nothing_while_agents_restart_frr() {
+    agents_and_router_restart(Tor::Frr, "zf");
+}
+
+/// Every scenario of the module's header against `tor`, probes counted per flow, route
+/// changes on the nodes, in the fabric (routers with kernel routes) and in GoBGP's RIB.
+fn agents_and_router_restart(tor: Tor, tag: &str) {
+    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes(tag, tor);
     let monitors = RouteMonitors::start(&lab);
 
     type Scenario = (&'static str, fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>));
@@ -305,10 +515,8 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
                 }
             },
         ),
-        ("BIRD killed -9 and restarted", |lab, _, _| {
-            lab.crash_router().expect("kill BIRD");
-            std::thread::sleep(Duration::from_secs(1));
-            lab.recover_router().expect("start BIRD");
+        ("the router killed -9 and restarted", |lab, _, _| {
+            crash_and_recover_router(lab)
         }),
         (
             "node1's agent killed -9 twice, 5 s apart",
@@ -335,25 +543,29 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
                 "b→a",
                 probe(&lab, &pod2.name, pod1.ipv4, &format!("ba{i}"), PROBES),
             ),
-            (
+        ];
+        if routes_kernel(tor) {
+            flows.push((
                 "router→a",
                 probe(&lab, "fabric", pod1.ipv4, &format!("ra{i}"), PROBES),
-            ),
-            (
+            ));
+            flows.push((
                 "a→rack b",
                 probe(&lab, &pod1.name, RACK_B_HOST, &format!("ar{i}"), PROBES),
-            ),
-        ];
+            ));
+        }
+        let rib = RibWatch::start(&lab, i);
         std::thread::sleep(Duration::from_secs(2));
         action(&mut lab, &nodes, &mut agents);
         for (flow, p) in &mut flows {
             let (sent, got) = probe_result(p);
-            eprintln!("{name}: {flow}: {got} of {sent} probes answered");
+            eprintln!("{tor}: {name}: {flow}: {got} of {sent} probes answered");
             if sent != PROBES || got != sent {
                 failures.push(format!("{name}: {flow}: {got} of {sent} probes answered"));
             }
         }
         wait_for("sessions back up and synced", || all_synced(&lab, &nodes));
+        failures.extend(rib.withdrawn().into_iter().map(|w| format!("{name}: {w}")));
         let changes = monitors.changes();
         if changes.len() > reported {
             let new = &changes[reported..];
@@ -363,9 +575,9 @@ fn probes_every_10ms_lose_nothing_while_agents_restart() {
     }
     assert!(
         failures.is_empty(),
-        "{}\nBIRD log:\n{}",
+        "{tor}:\n{}\nrouter log:\n{}",
         failures.join("\n"),
-        std::fs::read_to_string(lab.dir().join("router/bird.log")).unwrap_or_default()
+        std::fs::read_to_string(lab.router().expect("router").log_path()).unwrap_or_default()
     );
     for a in &mut agents {
         let _ = a.terminate();
@@ -389,7 +601,7 @@ fn outage() -> Duration {
 #[test]
 #[ignore = "needs root: run by make test"]
 fn restart_during_an_api_server_outage_loses_nothing() {
-    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes("zo");
+    let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes("zo", Tor::Bird);
     wait_for("the state files written", || {
         nodes
             .iter()

@@ -6,8 +6,9 @@
 //! the agents' full mesh turned off. One session per node address: an IPv4 session carrying
 //! IPv4 unicast and, with `--ipv6`, an IPv6 session carrying IPv6 unicast. The router connects
 //! actively with a 5-second connect-retry so sessions come up quickly whichever side starts
-//! first. BIRD also exports what it learns into the fabric namespace's kernel table, so the
-//! fabric forwards pod traffic like a real top-of-rack switch would.
+//! first. BIRD and FRR (through zebra) also install what they learn into the fabric namespace's
+//! kernel table, so the fabric forwards pod traffic like a real top-of-rack switch would;
+//! GoBGP programs no kernel (it has no FIB of its own).
 //!
 //! Everything the router uses lives in `<lab dir>/router/`: its configuration, its control
 //! socket (BIRD `bird.ctl`, FRR's vty sockets), pid file and log. GoBGP's gRPC API listens on
@@ -38,7 +39,8 @@ pub enum Tor {
     Bird,
     /// GoBGP (`gobgpd`, `gobgp`).
     Gobgp,
-    /// FRR's `bgpd` alone (no zebra), queried with `vtysh`.
+    /// FRR's `bgpd` with `zebra` (which installs bgpd's routes into the fabric namespace's
+    /// kernel, as BIRD's kernel protocol does), queried with `vtysh`.
     Frr,
 }
 
@@ -130,10 +132,16 @@ pub fn bird_config(dir: &Path, neighbors: &[Neighbor]) -> String {
 
 /// GoBGP (TOML) configuration for the router.
 pub fn gobgp_config(neighbors: &[Neighbor]) -> String {
+    // gobgpd exits when it cannot listen on an address: the IPv6 one only in an IPv6 lab.
+    let listen = if neighbors.iter().any(|n| n.addr.is_ipv6()) {
+        format!("\"{ROUTER_V4}\", \"{ROUTER_V6}\"")
+    } else {
+        format!("\"{ROUTER_V4}\"")
+    };
     let mut c = format!(
         "# podroute lab router (GoBGP): AS {LAB_AS}, route reflector, every node a client.\n\
          [global.config]\n  as = {LAB_AS}\n  router-id = \"{ROUTER_V4}\"\n  \
-         local-address-list = [\"{ROUTER_V4}\", \"{ROUTER_V6}\"]\n"
+         local-address-list = [{listen}]\n"
     );
     for n in neighbors {
         let (local, afi) = match n.addr {
@@ -154,7 +162,7 @@ pub fn gobgp_config(neighbors: &[Neighbor]) -> String {
     c
 }
 
-/// FRR `bgpd` configuration for the router (bgpd runs without zebra, so it installs nothing).
+/// FRR `bgpd` configuration for the router (zebra, started with it, installs what it learns).
 pub fn frr_config(neighbors: &[Neighbor]) -> String {
     let mut c = format!(
         "! podroute lab router (FRR bgpd): AS {LAB_AS}, route reflector, every node a client.\n\
@@ -278,7 +286,8 @@ impl Router {
     /// by the caller).
     /// The daemon's command line. `recovery`: it starts after a crash of its own and
     /// recovers gracefully (BIRD's `-R`: graceful-restart recovery, its kernel routes kept
-    /// until BGP has converged again; the others have no such switch).
+    /// until BGP has converged again; GoBGP's `--graceful-restart`: the Restart State bit;
+    /// FRR has no such switch: bgpd restarts as configured, zebra kept the routes).
     pub(crate) fn daemon_args(&self, recovery: bool) -> Vec<String> {
         let d = |f: &str| self.dir.join(f).display().to_string();
         match self.kind {
@@ -299,33 +308,84 @@ impl Router {
                 }
                 args
             }
-            Tor::Gobgp => vec![
-                "gobgpd".into(),
-                "-f".into(),
-                d("gobgpd.toml"),
-                "-t".into(),
-                "toml".into(),
-                "-p".into(),
-                format!("--api-hosts={GOBGP_API}"),
-                "--pprof-disable".into(),
-                // The config path names the lab dir, so `down` finds this process by it.
-            ],
-            Tor::Frr => vec![
-                "/usr/lib/frr/bgpd".into(),
-                "-f".into(),
-                d("bgpd.conf"),
-                "-i".into(),
-                d("bgpd.pid"),
-                "--vty_socket".into(),
-                self.dir.display().to_string(),
-                "-Z".into(),
-                "-S".into(),
-                "-n".into(),
-                "-P".into(),
-                "0".into(),
-                "--log".into(),
-                format!("file:{}", d("router.log")),
-            ],
+            Tor::Gobgp => {
+                let mut args: Vec<String> = vec![
+                    "gobgpd".into(),
+                    "-f".into(),
+                    d("gobgpd.toml"),
+                    "-t".into(),
+                    "toml".into(),
+                    "-p".into(),
+                    format!("--api-hosts={GOBGP_API}"),
+                    "--pprof-disable".into(),
+                    // The config path names the lab dir, so `down` finds this process by it.
+                ];
+                if recovery {
+                    // The Restart State bit in its graceful-restart capability: peers keep
+                    // its routes until its End-of-RIB, and it waits for theirs first.
+                    args.push("--graceful-restart".into());
+                }
+                args
+            }
+            Tor::Frr => {
+                // zebra (the FIB manager) first, daemonized, as FRR's user (so the router
+                // directory becomes that user's, for zebra's pid file and sockets), unless it already runs (after
+                // a bgpd crash it does: the second one exits at once on its pid file);
+                // then bgpd in the foreground, the lab's process. Killing the router
+                // kills bgpd only, as watchfrr restarts a crashed bgpd while zebra keeps
+                // the kernel routes (bgpd's graceful restart keeps them in zebra too).
+                let vty = self.dir.display().to_string();
+                let zserv = d("zserv.api");
+                let zebra = [
+                    "/usr/lib/frr/zebra".to_owned(),
+                    "-d".into(),
+                    "-f".into(),
+                    "/dev/null".into(),
+                    "-i".into(),
+                    d("zebra.pid"),
+                    "--vty_socket".into(),
+                    vty.clone(),
+                    "-z".into(),
+                    zserv.clone(),
+                    "-P".into(),
+                    "0".into(),
+                    "--log".into(),
+                    format!("file:{}", d("zebra.log")),
+                ];
+                let bgpd = [
+                    "/usr/lib/frr/bgpd".to_owned(),
+                    "-f".into(),
+                    d("bgpd.conf"),
+                    "-i".into(),
+                    d("bgpd.pid"),
+                    "--vty_socket".into(),
+                    vty,
+                    "-z".into(),
+                    zserv,
+                    "-S".into(),
+                    "-P".into(),
+                    "0".into(),
+                    "--log".into(),
+                    format!("file:{}", d("router.log")),
+                ];
+                let quote = |args: &[String]| {
+                    args.iter()
+                        .map(|a| format!("'{a}'"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "chown frr:frr '{}'; {} 2>/dev/null; for i in $(seq 50); do [ -S '{}' ] && break; sleep 0.1; done; exec {}",
+                        self.dir.display(),
+                        quote(&zebra),
+                        d("zserv.api"),
+                        quote(&bgpd)
+                    ),
+                ]
+            }
         }
     }
 
