@@ -132,6 +132,7 @@ bench: deps control-plane
 	target/release/podroute-bench mesh | tee target/bench/mesh.md
 	target/release/podroute-bench mesh --bfd --steady-secs 60 --output target/bench/mesh-bfd.json \
 		| tee target/bench/mesh-bfd.md
+	tests/scripts/static-bins.sh >/dev/null
 	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
 	target/release/podroute-bench bfd-loss | tee target/bench/bfd-loss.md
 

@@ -457,7 +457,7 @@ pub fn run(cfg: &ChurnConfig, cancel: &AtomicBool) -> Result<ChurnResult> {
         let bin = p.binary(cfg);
         if !bin.is_file() {
             return Err(BenchError::Failed(format!(
-                "{} not found (podroute: cargo build --release -p podroute-cni; the others: \
+                "{} not found (podroute: tests/scripts/static-bins.sh; the others: \
                  apt-get install containernetworking-plugins)",
                 bin.display()
             )));

@@ -128,11 +128,12 @@ struct ChurnArgs {
     /// Rounds per plugin.
     #[arg(long, env = "BENCH_CNI_ROUNDS", default_value_t = 5)]
     rounds: u32,
-    /// The podroute CNI plugin (a release build).
+    /// The podroute CNI plugin: the static release build that ships
+    /// (tests/scripts/static-bins.sh).
     #[arg(
         long,
         env = "BENCH_CNI_PLUGIN",
-        default_value = "target/release/podroute"
+        default_value = "target/x86_64-unknown-linux-gnu/release/podroute"
     )]
     plugin: PathBuf,
     /// The JSON result file.

@@ -18,8 +18,9 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// IPv6 ranges are not scanned further than this many addresses for a free one (a /64 has
 /// 2^64; a node never holds that many pods).
@@ -152,7 +153,7 @@ impl IpamStore {
         }
     }
 
-    /// Takes the store's lock, polling until `timeout` (then [`IpamError::LockTimeout`]).
+    /// Takes the store's lock, waiting at most `timeout` (then [`IpamError::LockTimeout`]).
     pub fn lock(&self, timeout: Duration) -> Result<LockedStore, IpamError> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.dir.join("lock");
@@ -162,26 +163,28 @@ impl IpamStore {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let deadline = Instant::now() + timeout;
-        // Short sleeps first: the lock is held for well under a millisecond per plugin run.
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(LockedStore {
-                        dir: self.dir.clone(),
-                        _lock: file,
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Error(source)) => return Err(IpamError::Io { path, source }),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(IpamError::LockTimeout { path, timeout });
-            }
-            thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
+        let locked = |file| LockedStore {
+            dir: self.dir.clone(),
+            _lock: file,
+        };
+        match file.try_lock() {
+            Ok(()) => return Ok(locked(file)),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(source)) => return Err(IpamError::Io { path, source }),
+        }
+        // Contended (a runtime draining a node runs many plugins at once): wait in the kernel's
+        // queue, which hands the lock over the moment it is free, rather than poll with sleeps
+        // that outlast the sub-millisecond hold. `flock` has no timeout, so a thread waits and
+        // this one gives up after `timeout`; a late grant then only closes the file, which
+        // drops the lock again.
+        let (tx, rx) = mpsc::sync_channel(1);
+        thread::spawn(move || {
+            let _ = tx.send(file.lock().map(|()| file));
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(file)) => Ok(locked(file)),
+            Ok(Err(source)) => Err(IpamError::Io { path, source }),
+            Err(_) => Err(IpamError::LockTimeout { path, timeout }),
         }
     }
 }
@@ -547,7 +550,8 @@ mod tests {
             .expect_err("second lock must wait");
         assert_eq!(CniError::from(err).code.as_u32(), 11);
         drop(held);
-        assert!(store.lock(Duration::from_millis(30)).is_ok());
+        // The timed-out waiter's thread may take the lock first; it lets go at once.
+        assert!(store.lock(Duration::from_secs(5)).is_ok());
     }
 
     #[test]

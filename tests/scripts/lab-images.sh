@@ -41,16 +41,9 @@ buildah() {
   ' sh "$out/.buildah" "$@"
 }
 
-# The podroute binaries: glibc linked statically, so the image needs no libraries. A separate
-# target triple keeps them apart from the workspace's ordinary (dynamic) builds.
-triple=x86_64-unknown-linux-gnu
-log "building static podroute-agent and podroute (release, $triple, crt-static)"
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build -q --release --target "$triple" -p podroute-agent -p podroute-cni --bins
-rel=target/$triple/release
-for b in podroute-agent podroute; do
-  is_static "$rel/$b" || { log "error: $rel/$b is not static"; exit 1; }
-done
+# The podroute binaries: what the Dockerfile ships (static-bins.sh).
+log "building static podroute-agent and podroute (release, crt-static)"
+rel=$(tests/scripts/static-bins.sh)
 
 # build NAME REF INPUT_HASH ENTRYPOINT_JSON ROOTFS: one scratch image from a directory tree.
 build() {
