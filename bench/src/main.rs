@@ -259,6 +259,10 @@ struct ConvergenceArgs {
     /// The kube-router binary (default: built and cached by tests/scripts/kube-router.sh).
     #[arg(long, env = "BENCH_KUBE_ROUTER")]
     kube_router: Option<PathBuf>,
+    /// RUST_LOG of the podroute agents (their logs stay in the lab's log folder while it
+    /// runs), e.g. `info,podroute_agent::speaker=debug` to see where a slow change waited.
+    #[arg(long, env = "BENCH_CONV_AGENT_LOG", default_value = "warn")]
+    agent_log: String,
     /// The JSON result file (the .md table and the -<size>.svg charts are written next to it).
     #[arg(
         long,
@@ -337,6 +341,7 @@ fn run_convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
         reflectors_at: args.reflectors_at,
         bins: Binaries {
             agent: std::path::absolute(&args.agent)?,
+            agent_log: args.agent_log.clone(),
             kube_router,
         },
         output: args.output.clone(),

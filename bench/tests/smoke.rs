@@ -113,6 +113,7 @@ fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
         reflectors_at: vec![3],
         bins: Binaries {
             agent,
+            agent_log: "warn".into(),
             kube_router: Some(convergence::build_kube_router().expect("kube-router builds")),
         },
         output: output.clone(),

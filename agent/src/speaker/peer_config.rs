@@ -28,7 +28,7 @@ const CONNECT_RETRY: Duration = Duration::from_secs(1);
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Wait after a refused connection attempt (the peer's host is up, its agent not listening
 /// yet: a node joining or an agent restarting), for the first [`podroute_bgp::session::REFUSED_RETRIES`] refusals in a row.
-const REFUSED_RETRY: Duration = Duration::from_millis(250);
+const REFUSED_RETRY: Duration = Duration::from_millis(100);
 /// Wait after a session error before the session starts again (doubles while it keeps
 /// failing before Established).
 const IDLE_HOLD: Duration = Duration::from_secs(1);

@@ -47,6 +47,8 @@ impl System {
 pub struct Binaries {
     /// podroute-agent.
     pub agent: PathBuf,
+    /// RUST_LOG of the podroute agents.
+    pub agent_log: String,
     /// kube-router (`tests/scripts/kube-router.sh` builds and caches it).
     pub kube_router: Option<PathBuf>,
 }
@@ -54,7 +56,7 @@ pub struct Binaries {
 /// Starts `system` on `node`.
 pub fn start(lab: &Lab, node: &LabNode, system: System, bins: &Binaries) -> Result<LabProcess> {
     match system {
-        System::Podroute => start_podroute(lab, node, &bins.agent),
+        System::Podroute => start_podroute(lab, node, bins),
         System::KubeRouter => {
             let bin = bins.kube_router.as_deref().ok_or_else(|| {
                 crate::BenchError::Failed("no kube-router binary (BENCH_KUBE_ROUTER)".into())
@@ -64,14 +66,14 @@ pub fn start(lab: &Lab, node: &LabNode, system: System, bins: &Binaries) -> Resu
     }
 }
 
-fn start_podroute(lab: &Lab, node: &LabNode, agent: &Path) -> Result<LabProcess> {
+fn start_podroute(lab: &Lab, node: &LabNode, bins: &Binaries) -> Result<LabProcess> {
     let args = podroute_args(lab, node, &lab.dir().join("conv").join(&node.name))?;
     Ok(lab.spawn(
         &node.name,
         "conv-podroute",
-        agent,
+        &bins.agent,
         &args,
-        &[("RUST_LOG", "warn")],
+        &[("RUST_LOG", bins.agent_log.as_str())],
     )?)
 }
 

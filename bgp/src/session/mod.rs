@@ -59,7 +59,7 @@ const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
 
 /// How many refused connection attempts in a row are retried after
 /// [`SessionConfig::refused_retry`] before refusals back off like other failures.
-pub const REFUSED_RETRIES: u32 = 40;
+pub const REFUSED_RETRIES: u32 = 100;
 
 /// One peer's BGP session.
 #[derive(Debug)]
