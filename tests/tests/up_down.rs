@@ -87,6 +87,39 @@ fn ipv6_lab_gives_nodes_dual_stack_addresses_and_pod_cidrs() -> TestResult {
     Ok(())
 }
 
+/// Two racks: node2 on the second rack's own segment and subnet (its InternalIPs there),
+/// reaching node1 and the control plane through the fabric namespace, one hop (its ping's
+/// reply TTL is one less than from a neighbour on its own segment).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_two_rack_lab_puts_the_second_rack_on_its_own_subnet_one_hop_away() -> TestResult {
+    let name = unique("racks");
+    let lab = Lab::up(&LabConfig::new(&name, 2).racks(2).ipv6(true))?;
+    let ips = lab.kubectl(&[
+        "get",
+        "node",
+        "node2",
+        "-o",
+        r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
+    ])?;
+    assert_eq!(ips, "198.18.1.2 fd00:198:18:1::2");
+    let reply_ttl = |from: &str, to: &str| -> Result<String, Box<dyn std::error::Error>> {
+        let out = lab.exec_ok(from, &["ping", "-c", "1", "-W", "2", to])?;
+        Ok(out
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ttl=").or_else(|| w.strip_prefix("hlim=")))
+            .ok_or_else(|| format!("no TTL in {out}"))?
+            .to_owned())
+    };
+    assert_eq!(reply_ttl("node2", "198.18.1.254")?, "64", "own segment");
+    for far in ["198.18.0.1", "198.18.0.250", "fd00:198:18::1"] {
+        assert_eq!(reply_ttl("node2", far)?, "63", "{far} is one hop away");
+    }
+    drop(lab);
+    assert_gone(&name);
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
 fn a_second_up_with_the_same_name_is_refused_and_leaves_the_first_lab_alone() -> TestResult {
