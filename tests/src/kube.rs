@@ -230,23 +230,7 @@ impl Lab {
                 "a lab holds at most {MAX_NODES} nodes"
             )));
         }
-        let node = {
-            let ipv6 = self.state.ipv6;
-            let mut n = LabNode {
-                name: crate::names::node_name(index),
-                index,
-                netns: self.name.node_ns(index),
-                ipv4: crate::plan::node_v4(index),
-                ipv6: None,
-                pod_cidr_v4: crate::plan::pod_cidr_v4(index),
-                pod_cidr_v6: None,
-            };
-            if ipv6 {
-                n.ipv6 = Some(crate::plan::node_v6(index));
-                n.pod_cidr_v6 = Some(crate::plan::pod_cidr_v6(index));
-            }
-            n
-        };
+        let node = LabNode::planned(&self.name, index, self.state.racks, self.state.ipv6);
         self.state.nodes.push(node.clone());
         self.save_state()?;
         self.build_node(&node)?;

@@ -27,8 +27,6 @@ use crate::process::{self, LabProcess};
 use crate::router::{self, Neighbor, Router, Tor};
 use crate::teardown::{self, DownReport};
 
-/// The fabric bridge inside `<lab>-fabric`.
-pub const FABRIC_BRIDGE: &str = "br0";
 /// Each node's (and the control plane's) interface on the fabric.
 pub const NODE_IFACE: &str = "eth0";
 /// The control plane's port on the fabric bridge.
@@ -60,6 +58,11 @@ pub struct LabConfig {
     /// (`--node-cidr-mask-size-ipv4`), [`DEFAULT_NODE_CIDR_MASK_V4`] unless a test wants a
     /// small range to exhaust.
     pub node_cidr_mask_v4: u8,
+    /// How many racks, 1 to [`plan::MAX_RACKS`]: rack `r` is its own L2 segment (bridge
+    /// `br<r>`) and subnet (198.18.`r`.0/24, fd00:198:18:`r`::/64), the nodes take turns
+    /// ([`plan::node_rack`]), and the fabric namespace (198.18.`r`.254 on each) routes between
+    /// them, so every rack reaches the control plane on rack 0.
+    pub racks: u8,
 }
 
 /// The IPv4 pod CIDR prefix length of a cluster-mode node unless asked otherwise.
@@ -79,7 +82,14 @@ impl LabConfig {
             control_plane: true,
             cluster: false,
             node_cidr_mask_v4: DEFAULT_NODE_CIDR_MASK_V4,
+            racks: 1,
         }
+    }
+
+    /// Sets the number of racks.
+    pub fn racks(mut self, racks: u8) -> Self {
+        self.racks = racks;
+        self
     }
 
     /// Turns cluster mode on or off.
@@ -120,11 +130,14 @@ pub struct LabNode {
     pub name: String,
     /// 1-based index; the last byte of its fabric address.
     pub index: u8,
+    /// Its rack (0-based; the third byte of its fabric IPv4 address).
+    #[serde(default)]
+    pub rack: u8,
     /// The node's network namespace (`<lab>-node<index>`).
     pub netns: String,
-    /// The node's fabric IPv4 address (198.18.0.`index`/24).
+    /// The node's fabric IPv4 address (198.18.`rack`.`index`/24).
     pub ipv4: Ipv4Addr,
-    /// The node's fabric IPv6 address (fd00:198:18::`index`/64) in an IPv6 lab.
+    /// The node's fabric IPv6 address (fd00:198:18:`rack`::`index`/64) in an IPv6 lab.
     pub ipv6: Option<Ipv6Addr>,
     /// The IPv4 pod CIDR in the Node object (10.244.`index`.0/24 unless changed).
     pub pod_cidr_v4: Ipv4Network,
@@ -133,13 +146,15 @@ pub struct LabNode {
 }
 
 impl LabNode {
-    pub(crate) fn planned(lab: &LabName, index: u8, ipv6: bool) -> Self {
+    pub(crate) fn planned(lab: &LabName, index: u8, racks: u8, ipv6: bool) -> Self {
+        let rack = plan::node_rack(index, racks);
         Self {
             name: names::node_name(index),
             index,
+            rack,
             netns: lab.node_ns(index),
-            ipv4: plan::node_v4(index),
-            ipv6: ipv6.then(|| plan::node_v6(index)),
+            ipv4: plan::node_v4(rack, index),
+            ipv6: ipv6.then(|| plan::node_v6(rack, index)),
             pod_cidr_v4: plan::pod_cidr_v4(index),
             pod_cidr_v6: ipv6.then(|| plan::pod_cidr_v6(index)),
         }
@@ -175,12 +190,19 @@ pub(crate) struct LabState {
     #[serde(default = "default_node_cidr_mask_v4")]
     pub(crate) node_cidr_mask_v4: u8,
     pub(crate) nodes: Vec<LabNode>,
+    /// How many racks (fabric segments); see [`LabConfig::racks`].
+    #[serde(default = "one_rack")]
+    pub(crate) racks: u8,
     /// Seconds `up` took (0 while it is still running).
     pub(crate) up_seconds: f64,
 }
 
 fn default_node_cidr_mask_v4() -> u8 {
     DEFAULT_NODE_CIDR_MASK_V4
+}
+
+fn one_rack() -> u8 {
+    1
 }
 
 /// A running lab.
@@ -218,6 +240,17 @@ impl Lab {
         }
         // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
         teardown::down(&name)?;
+        if cfg.racks == 0 || cfg.racks > plan::MAX_RACKS {
+            return Err(LabError::Invalid(format!(
+                "--racks must be 1 to {}",
+                plan::MAX_RACKS
+            )));
+        }
+        if cfg.racks > 1 && cfg.cluster {
+            return Err(LabError::Invalid(
+                "more than one rack is for the light mode only".into(),
+            ));
+        }
         if cfg.cluster && !cfg.control_plane {
             return Err(LabError::Invalid(
                 "cluster mode needs the control plane".into(),
@@ -251,8 +284,9 @@ impl Lab {
             cluster,
             node_cidr_mask_v4: cfg.node_cidr_mask_v4,
             nodes: (1..=cfg.nodes)
-                .map(|i| LabNode::planned(&name, i, cfg.ipv6))
+                .map(|i| LabNode::planned(&name, i, cfg.racks, cfg.ipv6))
                 .collect(),
+            racks: cfg.racks,
             up_seconds: 0.0,
         };
         let mut lab = Self {
@@ -373,7 +407,8 @@ impl Lab {
     }
 
     /// The fabric namespace (`<lab>-fabric`): bridge `br0` holding 198.18.0.254 (and
-    /// fd00:198:18::fe), where the router runs.
+    /// fd00:198:18::fe), where the router runs, and `br1` holding 198.18.1.254 in a lab of
+    /// two racks.
     pub fn fabric_ns(&self) -> String {
         self.name.fabric_ns()
     }
@@ -545,12 +580,15 @@ impl Lab {
     }
 
     fn attach_control_plane(&self) -> Result<()> {
+        let cp = self.name.cp_ns();
         self.attach_to_fabric(
-            &self.name.cp_ns(),
+            &cp,
             CP_PORT,
+            0,
             plan::APISERVER_HOST,
             &[format!("{APISERVER_V4}/{FABRIC_V4_PREFIX}")],
-        )
+        )?;
+        self.route_to_other_racks(&cp, 0, false)
     }
 
     fn build_control_plane(&mut self) -> Result<()> {

@@ -11,6 +11,10 @@
 //!                                                          198.18.0.254: BIRD / GoBGP / FRR
 //! ```
 //!
+//! A lab of two racks ([`LabConfig::racks`]) has a second bridge, `br1` (198.18.1.254 in
+//! `<lab>-fabric`), for the second rack's nodes (198.18.1.`index`), and the fabric namespace
+//! routes between the two.
+//!
 //! `<lab>-cp` runs etcd and a real kube-apiserver (RBAC on, service-account tokens signed); each
 //! node has a Node object with its InternalIP(s) and pod CIDR(s). Nothing is ever added to the
 //! root network namespace: the root namespace cannot reach the lab, so kubectl and every other

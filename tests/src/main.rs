@@ -38,6 +38,10 @@ enum Command {
         /// a kubelet on every node; deploy podroute with `kubectl apply -k`.
         #[arg(long)]
         cluster: bool,
+        /// Racks (light mode, 1 or 2): the second is its own segment, 198.18.1.0/24 and
+        /// fd00:198:18:1::/64, routed to the first by the fabric namespace; the nodes take turns.
+        #[arg(long, default_value_t = 1, conflicts_with = "cluster")]
+        racks: u8,
         /// The lab's name (prefix of every namespace).
         #[arg(long, default_value = DEFAULT_LAB_NAME)]
         name: String,
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ipv6,
             no_control_plane,
             cluster,
+            racks,
             name,
         } => {
             let tor: Tor = tor.parse()?;
@@ -138,6 +143,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 control_plane: !no_control_plane,
                 cluster,
                 node_cidr_mask_v4: podroute_lab::lab::DEFAULT_NODE_CIDR_MASK_V4,
+                racks,
             };
             let lab = Lab::up(&cfg)?;
             eprintln!(

@@ -156,7 +156,19 @@ pub fn node_index(name: &str) -> Option<u8> {
     digits.parse().ok().filter(|i| *i >= 1)
 }
 
-/// The fabric-side veth of node `index` (in the fabric namespace, enslaved to `br0`).
+/// Rack `rack`'s bridge in the fabric namespace: `br<rack>`.
+pub fn rack_bridge(rack: u8) -> String {
+    format!("br{rack}")
+}
+
+/// The interface in a fabric host's namespace of its own link to fabric host `other`
+/// ([`crate::Lab::link_fabric_hosts`]).
+pub fn host_link(other: &str) -> String {
+    format!("l-{other}")
+}
+
+/// The fabric-side veth of node `index` (in the fabric namespace, enslaved to its rack's
+/// bridge).
 pub fn fabric_port(index: u8) -> String {
     format!("n{index}")
 }

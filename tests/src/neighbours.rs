@@ -17,15 +17,18 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::cmd;
 use crate::error::{Result, file_err};
-use crate::lab::{FABRIC_BRIDGE, Lab, LabNode, NODE_IFACE};
-use crate::plan::{self, APISERVER_HOST, APISERVER_V4, ROUTER_HOST, ROUTER_V4, ROUTER_V6};
+use crate::lab::{Lab, LabNode, NODE_IFACE};
+use crate::names;
+use crate::plan::{self, APISERVER_HOST, APISERVER_V4, ROUTER_HOST};
 use crate::process;
 
 /// One namespace on the fabric: where its interface is, its MAC and its addresses.
 #[derive(Debug, Clone)]
 struct FabricHost {
     ns: String,
-    dev: &'static str,
+    /// The rack (L2 segment) this interface is on; hosts of other racks are not its neighbours.
+    rack: u8,
+    dev: String,
     mac: String,
     /// Its fabric addresses, IPv4 and (in an IPv6 lab) IPv6.
     addrs: Vec<IpAddr>,
@@ -37,10 +40,11 @@ impl FabricHost {
     fn node(node: &LabNode) -> Self {
         Self {
             ns: node.netns.clone(),
-            dev: NODE_IFACE,
-            mac: plan::fabric_mac(node.index),
+            rack: node.rack,
+            dev: NODE_IFACE.to_owned(),
+            mac: plan::fabric_mac(node.rack, node.index),
             addrs: node.ips(),
-            link_local: plan::fabric_link_local(node.index),
+            link_local: plan::fabric_link_local(node.rack, node.index),
         }
     }
 
@@ -67,27 +71,33 @@ fn batch_lines(on: &FabricHost, to: &FabricHost, out: &mut String) {
 }
 
 impl Lab {
-    /// Every namespace on the fabric: the fabric's own (its bridge holds the router's
-    /// addresses), the control plane's, and the nodes'.
+    /// Every interface on the fabric: the fabric namespace's bridges (one per rack, holding
+    /// the router's addresses there), the control plane's, and the nodes'.
     fn fabric_hosts(&self) -> Vec<FabricHost> {
-        let mut router = vec![IpAddr::V4(ROUTER_V4)];
-        if self.state.ipv6 {
-            router.push(IpAddr::V6(ROUTER_V6));
-        }
-        let mut hosts = vec![FabricHost {
-            ns: self.name.fabric_ns(),
-            dev: FABRIC_BRIDGE,
-            mac: plan::fabric_mac(ROUTER_HOST),
-            addrs: router,
-            link_local: plan::fabric_link_local(ROUTER_HOST),
-        }];
+        let mut hosts: Vec<FabricHost> = (0..self.state.racks)
+            .map(|rack| {
+                let mut addrs = vec![IpAddr::V4(plan::rack_router_v4(rack))];
+                if self.state.ipv6 {
+                    addrs.push(IpAddr::V6(plan::rack_router_v6(rack)));
+                }
+                FabricHost {
+                    ns: self.name.fabric_ns(),
+                    rack,
+                    dev: names::rack_bridge(rack),
+                    mac: plan::fabric_mac(rack, ROUTER_HOST),
+                    addrs,
+                    link_local: plan::fabric_link_local(rack, ROUTER_HOST),
+                }
+            })
+            .collect();
         if self.state.control_plane {
             hosts.push(FabricHost {
                 ns: self.name.cp_ns(),
-                dev: NODE_IFACE,
-                mac: plan::fabric_mac(APISERVER_HOST),
+                rack: 0,
+                dev: NODE_IFACE.to_owned(),
+                mac: plan::fabric_mac(0, APISERVER_HOST),
                 addrs: vec![IpAddr::V4(APISERVER_V4)],
-                link_local: plan::fabric_link_local(APISERVER_HOST),
+                link_local: plan::fabric_link_local(0, APISERVER_HOST),
             });
         }
         hosts.extend(self.state.nodes.iter().map(FabricHost::node));
@@ -106,16 +116,20 @@ impl Lab {
         cmd::ip_in(ns, ["-batch".as_ref(), path.as_os_str()]).map(drop)
     }
 
-    /// Writes every fabric host as a permanent neighbour of every other one (called once the
-    /// namespaces exist, before anything talks over the fabric).
+    /// Writes every fabric host as a permanent neighbour of every other one on its rack
+    /// (called once the namespaces exist, before anything talks over the fabric).
     pub(crate) fn write_fabric_neighbours(&self) -> Result<()> {
         let hosts = self.fabric_hosts();
-        for on in &hosts {
+        let namespaces: std::collections::BTreeSet<&str> =
+            hosts.iter().map(|h| h.ns.as_str()).collect();
+        for ns in namespaces {
             let mut lines = String::new();
-            for to in hosts.iter().filter(|h| h.ns != on.ns) {
-                batch_lines(on, to, &mut lines);
+            for on in hosts.iter().filter(|h| h.ns == ns) {
+                for to in hosts.iter().filter(|h| h.ns != ns && h.rack == on.rack) {
+                    batch_lines(on, to, &mut lines);
+                }
             }
-            self.apply_neighbour_batch(&on.ns, &lines)?;
+            self.apply_neighbour_batch(ns, &lines)?;
         }
         Ok(())
     }
@@ -126,7 +140,10 @@ impl Lab {
         let new = FabricHost::node(node);
         let hosts = self.fabric_hosts();
         let mut mine = String::new();
-        for other in hosts.iter().filter(|h| h.ns != new.ns) {
+        for other in hosts
+            .iter()
+            .filter(|h| h.ns != new.ns && h.rack == new.rack)
+        {
             batch_lines(&new, other, &mut mine);
             let mut theirs = String::new();
             batch_lines(other, &new, &mut theirs);
@@ -143,10 +160,11 @@ mod tests {
     fn host(ns: &str, mac_host: u8, addrs: &[&str]) -> FabricHost {
         FabricHost {
             ns: ns.into(),
-            dev: NODE_IFACE,
-            mac: plan::fabric_mac(mac_host),
+            rack: 0,
+            dev: NODE_IFACE.to_owned(),
+            mac: plan::fabric_mac(0, mac_host),
             addrs: addrs.iter().map(|a| a.parse().expect("address")).collect(),
-            link_local: plan::fabric_link_local(mac_host),
+            link_local: plan::fabric_link_local(0, mac_host),
         }
     }
 

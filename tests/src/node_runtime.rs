@@ -379,7 +379,7 @@ mod tests {
 
     fn runtime() -> NodeRuntime {
         let lab = LabName::new("demo").expect("a valid name");
-        let node = LabNode::planned(&lab, 2, false);
+        let node = LabNode::planned(&lab, 2, 1, false);
         NodeRuntime::new(
             Path::new("/l/demo"),
             &node,

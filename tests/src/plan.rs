@@ -26,30 +26,73 @@ pub const POD_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub const POD_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// Largest node index: .250 and above are the control plane and the router.
 pub const MAX_NODES: u8 = 249;
+/// How many racks (fabric segments) a lab can have: rack 0 on 198.18.0.0/24, rack 1 on
+/// 198.18.1.0/24 (DESIGN.md's second rack).
+pub const MAX_RACKS: u8 = 2;
 
-/// Node `index`'s (1-based) fabric IPv4 address: 198.18.0.`index`.
-pub fn node_v4(index: u8) -> Ipv4Addr {
-    Ipv4Addr::new(198, 18, 0, index)
+/// The rack (fabric segment) of node `index` (1-based) in a lab of `racks` racks: the nodes
+/// take turns, node1 in rack 0, node2 in rack 1, node3 in rack 0, ...
+pub fn node_rack(index: u8, racks: u8) -> u8 {
+    index.saturating_sub(1) % racks.max(1)
 }
 
-/// Node `index`'s fabric IPv6 address: fd00:198:18::`index` (hex digits, as written).
-pub fn node_v6(index: u8) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, u16::from(index))
+/// Node `index`'s (1-based) fabric IPv4 address in rack `rack`: 198.18.`rack`.`index`.
+pub fn node_v4(rack: u8, index: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, rack, index)
 }
 
-/// The MAC address of the fabric interface whose IPv4 address is 198.18.0.`host` (a node's
-/// index, [`APISERVER_HOST`] or [`ROUTER_HOST`]): `02:00:c6:12:00:<host>`, locally administered
-/// and unicast, `c6:12` being 198.18. Fixed by the plan so that the lab can write every fabric
-/// neighbour as a permanent entry ([`crate::Lab`] does, see `neighbours.rs`).
-pub fn fabric_mac(host: u8) -> String {
-    format!("02:00:c6:12:00:{host:02x}")
+/// Node `index`'s fabric IPv6 address in rack `rack`: fd00:198:18:`rack`::`index` (hex digits,
+/// as written).
+pub fn node_v6(rack: u8, index: u8) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfd00,
+        0x198,
+        0x18,
+        u16::from(rack),
+        0,
+        0,
+        0,
+        u16::from(index),
+    )
 }
 
-/// The IPv6 link-local address the kernel gives the interface with [`fabric_mac`]`(host)`
-/// (modified EUI-64, RFC 4291 appendix A): `fe80::c6ff:fe12:<host>`. Every namespace has one,
-/// IPv6 lab or not, and sends router solicitations and the like from it.
-pub fn fabric_link_local(host: u8) -> Ipv6Addr {
-    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xc6ff, 0xfe12, u16::from(host))
+/// Rack `rack`'s IPv4 subnet: 198.18.`rack`.0/24.
+pub fn rack_v4(rack: u8) -> Ipv4Network {
+    Ipv4Network::new(Ipv4Addr::new(198, 18, rack, 0), FABRIC_V4_PREFIX)
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// Rack `rack`'s IPv6 subnet: fd00:198:18:`rack`::/64.
+pub fn rack_v6(rack: u8) -> Ipv6Network {
+    Ipv6Network::new(node_v6(rack, 0), FABRIC_V6_PREFIX).unwrap_or_else(|_| unreachable!())
+}
+
+/// The fabric namespace's address on rack `rack` (its gateway to the other racks and to the
+/// control plane): 198.18.`rack`.254; [`ROUTER_V4`] on rack 0.
+pub fn rack_router_v4(rack: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, rack, ROUTER_HOST)
+}
+
+/// The fabric namespace's IPv6 address on rack `rack`: fd00:198:18:`rack`::fe.
+pub fn rack_router_v6(rack: u8) -> Ipv6Addr {
+    node_v6(rack, ROUTER_HOST)
+}
+
+/// The MAC address of the fabric interface whose IPv4 address is 198.18.`rack`.`host` (`host`
+/// a node's index, [`APISERVER_HOST`] or [`ROUTER_HOST`]): `02:00:c6:12:<rack>:<host>`, locally
+/// administered and unicast, `c6:12` being 198.18. Fixed by the plan so that the lab can write
+/// every fabric neighbour as a permanent entry ([`crate::Lab`] does, see `neighbours.rs`).
+pub fn fabric_mac(rack: u8, host: u8) -> String {
+    format!("02:00:c6:12:{rack:02x}:{host:02x}")
+}
+
+/// The IPv6 link-local address the kernel gives the interface with
+/// [`fabric_mac`]`(rack, host)` (modified EUI-64, RFC 4291 appendix A):
+/// `fe80::c6ff:fe12:<rack><host>`. Every namespace has one, IPv6 lab or not, and sends router
+/// solicitations and the like from it.
+pub fn fabric_link_local(rack: u8, host: u8) -> Ipv6Addr {
+    let low = u16::from(rack) << 8 | u16::from(host);
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xc6ff, 0xfe12, low)
 }
 
 /// The last byte of the API server's fabric address, which names its MAC ([`fabric_mac`]).
@@ -101,8 +144,19 @@ mod tests {
 
     #[test]
     fn node_addresses_follow_the_design() {
-        assert_eq!(node_v4(1).to_string(), "198.18.0.1");
-        assert_eq!(node_v6(2).to_string(), "fd00:198:18::2");
+        assert_eq!(node_v4(0, 1).to_string(), "198.18.0.1");
+        assert_eq!(node_v6(0, 2).to_string(), "fd00:198:18::2");
+        assert_eq!(node_v4(1, 2).to_string(), "198.18.1.2");
+        assert_eq!(node_v6(1, 2).to_string(), "fd00:198:18:1::2");
+        assert_eq!(rack_v4(1).to_string(), "198.18.1.0/24");
+        assert_eq!(rack_v6(1).to_string(), "fd00:198:18:1::/64");
+        assert_eq!(rack_router_v4(0), ROUTER_V4);
+        assert_eq!(rack_router_v6(0), ROUTER_V6);
+        assert_eq!(
+            (1..=4).map(|i| node_rack(i, 2)).collect::<Vec<_>>(),
+            [0, 1, 0, 1]
+        );
+        assert_eq!(node_rack(3, 1), 0);
         assert_eq!(ROUTER_V6.to_string(), "fd00:198:18::fe");
         assert_eq!(pod_cidr_v4(3).to_string(), "10.244.3.0/24");
         assert_eq!(pod_cidr_v6(3).to_string(), "fd00:10:244:3::/64");
@@ -110,12 +164,14 @@ mod tests {
 
     #[test]
     fn fabric_macs_are_unicast_locally_administered_and_follow_the_address() {
-        assert_eq!(fabric_mac(1), "02:00:c6:12:00:01");
-        assert_eq!(fabric_mac(ROUTER_HOST), "02:00:c6:12:00:fe");
+        assert_eq!(fabric_mac(0, 1), "02:00:c6:12:00:01");
+        assert_eq!(fabric_mac(0, ROUTER_HOST), "02:00:c6:12:00:fe");
+        assert_eq!(fabric_mac(1, ROUTER_HOST), "02:00:c6:12:01:fe");
         assert_eq!(APISERVER_V4.octets()[3], APISERVER_HOST);
         assert_eq!(ROUTER_V4.octets()[3], ROUTER_HOST);
-        assert_ne!(fabric_mac(2), fabric_mac(3));
-        assert_eq!(fabric_link_local(0xfa).to_string(), "fe80::c6ff:fe12:fa");
+        assert_ne!(fabric_mac(0, 2), fabric_mac(0, 3));
+        assert_eq!(fabric_link_local(0, 0xfa).to_string(), "fe80::c6ff:fe12:fa");
+        assert_eq!(fabric_link_local(1, 2).to_string(), "fe80::c6ff:fe12:102");
     }
 
     #[test]

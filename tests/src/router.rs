@@ -686,15 +686,15 @@ mod tests {
         vec![
             Neighbor {
                 node: "node1".into(),
-                addr: node_v4(1).into(),
+                addr: node_v4(0, 1).into(),
             },
             Neighbor {
                 node: "node2".into(),
-                addr: node_v4(2).into(),
+                addr: node_v4(0, 2).into(),
             },
             Neighbor {
                 node: "node1".into(),
-                addr: node_v6(1).into(),
+                addr: node_v6(0, 1).into(),
             },
         ]
     }
@@ -729,7 +729,7 @@ mod tests {
         let s = parse_bird_protocols(bird, &neighbors());
         assert_eq!(s.len(), 2);
         assert!(s[0].established && !s[1].established);
-        assert_eq!(s[1].neighbor, IpAddr::from(node_v4(2)));
+        assert_eq!(s[1].neighbor, IpAddr::from(node_v4(0, 2)));
 
         let gobgp = "Peer           AS  Up/Down State       |#Received  Accepted\n\
                      198.18.0.1  64512 00:00:05 Establ      |        1         1\n\

@@ -66,6 +66,17 @@ fn up_makes_nodes_with_addresses_and_pod_cidrs_and_down_removes_everything() -> 
     Ok(())
 }
 
+/// A Node object's InternalIPs, space-separated.
+fn internal_ips(lab: &Lab, node: &str) -> podroute_lab::Result<String> {
+    lab.kubectl(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
+    ])
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
 fn ipv6_lab_gives_nodes_dual_stack_addresses_and_pod_cidrs() -> TestResult {
@@ -73,15 +84,36 @@ fn ipv6_lab_gives_nodes_dual_stack_addresses_and_pod_cidrs() -> TestResult {
     let lab = Lab::up(&LabConfig::new(&name, 2).ipv6(true))?;
     let cidrs = lab.kubectl(&["get", "node", "node2", "-o", "jsonpath={.spec.podCIDRs}"])?;
     assert_eq!(cidrs, r#"["10.244.2.0/24","fd00:10:244:2::/64"]"#);
-    let ips = lab.kubectl(&[
-        "get",
-        "node",
-        "node2",
-        "-o",
-        r#"jsonpath={.status.addresses[?(@.type=="InternalIP")].address}"#,
-    ])?;
+    let ips = internal_ips(&lab, "node2")?;
     assert_eq!(ips, "198.18.0.2 fd00:198:18::2");
     assert!(lab.ping_from("node1", "fd00:198:18::2".parse()?)?);
+    drop(lab);
+    assert_gone(&name);
+    Ok(())
+}
+
+/// Two racks: node2 on the second rack's own segment and subnet (its InternalIPs there),
+/// reaching node1 and the control plane through the fabric namespace, one hop (its ping's
+/// reply TTL is one less than from a neighbour on its own segment).
+#[test]
+#[ignore = "needs root: run by make test"]
+fn a_two_rack_lab_puts_the_second_rack_on_its_own_subnet_one_hop_away() -> TestResult {
+    let name = unique("racks");
+    let lab = Lab::up(&LabConfig::new(&name, 2).racks(2).ipv6(true))?;
+    let ips = internal_ips(&lab, "node2")?;
+    assert_eq!(ips, "198.18.1.2 fd00:198:18:1::2");
+    let reply_ttl = |from: &str, to: &str| -> Result<String, Box<dyn std::error::Error>> {
+        let out = lab.exec_ok(from, &["ping", "-c", "1", "-W", "2", to])?;
+        Ok(out
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ttl=").or_else(|| w.strip_prefix("hlim=")))
+            .ok_or_else(|| format!("no TTL in {out}"))?
+            .to_owned())
+    };
+    assert_eq!(reply_ttl("node2", "198.18.1.254")?, "64", "own segment");
+    for far in ["198.18.0.1", "198.18.0.250", "fd00:198:18::1"] {
+        assert_eq!(reply_ttl("node2", far)?, "63", "{far} is one hop away");
+    }
     drop(lab);
     assert_gone(&name);
     Ok(())
