@@ -261,6 +261,7 @@ fn interop(kind: Kind) {
                     ..BfdConfig::default()
                 },
                 metrics: Metrics::new(false).expect("metrics"),
+                task: 1,
             },
             events_tx,
         )

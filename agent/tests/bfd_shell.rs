@@ -46,6 +46,7 @@ fn node(local: Vec<IpAddr>, seed: u64) -> (BfdHandle, UnboundedReceiver<Liveness
                 ..BfdConfig::default()
             },
             metrics: Metrics::new(false).expect("metrics"),
+            task: 1,
         },
         events,
     )

@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 /// A liveness change for the agent's clients (BGP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LivenessEvent {
+    /// The [`BfdDriverConfig::task`] of the task that sent it.
+    pub task: u64,
     /// The BFD peer's address.
     pub peer: IpAddr,
     /// What the path to it now is.
@@ -92,6 +94,9 @@ pub struct BfdDriverConfig {
     pub endpoint: BfdConfig,
     /// Where sessions by state, transitions, detections and drops are exported.
     pub metrics: Metrics,
+    /// Carried by every event, so a client that stops BFD and starts it again can tell the
+    /// earlier task's events, still queued, from the new one's.
+    pub task: u64,
 }
 
 /// Opens the sockets and spawns the BFD task. Liveness changes are sent to `events` (the
@@ -117,6 +122,7 @@ pub fn spawn(
         v4,
         v6,
         events,
+        task: config.task,
         send_errors: 0,
         metrics: config.metrics,
         exported: Counters::default(),
@@ -130,6 +136,7 @@ struct Driver {
     v4: Option<FamilySockets>,
     v6: Option<FamilySockets>,
     events: mpsc::UnboundedSender<LivenessEvent>,
+    task: u64,
     send_errors: u64,
     metrics: Metrics,
     /// The counters as last exported (metrics get the differences).
@@ -255,6 +262,7 @@ impl Driver {
                         .session(peer)
                         .is_some_and(|s| s.remote_control_plane_independent);
                     let _ = self.events.send(LivenessEvent {
+                        task: self.task,
                         peer,
                         liveness,
                         peer_control_plane_independent,

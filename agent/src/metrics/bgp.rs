@@ -109,6 +109,9 @@ const REFUSALS: [Refusal; 3] = [
     Refusal::Established,
     Refusal::HeldDown,
 ];
+/// The `reason` of a connection the agent closes itself before the speaker sees it: a GTSM
+/// peer's SYN that did not arrive with TTL 255 (the sans-IO speaker never sees TTLs).
+const GTSM_REFUSAL: &str = "gtsm";
 
 /// The `action` label of a prefix limit.
 pub fn max_prefix_label(action: MaxPrefixAction) -> &'static str {
@@ -313,7 +316,9 @@ impl BgpMetrics {
                 .rejected_connections
                 .with_label_values(&[refusal.metric_label()]);
         }
-        metrics.rejected_connections.with_label_values(&["gtsm"]);
+        metrics
+            .rejected_connections
+            .with_label_values(&[GTSM_REFUSAL]);
         Ok(metrics)
     }
 
@@ -327,7 +332,9 @@ impl BgpMetrics {
     /// Counts a connection of a GTSM peer closed by the agent (its SYN's TTL was not 255, or
     /// the minimum TTL could not be set), before the speaker saw it.
     pub fn refused_by_gtsm(&self) {
-        self.rejected_connections.with_label_values(&["gtsm"]).inc();
+        self.rejected_connections
+            .with_label_values(&[GTSM_REFUSAL])
+            .inc();
     }
 
     /// Counts what the speaker reported as it happened (`peer_type` of the peer concerned).

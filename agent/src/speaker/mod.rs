@@ -258,6 +258,8 @@ pub async fn run_speaker(
     let (bfd_events_tx, mut bfd_events) = mpsc::unbounded_channel();
     let mut shell = Shell {
         bfd: None,
+        bfd_task: 0,
+        bfd_stopping: None,
         bfd_events: bfd_events_tx,
         bfd_sessions: BfdSessions::new(),
         bfd_liveness: HashMap::new(),
@@ -391,6 +393,10 @@ struct Shell {
     ctx: Arc<Context>,
     /// The BFD task, while a peer wants BFD.
     bfd: Option<BfdHandle>,
+    /// The id of the latest BFD task started: events of earlier ones are dropped.
+    bfd_task: u64,
+    /// The last BFD task told to stop, until it has (it closes UDP 3784 as it ends).
+    bfd_stopping: Option<tokio::task::JoinHandle<()>>,
     /// Where the BFD task reports liveness (the receiver is the task loop's).
     bfd_events: mpsc::UnboundedSender<LivenessEvent>,
     /// The BFD sessions asked of it, by peer.
@@ -512,6 +518,10 @@ impl Shell {
         match bfd_plan(self.bfd.is_some(), &self.bfd_sessions, &wanted) {
             BfdPlan::Idle => {}
             BfdPlan::Start => {
+                // A task stopped just before must have closed UDP 3784 first.
+                if let Some(stopping) = self.bfd_stopping.take() {
+                    let _ = stopping.await;
+                }
                 let Some(bfd) = self.start_bfd() else {
                     // Not started (logged and counted): tried again later, with back-off.
                     self.bfd_retry = Some(Instant::now() + self.bfd_retry_wait);
@@ -540,15 +550,17 @@ impl Shell {
                 self.bfd_retry = None;
                 if let Some(bfd) = self.bfd.take() {
                     self.set_published_bfd(None);
-                    // Its sessions say AdminDown; the sockets are closed when this returns,
-                    // so a peer that wants BFD again right after can bind port 3784.
-                    if tokio::time::timeout(BFD_STOP_WAIT, bfd.shutdown())
-                        .await
-                        .is_err()
-                    {
-                        tracing::warn!("the BFD task did not stop within 1 s");
-                    }
-                    tracing::info!("no peer wants BFD any more: BFD stopped, UDP 3784 closed");
+                    // Its sessions say AdminDown and its sockets close as it ends; the
+                    // speaker loop does not wait for that, a restart of BFD does.
+                    self.bfd_stopping = Some(tokio::spawn(async move {
+                        if tokio::time::timeout(BFD_STOP_WAIT, bfd.shutdown())
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!("the BFD task did not stop within 1 s");
+                        }
+                        tracing::info!("no peer wants BFD any more: BFD stopped, UDP 3784 closed");
+                    }));
                 }
                 self.bfd_liveness.clear();
             }
@@ -565,7 +577,8 @@ impl Shell {
 
     /// Opens the BFD sockets on the node's addresses and starts the BFD task; `None` (logged,
     /// counted) when the sockets cannot be opened: BGP carries on without BFD meanwhile.
-    fn start_bfd(&self) -> Option<BfdHandle> {
+    fn start_bfd(&mut self) -> Option<BfdHandle> {
+        self.bfd_task += 1;
         let local: Vec<IpAddr> = self.first_view.own.ips.all().collect();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -581,6 +594,7 @@ impl Shell {
                 ..BfdConfig::default()
             },
             metrics: self.ctx.metrics.clone(),
+            task: self.bfd_task,
         };
         match bfd_driver::spawn(config, self.bfd_events.clone()) {
             Ok(handle) => {
@@ -599,7 +613,7 @@ impl Shell {
     /// (Cease/BFD Down), Up lets a strict one start. AdminDown (the peer's planned stop)
     /// is no failure: the session is left to its hold timer and graceful restart.
     fn bfd_event(&mut self, event: LivenessEvent) {
-        if !self.bfd_sessions.contains_key(&event.peer) {
+        if event.task != self.bfd_task || !self.bfd_sessions.contains_key(&event.peer) {
             return;
         }
         self.bfd_liveness.insert(event.peer, event.liveness);
