@@ -72,27 +72,31 @@ impl<K: Clone + Eq + Hash, E> Interner<K, E> {
     }
 
     /// The value of `id`. Panics on a freed id: the owner's use counts are wrong.
+    #[inline]
     pub(super) fn key(&self, id: u32) -> &K {
         &self.held(id).0
     }
 
     /// The owner's data of `id`. Panics on a freed id, like [`Self::key`].
+    #[inline]
     pub(super) fn get(&self, id: u32) -> &E {
         &self.held(id).1
     }
 
     /// The owner's data of `id`, mutably. Panics on a freed id, like [`Self::key`].
+    #[inline]
     pub(super) fn get_mut(&mut self, id: u32) -> &mut E {
         match self.entries.get_mut(id as usize) {
             Some(Some((_, entry))) => entry,
-            _ => panic!("interned id {id} used after it was freed"),
+            _ => freed(id),
         }
     }
 
+    #[inline]
     fn held(&self, id: u32) -> &(K, E) {
         match self.entries.get(id as usize) {
             Some(Some(held)) => held,
-            _ => panic!("interned id {id} used after it was freed"),
+            _ => freed(id),
         }
     }
 
@@ -122,6 +126,13 @@ impl<K: Clone + Eq + Hash, E> Interner<K, E> {
     pub(super) fn id_space(&self) -> usize {
         self.entries.len()
     }
+}
+
+/// A freed id used: a bug in its owner's counts, never a consequence of input.
+#[cold]
+#[inline(never)]
+fn freed(id: u32) -> ! {
+    panic!("interned id {id} used after it was freed")
 }
 
 #[cfg(test)]

@@ -301,11 +301,13 @@ impl Shared {
         TargetId(self.targets.intern(target, || 0))
     }
 
+    #[inline]
     fn hold_target(&mut self, id: TargetId) {
         *self.targets.get_mut(id.0) += 1;
     }
 
     /// One use of `id` less; the last frees it.
+    #[inline]
     fn release_target(&mut self, id: TargetId) {
         let uses = self.targets.get_mut(id.0);
         *uses -= 1;
@@ -328,6 +330,7 @@ impl Shared {
 
     /// Records podroute's route for a slot, counting the target's uses (the new one is held
     /// before the old one goes, so an unchanged target is never freed on the way).
+    #[inline]
     fn set_ours(&mut self, slot: &mut Slot, target: Option<TargetId>) {
         let before = slot.ours();
         if before == target {
@@ -340,6 +343,21 @@ impl Shared {
             self.release_target(before);
         }
         slot.set_ours_raw(target);
+    }
+
+    /// Records podroute's route for a slot as `target`, written by a planned write whose hold
+    /// on it the slot takes over: a write done costs no count of its own.
+    #[inline]
+    fn adopt_ours(&mut self, slot: &mut Slot, target: TargetId) {
+        match slot.ours() {
+            // The slot holds it already: the write's hold ends.
+            Some(before) if before == target => self.release_target(target),
+            Some(before) => {
+                self.release_target(before);
+                slot.set_ours_raw(Some(target));
+            }
+            None => slot.set_ours_raw(Some(target)),
+        }
     }
 
     fn set_next_hop_resolved(&mut self, id: NextHopId, resolved: Resolved) {
@@ -1008,21 +1026,18 @@ impl RouteTable {
     /// cache is wrong about the destination (a create lost a race): a full pass should check.
     /// Every planned write is completed once: it holds its target until then.
     pub(crate) fn complete(&mut self, write: &PlannedWrite, outcome: Outcome) -> bool {
-        let check = self.record_outcome(write, outcome);
-        // The slot took its own hold on the target if the write went through.
-        if let PlannedOp::Create(t) | PlannedOp::Replace(t) = write.op {
+        if let (PlannedOp::Create(t) | PlannedOp::Replace(t), Outcome::Failed(_)) =
+            (write.op, outcome)
+        {
+            // Not written: the write's hold on its target ends.
             self.shared.release_target(t);
         }
-        check
-    }
-
-    fn record_outcome(&mut self, write: &PlannedWrite, outcome: Outcome) -> bool {
         let install = install_priority(&write.destination);
         match (write.op, outcome) {
             (PlannedOp::Create(t) | PlannedOp::Replace(t), Outcome::Done) => {
                 let created = matches!(write.op, PlannedOp::Create(_));
-                self.with_slot(write.destination, false, |_, slot, shared| {
-                    shared.set_ours(slot, Some(t));
+                let recorded = self.with_slot(write.destination, false, |_, slot, shared| {
+                    shared.adopt_ours(slot, t);
                     if created {
                         shared.counters.created += 1;
                         if slot.has(LOST) {
@@ -1033,6 +1048,9 @@ impl RouteTable {
                     }
                     slot.flags &= !LOST;
                 });
+                if recorded.is_none() {
+                    self.shared.release_target(t);
+                }
                 false
             }
             (PlannedOp::Delete { priority }, Outcome::Done) => {
