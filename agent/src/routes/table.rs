@@ -202,7 +202,7 @@ fn canonical(destination: IpNetwork) -> IpNetwork {
     IpNetwork::new(destination.network(), destination.prefix()).unwrap_or(destination)
 }
 
-/// One write the flush is to make.
+/// One write the flush is to make (holding its target's id until completed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PlannedWrite {
     /// The route's destination.
@@ -987,7 +987,9 @@ impl RouteTable {
     }
 
     /// Decides queued destinations until `limit` writes are planned or the queue is empty;
-    /// then, with `remove_stale`, the podroute routes at other metrics.
+    /// then, with `remove_stale`, the podroute routes at other metrics. Each write is to be
+    /// given to [`Self::complete`] once: until then it holds its kernel target, so the id stays
+    /// that target's whatever the cache does meanwhile.
     pub(crate) fn plan(&mut self, remove_stale: bool, limit: usize) -> Vec<PlannedWrite> {
         let mut out = Vec::new();
         while out.len() < limit {
