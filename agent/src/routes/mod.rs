@@ -8,6 +8,8 @@
 //!   routes (`<pod IP>/32 dev pr…` inside the own pod CIDRs), which the agent never touches.
 //! - [`kernel`]: pure — the route messages podroute sends and reads.
 //! - `table` (private): pure — the programmer's cache of desired routes and kernel state.
+//! - `interner` (private): pure — the cache's next hops, sets and targets by id, freed ids
+//!   reused.
 //! - `batch` (private): pure — many route writes packed into one netlink datagram.
 //! - `netlink` (private): the programmer's request and notification sockets.
 //! - [`probe`]: drift's kernel side, a fresh look at how the kernel forwards each expected
@@ -18,6 +20,7 @@
 mod batch;
 pub mod desired;
 pub mod diff;
+mod interner;
 pub mod kernel;
 mod netlink;
 pub mod ownership;

@@ -6,14 +6,18 @@
 //! [`Slot`] behind a 5-byte (IPv4) or 17-byte (IPv6) key, packed. Next hops, sets of equal-cost next
 //! hops (ECMP) and kernel targets are interned: a route names them by a 4-byte id, because a
 //! node has few of them and many routes. A multipath route costs its slot like any other; its
-//! set is resolved once, not per route.
+//! set is resolved once, not per route. Interned entries are counted where routes take and drop
+//! them (a route's wanted next hop or set, its kernel target, a next hop's or set's
+//! resolution, a planned write not yet completed) and freed with their last use, their ids
+//! reused ([`super::interner`]): the tables hold what routes use now, not every next hop ever
+//! seen.
 //!
 //! Inputs: staged intents ([`RouteTable::stage`]), the kernel's routes from a dump or a
 //! notification, next-hop resolutions, and the outcome of each write. Outputs: the writes to
 //! make ([`RouteTable::plan`]) and the counts the agent exports. The decision per destination is
 //! [`super::diff::plan_destination`]; ownership is [`super::ownership`]'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 
@@ -22,12 +26,12 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use podroute_bgp::sharded_map::ShardedMap;
 
 use super::diff::{Write, off_metric_write, plan_destination};
+use super::interner::Interner;
 use super::kernel::{KernelRoute, Resolution, WriteKind};
 use super::ownership::is_cni_pod_route;
 use super::programmer::RouteCounters;
 use super::{Gateway, KernelTarget, RouteIntent, install_priority};
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The per-destination tables: a million entries grow shard by shard.
 type SlotMap<K> = ShardedMap<K, Slot, foldhash::fast::RandomState>;
 
@@ -62,26 +66,20 @@ enum Resolved {
     Unresolvable,
 }
 
+/// An interned next hop's state (its address is the key). Freed when neither counts.
 #[derive(Debug)]
 struct NextHop {
-    address: IpAddr,
     resolved: Resolved,
     /// Destinations that want this next hop.
     users: u32,
-    /// Sets in use (with users) that hold this next hop.
+    /// Sets that hold this next hop (every interned set has users).
     sets: u32,
 }
 
-impl NextHop {
-    fn in_use(&self) -> bool {
-        self.users > 0 || self.sets > 0
-    }
-}
-
-/// Equal-cost next hops, sorted by address, at least two.
+/// An interned set's state; the key is its next hops, sorted by address, at least two.
+/// Freed with its last user.
 #[derive(Debug)]
 struct NextHopSet {
-    hops: Box<[NextHopId]>,
     /// The multipath (or, with one next hop left, plain) route over the members that resolve;
     /// [`Resolved::Unresolvable`] when none does.
     resolved: Resolved,
@@ -102,8 +100,9 @@ struct Slot {
     flags: u8,
 }
 
-/// In [`Slot::wanted`]: a next-hop set, not a next hop (so 2^31 - 2 next hops at most, far
-/// beyond what a node's peers can announce as distinct next hops).
+/// In [`Slot::wanted`]: a next-hop set, not a next hop (so 2^31 - 2 next hops in use at once at
+/// most, far beyond what a node's peers can announce as distinct next hops; freed ids are
+/// reused).
 const SET: u32 = 1 << 31;
 
 /// In the queue of destinations to decide at the next flush.
@@ -143,7 +142,8 @@ impl Slot {
         self.ours.checked_sub(1).map(TargetId)
     }
 
-    fn set_ours(&mut self, target: Option<TargetId>) {
+    /// Only through [`Shared::set_ours`], which counts the target's uses.
+    fn set_ours_raw(&mut self, target: Option<TargetId>) {
         self.ours = target.map_or(0, |t| t.0 + 1);
     }
 
@@ -202,7 +202,7 @@ fn canonical(destination: IpNetwork) -> IpNetwork {
     IpNetwork::new(destination.network(), destination.prefix()).unwrap_or(destination)
 }
 
-/// One write the flush is to make.
+/// One write the flush is to make (holding its target's id until completed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PlannedWrite {
     /// The route's destination.
@@ -249,12 +249,11 @@ impl EventEffect {
 #[derive(Debug)]
 struct Shared {
     protocol: u8,
-    next_hops: Vec<NextHop>,
-    next_hop_ids: FastMap<IpAddr, NextHopId>,
-    sets: Vec<NextHopSet>,
-    set_ids: FastMap<Box<[NextHopId]>, SetId>,
-    targets: Vec<KernelTarget>,
-    target_ids: FastMap<KernelTarget, TargetId>,
+    next_hops: Interner<IpAddr, NextHop>,
+    sets: Interner<Box<[NextHopId]>, NextHopSet>,
+    /// Each with its uses: slots' routes ([`Slot::ours`]), next hops' and sets' resolutions,
+    /// planned writes not completed yet, and one that keeps [`Self::blackhole`] for good.
+    targets: Interner<KernelTarget, u32>,
     blackhole: TargetId,
     /// Destinations to decide at the next flush (each with [`QUEUED`] set).
     queue: Vec<IpNetwork>,
@@ -277,45 +276,111 @@ struct Shared {
 }
 
 impl Shared {
+    /// The id of next hop `address`, interned if new: the caller takes a use of it at once.
     fn next_hop(&mut self, address: IpAddr) -> NextHopId {
-        if let Some(id) = self.next_hop_ids.get(&address) {
-            return *id;
-        }
-        let id = NextHopId(self.next_hops.len() as u32);
-        self.next_hops.push(NextHop {
-            address,
+        NextHopId(self.next_hops.intern(&address, || NextHop {
             resolved: Resolved::Unknown,
             users: 0,
             sets: 0,
-        });
-        self.next_hop_ids.insert(address, id);
-        id
+        }))
     }
 
-    /// The set of `addresses` (sorted, at least two: a [`RouteIntent::Multipath`]'s).
+    /// The set of `addresses` (sorted, at least two: a [`RouteIntent::Multipath`]'s),
+    /// interned if new: the caller takes a use of it at once ([`Self::use_set`]).
     fn set(&mut self, addresses: &[IpAddr]) -> SetId {
         let hops: Box<[NextHopId]> = addresses.iter().map(|a| self.next_hop(*a)).collect();
-        if let Some(id) = self.set_ids.get(&hops) {
-            return *id;
-        }
-        let id = SetId(self.sets.len() as u32);
-        self.sets.push(NextHopSet {
-            hops: hops.clone(),
+        SetId(self.sets.intern(&hops, || NextHopSet {
             resolved: Resolved::Unknown,
             users: 0,
-        });
-        self.set_ids.insert(hops, id);
-        id
+        }))
     }
 
+    /// The id of `target`, interned if new: the caller takes a use of it at once
+    /// ([`Self::hold_target`]).
     fn target(&mut self, target: &KernelTarget) -> TargetId {
-        if let Some(id) = self.target_ids.get(target) {
-            return *id;
+        TargetId(self.targets.intern(target, || 0))
+    }
+
+    #[inline]
+    fn hold_target(&mut self, id: TargetId) {
+        *self.targets.get_mut(id.0) += 1;
+    }
+
+    /// One use of `id` less; the last frees it.
+    #[inline]
+    fn release_target(&mut self, id: TargetId) {
+        let uses = self.targets.get_mut(id.0);
+        *uses -= 1;
+        if *uses == 0 {
+            self.targets.remove(id.0);
         }
-        let id = TargetId(self.targets.len() as u32);
-        self.targets.push(target.clone());
-        self.target_ids.insert(target.clone(), id);
-        id
+    }
+
+    fn hold_resolved(&mut self, resolved: Resolved) {
+        if let Resolved::Reachable(target) = resolved {
+            self.hold_target(target);
+        }
+    }
+
+    fn release_resolved(&mut self, resolved: Resolved) {
+        if let Resolved::Reachable(target) = resolved {
+            self.release_target(target);
+        }
+    }
+
+    /// Records podroute's route for a slot, counting the target's uses (the new one is held
+    /// before the old one goes, so an unchanged target is never freed on the way).
+    #[inline]
+    fn set_ours(&mut self, slot: &mut Slot, target: Option<TargetId>) {
+        let before = slot.ours();
+        if before == target {
+            return;
+        }
+        if let Some(target) = target {
+            self.hold_target(target);
+        }
+        if let Some(before) = before {
+            self.release_target(before);
+        }
+        slot.set_ours_raw(target);
+    }
+
+    /// Records podroute's route for a slot as `target`, written by a planned write whose hold
+    /// on it the slot takes over: a write done costs no count of its own.
+    #[inline]
+    fn adopt_ours(&mut self, slot: &mut Slot, target: TargetId) {
+        match slot.ours() {
+            // The slot holds it already: the write's hold ends.
+            Some(before) if before == target => self.release_target(target),
+            Some(before) => {
+                self.release_target(before);
+                slot.set_ours_raw(Some(target));
+            }
+            None => slot.set_ours_raw(Some(target)),
+        }
+    }
+
+    fn set_next_hop_resolved(&mut self, id: NextHopId, resolved: Resolved) {
+        self.hold_resolved(resolved);
+        let before = std::mem::replace(&mut self.next_hops.get_mut(id.0).resolved, resolved);
+        self.release_resolved(before);
+    }
+
+    fn set_set_resolved(&mut self, id: SetId, resolved: Resolved) {
+        self.hold_resolved(resolved);
+        let before = std::mem::replace(&mut self.sets.get_mut(id.0).resolved, resolved);
+        self.release_resolved(before);
+    }
+
+    /// Frees next hop `id` if no destination and no set uses it any more.
+    fn free_next_hop_if_unused(&mut self, id: NextHopId) {
+        let next_hop = self.next_hops.get(id.0);
+        if next_hop.users == 0
+            && next_hop.sets == 0
+            && let Some((_, next_hop)) = self.next_hops.remove(id.0)
+        {
+            self.release_resolved(next_hop.resolved);
+        }
     }
 
     fn wanted_of(&mut self, intent: Option<&RouteIntent>) -> Wanted {
@@ -327,17 +392,33 @@ impl Shared {
         }
     }
 
+    /// What `intent` is as a [`Wanted`] if its next hops (or set) are interned; `None`: they
+    /// are not, so no destination wants it yet. Looks up without interning.
+    fn interned_wanted(&self, intent: &RouteIntent) -> Option<Wanted> {
+        Some(match intent {
+            RouteIntent::Blackhole => Wanted::Blackhole,
+            RouteIntent::Via(address) => Wanted::Via(NextHopId(self.next_hops.id(address)?)),
+            RouteIntent::Multipath(addresses) => {
+                let hops = addresses
+                    .iter()
+                    .map(|a| self.next_hops.id(a).map(NextHopId))
+                    .collect::<Option<Vec<_>>>()?;
+                Wanted::Multipath(SetId(self.sets.id(hops.as_slice())?))
+            }
+        })
+    }
+
     /// How the kernel is to reach a set: over the gateways of its members that resolve (one
-    /// gateway per member, the same gateway once). Unknown while a member is.
+    /// gateway per member, the same gateway once). Unknown while a member is. A target in the
+    /// answer is interned but not held: the caller stores it with [`Self::set_set_resolved`].
     fn resolve_set(&mut self, id: SetId) -> Resolved {
         let mut gateways = Vec::new();
-        for hop in &self.sets[id.0 as usize].hops {
-            match self.next_hops[hop.0 as usize].resolved {
+        for hop in self.sets.key(id.0).iter() {
+            match self.next_hops.get(hop.0).resolved {
                 Resolved::Unknown => return Resolved::Unknown,
                 Resolved::Unresolvable => {}
                 Resolved::Reachable(target) => {
-                    if let KernelTarget::Gateway { gateway, oif } = self.targets[target.0 as usize]
-                    {
+                    if let KernelTarget::Gateway { gateway, oif } = *self.targets.key(target.0) {
                         gateways.push(Gateway { gateway, oif });
                     }
                 }
@@ -349,50 +430,54 @@ impl Shared {
         }
     }
 
-    /// One more (`more`) or one less destination wants set `id`; its next hops are in use
-    /// while it has any.
+    /// One more (`more`) or one less destination wants set `id`. Its next hops are in use
+    /// while it has any; with the last it is freed.
     fn use_set(&mut self, id: SetId, more: bool) {
-        let set = &mut self.sets[id.0 as usize];
-        let before = set.users;
+        let set = self.sets.get_mut(id.0);
         if more {
             set.users += 1;
+            if set.users == 1 {
+                for hop in self.sets.key(id.0).iter() {
+                    self.next_hops.get_mut(hop.0).sets += 1;
+                }
+                let resolved = self.resolve_set(id);
+                self.set_set_resolved(id, resolved);
+            }
         } else {
             set.users -= 1;
-        }
-        let (first, last) = (before == 0 && more, before == 1 && !more);
-        if first || last {
-            for hop in &set.hops {
-                let next_hop = &mut self.next_hops[hop.0 as usize];
-                if first {
-                    next_hop.sets += 1;
-                } else {
-                    next_hop.sets -= 1;
+            if set.users == 0
+                && let Some((hops, set)) = self.sets.remove(id.0)
+            {
+                self.release_resolved(set.resolved);
+                for hop in hops.iter() {
+                    self.next_hops.get_mut(hop.0).sets -= 1;
+                    self.free_next_hop_if_unused(*hop);
                 }
             }
         }
-        if first {
-            // The members' resolutions may have changed while the set was unused.
-            let resolved = self.resolve_set(id);
-            self.sets[id.0 as usize].resolved = resolved;
-        }
     }
 
+    /// Changes what a slot wants, counting the uses: the new next hop or set is taken before
+    /// the old one is dropped, so a next hop both hold is never freed on the way.
     fn set_wanted(&mut self, destination: IpNetwork, slot: &mut Slot, wanted: Wanted) {
         let before = slot.wanted();
         if before == wanted {
             return;
         }
-        match before {
-            Wanted::Nothing => self.wanted += 1,
-            Wanted::Blackhole => self.own_pod_cidrs.retain(|c| *c != destination),
-            Wanted::Via(id) => self.next_hops[id.0 as usize].users -= 1,
-            Wanted::Multipath(id) => self.use_set(id, false),
-        }
         match wanted {
             Wanted::Nothing => self.wanted -= 1,
             Wanted::Blackhole => self.own_pod_cidrs.push(destination),
-            Wanted::Via(id) => self.next_hops[id.0 as usize].users += 1,
+            Wanted::Via(id) => self.next_hops.get_mut(id.0).users += 1,
             Wanted::Multipath(id) => self.use_set(id, true),
+        }
+        match before {
+            Wanted::Nothing => self.wanted += 1,
+            Wanted::Blackhole => self.own_pod_cidrs.retain(|c| *c != destination),
+            Wanted::Via(id) => {
+                self.next_hops.get_mut(id.0).users -= 1;
+                self.free_next_hop_if_unused(id);
+            }
+            Wanted::Multipath(id) => self.use_set(id, false),
         }
         slot.set_wanted_raw(wanted);
     }
@@ -411,8 +496,8 @@ impl Shared {
         let resolved = match slot.wanted() {
             Wanted::Nothing => return None,
             Wanted::Blackhole => return Some(self.blackhole),
-            Wanted::Via(id) => self.next_hops[id.0 as usize].resolved,
-            Wanted::Multipath(id) => self.sets[id.0 as usize].resolved,
+            Wanted::Via(id) => self.next_hops.get(id.0).resolved,
+            Wanted::Multipath(id) => self.sets.get(id.0).resolved,
         };
         match resolved {
             Resolved::Reachable(target) => Some(target),
@@ -469,8 +554,15 @@ impl Shared {
             remove_stale,
         );
         let op = match decision.write {
-            Some(Write::Create(t)) => Some(PlannedOp::Create(t)),
-            Some(Write::Replace(t)) => Some(PlannedOp::Replace(t)),
+            // Held until the write completes (see [`RouteTable::complete`]).
+            Some(Write::Create(t)) => {
+                self.hold_target(t);
+                Some(PlannedOp::Create(t))
+            }
+            Some(Write::Replace(t)) => {
+                self.hold_target(t);
+                Some(PlannedOp::Replace(t))
+            }
             Some(Write::Delete) => Some(PlannedOp::Delete {
                 priority: install_priority(&destination),
             }),
@@ -500,6 +592,28 @@ pub(crate) struct RouteTable {
     shared: Shared,
 }
 
+/// The slot of (canonical) `destination`, created if new; the caller settles it.
+fn raw_slot<'a>(
+    v4: &'a mut SlotMap<V4Key>,
+    v6: &'a mut SlotMap<V6Key>,
+    destination: IpNetwork,
+) -> &'a mut Slot {
+    match destination {
+        IpNetwork::V4(n) => v4
+            .entry(V4Key {
+                address: n.network().into(),
+                length: n.prefix(),
+            })
+            .or_default(),
+        IpNetwork::V6(n) => v6
+            .entry(V6Key {
+                address: n.network().octets(),
+                length: n.prefix(),
+            })
+            .or_default(),
+    }
+}
+
 /// Runs `f` on the slot of `key` (created if `create`), then settles it and drops it if empty.
 fn edit<K: PrefixKey, R>(
     map: &mut SlotMap<K>,
@@ -527,12 +641,9 @@ impl RouteTable {
     pub(crate) fn new(protocol: u8) -> Self {
         let mut shared = Shared {
             protocol,
-            next_hops: Vec::new(),
-            next_hop_ids: FastMap::default(),
-            sets: Vec::new(),
-            set_ids: FastMap::default(),
-            targets: Vec::new(),
-            target_ids: FastMap::default(),
+            next_hops: Interner::default(),
+            sets: Interner::default(),
+            targets: Interner::default(),
             blackhole: TargetId(0),
             queue: Vec::new(),
             retry: Vec::new(),
@@ -547,6 +658,7 @@ impl RouteTable {
             counters: RouteCounters::default(),
         };
         shared.blackhole = shared.target(&KernelTarget::Blackhole);
+        shared.hold_target(shared.blackhole);
         Self {
             v4: SlotMap::default(),
             v6: SlotMap::default(),
@@ -620,8 +732,8 @@ impl RouteTable {
     /// Stages whatever differs between the cache and `desired`, the whole desired set.
     pub(crate) fn stage_difference(&mut self, desired: &BTreeMap<IpNetwork, RouteIntent>) {
         for (destination, intent) in desired {
-            let wanted = self.shared.wanted_of(Some(intent));
-            if self.slot(destination).map(Slot::wanted) != Some(wanted) {
+            let wanted = self.shared.interned_wanted(intent);
+            if wanted.is_none() || self.slot(destination).map(Slot::wanted) != wanted {
                 self.stage(*destination, Some(intent.clone()));
             }
         }
@@ -641,32 +753,33 @@ impl RouteTable {
 
     /// Next hops in use to ask the kernel about: the ones never asked, or all if `all`.
     pub(crate) fn next_hops_to_resolve(&self, all: bool) -> Vec<IpAddr> {
+        // Every next hop interned is in use: freed with its last user.
         self.shared
             .next_hops
             .iter()
-            .filter(|n| n.in_use() && (all || n.resolved == Resolved::Unknown))
-            .map(|n| n.address)
+            .filter(|(_, _, n)| all || n.resolved == Resolved::Unknown)
+            .map(|(_, address, _)| *address)
             .collect()
     }
 
     /// Records how the kernel reaches `address`; routes through it (alone or in a set) are
-    /// queued if that changed.
+    /// queued if that changed. A next hop no route uses any more has nothing to change.
     pub(crate) fn set_resolution(&mut self, address: IpAddr, resolution: Resolution) {
-        let id = self.shared.next_hop(address);
+        let Some(id) = self.shared.next_hops.id(&address).map(NextHopId) else {
+            return;
+        };
         let resolved = match resolution {
             Resolution::Reachable(Gateway { gateway, oif }) => {
                 Resolved::Reachable(self.shared.target(&KernelTarget::Gateway { gateway, oif }))
             }
             Resolution::Unresolvable => Resolved::Unresolvable,
         };
-        let next_hop = &mut self.shared.next_hops[id.0 as usize];
-        let before = next_hop.resolved;
+        let before = self.shared.next_hops.get(id.0).resolved;
         if before == resolved {
             return;
         }
-        next_hop.resolved = resolved;
-        let users = next_hop.users;
-        let sets = next_hop.sets;
+        self.shared.set_next_hop_resolved(id, resolved);
+        let NextHop { users, sets, .. } = *self.shared.next_hops.get(id.0);
         match resolved {
             Resolved::Unresolvable => tracing::warn!(
                 next_hop = %address,
@@ -683,16 +796,15 @@ impl RouteTable {
         // The sets in use with this next hop whose route changes. One whose route was not
         // known had its users queued when they were staged, like a new next hop's.
         let mut changed_sets = Vec::new();
-        for index in 0..self.shared.sets.len() {
-            let set = &self.shared.sets[index];
-            if set.users == 0 || !set.hops.contains(&id) {
-                continue;
-            }
-            let set_before = set.resolved;
-            let set_id = SetId(index as u32);
+        let holding: Vec<SetId> = (self.shared.sets.iter())
+            .filter(|(_, hops, _)| hops.contains(&id))
+            .map(|(index, _, _)| SetId(index))
+            .collect();
+        for set_id in holding {
+            let set_before = self.shared.sets.get(set_id.0).resolved;
             let set_after = self.shared.resolve_set(set_id);
             if set_after != set_before {
-                self.shared.sets[index].resolved = set_after;
+                self.shared.set_set_resolved(set_id, set_after);
                 if set_before != Resolved::Unknown {
                     changed_sets.push(set_id);
                 }
@@ -733,37 +845,18 @@ impl RouteTable {
         let destination = canonical(route.destination);
         if route.protocol != self.shared.protocol {
             if route.forwarding {
-                let slot = self.raw_slot(destination);
+                let slot = raw_slot(&mut self.v4, &mut self.v6, destination);
                 slot.foreign = slot.foreign.saturating_add(1);
             }
         } else if self.shared.is_cni_pod_route(route) {
             // The plugin's, never the agent's.
         } else if route.priority == install_priority(&destination) {
             let target = self.shared.target(&route.target);
-            let slot = self.raw_slot(destination);
-            slot.set_ours(Some(target));
+            let slot = raw_slot(&mut self.v4, &mut self.v6, destination);
+            self.shared.set_ours(slot, Some(target));
             slot.flags |= SEEN;
         } else {
             self.shared.off_metric.push((destination, route.priority));
-        }
-    }
-
-    fn raw_slot(&mut self, destination: IpNetwork) -> &mut Slot {
-        match destination {
-            IpNetwork::V4(n) => self
-                .v4
-                .entry(V4Key {
-                    address: n.network().into(),
-                    length: n.prefix(),
-                })
-                .or_default(),
-            IpNetwork::V6(n) => self
-                .v6
-                .entry(V6Key {
-                    address: n.network().octets(),
-                    length: n.prefix(),
-                })
-                .or_default(),
         }
     }
 
@@ -778,7 +871,7 @@ impl RouteTable {
                 if slot.has(INSTALLED) {
                     slot.flags |= LOST;
                 }
-                slot.set_ours(None);
+                shared.set_ours(slot, None);
             }
             slot.flags &= !(SEEN | QUEUED | STALE);
             if !slot.is_empty() {
@@ -828,7 +921,7 @@ impl RouteTable {
                     slot.foreign = slot.foreign.saturating_sub(1);
                 } else if replaced && route.priority == install && slot.ours != 0 {
                     // It took the place of podroute's route.
-                    slot.set_ours(None);
+                    shared.set_ours(slot, None);
                     slot.foreign = slot.foreign.saturating_add(1);
                 } else if replaced {
                     slot.foreign = slot.foreign.max(1);
@@ -856,10 +949,10 @@ impl RouteTable {
                 if slot.has(INSTALLED) {
                     slot.flags |= LOST;
                 }
-                slot.set_ours(None);
+                shared.set_ours(slot, None);
             } else {
                 let target = shared.target(&route.target);
-                slot.set_ours(Some(target));
+                shared.set_ours(slot, Some(target));
             }
             shared.queue(destination, slot);
             effect.work = true;
@@ -872,12 +965,15 @@ impl RouteTable {
         self.shared
             .next_hops
             .iter()
-            .any(|n| n.in_use() && destination.contains(n.address))
+            .any(|(_, address, _)| destination.contains(*address))
     }
 
     /// True if some route podroute wants or holds goes out through interface `index`.
     pub(crate) fn uses_interface(&self, index: u32) -> bool {
-        self.shared.targets.iter().any(|t| t.uses_interface(index))
+        self.shared
+            .targets
+            .iter()
+            .any(|(_, t, _)| t.uses_interface(index))
     }
 
     /// Moves the stale routes kept so far back into the queue, to be deleted now.
@@ -891,7 +987,9 @@ impl RouteTable {
     }
 
     /// Decides queued destinations until `limit` writes are planned or the queue is empty;
-    /// then, with `remove_stale`, the podroute routes at other metrics.
+    /// then, with `remove_stale`, the podroute routes at other metrics. Each write is to be
+    /// given to [`Self::complete`] once: until then it holds its kernel target, so the id stays
+    /// that target's whatever the cache does meanwhile.
     pub(crate) fn plan(&mut self, remove_stale: bool, limit: usize) -> Vec<PlannedWrite> {
         let mut out = Vec::new();
         while out.len() < limit {
@@ -918,7 +1016,7 @@ impl RouteTable {
 
     /// The netlink write of a planned one.
     pub(crate) fn write_kind(&self, write: &PlannedWrite) -> WriteKind {
-        let target = |id: TargetId| self.shared.targets[id.0 as usize].clone();
+        let target = |id: TargetId| self.shared.targets.key(id.0).clone();
         match write.op {
             PlannedOp::Create(t) => WriteKind::Create(target(t)),
             PlannedOp::Replace(t) => WriteKind::Replace(target(t)),
@@ -928,13 +1026,20 @@ impl RouteTable {
 
     /// Records how the kernel answered a planned write. Returns true if the answer means the
     /// cache is wrong about the destination (a create lost a race): a full pass should check.
+    /// Every planned write is completed once: it holds its target until then.
     pub(crate) fn complete(&mut self, write: &PlannedWrite, outcome: Outcome) -> bool {
+        if let (PlannedOp::Create(t) | PlannedOp::Replace(t), Outcome::Failed(_)) =
+            (write.op, outcome)
+        {
+            // Not written: the write's hold on its target ends.
+            self.shared.release_target(t);
+        }
         let install = install_priority(&write.destination);
         match (write.op, outcome) {
             (PlannedOp::Create(t) | PlannedOp::Replace(t), Outcome::Done) => {
                 let created = matches!(write.op, PlannedOp::Create(_));
-                self.with_slot(write.destination, false, |_, slot, shared| {
-                    slot.set_ours(Some(t));
+                let recorded = self.with_slot(write.destination, false, |_, slot, shared| {
+                    shared.adopt_ours(slot, t);
                     if created {
                         shared.counters.created += 1;
                         if slot.has(LOST) {
@@ -945,12 +1050,17 @@ impl RouteTable {
                     }
                     slot.flags &= !LOST;
                 });
+                if recorded.is_none() {
+                    self.shared.release_target(t);
+                }
                 false
             }
             (PlannedOp::Delete { priority }, Outcome::Done) => {
                 self.shared.counters.deleted += 1;
                 if priority == install {
-                    self.with_slot(write.destination, false, |_, slot, _| slot.set_ours(None));
+                    self.with_slot(write.destination, false, |_, slot, shared| {
+                        shared.set_ours(slot, None);
+                    });
                 }
                 false
             }
@@ -968,7 +1078,9 @@ impl RouteTable {
             (PlannedOp::Delete { priority }, Outcome::Failed(libc::ESRCH)) => {
                 self.shared.counters.errors += 1;
                 if priority == install {
-                    self.with_slot(write.destination, false, |_, slot, _| slot.set_ours(None));
+                    self.with_slot(write.destination, false, |_, slot, shared| {
+                        shared.set_ours(slot, None);
+                    });
                 }
                 false
             }
@@ -1034,19 +1146,13 @@ impl RouteTable {
     /// Wanted destinations whose next hop (every next hop, for multipath) the kernel cannot
     /// reach.
     pub(crate) fn unresolvable(&self) -> usize {
-        let single: usize = self
-            .shared
-            .next_hops
-            .iter()
-            .filter(|n| n.resolved == Resolved::Unresolvable)
-            .map(|n| n.users as usize)
+        let single: usize = (self.shared.next_hops.iter())
+            .filter(|(_, _, n)| n.resolved == Resolved::Unresolvable)
+            .map(|(_, _, n)| n.users as usize)
             .sum();
-        let sets: usize = self
-            .shared
-            .sets
-            .iter()
-            .filter(|s| s.resolved == Resolved::Unresolvable)
-            .map(|s| s.users as usize)
+        let sets: usize = (self.shared.sets.iter())
+            .filter(|(_, _, s)| s.resolved == Resolved::Unresolvable)
+            .map(|(_, _, s)| s.users as usize)
             .sum();
         single + sets
     }
@@ -1587,6 +1693,9 @@ mod tests {
         flush(&mut table, true);
         assert!(table.next_hops_to_resolve(true).is_empty());
     }
+
+    /// Churn through the interned next hops, sets and targets: freed and reused.
+    mod reuse;
 
     #[test]
     fn a_slot_costs_fifteen_bytes_for_ipv4() {
