@@ -636,12 +636,56 @@ fn retry_waits(
 fn a_refused_connection_is_retried_soon_and_without_backing_off() {
     let (mut s, mut now) = retrying_session();
     // The peer's host answers with a reset while its speaker starts: each refusal is
-    // retried 250 ms later, the 40th as quickly as the first.
+    // retried 250 ms later, the last of them as quickly as the first.
     let waits = retry_waits(&mut s, &mut now, REFUSED_RETRIES, Session::handle_refused);
     assert!(waits.iter().all(|w| *w == Duration::from_millis(250)));
     // A peer that keeps refusing is then tried less and less often, as after any failure.
     let waits = retry_waits(&mut s, &mut now, 3, Session::handle_refused);
     assert_eq!(waits, [1, 2, 4].map(Duration::from_secs));
+}
+
+/// A passive session (A's side of a mesh pair where B connects) started at `now`.
+fn passive_session(connect_after: Option<Duration>) -> (Session, Instant) {
+    let mut config = SessionConfig::new(65001, A_ID, 65002);
+    config.passive = true;
+    config.passive_connect_after = connect_after;
+    let mut s = Session::new(config);
+    let now = Instant::now();
+    s.handle(now, AdminEvent::Start);
+    (s, now)
+}
+
+fn asks_to_connect(s: &mut Session) -> bool {
+    std::iter::from_fn(|| s.poll_action()).any(|a| a == Action::Connect)
+}
+
+#[test]
+fn a_passive_session_connects_out_itself_when_the_peer_does_not_in_time() {
+    let (mut s, now) = passive_session(Some(Duration::from_secs(5)));
+    assert!(!asks_to_connect(&mut s));
+    assert_eq!(s.state(), State::Active);
+    // The peer, backing off after a long outage of ours, has not connected: we do.
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert_eq!(s.state(), State::Connect);
+    assert!(asks_to_connect(&mut s));
+}
+
+#[test]
+fn a_passive_session_the_peer_connected_to_in_time_does_not_connect_out() {
+    let (mut s, now) = passive_session(Some(Duration::from_secs(5)));
+    let _ = asks_to_connect(&mut s);
+    s.handle_connected(now + Duration::from_secs(1));
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert_eq!(s.state(), State::OpenSent);
+    assert!(!asks_to_connect(&mut s));
+}
+
+#[test]
+fn a_passive_session_without_a_wait_never_connects_out() {
+    let (mut s, now) = passive_session(None);
+    s.handle_timeout(now + Duration::from_secs(3600));
+    assert_eq!(s.state(), State::Active);
+    assert!(!asks_to_connect(&mut s));
 }
 
 #[test]

@@ -368,6 +368,48 @@ fn both_sides_connecting_at_once_end_with_one_session() {
     assert_eq!(count, 1);
 }
 
+/// Node 2 (the higher address: passive towards node 1) is gone for minutes, so node 1's
+/// attempts have backed off far; back, node 2 connects out itself after its short wait
+/// instead of waiting out node 1's back-off.
+fn back_after_a_long_outage(passive_connect_after: Option<Duration>) -> Net {
+    let mut net = Net::new();
+    net.add_node(1, SpeakerConfig::default());
+    net.add_node(2, SpeakerConfig::default());
+    let mut to2 = peer_config(1, 2);
+    to2.session.connect_retry_max = Duration::from_secs(120);
+    let mut to1 = peer_config(2, 1);
+    to1.session.passive_connect_after = passive_connect_after;
+    let now = net.now;
+    net.node(1).speaker.add_peer(now, to2);
+    net.node(2).speaker.add_peer(now, to1.clone());
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    net.kill(2);
+    net.run_for(Duration::from_secs(300));
+    net.add_restarted_node(2);
+    let now = net.now;
+    net.node(2).speaker.add_peer(now, to1);
+    originate(&mut net, 2, &["10.244.2.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    net
+}
+
+#[test]
+fn a_passive_node_back_from_a_long_outage_connects_out_to_a_peer_that_backed_off() {
+    let net = back_after_a_long_outage(Some(Duration::from_secs(2)));
+    assert_eq!(net.state(1, 2), Some(State::Established));
+    assert_eq!(net.state(2, 1), Some(State::Established));
+    assert_eq!(net.fib(1).get(&net_("10.244.2.0/24")), Some(&one(2)));
+}
+
+#[test]
+fn a_purely_passive_node_waits_out_its_peers_back_off() {
+    // What the wait above is for: without it the session is still down 3 s later.
+    let net = back_after_a_long_outage(None);
+    assert_ne!(net.state(2, 1), Some(State::Established));
+}
+
 #[test]
 fn initial_sync_waits_for_end_of_rib_or_the_deferral() {
     let mut net = Net::new();

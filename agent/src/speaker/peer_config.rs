@@ -29,6 +29,10 @@ const CONNECT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Wait after a refused connection attempt (the peer's host is up, its agent not listening
 /// yet: a node joining or an agent restarting), for the first [`podroute_bgp::session::REFUSED_RETRIES`] refusals in a row.
 const REFUSED_RETRY: Duration = Duration::from_millis(100);
+/// How long the passive side of a mesh pair (the higher address) waits for the other to
+/// connect before it connects out too: after a long outage of this agent the other side's
+/// retries have backed off (up to [`CONNECT_RETRY_MAX`]), and it would otherwise wait that out.
+const MESH_PASSIVE_CONNECT_AFTER: Duration = Duration::from_secs(5);
 /// Wait after a session error before the session starts again (doubles while it keeps
 /// failing before Established).
 const IDLE_HOLD: Duration = Duration::from_secs(1);
@@ -82,6 +86,7 @@ pub fn peer_config(spec: &PeerSpec, view: &ClusterView, local: &LocalSettings) -
         PeerKind::Static { .. } => false,
     };
     session.passive = passive;
+    session.passive_connect_after = passive.then_some(MESH_PASSIVE_CONNECT_AFTER);
     PeerConfig {
         address: spec.address,
         session,
@@ -228,12 +233,13 @@ mod tests {
         assert!(!import.accepts(&net("10.244.1.0/24"), ip("198.18.0.3")));
         assert!(!import.accepts(&net("10.244.3.0/24"), ip("198.18.0.1")));
         assert!(!import.accepts(&net("10.244.3.0/25"), ip("198.18.0.3")));
-        // The higher address waits for the lower one to connect.
+        // The higher address waits for the lower one to connect, for a while.
         assert!(!config.session.passive);
-        assert!(
-            peer_config(&peers[&ip("198.18.0.1")], &view, &local())
-                .session
-                .passive
+        let towards_lower = peer_config(&peers[&ip("198.18.0.1")], &view, &local()).session;
+        assert!(towards_lower.passive);
+        assert_eq!(
+            towards_lower.passive_connect_after,
+            Some(MESH_PASSIVE_CONNECT_AFTER)
         );
         assert!(config.wait_for_end_of_rib);
         assert!(config.takes_reflected);

@@ -602,6 +602,9 @@ impl Session {
     fn start(&mut self, now: Instant) {
         self.reset_connection_state();
         if self.config.passive {
+            if let Some(wait) = self.config.passive_connect_after {
+                self.timers.set(Timer::ConnectRetry, now + wait);
+            }
             self.set_state(State::Active);
         } else {
             self.timers
@@ -694,8 +697,11 @@ impl Session {
                 self.arm_connect_retry_backoff(now);
                 self.actions.push_back(Action::Connect);
             }
-            // Event 9 in Active: try connecting out again.
-            (State::Active, Timer::ConnectRetry) if !self.config.passive => {
+            // Event 9 in Active: try connecting out again (a passive session only once its
+            // `passive_connect_after` has passed).
+            (State::Active, Timer::ConnectRetry)
+                if !self.config.passive || self.config.passive_connect_after.is_some() =>
+            {
                 self.timers
                     .set(Timer::ConnectRetry, now + self.connect_retry);
                 self.set_state(State::Connect);

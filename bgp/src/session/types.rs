@@ -117,8 +117,13 @@ pub struct SessionConfig {
     /// How long to stay Idle after an error before restarting (default 5 s); doubled
     /// after each further failure short of Established, up to 120 s.
     pub idle_hold: Duration,
-    /// Never connect out; wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment).
+    /// Wait for the peer to connect (RFC 4271 §8.1.1 PassiveTcpEstablishment).
     pub passive: bool,
+    /// With `passive`: connect out after all when no connection came in for this long
+    /// since the session started, and from then on as an active session would, until the
+    /// next start. A mesh lets one side of each pair connect; this keeps the other from
+    /// waiting out that side's back-off after a long outage. `None`: never connect out.
+    pub passive_connect_after: Option<Duration>,
     /// Families we offer (default IPv4 and IPv6 unicast).
     pub families: Vec<Family>,
     /// Offer extended messages (RFC 8654).
@@ -140,6 +145,7 @@ impl SessionConfig {
             refused_retry: Duration::from_secs(30),
             idle_hold: Duration::from_secs(5),
             passive: false,
+            passive_connect_after: None,
             families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
             extended_messages: true,
             graceful_restart: None,
