@@ -116,8 +116,9 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 # (20,50,100), BENCH_CONV_CHANGES (100 of each kind), BENCH_CONV_KUBE_ROUTER_CHANGES,
 # BENCH_CONV_REFLECTORS_AT (100), BENCH_CONV_TIMEOUT_SECS (300).
 # Then the mesh bench (issue 15: one agent, 999 simulated peers; BENCH_MESH_PEERS,
-# BENCH_MESH_STEADY_SECS) twice: as it is (target/bench/mesh.{json,md}) and with BFD 300 ms × 3
-# on every mesh session over the lab's UDP sockets (issue 12: target/bench/mesh-bfd.{json,md}).
+# BENCH_MESH_STEADY_SECS) three times: as it is (target/bench/mesh.{json,md}), with BFD 300 ms × 3
+# on every mesh session over the lab's UDP sockets (issue 12: target/bench/mesh-bfd.{json,md}),
+# and with kube-router under test instead (target/bench/mesh-kube-router.{json,md}).
 # Then the BFD loss window (issue 12): a router → node link cut with BFD 300 ms × 3 and with
 # the hold timer alone, 10-ms probes from behind a BIRD router: target/bench/bfd-loss.{json,md};
 # BENCH_BFD_LOSS_RUNS (5 per mode), BENCH_BFD_LOSS_HOLD_SECS (9).
@@ -132,6 +133,8 @@ bench: deps control-plane
 	target/release/podroute-bench mesh | tee target/bench/mesh.md
 	target/release/podroute-bench mesh --bfd --steady-secs 60 --output target/bench/mesh-bfd.json \
 		| tee target/bench/mesh-bfd.md
+	target/release/podroute-bench mesh --system kube-router \
+		--output target/bench/mesh-kube-router.json | tee target/bench/mesh-kube-router.md
 	tests/scripts/static-bins.sh >/dev/null
 	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
 	target/release/podroute-bench bfd-loss | tee target/bench/bfd-loss.md

@@ -88,9 +88,15 @@ struct MeshArgs {
     #[arg(long, env = "BENCH_MESH_LAB", default_value = "bmesh")]
     lab: String,
     /// BFD at 300 ms × 3 on every mesh session (BGPConfiguration `nodeToNodeMesh.bfd`); the
-    /// generator answers for each simulated node.
+    /// generator answers for each simulated node. podroute only.
     #[arg(long, env = "BENCH_MESH_BFD")]
     bfd: bool,
+    /// The system under test: podroute or kube-router (v2.1.0, a router alone).
+    #[arg(long, env = "BENCH_MESH_SYSTEM", default_value = "podroute")]
+    system: String,
+    /// The kube-router binary (default: built and cached by tests/scripts/kube-router.sh).
+    #[arg(long, env = "BENCH_KUBE_ROUTER")]
+    kube_router: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -413,7 +419,18 @@ fn run_suite(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn run_mesh(args: MeshArgs) -> anyhow::Result<()> {
+    use podroute_bench::convergence::{self, System};
+    let Some(system) = System::parse(args.system.trim()) else {
+        bail!("unknown system `{}` (podroute, kube-router)", args.system);
+    };
+    let kube_router = match args.kube_router {
+        Some(p) => Some(std::path::absolute(p)?),
+        None if system == System::KubeRouter => Some(convergence::build_kube_router()?),
+        None => None,
+    };
     let cfg = podroute_bench::mesh::MeshConfig {
+        system,
+        kube_router,
         lab_name: args.lab,
         peers: args.peers,
         steady: Duration::from_secs(args.steady_secs),

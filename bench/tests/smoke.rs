@@ -2,7 +2,7 @@
 //! (root, the lab's control plane, BIRD and GoBGP: run by `make bench-smoke`, which `make test`
 //! runs last). 1,000 IPv4 prefixes from one peer into each receiver once, a 2-second idle
 //! window: every number the suite reports must come out, and add up. The mesh bench with 20
-//! simulated peers (and with 5 and BFD on), the CNI churn with 10 pods (and a plugin killed -9, which must leave no
+//! simulated peers (with 5 and BFD on, and with kube-router under test on 5), the CNI churn with 10 pods (and a plugin killed -9, which must leave no
 //! address or veth behind) run the same way, and so does one cut of the BFD loss bench in each
 //! mode (the route must be withdrawn, the probes counted). It asserts no speed.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use podroute_bench::convergence::{self, System};
 use podroute_bench::receivers::ReceiverKind;
 use podroute_bench::results::markdown;
 use podroute_bench::scenario::Scenario;
@@ -99,7 +100,7 @@ fn every_receiver_is_measured_on_1k_prefixes() {
 #[test]
 #[ignore = "needs root and the lab's control plane; builds kube-router once: make bench-smoke"]
 fn convergence_is_measured_for_podroute_and_kube_router_on_3_nodes() {
-    use podroute_bench::convergence::{self, Binaries, ConvergenceConfig, System, Topology};
+    use podroute_bench::convergence::{Binaries, ConvergenceConfig, Topology};
     let agent = std::env::var_os("PODROUTE_BENCH_AGENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug/podroute-agent"));
@@ -188,7 +189,9 @@ fn mesh_config(
         peers,
         steady: Duration::from_secs(3),
         timeout: Duration::from_secs(90),
+        system: System::Podroute,
         agent_bin: agent,
+        kube_router: None,
         output: output.to_owned(),
         bfd,
     }
@@ -224,6 +227,33 @@ fn an_agent_meshes_with_20_simulated_peers_and_keeps_them() {
         serde_json::from_str(&std::fs::read_to_string(&output).expect("result file"))
             .expect("result file parses");
     assert_eq!(back, r);
+}
+
+/// The mesh bench with kube-router under test on 5 simulated peers: it dials every one, its
+/// sessions stay up, and it installs every pod CIDR via the routed hop (the generator's
+/// third-party next hop, as kube-router wants next hops on its own subnet).
+#[test]
+#[ignore = "needs root and the lab's control plane; builds kube-router once: make bench-smoke"]
+fn kube_router_meshes_with_5_simulated_peers() {
+    let output = target_dir().join("bench/smoke-mesh-kube-router.json");
+    let mut cfg = mesh_config("bsmokek", 5, false, &output);
+    cfg.system = System::KubeRouter;
+    cfg.kube_router = Some(convergence::build_kube_router().expect("kube-router builds"));
+    let r = podroute_bench::mesh::run(&cfg, &AtomicBool::new(false)).expect("the mesh bench runs");
+    assert_eq!(r.error, None);
+    assert_eq!(r.system, System::KubeRouter);
+    assert_eq!((r.established, r.routes), (5, 5), "{r:?}");
+    assert!(r.routes_match, "{r:?}");
+    assert_eq!(r.sessions_lost, 0, "{r:?}");
+    assert_eq!(
+        r.agent_hold_time_s,
+        Some(90),
+        "kube-router's default hold time"
+    );
+    // It announces its own node's pod CIDR on every session.
+    assert!(r.agent_updates >= 5, "{r:?}");
+    assert!(r.rss_bytes.is_some_and(|b| b > 0), "{r:?}");
+    assert!(r.steady_cpu_percent.is_some_and(|c| c >= 0.0), "{r:?}");
 }
 
 /// The mesh bench with BFD on 5 simulated peers: every BFD session comes Up over the lab's

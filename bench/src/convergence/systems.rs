@@ -14,10 +14,11 @@ use crate::error::{Result, io_err};
 const LAB_AS: u32 = podroute_lab::plan::LAB_AS;
 
 /// Which system runs on the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     /// podroute-agent (the release build under `make bench`).
+    #[default]
     Podroute,
     /// kube-router v2.1.0 as a router only.
     KubeRouter,
@@ -29,6 +30,15 @@ impl System {
         match self {
             Self::Podroute => "podroute",
             Self::KubeRouter => "kube-router",
+        }
+    }
+
+    /// The protocol number of the kernel routes it installs (podroute's default 80;
+    /// kube-router's `zebraRouteOriginator`, 0x11).
+    pub fn route_protocol(self) -> u8 {
+        match self {
+            Self::Podroute => 80,
+            Self::KubeRouter => 0x11,
         }
     }
 

@@ -6,9 +6,14 @@
 //! 179; the local address a connection arrived on says which simulated node it is. Each
 //! speaker answers the agent's OPEN with its own (graceful restart advertised, as the agent's
 //! mesh peers do), confirms with KEEPALIVE, and once Established announces its Node's pod CIDR
-//! with its own address as next hop, then End-of-RIB (the agent's initial sync waits for it),
-//! then sends KEEPALIVEs at a third of the negotiated hold time until stopped. Messages are
-//! framed and built with `podroute-bgp`'s codec.
+//! with its own address as next hop (or the one [`Generator::start`] is given), then
+//! End-of-RIB (the agent's initial sync waits for it), then sends KEEPALIVEs at a third of the
+//! negotiated hold time until stopped. Messages are framed and built with `podroute-bgp`'s
+//! codec.
+//!
+//! kube-router (GoBGP) connects the same way: it dials every Node's InternalIP from its own
+//! (first attempt 5–10 s after the peer is added) and accepts only configured neighbours, so a
+//! listener is all it takes.
 //!
 //! With BFD on ([`Generator::start`]'s `bfd`), every simulated node also runs single-hop
 //! BFD to the agent ([`super::bfd_responder`]), on the same runtime.
@@ -63,6 +68,8 @@ pub struct SpeakerState {
     pub agent_hold_time: Option<u16>,
     /// The restart time of the agent's graceful-restart capability, if it sent one.
     pub agent_restart_time: Option<u16>,
+    /// The capabilities in the agent's OPEN, in its order ([`capability_name`]).
+    pub agent_capabilities: Vec<String>,
     /// The hold time both ends use.
     pub negotiated_hold_time: Option<u16>,
     /// KEEPALIVEs received after Established.
@@ -94,10 +101,13 @@ impl std::fmt::Debug for Generator {
 impl Generator {
     /// Starts the speakers of `nodes` (AS `asn`) in namespace `ns`, and with `bfd` (the
     /// agent's address) a BFD session from each to it; returns once the sockets are bound.
+    /// With `next_hop`, every speaker announces its pod CIDR via that address instead of its
+    /// own.
     pub fn start(
         ns: &str,
         asn: u32,
         nodes: Vec<SimulatedNode>,
+        next_hop: Option<Ipv4Addr>,
         bfd: Option<Ipv4Addr>,
     ) -> Result<Generator> {
         let states: States = Arc::new(Mutex::new(vec![SpeakerState::default(); nodes.len()]));
@@ -110,7 +120,13 @@ impl Generator {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(serve(asn, nodes, bfd, bfd_counters, st, stop_rx, ready_tx))
+            let plan = Plan {
+                asn,
+                nodes,
+                next_hop,
+                bfd,
+            };
+            runtime.block_on(serve(plan, bfd_counters, st, stop_rx, ready_tx))
         })
         .map_err(|e| BenchError::Failed(format!("generator thread: {e}")))?;
         match ready_rx.recv_timeout(Duration::from_secs(10)) {
@@ -156,15 +172,27 @@ impl Drop for Generator {
     }
 }
 
-async fn serve(
+/// What [`Generator::start`] was asked to simulate.
+struct Plan {
     asn: u32,
     nodes: Vec<SimulatedNode>,
+    next_hop: Option<Ipv4Addr>,
     bfd: Option<Ipv4Addr>,
+}
+
+async fn serve(
+    plan: Plan,
     bfd_counters: Arc<BfdCounters>,
     states: States,
     mut stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) -> io::Result<()> {
+    let Plan {
+        asn,
+        nodes,
+        next_hop,
+        bfd,
+    } = plan;
     let bound = async {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 179))).await?;
         let sockets = bfd.map(|_| Sockets::open()).transpose()?;
@@ -197,7 +225,8 @@ async fn serve(
     let announcements: Vec<Arc<Vec<u8>>> = nodes
         .iter()
         .map(|n| {
-            Arc::new(updates::encode(&[IpNetwork::V4(n.pod_cidr)], IpAddr::V4(n.address)).bytes)
+            let via = next_hop.unwrap_or(n.address);
+            Arc::new(updates::encode(&[IpNetwork::V4(n.pod_cidr)], IpAddr::V4(via)).bytes)
         })
         .collect();
     let mut sessions = JoinSet::new();
@@ -279,6 +308,7 @@ impl Speaker {
         self.update(|s| {
             s.agent_hold_time = Some(theirs.hold_time);
             s.agent_restart_time = restart;
+            s.agent_capabilities = theirs.capabilities.iter().map(capability_name).collect();
             s.negotiated_hold_time = Some(hold);
         });
         let open = Open::new(
@@ -342,6 +372,25 @@ impl Speaker {
                 }
             }
         }
+    }
+}
+
+/// A short name of a capability for the results: `ipv4-unicast` style for multiprotocol
+/// families (`afi/safi` when unnamed), `graceful-restart`; of those the codec does not
+/// interpret, the IANA name of the ones GoBGP sends, else `code <n>`.
+pub fn capability_name(c: &Capability) -> String {
+    match c {
+        Capability::Multiprotocol(f) if *f == Family::IPV4_UNICAST => "ipv4-unicast".into(),
+        Capability::Multiprotocol(f) if *f == Family::IPV6_UNICAST => "ipv6-unicast".into(),
+        Capability::Multiprotocol(f) => format!("multiprotocol {}/{}", f.afi, f.safi),
+        Capability::RouteRefresh => "route-refresh".into(),
+        Capability::ExtendedMessage => "extended-message".into(),
+        Capability::GracefulRestart(_) => "graceful-restart".into(),
+        Capability::FourOctetAs(_) => "4-octet-as".into(),
+        Capability::Unknown { code: 5, .. } => "extended-next-hop".into(),
+        Capability::Unknown { code: 69, .. } => "add-path".into(),
+        Capability::Unknown { code: 73, .. } => "fqdn".into(),
+        Capability::Unknown { code, .. } => format!("code {code}"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Mesh scale (issue 15, item 2): one podroute-agent with many simulated mesh peers.
+//! Mesh scale (issue 15, item 2): one podroute-agent, or kube-router, with many simulated mesh
+//! peers.
 //!
 //! ```text
 //!   <lab>-fabric                                  <lab>-node1 (198.18.0.1)
@@ -27,6 +28,15 @@
 //! they arrive with TTL 255, and the answers reach the node directly. The bring-up then also
 //! waits for every BFD session Up (seen by the generator), and the steady window counts the
 //! BFD packets and reads the agent's `podroute_bfd_sessions{state="up"}`.
+//!
+//! With kube-router ([`MeshConfig::system`]; v2.1.0 as a router alone, started as the
+//! convergence benchmark starts it) the Node objects and the generator are the same, with
+//! one difference: kube-router installs a learned route only when its next hop is in the
+//! subnet of one of its node's addresses (`injectRoute`: otherwise "let BGP do its thing",
+//! no route, overlays being off), and 198.18.16.x is not in 198.18.0.0/24. So its simulated
+//! peers announce their pod CIDRs via the routed hop itself, 198.18.0.254 (a third-party next
+//! hop, which iBGP passes unchanged), and the routes end up the same as podroute's:
+//! `<pod CIDR> via 198.18.0.254`, protocol 0x11. kube-router has no BFD.
 
 pub mod bfd_responder;
 pub mod generator;
@@ -40,10 +50,11 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnetwork::Ipv4Network;
-use podroute_lab::{Lab, LabConfig, LabNode, LabProcess, Signal, Tor};
+use podroute_lab::{Lab, LabConfig, LabNode, Signal, Tor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::convergence::{Binaries, System, systems};
 use crate::error::{BenchError, Result, io_err};
 use crate::netns::ip_batch;
 use crate::procstat;
@@ -53,8 +64,6 @@ use generator::{Generator, SimulatedNode};
 
 /// Most simulated nodes the plan's 198.18.16.0/20 and the /26s from 10.244.6.0 hold.
 pub const MAX_PEERS: usize = 999;
-/// podroute's route protocol (its default).
-const PROTOCOL: u8 = 80;
 /// The routed hop in front of the simulated nodes: the fabric bridge's address.
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 /// Sampling period of the bring-up.
@@ -73,11 +82,15 @@ pub struct MeshConfig {
     pub steady: Duration,
     /// Longest wait for every session and route.
     pub timeout: Duration,
+    /// The system under test.
+    pub system: System,
     /// The podroute-agent binary.
     pub agent_bin: PathBuf,
+    /// The kube-router binary (with [`System::KubeRouter`]).
+    pub kube_router: Option<PathBuf>,
     /// The JSON result file.
     pub output: PathBuf,
-    /// BFD (300 ms × 3) on every mesh session.
+    /// BFD (300 ms × 3) on every mesh session (podroute only).
     pub bfd: bool,
 }
 
@@ -86,6 +99,9 @@ pub struct MeshConfig {
 pub struct MeshResult {
     /// Where it ran.
     pub machine: Machine,
+    /// The system under test.
+    #[serde(default)]
+    pub system: System,
     /// Start time (seconds since the epoch).
     pub started_unix: u64,
     /// Simulated peers (Node objects, sessions).
@@ -121,6 +137,12 @@ pub struct MeshResult {
     pub agent_hold_time_s: Option<u16>,
     /// The restart time of the agent's graceful-restart capability.
     pub agent_restart_time_s: Option<u16>,
+    /// The capabilities in the agent's OPEN (first session).
+    #[serde(default)]
+    pub agent_capabilities: Vec<String>,
+    /// UPDATEs the agent sent over all sessions by the end (its own pod CIDR, End-of-RIB).
+    #[serde(default)]
+    pub agent_updates: u64,
     /// Mean time between the agent's KEEPALIVEs on one session in the steady window.
     pub agent_keepalive_interval_s: Option<f64>,
     /// KEEPALIVEs the generator sent in the steady window (all sessions).
@@ -169,7 +191,7 @@ pub fn simulated_node(i: usize) -> SimulatedNode {
     }
 }
 
-/// Runs the mesh benchmark once with podroute; writes `cfg.output` and returns the result.
+/// Runs the mesh benchmark once with `cfg.system`; writes `cfg.output` and returns the result.
 /// `cancel` (SIGINT/SIGTERM) stops it at its next step; the lab is torn down either way.
 pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
     if cfg.peers == 0 || cfg.peers > MAX_PEERS {
@@ -178,11 +200,25 @@ pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
             cfg.peers
         )));
     }
-    if !cfg.agent_bin.is_file() {
-        return Err(BenchError::Failed(format!(
-            "{} not found: cargo build --release -p podroute-agent",
-            cfg.agent_bin.display()
-        )));
+    match cfg.system {
+        System::Podroute if !cfg.agent_bin.is_file() => {
+            return Err(BenchError::Failed(format!(
+                "{} not found: cargo build --release -p podroute-agent",
+                cfg.agent_bin.display()
+            )));
+        }
+        System::KubeRouter if cfg.bfd => {
+            return Err(BenchError::Failed(
+                "kube-router runs no BFD: --bfd is for podroute".into(),
+            ));
+        }
+        System::KubeRouter if !cfg.kube_router.as_deref().is_some_and(|b| b.is_file()) => {
+            return Err(BenchError::Failed(format!(
+                "no kube-router binary ({:?}): tests/scripts/kube-router.sh builds it",
+                cfg.kube_router
+            )));
+        }
+        _ => {}
     }
     let _ = Lab::down_by_name(&cfg.lab_name);
     eprintln!("mesh: bringing up lab {}", cfg.lab_name);
@@ -190,7 +226,8 @@ pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
     let node = lab.nodes()[0].clone();
     let nodes: Vec<SimulatedNode> = (0..cfg.peers).map(simulated_node).collect();
     let mut result = MeshResult {
-        machine: crate::suite::machine(&cfg.agent_bin),
+        machine: crate::suite::machine(measured(cfg)),
+        system: cfg.system,
         started_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -207,6 +244,14 @@ pub fn run(cfg: &MeshConfig, cancel: &AtomicBool) -> Result<MeshResult> {
     write(cfg, &result)?;
     drop(lab);
     outcome.map(|()| result)
+}
+
+/// The binary of the system under test.
+fn measured(cfg: &MeshConfig) -> &std::path::Path {
+    match cfg.system {
+        System::Podroute => &cfg.agent_bin,
+        System::KubeRouter => cfg.kube_router.as_deref().unwrap_or(&cfg.agent_bin),
+    }
 }
 
 fn write(cfg: &MeshConfig, result: &MeshResult) -> Result<()> {
@@ -233,14 +278,23 @@ fn measure(
     if cfg.bfd {
         mesh_bfd(lab)?;
     }
+    // kube-router's next hops must be on its node's subnet (module docs).
+    let next_hop = (cfg.system == System::KubeRouter).then_some(GATEWAY);
     let generator = Generator::start(
         &lab.fabric_ns(),
         AS,
         nodes.to_vec(),
+        next_hop,
         cfg.bfd.then_some(node.ipv4),
     )?;
+    let bins = Binaries {
+        agent: cfg.agent_bin.clone(),
+        agent_log: "info".into(),
+        kube_router: cfg.kube_router.clone(),
+    };
+    let protocol = cfg.system.route_protocol();
     let started = Instant::now();
-    let mut agent = start_agent(lab, node, cfg)?;
+    let mut agent = systems::start(lab, node, cfg.system, &bins)?;
     let pid = agent.pid();
     let secs = |t: Instant| t.saturating_duration_since(started).as_secs_f64();
     let deadline = started + cfg.timeout;
@@ -251,7 +305,8 @@ fn measure(
         }
         if !agent.is_running() {
             return Err(BenchError::Failed(format!(
-                "the agent exited; log {}",
+                "{} exited; log {}",
+                cfg.system.name(),
                 agent.log_path().display()
             )));
         }
@@ -262,7 +317,7 @@ fn measure(
         if up.len() == wanted && r.all_established_s.is_none() {
             r.all_established_s = up.iter().max().map(|&t| secs(t));
         }
-        r.routes = podroute_routes(node)?.len() as u64;
+        r.routes = routes_of(node, protocol)?.len() as u64;
         if r.routes >= wanted as u64 && r.all_routes_s.is_none() {
             r.all_routes_s = Some(secs(Instant::now()));
         }
@@ -287,13 +342,24 @@ fn measure(
         }
         thread::sleep(POLL);
     }
+    // The process measured is the binary itself, not a wrapper (kube-router is started
+    // through `unshare` and `sh`, which exec it).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map_err(io_err("agent exe"))?;
+    let bin = std::fs::canonicalize(measured(cfg)).map_err(io_err("binary path"))?;
+    if exe != bin {
+        return Err(BenchError::Failed(format!(
+            "pid {pid} runs {}, not {}",
+            exe.display(),
+            bin.display()
+        )));
+    }
     r.bring_up_cpu_s = procstat::cpu_seconds(pid).ok();
     eprintln!(
         "mesh: {wanted} sessions in {:.2} s, {wanted} routes in {:.2} s",
         r.all_established_s.unwrap_or_default(),
         r.all_routes_s.unwrap_or_default()
     );
-    r.routes_match = routes_match(node, nodes)?;
+    r.routes_match = routes_match(node, protocol, nodes)?;
     thread::sleep(SETTLE);
     let before = generator.states();
     let bfd_before = generator.bfd();
@@ -335,6 +401,12 @@ fn measure(
         - before.iter().map(|s| s.keepalives_sent).sum::<u64>();
     r.agent_hold_time_s = after.iter().find_map(|s| s.agent_hold_time);
     r.agent_restart_time_s = after.iter().find_map(|s| s.agent_restart_time);
+    r.agent_capabilities = after
+        .iter()
+        .find(|s| !s.agent_capabilities.is_empty())
+        .map(|s| s.agent_capabilities.clone())
+        .unwrap_or_default();
+    r.agent_updates = after.iter().map(|s| s.updates_received).sum();
     r.sessions_lost = before
         .iter()
         .zip(&after)
@@ -437,36 +509,13 @@ fn create_node_objects(lab: &Lab, nodes: &[SimulatedNode]) -> Result<()> {
     Ok(())
 }
 
-fn start_agent(lab: &Lab, node: &LabNode, cfg: &MeshConfig) -> Result<LabProcess> {
-    let d = |f: &str| lab.dir().join(f).display().to_string();
-    let args = [
-        "--kubeconfig".to_owned(),
-        lab.kubeconfig().display().to_string(),
-        "--node-name".to_owned(),
-        node.name.clone(),
-        // Inside the lab directory, never the host's /etc/cni or /run/podroute.
-        "--cni-conflist".to_owned(),
-        d("mesh-10-podroute.conflist"),
-        "--cni-readiness-file".to_owned(),
-        d("mesh-cni-ready"),
-    ];
-    Ok(lab.spawn(
-        &node.name,
-        "mesh-agent",
-        &cfg.agent_bin,
-        &args,
-        &[("RUST_LOG", "info")],
-    )?)
-}
-
-/// The node's IPv4 routes of podroute's protocol with a gateway: (destination, gateway); the
-/// agent's blackhole for its own pod CIDR is left out. The harness's
-/// netlink counter ([`crate::fib`]) counts only the ingest benchmark's prefixes, so this asks
-/// `ip`.
-fn podroute_routes(node: &LabNode) -> Result<BTreeSet<(String, String)>> {
+/// The node's IPv4 routes of `protocol` with a gateway: (destination, gateway); podroute's
+/// blackhole for its own pod CIDR is left out. The harness's netlink counter ([`crate::fib`])
+/// counts only the ingest benchmark's prefixes, so this asks `ip`.
+fn routes_of(node: &LabNode, protocol: u8) -> Result<BTreeSet<(String, String)>> {
     let out = Command::new("ip")
         .args(["-n", &node.netns, "-j", "-4", "route", "show", "proto"])
-        .arg(PROTOCOL.to_string())
+        .arg(protocol.to_string())
         .output()
         .map_err(io_err("run ip route"))?;
     let routes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
@@ -483,14 +532,14 @@ fn podroute_routes(node: &LabNode) -> Result<BTreeSet<(String, String)>> {
         .collect())
 }
 
-/// Whether the node's podroute routes are exactly the simulated pod CIDRs, each via the
+/// Whether the node's routes of `protocol` are exactly the simulated pod CIDRs, each via the
 /// routed hop.
-fn routes_match(node: &LabNode, nodes: &[SimulatedNode]) -> Result<bool> {
+fn routes_match(node: &LabNode, protocol: u8, nodes: &[SimulatedNode]) -> Result<bool> {
     let want: BTreeSet<(String, String)> = nodes
         .iter()
         .map(|n| (n.pod_cidr.to_string(), GATEWAY.to_string()))
         .collect();
-    Ok(podroute_routes(node)? == want)
+    Ok(routes_of(node, protocol)? == want)
 }
 
 /// The result as a Markdown table.
@@ -502,7 +551,11 @@ pub fn markdown(r: &MeshResult) -> String {
     };
     let mut out = String::new();
     out.push_str(&format!(
-        "| podroute-agent, {} mesh peers{} | |\n|---|---|\n",
+        "| {}, {} mesh peers{} | |\n|---|---|\n",
+        match r.system {
+            System::Podroute => "podroute-agent",
+            System::KubeRouter => "kube-router",
+        },
         r.peers,
         if r.bfd { ", BFD 300 ms × 3" } else { "" }
     ));
@@ -538,6 +591,18 @@ pub fn markdown(r: &MeshResult) -> String {
                     .map(|h| h.to_string())
                     .unwrap_or_else(|| "—".into()),
                 s(r.agent_keepalive_interval_s)
+            ),
+        ),
+        (
+            "capabilities offered / UPDATEs sent (all sessions)",
+            format!(
+                "{} / {}",
+                if r.agent_capabilities.is_empty() {
+                    "—".to_owned()
+                } else {
+                    r.agent_capabilities.join(", ")
+                },
+                r.agent_updates
             ),
         ),
         (
