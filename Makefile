@@ -125,7 +125,8 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 bench: deps control-plane
 	@if [ -n "$(BENCH_PERF_SECS)" ] && ! dpkg -s linux-perf >/dev/null 2>&1; then \
 		apt-get install -y -q --no-install-recommends linux-perf; fi
-	$(CARGO) build --release -p podroute-agent -p podroute-bench -p podroute-cni
+	$(CARGO) build --release -p podroute-agent -p podroute-bench
+	tests/scripts/static-bins.sh >/dev/null
 	target/release/podroute-bench run
 	@mkdir -p target/bench
 	target/release/podroute-bench bfd | tee target/bench/bfd.json
@@ -135,7 +136,6 @@ bench: deps control-plane
 		| tee target/bench/mesh-bfd.md
 	target/release/podroute-bench mesh --system kube-router \
 		--output target/bench/mesh-kube-router.json | tee target/bench/mesh-kube-router.md
-	tests/scripts/static-bins.sh >/dev/null
 	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
 	target/release/podroute-bench bfd-loss | tee target/bench/bfd-loss.md
 

@@ -59,6 +59,24 @@ enum Cmd {
     },
 }
 
+/// `--agent`, the same in every subcommand that runs podroute-agent.
+#[derive(Debug, clap::Args)]
+struct AgentArg {
+    /// The podroute-agent binary (a release build).
+    #[arg(
+        long = "agent",
+        env = "BENCH_AGENT",
+        default_value = "target/release/podroute-agent"
+    )]
+    path: PathBuf,
+}
+
+impl AgentArg {
+    fn absolute(&self) -> std::io::Result<PathBuf> {
+        std::path::absolute(&self.path)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct MeshArgs {
     /// Simulated mesh peers (Node objects, sessions), at most 999.
@@ -70,13 +88,8 @@ struct MeshArgs {
     /// Longest wait for every session and route, seconds.
     #[arg(long, env = "BENCH_MESH_TIMEOUT_SECS", default_value_t = 300)]
     timeout_secs: u64,
-    /// The podroute-agent binary (a release build).
-    #[arg(
-        long,
-        env = "BENCH_AGENT",
-        default_value = "target/release/podroute-agent"
-    )]
-    agent: PathBuf,
+    #[command(flatten)]
+    agent: AgentArg,
     /// The JSON result file.
     #[arg(
         long,
@@ -107,13 +120,8 @@ struct BfdLossArgs {
     /// The BGP hold time on both ends, seconds.
     #[arg(long, env = "BENCH_BFD_LOSS_HOLD_SECS", default_value_t = 9)]
     hold_time_secs: u16,
-    /// The podroute-agent binary (a release build).
-    #[arg(
-        long,
-        env = "BENCH_AGENT",
-        default_value = "target/release/podroute-agent"
-    )]
-    agent: PathBuf,
+    #[command(flatten)]
+    agent: AgentArg,
     /// The JSON result file.
     #[arg(
         long,
@@ -190,13 +198,8 @@ struct RunArgs {
     /// Cap of the computed convergence timeout, seconds.
     #[arg(long, env = "BENCH_TIMEOUT_CAP_SECS", default_value_t = 300)]
     timeout_cap_secs: u64,
-    /// The podroute-agent binary (a release build).
-    #[arg(
-        long,
-        env = "BENCH_AGENT",
-        default_value = "target/release/podroute-agent"
-    )]
-    agent: PathBuf,
+    #[command(flatten)]
+    agent: AgentArg,
     /// The JSON result file (results.md is written next to it).
     #[arg(
         long,
@@ -255,13 +258,8 @@ struct ConvergenceArgs {
     /// CPU); measured after waiting as long again for the cold start to settle.
     #[arg(long, env = "BENCH_CONV_STEADY_SECS", default_value_t = 60)]
     steady_secs: u64,
-    /// The podroute-agent binary (a release build).
-    #[arg(
-        long,
-        env = "BENCH_AGENT",
-        default_value = "target/release/podroute-agent"
-    )]
-    agent: PathBuf,
+    #[command(flatten)]
+    agent: AgentArg,
     /// The kube-router binary (default: built and cached by tests/scripts/kube-router.sh).
     #[arg(long, env = "BENCH_KUBE_ROUTER")]
     kube_router: Option<PathBuf>,
@@ -346,7 +344,7 @@ fn run_convergence(args: ConvergenceArgs) -> anyhow::Result<()> {
         systems,
         reflectors_at: args.reflectors_at,
         bins: Binaries {
-            agent: std::path::absolute(&args.agent)?,
+            agent: args.agent.absolute()?,
             agent_log: args.agent_log.clone(),
             kube_router,
         },
@@ -398,7 +396,7 @@ fn run_suite(args: RunArgs) -> anyhow::Result<()> {
         timeout_cap: Duration::from_secs(args.timeout_cap_secs),
         idle: Duration::from_secs(args.idle_secs),
         idle_scenarios,
-        agent_bin: std::path::absolute(&args.agent)?,
+        agent_bin: args.agent.absolute()?,
         output: args.output.clone(),
         perf: args.perf_secs.map(Duration::from_secs),
         sigterm_grace: Duration::from_secs(args.sigterm_grace_secs),
@@ -435,7 +433,7 @@ fn run_mesh(args: MeshArgs) -> anyhow::Result<()> {
         peers: args.peers,
         steady: Duration::from_secs(args.steady_secs),
         timeout: Duration::from_secs(args.timeout_secs),
-        agent_bin: std::path::absolute(&args.agent)?,
+        agent_bin: args.agent.absolute()?,
         output: args.output.clone(),
         bfd: args.bfd,
     };
@@ -459,7 +457,7 @@ fn run_bfd_loss(args: BfdLossArgs) -> anyhow::Result<()> {
         lab_name: args.lab,
         runs: args.runs.max(1),
         hold_time_s: args.hold_time_secs,
-        agent_bin: std::path::absolute(&args.agent)?,
+        agent_bin: args.agent.absolute()?,
         output: args.output.clone(),
     };
     let cancel = Arc::new(AtomicBool::new(false));

@@ -681,6 +681,21 @@ fn a_passive_session_the_peer_connected_to_in_time_does_not_connect_out() {
 }
 
 #[test]
+fn a_passive_session_whose_incoming_connection_failed_waits_as_long_again() {
+    let (mut s, now) = passive_session(Some(Duration::from_secs(5)));
+    let _ = asks_to_connect(&mut s);
+    let t = now + Duration::from_secs(1);
+    s.handle_connected(t);
+    s.handle_closed(t);
+    assert_eq!(s.state(), State::Active);
+    // Not the 1-s back-off of an active session: the full wait, from the failure.
+    s.handle_timeout(t + Duration::from_millis(4900));
+    assert!(!asks_to_connect(&mut s));
+    s.handle_timeout(t + Duration::from_secs(5));
+    assert!(asks_to_connect(&mut s));
+}
+
+#[test]
 fn a_passive_session_without_a_wait_never_connects_out() {
     let (mut s, now) = passive_session(None);
     s.handle_timeout(now + Duration::from_secs(3600));

@@ -178,9 +178,14 @@ impl IpamStore {
         // this one gives up after `timeout`; a late grant then only closes the file, which
         // drops the lock again.
         let (tx, rx) = mpsc::sync_channel(1);
-        thread::spawn(move || {
-            let _ = tx.send(file.lock().map(|()| file));
-        });
+        thread::Builder::new()
+            .spawn(move || {
+                let _ = tx.send(file.lock().map(|()| file));
+            })
+            .map_err(|source| IpamError::Io {
+                path: path.clone(),
+                source,
+            })?;
         match rx.recv_timeout(timeout) {
             Ok(Ok(file)) => Ok(locked(file)),
             Ok(Err(source)) => Err(IpamError::Io { path, source }),

@@ -78,6 +78,9 @@ pub struct Session {
     connect_retry: Duration,
     /// Connection attempts refused in a row since the last Established.
     refusals: u32,
+    /// A passive session's `passive_connect_after` has passed since its start without a
+    /// connection: it connects out from then on (see [`Session::connects_out`]).
+    passive_wait_over: bool,
     adj_rib_out: AdjRibOut,
     /// With [`PeerAs::Any`]: the routes as given, before the iBGP or eBGP rewrite, so that
     /// an OPEN of the other kind can have them rewritten its way. `None` for a fixed AS.
@@ -101,6 +104,9 @@ impl Session {
         config.connect_retry_max = config.connect_retry_max.max(config.connect_retry);
         config.refused_retry = config.refused_retry.max(Duration::from_millis(100));
         config.idle_hold = config.idle_hold.max(Duration::from_secs(1));
+        config.passive_connect_after = config
+            .passive_connect_after
+            .map(|wait| wait.max(Duration::from_millis(100)));
         let idle_hold = config.idle_hold;
         let connect_retry = config.connect_retry;
         let any_as_routes = (config.peer_as == PeerAs::Any).then(HashMap::new);
@@ -117,6 +123,7 @@ impl Session {
             idle_hold,
             connect_retry,
             refusals: 0,
+            passive_wait_over: false,
             adj_rib_out: AdjRibOut::default(),
             any_as_routes,
             exported_ibgp,
@@ -589,7 +596,19 @@ impl Session {
 
     /// Arms ConnectRetry after a failed attempt and doubles the next wait (up to
     /// `connect_retry_max`): a peer that is away is tried less and less often.
+    /// Whether the session makes connection attempts of its own.
+    fn connects_out(&self) -> bool {
+        !self.config.passive || self.passive_wait_over
+    }
+
     fn arm_connect_retry_backoff(&mut self, now: Instant) {
+        if !self.connects_out() {
+            // Passive, and not yet tired of waiting: wait for the peer again, as long.
+            if let Some(wait) = self.config.passive_connect_after {
+                self.timers.set(Timer::ConnectRetry, now + wait);
+            }
+            return;
+        }
         self.timers
             .set(Timer::ConnectRetry, now + self.connect_retry);
         self.connect_retry = self
@@ -601,6 +620,7 @@ impl Session {
     /// ManualStart / AutomaticStart (Events 1, 3, 4, 5).
     fn start(&mut self, now: Instant) {
         self.reset_connection_state();
+        self.passive_wait_over = false;
         if self.config.passive {
             if let Some(wait) = self.config.passive_connect_after {
                 self.timers.set(Timer::ConnectRetry, now + wait);
@@ -697,11 +717,10 @@ impl Session {
                 self.arm_connect_retry_backoff(now);
                 self.actions.push_back(Action::Connect);
             }
-            // Event 9 in Active: try connecting out again (a passive session only once its
-            // `passive_connect_after` has passed).
-            (State::Active, Timer::ConnectRetry)
-                if !self.config.passive || self.config.passive_connect_after.is_some() =>
-            {
+            // Event 9 in Active: try connecting out again; for a passive session (armed only
+            // with `passive_connect_after`), its wait for the peer is over.
+            (State::Active, Timer::ConnectRetry) => {
+                self.passive_wait_over = true;
                 self.timers
                     .set(Timer::ConnectRetry, now + self.connect_retry);
                 self.set_state(State::Connect);
