@@ -155,8 +155,8 @@ impl Lab {
         // Its MAC is the plan's for its fabric IPv4 address, like a node's.
         let [_, _, rack, host] = addrs
             .iter()
-            .find_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
-            .filter(|a| (0..self.state.racks).any(|r| plan::rack_v4(r).contains(*a)))
+            .filter_map(|a| a.split('/').next()?.parse::<Ipv4Addr>().ok())
+            .find(|a| (0..self.state.racks).any(|r| plan::rack_v4(r).contains(*a)))
             .map(|a| a.octets())
             .ok_or_else(|| {
                 LabError::Invalid(format!(

@@ -232,14 +232,6 @@ impl Lab {
                 "--nodes must be 1 to {MAX_NODES}"
             )));
         }
-        preflight(cfg)?;
-        if !teardown::lab_namespaces(&name)?.is_empty() {
-            return Err(LabError::AlreadyUp {
-                name: name.to_string(),
-            });
-        }
-        // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
-        teardown::down(&name)?;
         if cfg.racks == 0 || cfg.racks > plan::MAX_RACKS {
             return Err(LabError::Invalid(format!(
                 "--racks must be 1 to {}",
@@ -251,6 +243,14 @@ impl Lab {
                 "more than one rack is for the light mode only".into(),
             ));
         }
+        preflight(cfg)?;
+        if !teardown::lab_namespaces(&name)?.is_empty() {
+            return Err(LabError::AlreadyUp {
+                name: name.to_string(),
+            });
+        }
+        // Leftovers of a lab whose namespaces are gone (a killed `down`): clear them first.
+        teardown::down(&name)?;
         if cfg.cluster && !cfg.control_plane {
             return Err(LabError::Invalid(
                 "cluster mode needs the control plane".into(),
