@@ -5,13 +5,15 @@
 # Keep the two in step: same paths, same entrypoint, no other files. (The lab cannot build this
 # file itself: it has no registry to pull the build stage's base image from.)
 
-# Build stage: glibc linked statically (crt-static), so the final image needs no libraries.
+# Build stage: glibc linked statically (crt-static), so the final image needs no libraries;
+# the CNI plugin without position independence (see tests/scripts/static-bins.sh).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu \
-      -p podroute-agent -p podroute-cni --bins \
+RUN export RUSTFLAGS="-C target-feature=+crt-static" \
+ && cargo build --release --locked --target x86_64-unknown-linux-gnu -p podroute-agent --bins \
+ && cargo rustc --release --locked --target x86_64-unknown-linux-gnu -p podroute-cni --bin podroute \
+      -- -C relocation-model=static \
  && strip target/x86_64-unknown-linux-gnu/release/podroute-agent target/x86_64-unknown-linux-gnu/release/podroute
 
 # Final stage: scratch. The agent runs as root: it needs NET_ADMIN in the host's network
