@@ -203,7 +203,7 @@ fn canonical(destination: IpNetwork) -> IpNetwork {
 }
 
 /// One write the flush is to make (holding its target's id until completed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct PlannedWrite {
     /// The route's destination.
     pub destination: IpNetwork,
