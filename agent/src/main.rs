@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format, config.log_level.as_deref());
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), node = %config.node_name, "podroute-agent starting");
     podroute_agent::malloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
