@@ -149,6 +149,17 @@ pub fn run(cfg: &ConvergenceConfig, cancel: Arc<AtomicBool>) -> Result<Convergen
     for (i, &n) in cfg.sizes.iter().enumerate() {
         let mut lab = Lab::up(&LabConfig::new(format!("{}{n}", cfg.lab_name), n))?;
         install_crds(&lab)?;
+        for node in lab.nodes() {
+            // kube-router's GoBGP serves gRPC on <node IP>:50051 (fixed in its code) and exits
+            // when that port is taken, which an outgoing connection of the system that ran
+            // before (an ephemeral port, held for a minute in TIME_WAIT) can do: one node of
+            // 100 then never routes. Keep the port out of the ephemeral range (a setting of
+            // each network namespace).
+            lab.exec_ok(
+                &node.name,
+                &["sysctl", "-qw", "net.ipv4.ip_local_reserved_ports=50051"],
+            )?;
+        }
         let namespaces: Vec<(String, String)> = lab
             .nodes()
             .iter()
