@@ -23,6 +23,19 @@ pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(10);
 pub const NO_CRD_RETRY: Duration = Duration::from_secs(60);
 const FIELD_MANAGER: &str = "podroute-agent";
 
+/// Where in each [`PUBLISH_INTERVAL`] node `node_name` writes: a fixed offset from a hash of
+/// its name. Agents started together (a cluster's cold start, a DaemonSet rollout) would
+/// otherwise all write in the same instant of every interval: 100 server-side-apply patches
+/// at once, which at 100 nodes slowed the Node changes that met them.
+pub fn publish_phase(node_name: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same phase for the same name in every run.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    node_name.hash(&mut hasher);
+    let interval_ms = u64::try_from(PUBLISH_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(hasher.finish() % interval_ms)
+}
+
 /// What the agent's status says, as the resource's status.
 pub fn node_state(status: &AgentStatus) -> NodeBgpState {
     let since = |t: std::time::SystemTime| {
@@ -73,10 +86,18 @@ async fn run(client: kube::Client, ctx: Arc<Context>) {
     let mut created = false;
     let mut written: Option<NodeBgpState> = None;
     let mut said_no_crd = false;
-    let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+    // The first look at once (a new node's status shows up without waiting), the later ones
+    // at this node's phase of the interval.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + publish_phase(&name),
+        PUBLISH_INTERVAL,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
     loop {
-        tick.tick().await;
+        if !std::mem::take(&mut first) {
+            tick.tick().await;
+        }
         let state = node_state(&ctx.status());
         if written.as_ref() == Some(&state) {
             continue;
@@ -145,6 +166,22 @@ async fn owner(nodes: &Api<Node>, name: &str) -> Result<OwnerReference, kube::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_started_together_write_at_spread_out_times() {
+        let phases: Vec<Duration> = (1..=100)
+            .map(|i| publish_phase(&format!("node{i}")))
+            .collect();
+        assert!(phases.iter().all(|p| *p < PUBLISH_INTERVAL));
+        // Ten one-second slots of the interval: none holds more than a quarter of the nodes
+        // (all in one slot was the old behaviour).
+        let mut per_second = [0; 10];
+        for p in &phases {
+            per_second[p.as_secs() as usize] += 1;
+        }
+        assert!(per_second.iter().all(|n| *n <= 25), "{per_second:?}");
+        assert_eq!(publish_phase("node7"), publish_phase("node7"));
+    }
 
     #[test]
     fn the_resource_says_what_status_says() {
