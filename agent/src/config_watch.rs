@@ -47,12 +47,12 @@ enum SecretNews {
 pub async fn run_config_watch(client: Client, namespace: String, tx: watch::Sender<ConfigUpdate>) {
     let peers = watcher::watcher(
         Api::<BGPPeer>::all(client.clone()),
-        crate::watch::watch_config(),
+        watcher::Config::default(),
     )
     .default_backoff();
     let configs = watcher::watcher(
         Api::<BGPConfiguration>::all(client.clone()),
-        crate::watch::watch_config(),
+        watcher::Config::default(),
     )
     .default_backoff();
     let mut peers = std::pin::pin!(peers);
@@ -263,7 +263,7 @@ fn is_not_found(error: &watcher::Error) -> bool {
 
 /// Watches one Secret by name; reports its data, its absence or why it cannot be read.
 async fn watch_secret(api: Api<Secret>, name: String, tx: mpsc::Sender<SecretNews>) {
-    let config = crate::watch::watch_config().fields(&format!("metadata.name={name}"));
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let events = watcher::watcher(api, config).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut listed: Option<BTreeMap<String, Vec<u8>>> = None;

@@ -111,15 +111,6 @@ impl NodeChangeFilter {
     }
 }
 
-/// How every watch of the agent lists: from the API server's watch cache (`resourceVersion=0`,
-/// what client-go's informers do), not a quorum read from etcd. The watch that follows starts
-/// at the list's version, so nothing newer is missed; what is saved is an etcd round trip per
-/// agent start. At 100 nodes a restarted agent's quorum LIST took 0.2-0.5 s now and then (the
-/// slow recreates of the convergence bench); from the cache the slowest of 100 took 0.09 s.
-pub(crate) fn watch_config() -> watcher::Config {
-    watcher::Config::default().any_semantic()
-}
-
 /// Watches Nodes and publishes a [`ViewUpdate`] on `tx` whenever the view changes.
 ///
 /// Runs until `tx` has no receivers left. Watch errors (API server away, expired resource
@@ -131,7 +122,7 @@ pub async fn run_node_watch(
     tx: watch::Sender<ViewUpdate>,
 ) {
     let (store, writer) = reflector::store::<Node>();
-    let events = watcher::watcher(api, watch_config())
+    let events = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
     let mut events = std::pin::pin!(events);
