@@ -14,8 +14,9 @@
 #   FUZZ_RUNS       stop a target after this many executions (default: no limit)
 set -eu
 SECONDS_EACH="${1:-10}"
-KEEP="${2:-}"
-[ $# -ge 2 ] && shift 2 || shift $#
+[ $# -ge 1 ] && shift
+KEEP=""
+if [ "${1:-}" = keep ]; then KEEP=keep; shift; fi
 SANITIZER="${FUZZ_SANITIZER:-address}"
 RUNS="${FUZZ_RUNS:--1}"
 cd "$(dirname "$0")"
@@ -39,7 +40,8 @@ for target in $targets; do
         -print_final_stats=1
     if [ "$SANITIZER" != address ]; then
         echo "== replay corpus/$target under ASan"
+        # shellcheck disable=SC2086 # as above
         cargo fuzz run --target-dir "${CARGO_TARGET_DIR:-$(pwd)/../target}/fuzz" "$target" \
-            "corpus/$target" "seeds/$target" -- -runs=0 -rss_limit_mb=2048 -max_len=70000
+            $dirs "seeds/$target" -- -runs=0 -rss_limit_mb=2048 -max_len=70000
     fi
 done

@@ -29,7 +29,7 @@ const FIELD_MANAGER: &str = "podroute-agent";
 /// at once, which at 100 nodes slowed the Node changes that met them.
 pub fn publish_phase(node_name: &str) -> Duration {
     use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same phase for the same name in every run.
+    // Fixed keys: the same phase for the same name with the same build.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     node_name.hash(&mut hasher);
     let interval_ms = u64::try_from(PUBLISH_INTERVAL.as_millis()).unwrap_or(u64::MAX);
@@ -92,7 +92,9 @@ async fn run(client: kube::Client, ctx: Arc<Context>) {
         tokio::time::Instant::now() + publish_phase(&name),
         PUBLISH_INTERVAL,
     );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Skip, not Delay: after a long wait (no CRD yet) the next look is back on this node's
+    // phase, not at the same instant as every other node that waited.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut first = true;
     loop {
         if !std::mem::take(&mut first) {
