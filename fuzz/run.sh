@@ -23,8 +23,9 @@ cd "$(dirname "$0")"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 # Build into the repository's shared target directory, one subdirectory per sanitizer.
-TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/../target}/fuzz"
-[ "$SANITIZER" = address ] || TARGET_DIR="$TARGET_DIR-$SANITIZER"
+ASAN_DIR="${CARGO_TARGET_DIR:-$(pwd)/../target}/fuzz"
+TARGET_DIR="$ASAN_DIR"
+[ "$SANITIZER" = address ] || TARGET_DIR="$ASAN_DIR-$SANITIZER"
 SCRATCH="$(mktemp -d)"
 trap 'rm -rf "$SCRATCH"' EXIT
 targets="$*"
@@ -41,7 +42,7 @@ for target in $targets; do
     if [ "$SANITIZER" != address ]; then
         echo "== replay corpus/$target under ASan"
         # shellcheck disable=SC2086 # as above
-        cargo fuzz run --target-dir "${CARGO_TARGET_DIR:-$(pwd)/../target}/fuzz" "$target" \
+        cargo fuzz run --target-dir "$ASAN_DIR" "$target" \
             $dirs "seeds/$target" -- -runs=0 -rss_limit_mb=2048 -max_len=70000
     fi
 done
