@@ -277,6 +277,12 @@ impl Router {
             .join("pids/router.pid")
     }
 
+    /// The pid file of the FIB manager beside the router daemon (FRR's zebra, which the
+    /// daemon's start script runs in the background); none for BIRD and GoBGP.
+    pub(crate) fn fib_manager_pid_file(&self) -> Option<PathBuf> {
+        (self.kind == Tor::Frr).then(|| self.dir.join("zebra.pid"))
+    }
+
     /// BIRD's control socket.
     pub fn bird_socket(&self) -> PathBuf {
         self.dir.join("bird.ctl")
@@ -287,7 +293,9 @@ impl Router {
     /// The daemon's command line. `recovery`: it starts after a crash of its own and
     /// recovers gracefully (BIRD's `-R`: graceful-restart recovery, its kernel routes kept
     /// until BGP has converged again; GoBGP's `--graceful-restart`: the Restart State bit;
-    /// FRR has no such switch: bgpd restarts as configured, zebra kept the routes).
+    /// FRR: a zebra that has to start again gets `-K`, which leaves the routes its previous
+    /// run installed in the kernel until bgpd has learnt them again; bgpd restarts as
+    /// configured).
     pub(crate) fn daemon_args(&self, recovery: bool) -> Vec<String> {
         let d = |f: &str| self.dir.join(f).display().to_string();
         match self.kind {
@@ -336,7 +344,7 @@ impl Router {
                 // the kernel routes (bgpd's graceful restart keeps them in zebra too).
                 let vty = self.dir.display().to_string();
                 let zserv = d("zserv.api");
-                let zebra = [
+                let mut zebra = vec![
                     "/usr/lib/frr/zebra".to_owned(),
                     "-d".into(),
                     "-f".into(),
@@ -352,6 +360,11 @@ impl Router {
                     "--log".into(),
                     format!("file:{}", d("zebra.log")),
                 ];
+                if recovery {
+                    // zebra's graceful restart: its old kernel routes are swept after
+                    // this many seconds, not at start (they are replaced as bgpd relearns).
+                    zebra.extend(["-K".into(), "120".into()]);
+                }
                 let bgpd = [
                     "/usr/lib/frr/bgpd".to_owned(),
                     "-f".into(),

@@ -2,7 +2,13 @@
 //! GoBGP send a Cease first), kill it (a crash: no NOTIFICATION, its kernel routes left as they
 //! are), and start it again, with the lab's base configuration or with the file a test wrote.
 
-use crate::error::Result;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::process::{self, TERM_GRACE};
 
@@ -26,6 +32,36 @@ impl Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
+        Ok(())
+    }
+
+    /// Kills the router daemon and the FIB manager beside it (FRR's zebra) with SIGKILL, as
+    /// a router whose routing suite crashed as a whole: the kernel keeps the routes they
+    /// installed, nothing else does. BIRD and GoBGP are one daemon: the same as
+    /// [`Lab::crash_router`]. Start it again with [`Lab::recover_router`].
+    pub fn crash_router_entirely(&mut self) -> Result<()> {
+        self.crash_router()?;
+        let Some(pid_file) = self.router().and_then(|r| r.fib_manager_pid_file()) else {
+            return Ok(());
+        };
+        let pid = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .ok_or_else(|| {
+                LabError::Invalid(format!("no FIB manager pid in {}", pid_file.display()))
+            })?;
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let deadline = Instant::now() + TERM_GRACE;
+        while process::alive(pid) {
+            if Instant::now() > deadline {
+                return Err(LabError::Invalid(format!(
+                    "zebra (pid {pid}) outlived SIGKILL"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The next start script waits for zebra's socket: the dead one's must not count.
+        let _ = fs::remove_file(pid_file.with_file_name("zserv.api"));
         Ok(())
     }
 
