@@ -211,6 +211,26 @@ impl RouteMonitors {
     }
 }
 
+/// A route someone else put on each node (the operator, another daemon), inside the pod
+/// supernet but nobody's pod CIDR: no restart or outage may change it (the route monitors
+/// would report it) or take it away ([`assert_foreign_route_kept`]).
+const FOREIGN_ROUTE: &str = "10.244.241.0/24 via 198.18.0.254 proto static";
+
+/// Each node still has [`FOREIGN_ROUTE`] as it was added.
+fn assert_foreign_route_kept(lab: &Lab, nodes: &[LabNode]) {
+    for n in nodes {
+        let shown = lab
+            .exec_ok(&n.name, &["ip", "route", "show", "10.244.241.0/24"])
+            .expect("ip route show");
+        assert_eq!(
+            shown.trim(),
+            "10.244.241.0/24 via 198.18.0.254 dev eth0 proto static",
+            "{}: the foreign route changed",
+            n.name
+        );
+    }
+}
+
 /// The scenario that restarts FRR's zebra too.
 const FRR_WHOLE: &str = "FRR killed -9 as a whole (bgpd and zebra) and restarted";
 
@@ -442,6 +462,11 @@ fn two_nodes(tag: &str, tor: Tor) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<Lab
     lab.exec_ok("fabric", &["ip", "addr", "add", &host, "dev", "lo"])
         .expect("the other rack's host");
     let nodes = lab.nodes().to_vec();
+    for n in &nodes {
+        let mut add = vec!["ip", "route", "add"];
+        add.extend(FOREIGN_ROUTE.split(' '));
+        lab.exec_ok(&n.name, &add).expect("the foreign route");
+    }
     let pod1 = lab.add_pod("node1", "a").expect("pod a");
     let pod2 = lab.add_pod("node2", "b").expect("pod b");
     let agents: Vec<LabProcess> = nodes.iter().map(|n| spawn_agent(&lab, n)).collect();
@@ -616,6 +641,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
     for a in &mut agents {
         let _ = a.terminate();
     }
+    assert_foreign_route_kept(&lab, &nodes);
     drop(monitors);
 }
 
@@ -717,5 +743,6 @@ fn restart_during_an_api_server_outage_loses_nothing() {
     for a in &mut agents {
         let _ = a.terminate();
     }
+    assert_foreign_route_kept(&lab, &nodes);
     drop(monitors);
 }
