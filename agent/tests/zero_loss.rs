@@ -7,8 +7,8 @@
 //! BIRD installs what it learns into the fabric namespace's kernel (its `kernel` protocol),
 //! so the fabric namespace is "a host behind a router"; and it announces the second rack's
 //! subnet (198.18.1.0/24, a host at 198.18.1.1 in its namespace), which the nodes import:
-//! a route the nodes learn from the router. Probes every 10 ms, each accounted for (`ping
-//! -i 0.01`, transmitted against received), pod on node1 → pod on node2, pod on node2 → pod
+//! a route the nodes learn from the router. Probes at least every 10 ms, each accounted for
+//! (`ping -i 0.008`, transmitted against received; see [`PROBE_INTERVAL`]), pod on node1 → pod on node2, pod on node2 → pod
 //! on node1, fabric → pod on node1 and pod on node1 → the other rack's host, while in turn:
 //! node1's agent (the sender of the first flow, the receiver of the others) is killed -9
 //! and restarted; node2's; both at once; a rolling restart (SIGTERM, one after the other);
@@ -36,8 +36,12 @@ const CONVERGE: Duration = Duration::from_secs(60);
 const RACK_B: &str = "198.18.1.0/24";
 /// A host in the second rack: an address of the router's namespace.
 const RACK_B_HOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
-/// Probes per flow and scenario: 15 s at 10 ms.
-const PROBES: u32 = 1500;
+/// The gap ping is asked to leave between probes. ping sleeps in whole kernel ticks: with
+/// `-i 0.01` it sent one probe every 16 ms here (HZ 250), so it is asked for 8 ms, and every
+/// flow checks from ping's own summary that it really sent at least one probe per 10 ms.
+const PROBE_INTERVAL: Duration = Duration::from_millis(8);
+/// Probes per flow and scenario: 24 s at [`PROBE_INTERVAL`].
+const PROBES: u32 = 3000;
 
 fn spawn_agent(lab: &Lab, node: &LabNode) -> LabProcess {
     let name = &node.name;
@@ -115,22 +119,53 @@ fn all_synced(lab: &Lab, nodes: &[LabNode]) -> bool {
 /// A flow of `count` pings, 10 ms apart, each with a 1 s deadline. `tag` names its log
 /// (`<from>-probe-<tag>.log`), which is appended to: give every flow its own.
 fn probe(lab: &Lab, from: &str, to: std::net::IpAddr, tag: &str, count: u32) -> LabProcess {
-    let deadline = (count / 100 + 60).to_string();
+    let lasts = PROBE_INTERVAL * count;
+    let deadline = (lasts.as_secs() + 60).to_string();
+    let interval = format!("{:.3}", PROBE_INTERVAL.as_secs_f64());
     let (count, to) = (count.to_string(), to.to_string());
     lab.spawn(
         from,
         &format!("probe-{tag}"),
         "ping",
         &[
-            "-q", "-n", "-i", "0.01", "-W", "1", "-c", &count, "-w", &deadline, &to,
+            "-q", "-n", "-i", &interval, "-W", "1", "-c", &count, "-w", &deadline, &to,
         ],
         &[],
     )
     .expect("spawn ping")
 }
 
-/// (transmitted, received) from ping's summary.
-fn probe_result(p: &mut LabProcess) -> (u32, u32) {
+/// ping's summary line of one flow.
+struct ProbeSummary {
+    sent: u32,
+    received: u32,
+    /// From the first probe sent to the last.
+    took: Duration,
+}
+
+impl ProbeSummary {
+    /// Every one of `want` probes sent, at least one per 10 ms on average, and answered.
+    fn complete(&self, want: u32) -> bool {
+        self.sent == want
+            && self.received == self.sent
+            && self.took <= Duration::from_millis(10) * self.sent.saturating_sub(1)
+    }
+}
+
+impl std::fmt::Display for ProbeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gap = self.took.as_secs_f64() * 1000.0 / f64::from(self.sent.saturating_sub(1).max(1));
+        write!(
+            f,
+            "{} of {} probes answered, one per {gap:.1} ms",
+            self.received, self.sent
+        )
+    }
+}
+
+/// Waits for a probe flow to end and reads its summary ("3000 packets transmitted, 3000
+/// received, 0% packet loss, time 23992ms"); zeros if ping printed none.
+fn probe_result(p: &mut LabProcess) -> ProbeSummary {
     let _ = p.wait_timeout(Duration::from_secs(90));
     let log = p.log();
     let line = log
@@ -138,15 +173,23 @@ fn probe_result(p: &mut LabProcess) -> (u32, u32) {
         .rfind(|l| l.contains("packets transmitted"))
         .unwrap_or_default()
         .to_owned();
-    let num = |word: &str| -> u32 {
-        let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let before = |word: &str| -> u32 {
         words
             .iter()
             .position(|w| *w == word)
             .and_then(|i| words.get(i.checked_sub(1)?)?.parse().ok())
             .unwrap_or(0)
     };
-    (num("packets"), num("received"))
+    let millis = words
+        .iter()
+        .find_map(|w| w.strip_suffix("ms")?.parse().ok())
+        .unwrap_or(u64::MAX);
+    ProbeSummary {
+        sent: before("packets"),
+        received: before("received"),
+        took: Duration::from_millis(millis),
+    }
 }
 
 /// The lines of `monitor`'s log about pod routes and the second rack's route, from `from` on.
@@ -612,10 +655,10 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
         std::thread::sleep(Duration::from_secs(2));
         action(&mut lab, &nodes, &mut agents);
         for (flow, p) in &mut flows {
-            let (sent, got) = probe_result(p);
-            eprintln!("{tor}: {name}: {flow}: {got} of {sent} probes answered");
-            if sent != PROBES || got != sent {
-                failures.push(format!("{name}: {flow}: {got} of {sent} probes answered"));
+            let summary = probe_result(p);
+            eprintln!("{tor}: {name}: {flow}: {summary}");
+            if !summary.complete(PROBES) {
+                failures.push(format!("{name}: {flow}: {summary} (want {PROBES})"));
             }
         }
         wait_for("sessions back up and synced", || all_synced(&lab, &nodes));
@@ -671,7 +714,7 @@ fn restart_during_an_api_server_outage_loses_nothing() {
 
     lab.stop_apiserver().expect("stop apiserver");
     let probes_for = outage() + Duration::from_secs(10);
-    let count = u32::try_from(probes_for.as_millis() / 10).expect("count");
+    let count = u32::try_from(probes_for.as_millis() / PROBE_INTERVAL.as_millis()).expect("count");
     let mut flows = vec![
         (
             "a→b",
@@ -711,10 +754,10 @@ fn restart_during_an_api_server_outage_loses_nothing() {
     let mut failures = Vec::new();
     let want = count;
     for (flow, p) in &mut flows {
-        let (sent, got) = probe_result(p);
-        eprintln!("API outage, node1 restarted: {flow}: {got} of {sent} probes answered");
-        if sent != want || got != sent {
-            failures.push(format!("{flow}: {got} of {sent} probes answered"));
+        let summary = probe_result(p);
+        eprintln!("API outage, node1 restarted: {flow}: {summary}");
+        if !summary.complete(want) {
+            failures.push(format!("{flow}: {summary} (want {want})"));
         }
     }
     failures.extend(
