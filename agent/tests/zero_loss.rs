@@ -116,7 +116,7 @@ fn all_synced(lab: &Lab, nodes: &[LabNode]) -> bool {
     agents && router
 }
 
-/// A flow of `count` pings, 10 ms apart, each with a 1 s deadline. `tag` names its log
+/// A flow of `count` pings, [`PROBE_INTERVAL`] apart, each with a 1 s deadline. `tag` names its log
 /// (`<from>-probe-<tag>.log`), which is appended to: give every flow its own.
 fn probe(lab: &Lab, from: &str, to: std::net::IpAddr, tag: &str, count: u32) -> LabProcess {
     let lasts = PROBE_INTERVAL * count;
@@ -254,40 +254,91 @@ impl RouteMonitors {
     }
 }
 
-/// A route someone else put on each node (the operator, another daemon), inside the pod
-/// supernet but nobody's pod CIDR: no restart or outage may change it (the route monitors
-/// would report it) or take it away ([`assert_foreign_route_kept`]).
-const FOREIGN_ROUTE: &str = "10.244.241.0/24 via 198.18.0.254 proto static";
+/// Routes someone else put on each node, inside the pod supernet but nobody's pod CIDR: an
+/// operator's (`static`) and another BGP daemon's (`bgp`; podroute's own are protocol 80).
+/// No restart or outage may change them (the route monitors would report it) or take them
+/// away ([`assert_foreign_routes_kept`]). Each: what `ip route add` gets, what `show` prints.
+const FOREIGN_ROUTES: [(&str, &str); 2] = [
+    (
+        "10.244.241.0/24 via 198.18.0.254 proto static",
+        "10.244.241.0/24 via 198.18.0.254 dev eth0 proto static",
+    ),
+    (
+        "10.244.242.0/24 via 198.18.0.254 proto bgp",
+        "10.244.242.0/24 via 198.18.0.254 dev eth0 proto bgp",
+    ),
+];
 
-/// Each node still has [`FOREIGN_ROUTE`] as it was added.
-fn assert_foreign_route_kept(lab: &Lab, nodes: &[LabNode]) {
+/// Each node still has the [`FOREIGN_ROUTES`] as they were added.
+fn assert_foreign_routes_kept(lab: &Lab, nodes: &[LabNode]) {
     for n in nodes {
-        let shown = lab
-            .exec_ok(&n.name, &["ip", "route", "show", "10.244.241.0/24"])
-            .expect("ip route show");
-        assert_eq!(
-            shown.trim(),
-            "10.244.241.0/24 via 198.18.0.254 dev eth0 proto static",
-            "{}: the foreign route changed",
-            n.name
-        );
+        for (route, shown) in FOREIGN_ROUTES {
+            let prefix = route.split(' ').next().unwrap_or_default();
+            let now = lab
+                .exec_ok(&n.name, &["ip", "route", "show", prefix])
+                .expect("ip route show");
+            assert_eq!(now.trim(), shown, "{}: a foreign route changed", n.name);
+        }
     }
 }
 
 /// The scenario that restarts FRR's zebra too.
 const FRR_WHOLE: &str = "FRR killed -9 as a whole (bgpd and zebra) and restarted";
 
-/// Whether a route change is a restarted zebra writing a node's pod route again over the
-/// kept one, unchanged but for zebra's new nexthop-object id (`nhid`): a replace in the
-/// fabric's kernel, through the same node, not a withdrawal ("Deleted") or another path.
-fn rewritten_in_place(change: &str, nodes: &[LabNode]) -> bool {
-    let Some(route) = change.strip_prefix("fabric: ") else {
-        return false;
-    };
-    nodes.iter().any(|n| {
-        route.starts_with(&format!("{} nhid ", n.pod_cidr_v4))
-            && route.contains(&format!(" via {} dev br0 proto bgp ", n.ipv4))
-    })
+/// The pod routes in the router's kernel as `ip route show` prints them, without zebra's
+/// nexthop-object id (`nhid N`, which a restarted zebra numbers afresh).
+fn fabric_pod_routes(lab: &Lab, nodes: &[LabNode]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| {
+            let shown = lab
+                .exec_ok(
+                    "fabric",
+                    &["ip", "route", "show", &n.pod_cidr_v4.to_string()],
+                )
+                .expect("ip route show");
+            without_nhid(shown.trim())
+        })
+        .collect()
+}
+
+fn without_nhid(route: &str) -> String {
+    let words: Vec<&str> = route.split_whitespace().collect();
+    let mut kept = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if words[i] == "nhid" {
+            i += 2;
+        } else {
+            kept.push(words[i]);
+            i += 1;
+        }
+    }
+    kept.join(" ")
+}
+
+/// The route changes left once a restarted zebra's rewrites are taken out: each pod route
+/// written again in the router's kernel exactly as it was before (`before`, from
+/// [`fabric_pod_routes`]: same node, same metric; only the `nhid` new), at most once per
+/// route. A withdrawal ("Deleted"), another path or a second rewrite stays in.
+fn without_zebra_rewrites<'a>(changes: &'a [String], before: &[String]) -> Vec<&'a String> {
+    let mut rewritten = vec![false; before.len()];
+    changes
+        .iter()
+        .filter(|c| {
+            let Some(route) = c.strip_prefix("fabric: ") else {
+                return true;
+            };
+            let route = without_nhid(route.trim());
+            match before.iter().position(|b| *b == route) {
+                Some(i) if !rewritten[i] => {
+                    rewritten[i] = true;
+                    false
+                }
+                _ => true,
+            }
+        })
+        .collect()
 }
 
 /// The positive control's route.
@@ -506,9 +557,11 @@ fn two_nodes(tag: &str, tor: Tor) -> (Lab, Vec<LabNode>, LabPod, LabPod, Vec<Lab
         .expect("the other rack's host");
     let nodes = lab.nodes().to_vec();
     for n in &nodes {
-        let mut add = vec!["ip", "route", "add"];
-        add.extend(FOREIGN_ROUTE.split(' '));
-        lab.exec_ok(&n.name, &add).expect("the foreign route");
+        for (route, _) in FOREIGN_ROUTES {
+            let mut add = vec!["ip", "route", "add"];
+            add.extend(route.split(' '));
+            lab.exec_ok(&n.name, &add).expect("a foreign route");
+        }
     }
     let pod1 = lab.add_pod("node1", "a").expect("pod a");
     let pod2 = lab.add_pod("node2", "b").expect("pod b");
@@ -568,6 +621,7 @@ fn probes_every_10ms_lose_nothing_while_agents_restart_frr() {
 fn agents_and_router_restart(tor: Tor, tag: &str) {
     let (mut lab, nodes, pod1, pod2, mut agents) = two_nodes(tag, tor);
     let monitors = RouteMonitors::start(&lab);
+    let fabric_before = fabric_pod_routes(&lab, &nodes);
 
     type Scenario = (&'static str, fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>));
     let mut scenarios: Vec<Scenario> = vec![
@@ -665,14 +719,23 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
         failures.extend(rib.withdrawn().into_iter().map(|w| format!("{name}: {w}")));
         let changes = monitors.changes();
         if changes.len() > reported {
-            let new: Vec<_> = changes[reported..]
-                .iter()
-                .filter(|c| !(name == FRR_WHOLE && rewritten_in_place(c, &nodes)))
-                .collect();
+            let new: Vec<&String> = if name == FRR_WHOLE {
+                without_zebra_rewrites(&changes[reported..], &fabric_before)
+            } else {
+                changes[reported..].iter().collect()
+            };
             if !new.is_empty() {
                 failures.push(format!("{name}: routes changed: {new:?}"));
             }
             reported = changes.len();
+        }
+        if routes_kernel(tor) {
+            let after = fabric_pod_routes(&lab, &nodes);
+            if after != fabric_before {
+                failures.push(format!(
+                    "{name}: the router's pod routes were {fabric_before:?}, are {after:?}"
+                ));
+            }
         }
     }
     assert!(
@@ -684,7 +747,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
     for a in &mut agents {
         let _ = a.terminate();
     }
-    assert_foreign_route_kept(&lab, &nodes);
+    assert_foreign_routes_kept(&lab, &nodes);
     drop(monitors);
 }
 
@@ -786,6 +849,6 @@ fn restart_during_an_api_server_outage_loses_nothing() {
     for a in &mut agents {
         let _ = a.terminate();
     }
-    assert_foreign_route_kept(&lab, &nodes);
+    assert_foreign_routes_kept(&lab, &nodes);
     drop(monitors);
 }

@@ -198,6 +198,9 @@ pub fn frr_config(neighbors: &[Neighbor]) -> String {
 }
 
 /// The router's program, its install hint, and the client used to query it.
+/// zebra's `-K` after a crash: how long it keeps its previous run's kernel routes.
+pub(crate) const ZEBRA_RESTART_SECS: u64 = 10;
+
 pub(crate) fn programs(tor: Tor) -> Option<(&'static str, &'static str, &'static str)> {
     match tor {
         Tor::None => None,
@@ -293,9 +296,9 @@ impl Router {
     /// The daemon's command line. `recovery`: it starts after a crash of its own and
     /// recovers gracefully (BIRD's `-R`: graceful-restart recovery, its kernel routes kept
     /// until BGP has converged again; GoBGP's `--graceful-restart`: the Restart State bit;
-    /// FRR: a zebra that has to start again gets `-K`, which leaves the routes its previous
-    /// run installed in the kernel until bgpd has learnt them again; bgpd restarts as
-    /// configured).
+    /// FRR: zebra is started only if it is not running (see below), and after a crash with
+    /// `-K`, which leaves the routes its previous run installed in the kernel until bgpd
+    /// has learnt them again; bgpd restarts as configured).
     pub(crate) fn daemon_args(&self, recovery: bool) -> Vec<String> {
         let d = |f: &str| self.dir.join(f).display().to_string();
         match self.kind {
@@ -339,9 +342,10 @@ impl Router {
                 // zebra (the FIB manager) first, daemonized, as FRR's user (so the router
                 // directory becomes that user's, for zebra's pid file and sockets), unless it already runs (after
                 // a bgpd crash it does: the second one exits at once on its pid file);
-                // then bgpd in the foreground, the lab's process. Killing the router
+                // then bgpd in the foreground, the lab's process. `Lab::crash_router`
                 // kills bgpd only, as watchfrr restarts a crashed bgpd while zebra keeps
-                // the kernel routes (bgpd's graceful restart keeps them in zebra too).
+                // the kernel routes (bgpd's graceful restart keeps them in zebra too);
+                // `Lab::crash_router_entirely` kills zebra as well.
                 let vty = self.dir.display().to_string();
                 let zserv = d("zserv.api");
                 let mut zebra = vec![
@@ -361,9 +365,11 @@ impl Router {
                     format!("file:{}", d("zebra.log")),
                 ];
                 if recovery {
-                    // zebra's graceful restart: its old kernel routes are swept after
-                    // this many seconds, not at start (they are replaced as bgpd relearns).
-                    zebra.extend(["-K".into(), "120".into()]);
+                    // zebra's graceful restart: its old kernel routes are swept after this
+                    // many seconds, not at start (bgpd relearns them within a few). Short,
+                    // so that the sweep falls inside a zero-loss scenario's probes. Without
+                    // effect when zebra still runs: that second zebra exits on its pid file.
+                    zebra.extend(["-K".into(), ZEBRA_RESTART_SECS.to_string()]);
                 }
                 let bgpd = [
                     "/usr/lib/frr/bgpd".to_owned(),

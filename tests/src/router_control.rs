@@ -40,29 +40,29 @@ impl Lab {
     /// installed, nothing else does. BIRD and GoBGP are one daemon: the same as
     /// [`Lab::crash_router`]. Start it again with [`Lab::recover_router`].
     pub fn crash_router_entirely(&mut self) -> Result<()> {
-        self.crash_router()?;
-        let Some(pid_file) = self.router().and_then(|r| r.fib_manager_pid_file()) else {
-            return Ok(());
-        };
-        let pid = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-            .ok_or_else(|| {
-                LabError::Invalid(format!("no FIB manager pid in {}", pid_file.display()))
-            })?;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        let deadline = Instant::now() + TERM_GRACE;
-        while process::alive(pid) {
-            if Instant::now() > deadline {
-                return Err(LabError::Invalid(format!(
-                    "zebra (pid {pid}) outlived SIGKILL"
-                )));
+        if let Some(pid_file) = self.router().and_then(|r| r.fib_manager_pid_file()) {
+            // zebra first: killed after bgpd, it would first handle bgpd's disconnect.
+            let pid = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .filter(|pid| process::command_name(*pid) == "zebra")
+                .ok_or_else(|| {
+                    LabError::Invalid(format!("no running zebra in {}", pid_file.display()))
+                })?;
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let deadline = Instant::now() + TERM_GRACE;
+            while process::alive(pid) {
+                if Instant::now() > deadline {
+                    return Err(LabError::Invalid(format!(
+                        "zebra (pid {pid}) outlived SIGKILL"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // The next start script waits for zebra's socket: the dead one's must not count.
+            let _ = fs::remove_file(pid_file.with_file_name("zserv.api"));
         }
-        // The next start script waits for zebra's socket: the dead one's must not count.
-        let _ = fs::remove_file(pid_file.with_file_name("zserv.api"));
-        Ok(())
+        self.crash_router()
     }
 
     /// Starts the router again after [`Lab::stop_router`], with the configuration the lab
