@@ -5,11 +5,21 @@
 //!   processes never hand out one address twice;
 //! - `<address>` (e.g. `10.244.1.7`, `fd00:10:244:1::7`): holds `<containerID>\n<ifname>\n`,
 //!   the attachment owning the address;
+//! - `owner:<containerID>:<ifname>:v4` (and `:v6`): the attachment's index entry, a symlink
+//!   to the name of its address record, so ADD, DEL and CHECK find an attachment's addresses
+//!   without reading every record (under the lock, while a draining node runs a hundred
+//!   plugins). An entry counts only when the record it points to names its attachment;
 //! - `last-v4`, `last-v6`: the last address handed out, so allocation goes round-robin and a
-//!   freed address is not reused at once (a late packet to the old pod does not reach a new one).
+//!   freed address is not reused at once (a late packet to the old pod does not reach a new one);
+//! - `indexed`: present once every record has its index entry. A store written by a plugin
+//!   without the index gets its entries the first time this one takes the lock.
 //!
 //! The address file is written before any veth exists, so a plugin killed half-way leaves at
-//! worst a record that DEL or GC releases, never an interface without a record.
+//! worst a record that DEL or GC releases, never an interface without a record. The index
+//! entry is written before its record and removed after it, so every record can be found
+//! from its attachment; an entry left without its record confirms nothing and GC removes it.
+//! (Running an older plugin on the node after this one breaks that: records it writes have no
+//! entry, and only GC frees them. Remove `indexed` to have them indexed again.)
 
 use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
@@ -27,6 +37,10 @@ use std::time::Duration;
 const MAX_V6_SCAN: u128 = 1 << 20;
 /// The scratch file a new record is written to before it is linked under its address.
 const SCRATCH_RECORD: &str = ".new-record";
+/// The start of an index entry's name (see the module documentation).
+const INDEX_PREFIX: &str = "owner:";
+/// Present once the store's records are all indexed.
+const INDEXED_MARKER: &str = "indexed";
 
 /// Errors of the IPAM store.
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +177,16 @@ impl IpamStore {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        let locked = |file| LockedStore {
-            dir: self.dir.clone(),
-            _lock: file,
+        let locked = |file| {
+            let store = LockedStore {
+                dir: self.dir.clone(),
+                _lock: file,
+            };
+            store.index_once()?;
+            Ok(store)
         };
         match file.try_lock() {
-            Ok(()) => return Ok(locked(file)),
+            Ok(()) => return locked(file),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(source)) => return Err(IpamError::Io { path, source }),
         }
@@ -187,7 +205,7 @@ impl IpamStore {
                 source,
             })?;
         match rx.recv_timeout(timeout) {
-            Ok(Ok(file)) => Ok(locked(file)),
+            Ok(Ok(file)) => locked(file),
             Ok(Err(source)) => Err(IpamError::Io { path, source }),
             Err(_) => Err(IpamError::LockTimeout { path, timeout }),
         }
@@ -218,16 +236,67 @@ impl LockedStore {
 
     /// The addresses held by `owner`.
     pub fn lookup(&self, owner: &Attachment) -> Result<Allocation, IpamError> {
-        let mut alloc = Allocation::default();
-        for (addr, o) in self.records()? {
-            if o.as_ref() == Some(owner) {
-                match addr {
-                    IpAddr::V4(a) => alloc.v4 = Some(a),
-                    IpAddr::V6(a) => alloc.v6 = Some(a),
-                }
+        Ok(Allocation {
+            v4: match self.indexed(owner, false)? {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            },
+            v6: match self.indexed(owner, true)? {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            },
+        })
+    }
+
+    /// The address of one family that `owner`'s index entry points to, if its record names
+    /// `owner`.
+    fn indexed(&self, owner: &Attachment, v6: bool) -> Result<Option<IpAddr>, IpamError> {
+        let path = self.dir.join(index_name(owner, v6));
+        let target = match fs::read_link(&path) {
+            Ok(target) => target,
+            // None, or not a symlink (nothing this plugin wrote).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(source) => return Err(IpamError::Io { path, source }),
+        };
+        let Some(addr) = target
+            .to_str()
+            .and_then(|t| t.parse::<IpAddr>().ok())
+            .filter(|a| a.is_ipv6() == v6)
+        else {
+            return Ok(None);
+        };
+        let owned = fs::read_to_string(self.dir.join(addr.to_string()))
+            .ok()
+            .and_then(|s| parse_owner(&s));
+        Ok((owned.as_ref() == Some(owner)).then_some(addr))
+    }
+
+    /// Points `owner`'s index entry for the family of `addr` at it, replacing an old entry.
+    fn point_index(&self, owner: &Attachment, addr: IpAddr) -> Result<(), IpamError> {
+        let path = self.dir.join(index_name(owner, addr.is_ipv6()));
+        remove_file(&path)?;
+        std::os::unix::fs::symlink(addr.to_string(), &path).map_err(io_err(&path))
+    }
+
+    /// Gives every record an index entry, once per store (see the module documentation).
+    fn index_once(&self) -> Result<(), IpamError> {
+        let marker = self.dir.join(INDEXED_MARKER);
+        if marker.exists() {
+            return Ok(());
+        }
+        for (addr, owner) in self.records()? {
+            if let Some(owner) = owner {
+                self.point_index(&owner, addr)?;
             }
         }
-        Ok(alloc)
+        fs::write(&marker, "").map_err(io_err(&marker))
     }
 
     /// Gives `owner` one address per configured range; returns what it already holds when
@@ -299,13 +368,18 @@ impl LockedStore {
             for _ in 0..span {
                 let addr = to_addr(candidate);
                 let path = self.dir.join(addr.to_string());
-                match fs::hard_link(&scratch, &path) {
-                    Ok(()) => {
-                        fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
-                        return Ok(addr);
+                // Only plugins holding the lock add records, so a free name stays free. The
+                // index entry goes first: see the module documentation.
+                if fs::symlink_metadata(&path).is_err() {
+                    self.point_index(owner, addr)?;
+                    match fs::hard_link(&scratch, &path) {
+                        Ok(()) => {
+                            fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
+                            return Ok(addr);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(IpamError::Io { path, source: e }),
                     }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(IpamError::Io { path, source: e }),
                 }
                 candidate = if candidate >= last {
                     first
@@ -324,11 +398,13 @@ impl LockedStore {
     /// Frees every address of `owner`; returns what was freed (empty when it held none).
     pub fn release(&self, owner: &Attachment) -> Result<Vec<IpAddr>, IpamError> {
         let mut freed = Vec::new();
-        for (addr, o) in self.records()? {
-            if o.as_ref() == Some(owner) {
+        for v6 in [false, true] {
+            if let Some(addr) = self.indexed(owner, v6)? {
                 self.remove(addr)?;
                 freed.push(addr);
             }
+            // After the record: see the module documentation.
+            remove_file(&self.dir.join(index_name(owner, v6)))?;
         }
         Ok(freed)
     }
@@ -346,16 +422,62 @@ impl LockedStore {
                 }
             }
         }
+        // The entries of what was released, and any left by a plugin killed before its record.
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let name = entry.file_name();
+            if let Some((owner, v6)) = name.to_str().and_then(parse_index_name)
+                && self.indexed(&owner, v6)?.is_none()
+            {
+                remove_file(&entry.path())?;
+            }
+        }
         Ok(released)
     }
 
     fn remove(&self, addr: IpAddr) -> Result<(), IpamError> {
-        let path = self.dir.join(addr.to_string());
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IpamError::Io { path, source: e }),
-            _ => Ok(()),
-        }
+        remove_file(&self.dir.join(addr.to_string()))
     }
+}
+
+/// Removes a file that may not exist.
+fn remove_file(path: &Path) -> Result<(), IpamError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IpamError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The name of `owner`'s index entry for one family. Neither a container ID nor an interface
+/// name can hold a `:` (both are checked when read from the environment), so the name reads
+/// back unambiguously, and it is never an address.
+fn index_name(owner: &Attachment, v6: bool) -> String {
+    let family = if v6 { "v6" } else { "v4" };
+    format!(
+        "{INDEX_PREFIX}{}:{}:{family}",
+        owner.container_id, owner.ifname
+    )
+}
+
+/// The attachment and family (true: IPv6) an index entry's name stands for.
+fn parse_index_name(name: &str) -> Option<(Attachment, bool)> {
+    let (rest, family) = name.strip_prefix(INDEX_PREFIX)?.rsplit_once(':')?;
+    let v6 = match family {
+        "v4" => false,
+        "v6" => true,
+        _ => return None,
+    };
+    let (container_id, ifname) = rest.split_once(':')?;
+    Some((
+        Attachment {
+            container_id: container_id.to_owned(),
+            ifname: ifname.to_owned(),
+        },
+        v6,
+    ))
 }
 
 fn format_owner(owner: &Attachment) -> String {
@@ -543,6 +665,106 @@ mod tests {
             .map(|(_, o)| o)
             .collect();
         assert_eq!(left, vec![Some(owner("b")), Some(owner("b"))]);
+    }
+
+    /// The store's file names other than records.
+    fn index_entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(INDEX_PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn gc_removes_the_index_entries_of_what_it_frees() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        for id in ["a", "b"] {
+            s.allocate(&owner(id), &r).expect("alloc");
+        }
+        s.retain(&[owner("b")]).expect("gc");
+        assert_eq!(
+            index_entries(&s.dir),
+            vec!["owner:b:eth0:v4", "owner:b:eth0:v6"]
+        );
+        assert_eq!(
+            s.lookup(&owner("a")).expect("lookup"),
+            Allocation::default()
+        );
+        assert!(s.lookup(&owner("b")).expect("lookup").v6.is_some());
+    }
+
+    #[test]
+    fn release_leaves_no_index_entry() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        assert_eq!(index_entries(&s.dir).len(), 2);
+        assert_eq!(s.release(&owner("a")).expect("release"), a.addresses());
+        assert_eq!(index_entries(&s.dir), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_entry_left_by_a_killed_allocation_holds_nothing() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        // Killed between its index entry and its record: the entry points at a free address.
+        std::os::unix::fs::symlink("10.0.0.1", s.dir.join("owner:killed:eth0:v4")).expect("ln");
+        assert_eq!(
+            s.lookup(&owner("killed")).expect("lookup"),
+            Allocation::default()
+        );
+        // Another pod takes that address: the old entry now points at a record not its own.
+        let b = s.allocate(&owner("b"), &r).expect("alloc");
+        assert_eq!(b.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            s.lookup(&owner("killed")).expect("lookup"),
+            Allocation::default()
+        );
+        assert!(s.release(&owner("killed")).expect("release").is_empty());
+        assert_eq!(
+            s.lookup(&owner("b")).expect("lookup"),
+            b,
+            "b's address stays b's"
+        );
+        // The killed pod's ADD, retried, gets an address of its own.
+        let retried = s.allocate(&owner("killed"), &r).expect("alloc");
+        assert_ne!(retried.v4, b.v4);
+    }
+
+    #[test]
+    fn gc_removes_an_entry_left_by_a_killed_allocation() {
+        let (_d, s) = store();
+        std::os::unix::fs::symlink("10.0.0.9", s.dir.join("owner:killed:eth0:v4")).expect("ln");
+        s.retain(&[owner("killed")]).expect("gc");
+        assert_eq!(index_entries(&s.dir), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_store_written_without_the_index_is_indexed_on_first_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net");
+        // What a plugin before the index left: records, round-robin state, a lock file.
+        fs::create_dir_all(&net).expect("mkdir");
+        fs::write(net.join("10.0.0.5"), format_owner(&owner("old"))).expect("record");
+        fs::write(net.join("fd00::5"), format_owner(&owner("old"))).expect("record");
+        fs::write(net.join("last-v4"), "10.0.0.5").expect("last");
+        let s = IpamStore::new(&net)
+            .lock(Duration::from_secs(1))
+            .expect("lock");
+        let want = Allocation {
+            v4: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            v6: Some("fd00::5".parse().expect("ip")),
+        };
+        assert_eq!(s.lookup(&owner("old")).expect("lookup"), want);
+        // A repeated ADD of that pod keeps its addresses; its DEL frees them.
+        let r = ranges("10.0.0.0/24", Some("fd00::/64"));
+        assert_eq!(s.allocate(&owner("old"), &r).expect("alloc"), want);
+        assert_eq!(s.release(&owner("old")).expect("release"), want.addresses());
+        assert_eq!(s.records().expect("records"), vec![]);
     }
 
     #[test]

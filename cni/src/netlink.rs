@@ -1,9 +1,10 @@
 //! Link, address, route and neighbour operations over rtnetlink, run synchronously.
 //!
-//! The plugin is a short-lived process: each [`Netlink`] owns a current-thread tokio runtime
-//! and one rtnetlink connection, and blocks on every request. A netlink socket talks to the
-//! network namespace its creating thread was in, so a [`Netlink`] made inside
-//! [`crate::netns::run_in`] manages the pod's namespace.
+//! The plugin is a short-lived process: a [`Netlink`] is one rtnetlink connection on a
+//! current-thread tokio runtime, and blocks on every request. A netlink socket talks to the
+//! network namespace its creating thread was in, so a connection opened (with
+//! [`Netlink::open_here`]) inside [`crate::netns::run_in`] manages the pod's namespace; it
+//! shares the node-side connection's runtime, as building one is a good part of the cost.
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
@@ -19,6 +20,7 @@ use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 
 /// MTU used when the node has no default route to learn its uplink MTU from.
 pub const FALLBACK_MTU: u32 = 1500;
@@ -115,10 +117,10 @@ pub struct RouteSpec {
     pub protocol: u8,
 }
 
-/// One rtnetlink connection in the calling thread's network namespace.
+/// One rtnetlink connection, in the network namespace its thread was in when it was opened.
 #[derive(Debug)]
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
+    rt: Rc<tokio::runtime::Runtime>,
     handle: Handle,
 }
 
@@ -136,12 +138,22 @@ fn request(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkE
 }
 
 impl Netlink {
-    /// Opens a connection in the namespace of the calling thread.
+    /// Opens a connection, on a runtime of its own, in the namespace of the calling thread.
     pub fn connect() -> Result<Self, NetlinkError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .map_err(NetlinkError::Socket)?;
+        Self::open_on(Rc::new(rt))
+    }
+
+    /// Opens another connection on this one's runtime, in the namespace the calling thread
+    /// is in now (inside [`crate::netns::run_in`]: the pod's).
+    pub fn open_here(&self) -> Result<Self, NetlinkError> {
+        Self::open_on(self.rt.clone())
+    }
+
+    fn open_on(rt: Rc<tokio::runtime::Runtime>) -> Result<Self, NetlinkError> {
         // The socket registers with the runtime's reactor, so it is made inside it.
         let (conn, handle, _) = rt
             .block_on(async { rtnetlink::new_connection() })

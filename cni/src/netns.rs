@@ -1,15 +1,19 @@
 //! Running code inside a pod's network namespace.
 //!
-//! `setns(2)` changes the namespace of the calling *thread* only, so the work runs on a
-//! dedicated scoped thread: the main thread (and its netlink socket) stays in the node's
-//! namespace, and the namespace switch cannot leak into later code. Sockets and
-//! `/proc/sys/net` files opened on that thread belong to the pod's namespace.
+//! `setns(2)` changes the namespace of the calling *thread* only. [`run_in`] moves the calling
+//! thread into the pod's namespace, runs the work there and moves it back before it returns
+//! (also when the work panics), so the switch cannot leak into later code. Sockets opened
+//! meanwhile (and `/proc/sys/net` files) belong to the pod's namespace and keep talking to it
+//! after the thread is back; sockets opened before keep talking to the node's. The plugin
+//! does this on its one thread: a fresh thread per switch cost more than the switch.
 
 use nix::sched::{CloneFlags, setns};
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::thread;
+
+/// This thread's own network namespace, to come back to.
+const OWN_NAMESPACE: &str = "/proc/thread-self/ns/net";
 
 /// Why code could not be run in a namespace.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +36,6 @@ pub enum NetnsError {
         #[source]
         source: nix::Error,
     },
-    /// The worker thread panicked.
-    #[error("the thread working in network namespace {0} panicked")]
-    Panicked(String),
 }
 
 /// Opens a network namespace file (e.g. `/run/netns/x`, `/proc/PID/ns/net`).
@@ -45,23 +46,69 @@ pub fn open(path: &Path) -> Result<File, NetnsError> {
     })
 }
 
-/// Runs `f` on a fresh thread that has entered the network namespace `ns`.
-pub fn run_in<T: Send>(
-    ns: &File,
-    path: &Path,
-    f: impl FnOnce() -> T + Send,
-) -> Result<T, NetnsError> {
-    let name = path.display().to_string();
-    thread::scope(|s| {
-        let worker = s.spawn(|| {
-            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
-                path: name.clone(),
-                source,
-            })?;
-            Ok(f())
-        });
-        worker
+/// Moves the thread back to the namespace it came from when dropped.
+struct Return(File);
+
+impl Drop for Return {
+    fn drop(&mut self) {
+        if let Err(e) = setns(&self.0, CloneFlags::CLONE_NEWNET) {
+            // Going on would point the node-side work that follows at the pod's namespace.
+            // The kernel refuses re-entering a namespace held open only on resource
+            // exhaustion; the runtime retries a failed plugin call.
+            eprintln!("podroute: cannot return to the node's network namespace: {e}");
+            std::process::abort();
+        }
+    }
+}
+
+/// Runs `f` on the calling thread inside the network namespace `ns`, then returns the
+/// thread to its own namespace.
+pub fn run_in<T>(ns: &File, path: &Path, f: impl FnOnce() -> T) -> Result<T, NetnsError> {
+    let home = open(Path::new(OWN_NAMESPACE))?;
+    setns(ns, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let _back = Return(home);
+    Ok(f())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_namespace_is_an_error_naming_it() {
+        let e = open(Path::new("/run/netns/podroute-no-such-namespace")).expect_err("missing");
+        assert!(e.to_string().contains("podroute-no-such-namespace"), "{e}");
+    }
+
+    #[test]
+    #[ignore = "needs root: run by make test"]
+    fn the_thread_comes_back_to_its_namespace_also_after_a_panic() {
+        use std::os::unix::fs::MetadataExt;
+        // On a thread of its own, so a failure cannot leave the test harness's threads in
+        // another namespace.
+        std::thread::spawn(|| {
+            let current = || std::fs::metadata(OWN_NAMESPACE).expect("own netns").ino();
+            let before = current();
+            // The namespace to visit: made by a helper thread, alive while its file is open.
+            let pod = std::thread::spawn(|| {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare");
+                open(Path::new(OWN_NAMESPACE)).expect("new netns")
+            })
             .join()
-            .unwrap_or_else(|_| Err(NetnsError::Panicked(name.clone())))
-    })
+            .expect("helper thread");
+            let inside = run_in(&pod, Path::new("pod"), current).expect("run_in");
+            assert_ne!(inside, before, "the work ran in the other namespace");
+            assert_eq!(current(), before, "and the thread came back");
+            let panicked = std::panic::catch_unwind(|| {
+                run_in(&pod, Path::new("pod"), || panic!("work failed"))
+            });
+            assert!(panicked.is_err());
+            assert_eq!(current(), before, "back after a panic too");
+        })
+        .join()
+        .expect("test thread");
+    }
 }
