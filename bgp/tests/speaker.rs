@@ -87,6 +87,61 @@ fn import_policy_keeps_only_what_it_allows_and_counts_the_rest() {
     assert_eq!(after.state, State::Established);
 }
 
+/// The BGP message type of ROUTE-REFRESH (RFC 2918).
+const ROUTE_REFRESH: u8 = 5;
+
+#[test]
+fn an_import_change_asks_for_a_refresh_only_when_the_peer_sent_something_refused() {
+    let mut net = mesh(&[1, 2]);
+    let allow = |prefixes: &[&str]| {
+        let mut config = peer_config(1, 2);
+        config.import = Policy::allow_only(
+            prefixes
+                .iter()
+                .map(|p| PrefixRule::exact(net_(p), Verdict::Accept))
+                .collect(),
+        );
+        config
+    };
+    let update = |net: &mut Net, prefixes: &[&str]| {
+        let now = net.now;
+        net.node(1).speaker.update_peer(now, allow(prefixes));
+        net.run_for(Duration::from_secs(1));
+    };
+    let refreshes = |net: &mut Net| net.node(1).seen.sent_messages(ROUTE_REFRESH);
+    let held = |net: &mut Net| net.fib(1).keys().map(|p| p.to_string()).collect::<Vec<_>>();
+    update(&mut net, &["10.99.1.0/24"]);
+    originate(&mut net, 2, &["10.99.1.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(held(&mut net), ["10.99.1.0/24"]);
+
+    // Wider, but nothing was refused: nothing to ask for (a route reflector's client widens
+    // its policy for every new Node).
+    update(&mut net, &["10.99.1.0/24", "10.99.2.0/24"]);
+    assert_eq!(refreshes(&mut net), 0);
+    assert_eq!(held(&mut net), ["10.99.1.0/24"]);
+
+    // A route is refused; the policy that takes it asks for it.
+    originate(&mut net, 2, &["10.99.1.0/24", "10.99.3.0/24"], None);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(held(&mut net), ["10.99.1.0/24"]);
+    update(&mut net, &["10.99.1.0/24", "10.99.3.0/24"]);
+    // One ROUTE-REFRESH per negotiated family.
+    let asked = refreshes(&mut net);
+    assert!(asked > 0);
+    assert_eq!(held(&mut net), ["10.99.1.0/24", "10.99.3.0/24"]);
+
+    // Narrower: dropped here without asking; wider again: asked for.
+    update(&mut net, &["10.99.3.0/24"]);
+    assert_eq!(refreshes(&mut net), asked);
+    assert_eq!(held(&mut net), ["10.99.3.0/24"]);
+    update(&mut net, &["10.99.1.0/24", "10.99.3.0/24"]);
+    assert_eq!(refreshes(&mut net), 2 * asked);
+    assert_eq!(held(&mut net), ["10.99.1.0/24", "10.99.3.0/24"]);
+    let status = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!(status.established_count, 1, "no session reset");
+}
+
 #[test]
 fn export_policy_decides_what_each_peer_gets() {
     let mut net = mesh(&[1, 2, 3]);

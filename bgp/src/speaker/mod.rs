@@ -1003,6 +1003,7 @@ impl Speaker {
         peer.end_of_rib.clear();
         peer.rejections_reported = 0;
         peer.max_prefix_reported = false;
+        peer.refused_since_refresh = false;
         self.rib.set_peer_info(
             peer.rib_id,
             PeerInfo {
@@ -1310,6 +1311,7 @@ impl Speaker {
             return;
         };
         peer.rejected += refused.len() as u64;
+        peer.refused_since_refresh = true;
         for (prefix, next_hop) in refused {
             if peer.rejections_reported < REJECTIONS_REPORTED {
                 self.actions.push_back(SpeakerAction::RouteRejected {
@@ -1327,8 +1329,12 @@ impl Speaker {
         }
     }
 
-    /// Import policy changed: drop held routes it no longer accepts, and ask for the rest
-    /// again (routes refused before may pass now).
+    /// Import policy changed: drop held routes it no longer accepts, and, if the peer sent
+    /// routes that were refused, ask for everything again (those may pass now). A route
+    /// reflector's clients change their import policy for it with every Node in the cluster,
+    /// and a refresh makes the reflector send its whole table again: asked for only when
+    /// something was refused, that is once per new Node a client heard of late, not once per
+    /// client and Node.
     fn reapply_import(&mut self, now: Instant, address: IpAddr) {
         let Some(peer) = self.peers.get(&address) else {
             return;
@@ -1358,7 +1364,11 @@ impl Speaker {
             peer.stale.refreshed(p);
         }
         let established = peer.primary.session.state() == State::Established;
-        if established && !peer.primary.session.request_refresh(now) {
+        let ask = established && peer.refused_since_refresh;
+        // Asked: what is still refused shows again as the peer sends it. Not asked: the routes
+        // dropped here count as refused, for a policy that takes them again later.
+        peer.refused_since_refresh = !ask && (peer.refused_since_refresh || !failing.is_empty());
+        if ask && !peer.primary.session.request_refresh(now) {
             self.restart_peer(now, address, cease::CONFIGURATION_CHANGE);
         } else {
             self.drain(now, address, Slot::Primary);

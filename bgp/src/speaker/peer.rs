@@ -83,6 +83,10 @@ pub(crate) struct Peer {
     pub(crate) rejections_reported: usize,
     /// The prefix limit was reported on the current session.
     pub(crate) max_prefix_reported: bool,
+    /// A route the peer sent was refused on the current session since we last asked it for
+    /// a ROUTE-REFRESH. Only then can a changed import policy accept something the peer sent
+    /// (what it accepted is held and judged again locally), so only then is a refresh sent.
+    pub(crate) refused_since_refresh: bool,
     pub(crate) held_down: Option<HeldDown>,
     /// What BFD last said of the path to the peer (`None`: nothing yet, or BFD off).
     pub(crate) path_up: Option<bool>,
@@ -105,6 +109,7 @@ impl Peer {
             rejected_max_prefix: 0,
             rejections_reported: 0,
             max_prefix_reported: false,
+            refused_since_refresh: false,
             held_down: None,
             path_up: None,
             established_count: 0,

@@ -33,6 +33,24 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// How many BGP messages of type `ty` (5: ROUTE-REFRESH) the node wrote.
+    pub fn sent_messages(&self, ty: u8) -> usize {
+        let mut count = 0;
+        for action in &self.actions {
+            let SpeakerAction::Send { bytes, .. } = action else {
+                continue;
+            };
+            // Each write holds whole messages: 16-byte marker, length, type.
+            let mut rest = &bytes[..];
+            while rest.len() >= 19 {
+                let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+                count += usize::from(rest[18] == ty);
+                rest = &rest[len.clamp(19, rest.len())..];
+            }
+        }
+        count
+    }
+
     pub fn notifications(&self, sent: bool) -> Vec<Notification> {
         self.actions
             .iter()
