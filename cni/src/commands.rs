@@ -229,7 +229,9 @@ fn wire(
         if let Some(link) = &existing {
             nl.delete_index(link.index, &host_name)?;
         }
-        create_veth(&nl, &host_name, ifname, ns, mtu)?;
+        // An IPv6 host end must not come up before its `accept_dad` is off (configure_host):
+        // its link-local address would wait out duplicate address detection.
+        create_veth(&nl, &host_name, ifname, ns, mtu, alloc.v6.is_none())?;
     }
     stall("after-veth");
     let host = nl.link(&host_name)?.ok_or_else(|| {
@@ -292,14 +294,16 @@ fn create_veth(
     ifname: &str,
     ns: &File,
     mtu: u32,
+    host_up: bool,
 ) -> Result<(), CniError> {
-    nl.create_veth(host_name, ifname, ns, mtu).map_err(|e| {
-        CniError::with_details(
-            ErrorCode::Io,
-            format!("cannot create the veth pair (does {ifname} already exist in the pod?)"),
-            e,
-        )
-    })
+    nl.create_veth(host_name, ifname, ns, mtu, host_up)
+        .map_err(|e| {
+            CniError::with_details(
+                ErrorCode::Io,
+                format!("cannot create the veth pair (does {ifname} already exist in the pod?)"),
+                e,
+            )
+        })
 }
 
 fn configure_host(

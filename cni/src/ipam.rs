@@ -362,7 +362,10 @@ impl LockedStore {
         // the name exists, like create_new). A plugin killed between creating a record and
         // writing its owner would otherwise leave a record no DEL can free. The scratch name
         // is not an address, so `records` never sees it; the lock makes one name enough.
+        // A scratch file left by a plugin killed after linking it is that pod's record under
+        // another name: it is unlinked, never written into, so the record keeps its owner.
         let scratch = self.dir.join(SCRATCH_RECORD);
+        remove_file(&scratch)?;
         fs::write(&scratch, format_owner(owner)).map_err(io_err(&scratch))?;
         let found = (|| {
             for _ in 0..span {
@@ -614,6 +617,32 @@ mod tests {
         }
         assert!(s.allocate(&owner("full"), &r).is_err());
         assert!(!dir.join(SCRATCH_RECORD).exists());
+    }
+
+    #[test]
+    fn a_scratch_file_left_linked_to_a_record_does_not_change_its_owner() {
+        let (d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let killed = s.allocate(&owner("killed"), &r).expect("alloc");
+        // What a plugin killed after linking its record, before removing the scratch name,
+        // leaves: the scratch name is a second link to the record.
+        let dir = d.path().join("net");
+        fs::hard_link(dir.join("10.0.0.1"), dir.join(SCRATCH_RECORD)).expect("link");
+        let other = s.allocate(&owner("other"), &r).expect("alloc");
+        assert_ne!(other.v4, killed.v4);
+        assert_eq!(s.lookup(&owner("killed")).expect("lookup"), killed);
+        let mut records = s.records().expect("records");
+        records.sort();
+        assert_eq!(
+            records,
+            vec![
+                (
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                    Some(owner("killed"))
+                ),
+                (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), Some(owner("other"))),
+            ]
+        );
     }
 
     #[test]

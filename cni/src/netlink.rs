@@ -181,21 +181,27 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` here, `peer` directly inside the namespace `peer_netns`
-    /// (one request, no rename), both with `mtu`.
+    /// (one request, no rename), both with `mtu`, and with `host_up` the host end up at once
+    /// (one request fewer under the RTNL lock). The peer cannot come up in the same request:
+    /// the kernel opens it before the pair is linked, and refuses (ENOTCONN).
     pub fn create_veth(
         &self,
         host: &str,
         peer: &str,
         peer_netns: &File,
         mtu: u32,
+        host_up: bool,
     ) -> Result<(), NetlinkError> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_owned())
             .mtu(mtu)
             .setns_by_fd(peer_netns.as_raw_fd())
             .build();
-        let msg = LinkVeth::new(host, peer)
-            .mtu(mtu)
+        let mut host_msg = LinkVeth::new(host, peer).mtu(mtu);
+        if host_up {
+            host_msg = host_msg.up();
+        }
+        let msg = host_msg
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         self.rt
