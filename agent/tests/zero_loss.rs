@@ -282,9 +282,6 @@ fn assert_foreign_routes_kept(lab: &Lab, nodes: &[LabNode]) {
     }
 }
 
-/// The scenario that restarts FRR's zebra too.
-const FRR_WHOLE: &str = "FRR killed -9 as a whole (bgpd and zebra) and restarted";
-
 /// The pod routes in the router's kernel as `ip route show` prints them, without zebra's
 /// nexthop-object id (`nhid N`, which a restarted zebra numbers afresh).
 fn fabric_pod_routes(lab: &Lab, nodes: &[LabNode]) -> Vec<String> {
@@ -303,15 +300,13 @@ fn fabric_pod_routes(lab: &Lab, nodes: &[LabNode]) -> Vec<String> {
 }
 
 fn without_nhid(route: &str) -> String {
-    let words: Vec<&str> = route.split_whitespace().collect();
+    let mut words = route.split_whitespace();
     let mut kept = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        if words[i] == "nhid" {
-            i += 2;
+    while let Some(word) = words.next() {
+        if word == "nhid" {
+            words.next();
         } else {
-            kept.push(words[i]);
-            i += 1;
+            kept.push(word);
         }
     }
     kept.join(" ")
@@ -616,6 +611,25 @@ fn probes_every_10ms_lose_nothing_while_agents_restart_frr() {
     agents_and_router_restart(Tor::Frr, "zf");
 }
 
+/// One disruption of [`agents_and_router_restart`], probed while it happens.
+struct Scenario {
+    name: &'static str,
+    act: fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>),
+    /// A restarted zebra may write each of the router's pod routes again, unchanged (see
+    /// [`without_zebra_rewrites`]); every other change fails the scenario.
+    zebra_restarts: bool,
+}
+
+impl Scenario {
+    fn new(name: &'static str, act: fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>)) -> Self {
+        Self {
+            name,
+            act,
+            zebra_restarts: false,
+        }
+    }
+}
+
 /// Every scenario of the module's header against `tor`, probes counted per flow, route
 /// changes on the nodes, in the fabric (routers with kernel routes) and in GoBGP's RIB.
 fn agents_and_router_restart(tor: Tor, tag: &str) {
@@ -623,9 +637,8 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
     let monitors = RouteMonitors::start(&lab);
     let fabric_before = fabric_pod_routes(&lab, &nodes);
 
-    type Scenario = (&'static str, fn(&mut Lab, &[LabNode], &mut Vec<LabProcess>));
-    let mut scenarios: Vec<Scenario> = vec![
-        (
+    let mut scenarios = vec![
+        Scenario::new(
             "node1's agent killed -9 and restarted",
             |lab, nodes, agents| {
                 agents[0].kill(Signal::SIGKILL).expect("kill");
@@ -633,7 +646,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
                 agents[0] = spawn_agent(lab, &nodes[0]);
             },
         ),
-        (
+        Scenario::new(
             "node2's agent killed -9 and restarted",
             |lab, nodes, agents| {
                 agents[1].kill(Signal::SIGKILL).expect("kill");
@@ -641,7 +654,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
                 agents[1] = spawn_agent(lab, &nodes[1]);
             },
         ),
-        (
+        Scenario::new(
             "every agent killed -9 and restarted",
             |lab, nodes, agents| {
                 for a in agents.iter_mut() {
@@ -653,7 +666,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
                 }
             },
         ),
-        (
+        Scenario::new(
             "rolling restart (SIGTERM, one node after the other)",
             |lab, nodes, agents| {
                 for (i, n) in nodes.iter().enumerate() {
@@ -663,10 +676,10 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
                 }
             },
         ),
-        ("the router killed -9 and restarted", |lab, _, _| {
+        Scenario::new("the router killed -9 and restarted", |lab, _, _| {
             crash_and_recover_router(lab, false)
         }),
-        (
+        Scenario::new(
             "node1's agent killed -9 twice, 5 s apart",
             |lab, nodes, agents| {
                 for _ in 0..2 {
@@ -679,12 +692,19 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
         ),
     ];
     if tor == Tor::Frr {
-        scenarios.push((FRR_WHOLE, |lab, _, _| crash_and_recover_router(lab, true)));
+        scenarios.push(Scenario {
+            zebra_restarts: true,
+            ..Scenario::new(
+                "FRR killed -9 as a whole (bgpd and zebra) and restarted",
+                |lab, _, _| crash_and_recover_router(lab, true),
+            )
+        });
     }
     let mut failures = Vec::new();
     // Route changes already reported (the monitors count from the start).
     let mut reported = 0;
-    for (i, (name, action)) in scenarios.into_iter().enumerate() {
+    for (i, scenario) in scenarios.into_iter().enumerate() {
+        let name = scenario.name;
         let mut flows = vec![
             (
                 "a→b",
@@ -707,7 +727,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
         }
         let rib = RibWatch::start(&lab, i);
         std::thread::sleep(Duration::from_secs(2));
-        action(&mut lab, &nodes, &mut agents);
+        (scenario.act)(&mut lab, &nodes, &mut agents);
         for (flow, p) in &mut flows {
             let summary = probe_result(p);
             eprintln!("{tor}: {name}: {flow}: {summary}");
@@ -719,7 +739,7 @@ fn agents_and_router_restart(tor: Tor, tag: &str) {
         failures.extend(rib.withdrawn().into_iter().map(|w| format!("{name}: {w}")));
         let changes = monitors.changes();
         if changes.len() > reported {
-            let new: Vec<&String> = if name == FRR_WHOLE {
+            let new: Vec<&String> = if scenario.zebra_restarts {
                 without_zebra_rewrites(&changes[reported..], &fabric_before)
             } else {
                 changes[reported..].iter().collect()

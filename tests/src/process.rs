@@ -105,15 +105,25 @@ pub(crate) fn terminate_all(pids: &[i32], grace: Duration) {
     while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
     }
+    kill_and_wait(pids, Duration::from_secs(2));
+}
+
+/// Sends SIGKILL to every live pid (above 1) and waits at most `timeout` for them to be gone;
+/// true when none is left.
+pub(crate) fn kill_and_wait(pids: &[i32], timeout: Duration) -> bool {
     for &pid in pids {
         if pid > 1 && alive(pid) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while pids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
+    let deadline = Instant::now() + timeout;
+    while pids.iter().any(|&p| alive(p)) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
     }
+    true
 }
 
 /// A process started in one of the lab's namespaces by [`crate::Lab::spawn`].

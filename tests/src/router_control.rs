@@ -3,10 +3,6 @@
 //! are), and start it again, with the lab's base configuration or with the file a test wrote.
 
 use std::fs;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::error::{LabError, Result};
 use crate::lab::Lab;
@@ -49,15 +45,10 @@ impl Lab {
                 .ok_or_else(|| {
                     LabError::Invalid(format!("no running zebra in {}", pid_file.display()))
                 })?;
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let deadline = Instant::now() + TERM_GRACE;
-            while process::alive(pid) {
-                if Instant::now() > deadline {
-                    return Err(LabError::Invalid(format!(
-                        "zebra (pid {pid}) outlived SIGKILL"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if !process::kill_and_wait(&[pid], TERM_GRACE) {
+                return Err(LabError::Invalid(format!(
+                    "zebra (pid {pid}) outlived SIGKILL"
+                )));
             }
             // The next start script waits for zebra's socket: the dead one's must not count.
             let _ = fs::remove_file(pid_file.with_file_name("zserv.api"));
