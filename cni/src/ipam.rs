@@ -18,8 +18,9 @@
 //! worst a record that DEL or GC releases, never an interface without a record. The index
 //! entry is written before its record and removed after it, so every record can be found
 //! from its attachment; an entry left without its record confirms nothing and GC removes it.
-//! (Running an older plugin on the node after this one breaks that: records it writes have no
-//! entry, and only GC frees them. Remove `indexed` to have them indexed again.)
+//! (Running an older plugin on the node after this one, or during the upgrade, breaks that:
+//! records it writes have no entry until GC, which gives every record it keeps one; until
+//! then DEL does not free them. Removing `indexed` has them indexed at the next lock.)
 
 use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
@@ -272,9 +273,26 @@ impl LockedStore {
         else {
             return Ok(None);
         };
-        let owned = fs::read_to_string(self.dir.join(addr.to_string()))
-            .ok()
-            .and_then(|s| parse_owner(&s));
+        let record = self.dir.join(addr.to_string());
+        let owned = match fs::read_to_string(&record) {
+            Ok(s) => parse_owner(&s),
+            // Gone (released, or never linked by a killed plugin) or not text: not `owner`'s.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::InvalidData
+                ) =>
+            {
+                None
+            }
+            // Unreadable: an error, so that its entry is not taken for a stale one.
+            Err(source) => {
+                return Err(IpamError::Io {
+                    path: record,
+                    source,
+                });
+            }
+        };
         Ok((owned.as_ref() == Some(owner)).then_some(addr))
     }
 
@@ -418,6 +436,12 @@ impl LockedStore {
         let mut released = Vec::new();
         for (addr, owner) in self.records()? {
             let keep = owner.as_ref().is_some_and(|o| valid.contains(o));
+            if let Some(o) = owner.as_ref().filter(|_| keep)
+                && self.indexed(o, addr.is_ipv6())? != Some(addr)
+            {
+                // Written by a plugin without the index (see the module documentation).
+                self.point_index(o, addr)?;
+            }
             if !keep {
                 self.remove(addr)?;
                 if !released.contains(&owner) {
@@ -762,6 +786,23 @@ mod tests {
         // The killed pod's ADD, retried, gets an address of its own.
         let retried = s.allocate(&owner("killed"), &r).expect("alloc");
         assert_ne!(retried.v4, b.v4);
+    }
+
+    #[test]
+    fn gc_indexes_a_record_written_without_an_entry() {
+        let (_d, s) = store();
+        // An older plugin's allocation, after this store was indexed.
+        fs::write(s.dir.join("10.0.0.7"), format_owner(&owner("old"))).expect("record");
+        assert_eq!(
+            s.lookup(&owner("old")).expect("lookup"),
+            Allocation::default()
+        );
+        s.retain(&[owner("old")]).expect("gc");
+        assert_eq!(
+            s.release(&owner("old")).expect("release"),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))]
+        );
+        assert_eq!(s.records().expect("records"), vec![]);
     }
 
     #[test]

@@ -108,8 +108,8 @@ pub(crate) fn terminate_all(pids: &[i32], grace: Duration) {
     kill_and_wait(pids, Duration::from_secs(2));
 }
 
-/// Sends SIGKILL to every live pid (above 1) and waits at most `timeout` for them to be gone;
-/// true when none is left.
+/// Sends SIGKILL to every live pid above 1 (never to init or a process group) and waits at most
+/// `timeout` for every pid given to be gone; true when none is left.
 pub(crate) fn kill_and_wait(pids: &[i32], timeout: Duration) -> bool {
     for &pid in pids {
         if pid > 1 && alive(pid) {
