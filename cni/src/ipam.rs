@@ -227,9 +227,7 @@ impl LockedStore {
             else {
                 continue;
             };
-            let owner = fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|s| parse_owner(&s));
+            let owner = read_owner(&entry.path()).ok().flatten();
             out.push((addr, owner));
         }
         Ok(out)
@@ -273,26 +271,9 @@ impl LockedStore {
         else {
             return Ok(None);
         };
+        // Unreadable is an error here, so that the entry is not taken for a stale one.
         let record = self.dir.join(addr.to_string());
-        let owned = match fs::read_to_string(&record) {
-            Ok(s) => parse_owner(&s),
-            // Gone (released, or never linked by a killed plugin) or not text: not `owner`'s.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::InvalidData
-                ) =>
-            {
-                None
-            }
-            // Unreadable: an error, so that its entry is not taken for a stale one.
-            Err(source) => {
-                return Err(IpamError::Io {
-                    path: record,
-                    source,
-                });
-            }
-        };
+        let owned = read_owner(&record).map_err(io_err(&record))?;
         Ok((owned.as_ref() == Some(owner)).then_some(addr))
     }
 
@@ -464,6 +445,23 @@ impl LockedStore {
 
     fn remove(&self, addr: IpAddr) -> Result<(), IpamError> {
         remove_file(&self.dir.join(addr.to_string()))
+    }
+}
+
+/// The owner a record names: `None` when the record is gone (released, or never linked by a
+/// killed plugin), not text, or truncated; an error when it cannot be read.
+fn read_owner(record: &Path) -> io::Result<Option<Attachment>> {
+    match fs::read_to_string(record) {
+        Ok(s) => Ok(parse_owner(&s)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidData
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
