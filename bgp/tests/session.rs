@@ -8,8 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ipnetwork::IpNetwork;
 use podroute_bgp::collision::{self, Keep};
 use podroute_bgp::message::{
-    CodecContext, Family, Message, NextHop, Notification, Open, PathAttributes, RouteRefresh,
-    frame_len,
+    Capability, CodecContext, Family, Message, NextHop, Notification, Open, PathAttributes,
+    RouteRefresh, frame_len,
 };
 use podroute_bgp::session::{
     Action, AdminEvent, PeerAs, REFUSED_RETRIES, ReceivedRoutes, Session, SessionConfig, State,
@@ -435,6 +435,55 @@ fn route_refresh_resends_the_adj_rib_out() {
     p.a.handle_bytes(now, &rr.to_bytes(&ctx));
     p.drive();
     assert_eq!(p.seen_b.routes.len(), before + 1);
+}
+
+#[test]
+fn route_refreshes_sent_more_often_than_keepalives_do_not_hold_them_back() {
+    // A client whose import policy changes every few seconds asks for a refresh each time;
+    // its peer's hold timer counts only KEEPALIVE and UPDATE (RFC 4271 §8.2.2), so the
+    // KEEPALIVEs must still go out every 30 s.
+    let mut p = Pair::ebgp();
+    p.start();
+    assert!(p.a.negotiated().is_some_and(|n| n.route_refresh));
+    let before = keepalives(&p.seen_a);
+    for _ in 0..12 {
+        p.run_for(Duration::from_secs(20));
+        let now = p.now;
+        assert!(p.a.request_refresh(now));
+        p.drive();
+    }
+    // 240 s at one KEEPALIVE per 30 s.
+    assert_eq!(keepalives(&p.seen_a) - before, 8);
+    assert_eq!(p.b.counters().errors.hold_timer_expired, 0);
+    assert_eq!(p.b.counters().established, 1);
+}
+
+#[test]
+fn a_route_refresh_received_keeps_the_session_up_like_a_keepalive() {
+    // A peer that sends only ROUTE-REFRESHes for longer than the hold time (as podroute
+    // agents from before December 2026 do when they refresh often) is alive.
+    let (mut s, mut now) = open_sent();
+    let open = Open::new(65002, 90, B_ID, vec![Capability::RouteRefresh]);
+    s.handle_bytes(now, &Message::Open(open).to_bytes(&CodecContext::default()));
+    s.handle_bytes(now, &Message::Keepalive.to_bytes(&CodecContext::default()));
+    assert_eq!(s.state(), State::Established);
+    let ctx = s.negotiated().expect("negotiated").codec;
+    let refresh = Message::RouteRefresh(RouteRefresh {
+        family: Family::IPV4_UNICAST,
+        subtype: 0,
+    })
+    .to_bytes(&ctx);
+    let end = now + Duration::from_secs(300);
+    while now < end {
+        now += Duration::from_secs(20);
+        while let Some(t) = s.poll_timeout().filter(|t| *t <= now) {
+            s.handle_timeout(t);
+        }
+        s.handle_bytes(now, &refresh);
+        while s.poll_action().is_some() {}
+        assert_eq!(s.state(), State::Established, "at {:?}", end - now);
+    }
+    assert_eq!(s.counters().errors.hold_timer_expired, 0);
 }
 
 // ---- OPEN and header errors, each with its NOTIFICATION ----

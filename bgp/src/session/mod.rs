@@ -683,10 +683,16 @@ impl Session {
         self.counters.messages_out.count(msg.message_type());
         self.actions
             .push_back(Action::Send(msg.to_bytes(&self.codec)));
-        self.restart_keepalive(now);
+        // Only these restart the peer's hold timer (RFC 4271 §8.2.2), so only these may put
+        // off our next KEEPALIVE: a speaker that sends a ROUTE-REFRESH more often than
+        // every keepalive interval would otherwise never send one, and be cut off after the
+        // hold time by a peer that counts only KEEPALIVE and UPDATE.
+        if matches!(msg, Message::Keepalive | Message::Update(_)) {
+            self.restart_keepalive(now);
+        }
     }
 
-    /// RFC 4271 §10: each KEEPALIVE or UPDATE sent restarts the KeepaliveTimer.
+    /// RFC 4271 §8.2.2: each KEEPALIVE or UPDATE sent restarts the KeepaliveTimer.
     fn restart_keepalive(&mut self, now: Instant) {
         if matches!(self.state, State::OpenConfirm | State::Established)
             && let Some(iv) = self
@@ -786,7 +792,14 @@ impl Session {
                 self.restart_hold(now);
                 self.handle_update(update);
             }
-            (State::Established, Message::RouteRefresh(rr)) => self.handle_route_refresh(now, rr),
+            // RFC 4271 restarts the hold timer only on KEEPALIVE and UPDATE; a ROUTE-REFRESH
+            // shows the peer alive just as well, and counting it keeps a session up with a
+            // speaker that lets refreshes put off its KEEPALIVEs, as podroute agents from
+            // before December 2026 do (a rolling upgrade has both kinds).
+            (State::Established, Message::RouteRefresh(rr)) => {
+                self.restart_hold(now);
+                self.handle_route_refresh(now, rr);
+            }
             // Anything else is unexpected in the state (RFC 6608 subcodes 1/2/3).
             (state, _) => {
                 let subcode = match state {
