@@ -203,6 +203,38 @@ fn max_prefix_drop_excess_keeps_the_limit() {
 }
 
 #[test]
+fn a_raised_prefix_limit_asks_for_the_routes_the_old_one_dropped() {
+    let mut net = mesh(&[1, 2]);
+    limited(&mut net, MaxPrefixAction::DropExcess);
+    assert_eq!(net.fib(1).len(), 3);
+    let refreshes = |net: &mut Net| net.node(1).seen.sent_messages(ROUTE_REFRESH);
+    let established = |net: &mut Net| {
+        let status = net.node(1).speaker.peers().next().expect("peer");
+        status.established_count
+    };
+    let before = established(&mut net);
+    assert_eq!(refreshes(&mut net), 0);
+    let raise = |net: &mut Net, limit: usize| {
+        let mut config = peer_config(1, 2);
+        config.max_prefixes = Some(MaxPrefix {
+            limit,
+            action: MaxPrefixAction::DropExcess,
+        });
+        let now = net.now;
+        net.node(1).speaker.update_peer(now, config);
+        net.run_for(Duration::from_secs(1));
+    };
+    raise(&mut net, 10);
+    assert_eq!(net.fib(1).len(), 5, "the two dropped routes came back");
+    let asked = refreshes(&mut net);
+    assert!(asked > 0);
+    // Nothing refused since: a further change asks for nothing.
+    raise(&mut net, 20);
+    assert_eq!(refreshes(&mut net), asked);
+    assert_eq!(established(&mut net), before, "no session reset");
+}
+
+#[test]
 fn max_prefix_cease_holds_the_session_down_until_its_restart_timer() {
     let mut net = mesh(&[1, 2]);
     // Node 2 connects out too, so it keeps knocking while node 1 holds the session down.

@@ -218,9 +218,10 @@ impl Speaker {
     /// Applies a changed configuration. A change of the session itself (AS numbers,
     /// identifier, timers, families, graceful restart) ends it with NOTIFICATION
     /// Cease/Other Configuration Change (RFC 4486) and starts it again; a changed import
-    /// policy is applied to the routes held and the peer is asked to send its routes again
-    /// (ROUTE-REFRESH; without it the session is reset); a changed export policy is
-    /// re-advertised. Nothing else is touched.
+    /// policy is applied to the routes held, and after it or a changed prefix limit the peer
+    /// is asked to send its routes again if it sent any that were refused (ROUTE-REFRESH;
+    /// without it the session is reset); a changed export policy is re-advertised. Nothing
+    /// else is touched.
     pub fn update_peer(&mut self, now: Instant, config: PeerConfig) {
         let address = config.address;
         let Some(peer) = self.peers.get_mut(&address) else {
@@ -258,7 +259,10 @@ impl Speaker {
         } else if old.export != self.peers[&address].config.export {
             self.export_to(now, address);
         }
-        if old.import != self.peers[&address].config.import {
+        // A raised limit takes routes that the old one dropped: asked for again like those a
+        // wider import policy takes.
+        let new = &self.peers[&address].config;
+        if old.import != new.import || old.max_prefixes != new.max_prefixes {
             self.reapply_import(now, address);
         }
         self.send_reflected(now);
@@ -1329,8 +1333,9 @@ impl Speaker {
         }
     }
 
-    /// Import policy changed: drop held routes it no longer accepts, and, if the peer sent
-    /// routes that were refused, ask for everything again (those may pass now). A route
+    /// Import policy or prefix limit changed: drop held routes the policy no longer accepts,
+    /// and, if the peer sent routes that were refused, ask for everything again (those may
+    /// pass now). A route
     /// reflector's clients change their import policy for it with every Node in the cluster,
     /// and a refresh makes the reflector send its whole table again: asked for only when
     /// something was refused, that is once per new Node a client heard of late, not once per
