@@ -165,6 +165,10 @@ pub struct KillCheck {
     pub inconsistent_pods: Vec<String>,
     /// Records in the store after DEL of every pod (leaked addresses).
     pub leaked_records: usize,
+    /// IPAM index entries (`owner:…`) in the store after DEL of every pod. Absent in result
+    /// files from before the check.
+    #[serde(default)]
+    pub leaked_index_entries: usize,
     /// veths in the node namespace after the pod namespaces went (leaked veths).
     pub leaked_veths: usize,
 }
@@ -175,6 +179,7 @@ impl KillCheck {
         self.gc_ok
             && self.inconsistent_pods.is_empty()
             && self.leaked_records == 0
+            && self.leaked_index_entries == 0
             && self.leaked_veths == 0
     }
 }
@@ -471,6 +476,7 @@ pub fn run(cfg: &ChurnConfig, cancel: &AtomicBool) -> Result<ChurnResult> {
         .args(["netns", "del", &ns.node()])
         .output();
     ip_batch(None, &format!("netns add {}\n", ns.node()))?;
+    node_forwards(&ns.node())?;
     let data = std::env::temp_dir().join(format!("{}-cni-data", cfg.prefix));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).map_err(io_err(format!("create {}", data.display())))?;
@@ -576,6 +582,46 @@ fn store_records(data: &Path) -> Result<BTreeMap<IpAddr, String>> {
         out.insert(addr, text.lines().next().unwrap_or_default().to_owned());
     }
     Ok(out)
+}
+
+/// Turns on IPv4 forwarding in the node namespace, as on every Kubernetes node. A new
+/// namespace copies the host's setting, and with it off the first plugins of a run would
+/// each switch their veth's forwarding on under the kernel's RTNL lock (the sysctl retries
+/// while another holds it), and `ptp` would switch it on for all later ones.
+fn node_forwards(node: &str) -> Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", node, "sh", "-c"])
+        .arg("echo 1 > /proc/sys/net/ipv4/ip_forward")
+        .output()
+        .map_err(io_err("run ip netns exec"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Failed(format!(
+            "ip_forward in {node}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// The plugin's IPAM index entries (`owner:<containerID>:<ifname>:<family>` links) in the
+/// store.
+fn index_entries(data: &Path) -> Result<usize> {
+    let dir = data.join(PODROUTE_NETWORK);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    for e in entries {
+        let e = e.map_err(io_err(format!("read {}", dir.display())))?;
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("owner:"))
+        {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// The IPv4 address on `eth0` in namespace `ns`, if any.
@@ -693,15 +739,17 @@ fn kill_round(cfg: &ChurnConfig, ns: &Namespaces, data: &Path) -> Result<KillChe
     ns.remove_pods();
     let _ = wait_no_veth(&ns.node());
     check.leaked_records = store_records(data)?.len();
+    check.leaked_index_entries = index_entries(data)?;
     check.leaked_veths = veth_count(&ns.node())?;
     eprintln!(
         "cni-churn: kill round: {} killed, {} answered before, {} records after the kill; \
-         inconsistent {}, leaked records {}, leaked veths {}",
+         inconsistent {}, leaked records {}, leaked index entries {}, leaked veths {}",
         check.killed,
         check.completed_before_kill,
         check.records_after_kill,
         check.inconsistent_pods.len(),
         check.leaked_records,
+        check.leaked_index_entries,
         check.leaked_veths
     );
     Ok(check)
@@ -741,13 +789,14 @@ pub fn markdown(r: &ChurnResult) -> String {
     out.push_str(&format!(
         "\nkill -9 mid-churn: {} killed, {} answered before; after DEL + ADD again {} \
          ownerless records, GC ok {}, then {} inconsistent pods; after DEL of all: {} leaked \
-         records, {} leaked veths\n",
+         records, {} leaked index entries, {} leaked veths\n",
         k.killed,
         k.completed_before_kill,
         k.ownerless_before_gc,
         k.gc_ok,
         k.inconsistent_pods.len(),
         k.leaked_records,
+        k.leaked_index_entries,
         k.leaked_veths
     ));
     out

@@ -81,8 +81,12 @@ pub struct Machine {
     pub gobgp: String,
     /// The podroute commit the agent was built from (`git describe --always --dirty`).
     pub podroute: String,
-    /// The agent binary.
+    /// The agent binary (the plugin binary in the CNI churn bench).
     pub agent_bin: String,
+    /// `sha256sum` of that binary: which build ran, when the tree was dirty or the binary
+    /// came from elsewhere. Absent in result files from before it was recorded.
+    #[serde(default)]
+    pub agent_bin_sha256: String,
     /// `/proc/loadavg` when the suite started (other work on the machine).
     pub loadavg_at_start: String,
 }

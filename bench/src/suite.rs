@@ -211,6 +211,16 @@ pub(crate) fn machine(agent_bin: &Path) -> Machine {
             ],
         ),
         agent_bin: agent_bin.display().to_string(),
+        agent_bin_sha256: Command::new("sha256sum")
+            .arg(agent_bin)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout);
+                Some(text.split_whitespace().next()?.to_owned())
+            })
+            .unwrap_or_default(),
         loadavg_at_start: read("/proc/loadavg").trim().to_owned(),
     }
 }
