@@ -224,6 +224,10 @@ fn a_raised_prefix_limit_asks_for_the_routes_the_old_one_dropped() {
         net.node(1).speaker.update_peer(now, config);
         net.run_for(Duration::from_secs(1));
     };
+    // Lower: applies to new prefixes only, nothing dropped, nothing asked.
+    raise(&mut net, 2);
+    assert_eq!(net.fib(1).len(), 3);
+    assert_eq!(refreshes(&mut net), 0);
     raise(&mut net, 10);
     assert_eq!(net.fib(1).len(), 5, "the two dropped routes came back");
     let asked = refreshes(&mut net);
@@ -232,6 +236,56 @@ fn a_raised_prefix_limit_asks_for_the_routes_the_old_one_dropped() {
     raise(&mut net, 20);
     assert_eq!(refreshes(&mut net), asked);
     assert_eq!(established(&mut net), before, "no session reset");
+}
+
+#[test]
+fn a_warn_limit_changed_asks_for_nothing_even_after_refusals() {
+    // Refused by import policy, then a Warn limit edited: a limit that dropped nothing
+    // cannot take anything back.
+    let mut net = mesh(&[1, 2]);
+    let mut config = peer_config(1, 2);
+    config.import = Policy::allow_only(vec![PrefixRule::exact(
+        net_("10.99.0.0/24"),
+        Verdict::Accept,
+    )]);
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, config.clone());
+    originate(&mut net, 2, &["10.99.0.0/24", "10.99.1.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(net.fib(1).len(), 1);
+    for limit in [5, 1] {
+        config.max_prefixes = Some(MaxPrefix {
+            limit,
+            action: MaxPrefixAction::Warn,
+        });
+        let now = net.now;
+        net.node(1).speaker.update_peer(now, config.clone());
+        net.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(net.node(1).seen.sent_messages(ROUTE_REFRESH), 0);
+    assert_eq!(net.fib(1).len(), 1);
+}
+
+#[test]
+fn a_limit_change_does_not_start_a_session_that_strict_bfd_holds() {
+    let mut net = bfd_pair(BfdMode::Strict);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    let mut config = peer_config(1, 2);
+    config.bfd = BfdMode::Strict;
+    config.max_prefixes = Some(MaxPrefix {
+        limit: 10,
+        action: MaxPrefixAction::DropExcess,
+    });
+    let now = net.now;
+    net.node(1).speaker.update_peer(now, config);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Idle));
+    assert!(net.node(1).speaker.peers().all(|p| p.waiting_for_bfd));
+    let now = net.now;
+    net.node(1).speaker.path_changed(now, ip(2), PathState::Up);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.state(1, 2), Some(State::Established));
 }
 
 #[test]

@@ -794,8 +794,8 @@ impl Session {
             }
             // RFC 4271 restarts the hold timer only on KEEPALIVE and UPDATE; a ROUTE-REFRESH
             // shows the peer alive just as well, and counting it keeps a session up with a
-            // speaker that lets refreshes put off its KEEPALIVEs, as podroute agents from
-            // before December 2026 do (a rolling upgrade has both kinds).
+            // speaker that lets refreshes put off its KEEPALIVEs, as podroute agents before
+            // cf613c2 (7 Dec 2026) do (a rolling upgrade has both kinds).
             (State::Established, Message::RouteRefresh(rr)) => {
                 self.restart_hold(now);
                 self.handle_route_refresh(now, rr);

@@ -218,10 +218,11 @@ impl Speaker {
     /// Applies a changed configuration. A change of the session itself (AS numbers,
     /// identifier, timers, families, graceful restart) ends it with NOTIFICATION
     /// Cease/Other Configuration Change (RFC 4486) and starts it again; a changed import
-    /// policy is applied to the routes held, and after it or a changed prefix limit the peer
-    /// is asked to send its routes again if it sent any that were refused (ROUTE-REFRESH;
-    /// without it the session is reset); a changed export policy is re-advertised. Nothing
-    /// else is touched.
+    /// policy is applied to the routes held, and after it or a prefix limit that takes more
+    /// than the old one dropped the peer is asked to send its routes again if it sent any that
+    /// were refused (ROUTE-REFRESH; without it the session is reset); a lower limit applies
+    /// to new prefixes only; a changed export policy is re-advertised. Nothing else is
+    /// touched.
     pub fn update_peer(&mut self, now: Instant, config: PeerConfig) {
         let address = config.address;
         let Some(peer) = self.peers.get_mut(&address) else {
@@ -249,7 +250,14 @@ impl Speaker {
             return;
         };
         let new = &peer.config;
-        if old.max_prefixes != new.max_prefixes && peer.held_down.is_some() {
+        // A changed limit ends a hold-down that the limit caused (Cease), not one that strict
+        // BFD keeps until the path is up.
+        if old.max_prefixes != new.max_prefixes
+            && matches!(
+                peer.held_down,
+                Some(HeldDown::Until(_) | HeldDown::UntilReconfigured)
+            )
+        {
             peer.held_down = None;
             peer.primary.session.handle(now, AdminEvent::Start);
             self.drain(now, address, Slot::Primary);
@@ -259,10 +267,10 @@ impl Speaker {
         } else if old.export != self.peers[&address].config.export {
             self.export_to(now, address);
         }
-        // A raised limit takes routes that the old one dropped: asked for again like those a
+        // A looser limit takes routes that the old one dropped: asked for again like those a
         // wider import policy takes.
         let new = &self.peers[&address].config;
-        if old.import != new.import || old.max_prefixes != new.max_prefixes {
+        if old.import != new.import || limit_takes_more(old.max_prefixes, new.max_prefixes) {
             self.reapply_import(now, address);
         }
         self.send_reflected(now);
@@ -1333,10 +1341,9 @@ impl Speaker {
         }
     }
 
-    /// Import policy or prefix limit changed: drop held routes the policy no longer accepts,
-    /// and, if the peer sent routes that were refused, ask for everything again (those may
-    /// pass now). A route
-    /// reflector's clients change their import policy for it with every Node in the cluster,
+    /// Import policy changed, or the prefix limit takes more: drop held routes the policy no
+    /// longer accepts, and, if the peer sent routes that were refused, ask for everything
+    /// again (those may pass now). A route reflector's clients change their import policy for it with every Node in the cluster,
     /// and a refresh makes the reflector send its whole table again: asked for only when
     /// something was refused, that is once per new Node a client heard of late, not once per
     /// client and Node.
@@ -1551,6 +1558,31 @@ impl Speaker {
 /// Carries out a session's I/O on its link's connection: `Send` becomes
 /// [`SpeakerAction::Send`], `Disconnect` [`SpeakerAction::Close`] (and the connection is
 /// forgotten). Any other action is handed back.
+/// Whether `new` keeps routes that `old` dropped: only [`MaxPrefixAction::DropExcess`] drops
+/// any, and a higher limit, another action or no limit keeps more.
+fn limit_takes_more(old: Option<MaxPrefix>, new: Option<MaxPrefix>) -> bool {
+    match (old, new) {
+        (
+            Some(MaxPrefix {
+                limit: was,
+                action: MaxPrefixAction::DropExcess,
+            }),
+            Some(MaxPrefix {
+                limit: now,
+                action: MaxPrefixAction::DropExcess,
+            }),
+        ) => now > was,
+        (
+            Some(MaxPrefix {
+                action: MaxPrefixAction::DropExcess,
+                ..
+            }),
+            _,
+        ) => true,
+        _ => false,
+    }
+}
+
 fn carry_io(
     link: &mut Link,
     action: Action,

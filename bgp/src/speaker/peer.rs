@@ -84,8 +84,9 @@ pub(crate) struct Peer {
     /// The prefix limit was reported on the current session.
     pub(crate) max_prefix_reported: bool,
     /// A route the peer sent was refused on the current session since we last asked it for
-    /// a ROUTE-REFRESH. Only then can a changed import policy accept something the peer sent
-    /// (what it accepted is held and judged again locally), so only then is a refresh sent.
+    /// a ROUTE-REFRESH. Only then can a changed import policy or a looser prefix limit accept
+    /// something the peer sent (what it accepted is held and judged again locally), so only
+    /// then is a refresh sent.
     pub(crate) refused_since_refresh: bool,
     pub(crate) held_down: Option<HeldDown>,
     /// What BFD last said of the path to the peer (`None`: nothing yet, or BFD off).
