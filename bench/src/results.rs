@@ -79,12 +79,14 @@ pub struct Machine {
     pub bird: String,
     /// `gobgpd --version`.
     pub gobgp: String,
-    /// The podroute commit the agent was built from (`git describe --always --dirty`).
+    /// `git describe --always --dirty` of the tree the bench runs from: the agent's commit
+    /// only when the agent was built from that tree (see `agent_bin_sha256`).
     pub podroute: String,
     /// The agent binary (the plugin binary in the CNI churn bench).
     pub agent_bin: String,
     /// `sha256sum` of that binary: which build ran, when the tree was dirty or the binary
-    /// came from elsewhere. Absent in result files from before it was recorded.
+    /// came from elsewhere. Empty when `sha256sum` failed, and absent in result files from
+    /// before it was recorded.
     #[serde(default)]
     pub agent_bin_sha256: String,
     /// `/proc/loadavg` when the suite started (other work on the machine).
