@@ -564,22 +564,29 @@ fn rounds(
 /// The address records of podroute's store: address → container IDs (one each, unless the
 /// store is corrupt, which shows as a missing record).
 fn store_records(data: &Path) -> Result<BTreeMap<IpAddr, String>> {
-    let dir = data.join(PODROUTE_NETWORK);
     let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for e in entries {
-        let e = e.map_err(io_err(format!("read {}", dir.display())))?;
-        let Some(addr) = e
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<IpAddr>().ok())
-        else {
+    for (name, path) in store_files(data)? {
+        let Ok(addr) = name.parse::<IpAddr>() else {
             continue;
         };
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         out.insert(addr, text.lines().next().unwrap_or_default().to_owned());
+    }
+    Ok(out)
+}
+
+/// The names and paths of the files in the podroute plugin's store (none before it exists).
+fn store_files(data: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let dir = data.join(PODROUTE_NETWORK);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(io_err(format!("read {}", dir.display())))?;
+        if let Some(name) = e.file_name().to_str() {
+            out.push((name.to_owned(), e.path()));
+        }
     }
     Ok(out)
 }
@@ -589,39 +596,23 @@ fn store_records(data: &Path) -> Result<BTreeMap<IpAddr, String>> {
 /// each switch their veth's forwarding on under the kernel's RTNL lock (the sysctl retries
 /// while another holds it), and `ptp` would switch it on for all later ones.
 fn node_forwards(node: &str) -> Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", node, "sh", "-c"])
-        .arg("echo 1 > /proc/sys/net/ipv4/ip_forward")
-        .output()
-        .map_err(io_err("run ip netns exec"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BenchError::Failed(format!(
-            "ip_forward in {node}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    // `/proc/sys/net` shows the namespace of the thread that opens it.
+    netns::spawn_in(node, "ip-forward", || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+    })
+    .map_err(io_err("spawn the ip_forward thread"))?
+    .join()
+    .map_err(|_| BenchError::Failed("the ip_forward thread panicked".into()))?
+    .map_err(io_err(format!("ip_forward in {node}")))
 }
 
 /// The plugin's IPAM index entries (`owner:<containerID>:<ifname>:<family>` links) in the
 /// store.
 fn index_entries(data: &Path) -> Result<usize> {
-    let dir = data.join(PODROUTE_NETWORK);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(0);
-    };
-    let mut count = 0;
-    for e in entries {
-        let e = e.map_err(io_err(format!("read {}", dir.display())))?;
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with("owner:"))
-        {
-            count += 1;
-        }
-    }
-    Ok(count)
+    Ok(store_files(data)?
+        .iter()
+        .filter(|(name, _)| name.starts_with("owner:"))
+        .count())
 }
 
 /// The IPv4 address on `eth0` in namespace `ns`, if any.

@@ -1561,26 +1561,14 @@ impl Speaker {
 /// Whether `new` keeps routes that `old` dropped: only [`MaxPrefixAction::DropExcess`] drops
 /// any, and a higher limit, another action or no limit keeps more.
 fn limit_takes_more(old: Option<MaxPrefix>, new: Option<MaxPrefix>) -> bool {
-    match (old, new) {
-        (
-            Some(MaxPrefix {
-                limit: was,
-                action: MaxPrefixAction::DropExcess,
-            }),
-            Some(MaxPrefix {
-                limit: now,
-                action: MaxPrefixAction::DropExcess,
-            }),
-        ) => now > was,
-        (
-            Some(MaxPrefix {
-                action: MaxPrefixAction::DropExcess,
-                ..
-            }),
-            _,
-        ) => true,
-        _ => false,
-    }
+    let Some(MaxPrefix {
+        limit: was,
+        action: MaxPrefixAction::DropExcess,
+    }) = old
+    else {
+        return false;
+    };
+    !matches!(new, Some(MaxPrefix { limit, action: MaxPrefixAction::DropExcess }) if limit <= was)
 }
 
 fn carry_io(
