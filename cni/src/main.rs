@@ -37,7 +37,7 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 
 fn ignore_sigpipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: SIG_IGN runs no code of ours, and no other thread exists yet.
+    // SAFETY: SIG_IGN installs no handler, so no code of ours can run in signal context.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
