@@ -221,7 +221,7 @@ fn wire(
     let existing = nl.link(&host_name)?;
     let complete = match &existing {
         Some(link) if !release::is_released(link) => {
-            netns::run_in(ns, path, || nl.open_here()?.link(ifname))??.is_some()
+            netns::run_in(ns, path, || Netlink::connect()?.link(ifname))??.is_some()
         }
         _ => false,
     };
@@ -241,9 +241,7 @@ fn wire(
         )
     })?;
     configure_host(conf, &nl, &host_name, &host, alloc)?;
-    let pod = netns::run_in(ns, path, || {
-        configure_pod(&nl, ifname, alloc, &host.mac_bytes)
-    })??;
+    let pod = netns::run_in(ns, path, || configure_pod(ifname, alloc, &host.mac_bytes))??;
 
     let gateway_of = |a: IpAddr| -> IpAddr {
         if a.is_ipv4() {
@@ -343,14 +341,9 @@ fn configure_host(
     Ok(())
 }
 
-/// Runs in the pod's namespace; `host` is the node-side connection, whose runtime it shares.
-fn configure_pod(
-    host: &Netlink,
-    ifname: &str,
-    alloc: Allocation,
-    host_mac: &[u8],
-) -> Result<LinkState, CniError> {
-    let nl = host.open_here()?;
+/// Runs in the pod's namespace.
+fn configure_pod(ifname: &str, alloc: Allocation, host_mac: &[u8]) -> Result<LinkState, CniError> {
+    let nl = Netlink::connect()?;
     let link = nl.link(ifname)?.ok_or_else(|| {
         CniError::new(
             ErrorCode::Io,
@@ -401,7 +394,7 @@ fn del(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
         // No namespace (any more): the pair went with it, or never reached it.
         && let Ok(ns) = netns::open(path)
     {
-        release::release_pod_side(&nl, &ns, path, &owner.ifname, &host)?;
+        release::release_pod_side(&ns, path, &owner.ifname, &host)?;
     }
     IpamStore::new(conf.store_dir())
         .lock(conf.lock_timeout)?
@@ -488,7 +481,7 @@ fn check(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     })?;
     let want_mac = prev.interfaces[iface_idx].mac.to_lowercase();
     netns::run_in(&ns, path, || -> Result<(), CniError> {
-        let nl = nl.open_here()?;
+        let nl = Netlink::connect()?;
         let link = nl.link(ifname)?.ok_or_else(|| {
             check_failed(format!(
                 "interface {ifname} is missing in {}",

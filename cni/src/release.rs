@@ -69,18 +69,17 @@ pub enum PodSideError {
     Netlink(#[from] NetlinkError),
 }
 
-/// Releases the pod side of `host` in the pod's namespace (over a connection sharing `node`'s
-/// runtime): down, addresses removed, renamed away from `ifname`. Does nothing when `ifname`
-/// there is not `host`'s peer (each must name the other as its peer), or is gone.
+/// Releases the pod side of `host` in the pod's namespace: down, addresses removed, renamed
+/// away from `ifname`. Does nothing when `ifname` there is not `host`'s peer (each must name
+/// the other as its peer), or is gone.
 pub fn release_pod_side(
-    node: &Netlink,
     pod_ns: &File,
     pod_path: &Path,
     ifname: &str,
     host: &LinkState,
 ) -> Result<(), PodSideError> {
     netns::run_in(pod_ns, pod_path, || -> Result<(), NetlinkError> {
-        let nl = node.open_here()?;
+        let nl = Netlink::connect()?;
         let Some(pod) = nl.link(ifname)? else {
             return Ok(());
         };

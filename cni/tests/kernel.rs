@@ -241,6 +241,45 @@ fn gc_destroys_released_veths_whose_netns_lives_on() {
     assert!(ping(&kept, NODE_V4));
 }
 
+/// GC reads the node's links in one dump, which the kernel sends in several parts when the
+/// node has many links: released veths behind 150 other links are all found.
+#[test]
+#[ignore = "needs root: run by make test"]
+fn gc_finds_released_veths_behind_a_long_link_dump() {
+    let node = Node::new();
+    let conf = node.conf("1.1.0", true);
+    let batch: String = (0..150)
+        .map(|i| format!("link add filler{i} type bridge\n"))
+        .collect();
+    let mut ip = std::process::Command::new("ip")
+        .args(["-n", &node.ns.name, "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("ip -batch");
+    std::io::Write::write_all(ip.stdin.as_mut().expect("stdin"), batch.as_bytes())
+        .expect("write the batch");
+    drop(ip.stdin.take());
+    assert!(ip.wait().expect("ip -batch").success());
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("pod")).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        let cid = format!("c-long-{i}");
+        ok_json(&node.plugin("ADD", &conf, Some(&cid), Some(&pod.path())));
+        assert_ok(&node.plugin("DEL", &conf, Some(&cid), Some(&pod.path())));
+    }
+    assert_eq!(node.host_veths().len(), 3, "three released veths");
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    assert_ok(&node.plugin("GC", &gc, None, None));
+    assert_eq!(node.host_veths(), Vec::<String>::new());
+    let links = node.ns.sh(&["ip", "-o", "link", "show", "type", "bridge"]);
+    assert_eq!(
+        links.lines().count(),
+        150,
+        "GC destroyed only released veths"
+    );
+}
+
 #[test]
 #[ignore = "needs root: run by make test"]
 fn results_follow_the_config_version() {
