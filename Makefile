@@ -119,6 +119,9 @@ test: deps control-plane lint build lab-images unit-test root-test fuzz-smoke be
 # BENCH_MESH_STEADY_SECS) three times: as it is (target/bench/mesh.{json,md}), with BFD 300 ms × 3
 # on every mesh session over the lab's UDP sockets (issue 12: target/bench/mesh-bfd.{json,md}),
 # and with kube-router under test instead (target/bench/mesh-kube-router.{json,md}).
+# Then the CNI churn bench (issue 15: podroute, ptp and bridge, 100 pods at once; BENCH_CNI_PODS,
+# BENCH_CNI_ROUNDS) with the IPAM files on a fresh journaled ext4 (tests/scripts/
+# journaled-scratch.sh; BENCH_CNI_DATA_DIR picks another place): target/bench/cni-churn.{json,md}.
 # Then the BFD loss window (issue 12): a router → node link cut with BFD 300 ms × 3 and with
 # the hold timer alone, 10-ms probes from behind a BIRD router: target/bench/bfd-loss.{json,md};
 # BENCH_BFD_LOSS_RUNS (5 per mode), BENCH_BFD_LOSS_HOLD_SECS (9).
@@ -136,7 +139,7 @@ bench: deps control-plane
 		| tee target/bench/mesh-bfd.md
 	target/release/podroute-bench mesh --system kube-router \
 		--output target/bench/mesh-kube-router.json | tee target/bench/mesh-kube-router.md
-	target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
+	set -o pipefail; tests/scripts/journaled-scratch.sh target/release/podroute-bench cni-churn | tee target/bench/cni-churn.md
 	target/release/podroute-bench bfd-loss | tee target/bench/bfd-loss.md
 
 # The API-outage test of agent/tests/zero_loss.rs with a 10-minute outage (make test runs

@@ -65,6 +65,9 @@ pub struct ChurnConfig {
     pub podroute_bin: PathBuf,
     /// The JSON result file.
     pub output: PathBuf,
+    /// Where every plugin keeps its IPAM files (in a directory of this run's own). Its
+    /// filesystem matters: see [`data_filesystem`].
+    pub data_dir: PathBuf,
 }
 
 /// The plugins compared.
@@ -193,6 +196,9 @@ pub struct ChurnResult {
     pub pods: usize,
     /// Rounds per plugin.
     pub rounds: u32,
+    /// The filesystem of the IPAM data ([`data_filesystem`]); empty in older result files.
+    #[serde(default)]
+    pub data_fs: String,
     /// Per plugin, podroute first.
     pub plugins: Vec<PluginChurn>,
     /// The kill round.
@@ -477,7 +483,7 @@ pub fn run(cfg: &ChurnConfig, cancel: &AtomicBool) -> Result<ChurnResult> {
         .output();
     ip_batch(None, &format!("netns add {}\n", ns.node()))?;
     node_forwards(&ns.node())?;
-    let data = std::env::temp_dir().join(format!("{}-cni-data", cfg.prefix));
+    let data = cfg.data_dir.join(format!("{}-cni-data", cfg.prefix));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).map_err(io_err(format!("create {}", data.display())))?;
     let outcome = rounds(cfg, &ns, &data, cancel);
@@ -556,9 +562,43 @@ fn rounds(
         machine: crate::suite::machine(&cfg.podroute_bin),
         pods: cfg.pods,
         rounds: cfg.rounds,
+        data_fs: data_filesystem(data),
         plugins,
         kill,
     })
+}
+
+/// The filesystem that holds `dir`, e.g. "ext4 without a journal (/dev/vda)". Every plugin
+/// creates and deletes files per pod, and on ext4 without a journal each new inode is found by
+/// skipping every inode freed in the last minute (`recently_deleted`): under churn that costs
+/// more than the netlink work. A node's disk has a journal; this machine's root does not.
+pub fn data_filesystem(dir: &Path) -> String {
+    let out = Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE,FSTYPE", "--target"])
+        .arg(dir)
+        .output();
+    let text = out.map_or_else(
+        |_| String::new(),
+        |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+    );
+    let mut fields = text.split_whitespace();
+    let (Some(source), Some(fstype)) = (fields.next(), fields.next()) else {
+        return "unknown".into();
+    };
+    if fstype != "ext4" {
+        return format!("{fstype} ({source})");
+    }
+    let device = Path::new(source)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let journal = device
+        .and_then(|d| std::fs::read_to_string(format!("/sys/fs/ext4/{d}/journal_task")).ok())
+        .map(|t| t.trim() != "<none>");
+    match journal {
+        Some(true) => format!("ext4 with a journal ({source})"),
+        Some(false) => format!("ext4 without a journal ({source})"),
+        None => format!("ext4 ({source})"),
+    }
 }
 
 /// The address records of podroute's store: address → container IDs (one each, unless the
@@ -750,10 +790,11 @@ fn kill_round(cfg: &ChurnConfig, ns: &Namespaces, data: &Path) -> Result<KillChe
 pub fn markdown(r: &ChurnResult) -> String {
     let c = |v: [f64; 3]| format!("{:.1} / {:.1} / {:.1}", v[0], v[1], v[2]);
     let mut out = format!(
-        "{} pods added then deleted at once, {} rounds (ms; p50 / p90 / max per pod)\n\n\
+        "{} pods added then deleted at once, {} rounds, IPAM files on {} (ms; p50 / p90 / max \
+         per pod)\n\n\
          | plugin | ADD | DEL | ADD+DEL | round wall (median) | veths gone | CPU per pod | failures |\n\
          |---|---|---|---|---|---|---|---|\n",
-        r.pods, r.rounds
+        r.pods, r.rounds, r.data_fs
     );
     for p in &r.plugins {
         out.push_str(&format!(

@@ -157,6 +157,11 @@ struct ChurnArgs {
         default_value = "target/bench/cni-churn.json"
     )]
     output: PathBuf,
+    /// Where the plugins keep their IPAM files (default: the temporary directory). `make
+    /// bench` gives a fresh ext4 with a journal, as on a node's disk
+    /// (tests/scripts/journaled-scratch.sh).
+    #[arg(long, env = "BENCH_CNI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -478,6 +483,7 @@ fn run_churn(args: ChurnArgs) -> anyhow::Result<()> {
         rounds: args.rounds.max(1),
         podroute_bin: std::path::absolute(&args.plugin)?,
         output: args.output.clone(),
+        data_dir: args.data_dir.clone().unwrap_or_else(std::env::temp_dir),
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

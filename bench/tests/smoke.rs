@@ -289,6 +289,7 @@ fn cni_churn_measures_every_plugin_and_a_killed_plugin_leaks_nothing() {
         rounds: 1,
         podroute_bin: plugin,
         output: output.clone(),
+        data_dir: std::env::temp_dir(),
     };
     let r = podroute_bench::cni_churn::run(&cfg, &AtomicBool::new(false)).expect("the churn runs");
     let names: Vec<&str> = r.plugins.iter().map(|p| p.plugin.as_str()).collect();
@@ -301,6 +302,14 @@ fn cni_churn_measures_every_plugin_and_a_killed_plugin_leaks_nothing() {
         );
     }
     assert!(r.ratios("ptp+host-local").is_some());
+    assert_eq!(
+        r.data_fs,
+        podroute_bench::cni_churn::data_filesystem(&std::env::temp_dir())
+    );
+    assert_ne!(
+        r.data_fs, "unknown",
+        "findmnt names the IPAM files' filesystem"
+    );
     // Pods 0, 5 (held after IPAM) and 1, 6 (held after the veth) are killed for certain.
     assert!(r.kill.killed >= 4, "{:?}", r.kill);
     assert!(
