@@ -483,7 +483,8 @@ fn run_churn(args: ChurnArgs) -> anyhow::Result<()> {
         rounds: args.rounds.max(1),
         podroute_bin: std::path::absolute(&args.plugin)?,
         output: args.output.clone(),
-        data_dir: args.data_dir.clone().unwrap_or_else(std::env::temp_dir),
+        // The plugins take only an absolute dataDir.
+        data_dir: std::path::absolute(args.data_dir.clone().unwrap_or_else(std::env::temp_dir))?,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

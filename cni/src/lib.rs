@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod config;
 pub mod conflist;
+pub mod datagram;
 pub mod env;
 pub mod error;
 pub mod install;

@@ -10,10 +10,11 @@
 //! the plugin 10–25 % of its CPU per call (36 of 89 page faults, eventfd and epoll calls
 //! around every request), for requests that are sent one at a time anyway.
 
+use crate::datagram;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkBuffer,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
@@ -77,6 +78,7 @@ impl NetlinkError {
         self.errno() == Some(libc_enodev())
     }
 }
+
 /// What podroute needs to know about a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
@@ -125,11 +127,18 @@ pub struct RouteSpec {
 }
 
 /// One netlink socket, in the network namespace its thread was in when it was opened.
-#[derive(Debug)]
 pub struct Netlink {
     socket: Socket,
     sequence: Cell<u32>,
     buffer: RefCell<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink")
+            .field("sequence", &self.sequence.get())
+            .finish_non_exhaustive()
+    }
 }
 
 fn format_mac(bytes: &[u8]) -> String {
@@ -149,8 +158,30 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// A request that changes something: the kernel acknowledges it (or says why not).
-const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+/// What the kernel answers a request with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// An acknowledgement (a change).
+    Ack,
+    /// One message (a lookup).
+    One,
+    /// Messages up to NLMSG_DONE (a dump).
+    Dump,
+}
+
+/// How often a dump that a concurrent change interrupted (`NLM_F_DUMP_INTR`) is started again
+/// before its last try is taken as it is (a draining node changes links all the time).
+const DUMP_TRIES: usize = 3;
+
+/// Retries `op` while a signal interrupts it.
+fn uninterrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
 
 impl Netlink {
     /// Opens a socket in the namespace of the calling thread. It needs no bind or connect:
@@ -165,14 +196,36 @@ impl Netlink {
         })
     }
 
-    /// Sends `message` with `flags` and reads the answer: the messages of a dump up to its
-    /// end, the one message of a lookup, or nothing but the acknowledgement of a change. A
-    /// kernel error comes back as the OS error of its errno.
+    /// Sends `message` (with `flags` besides those `answer` implies) and reads its answer: the
+    /// acknowledgement of a change, the one message of a lookup, or the messages of a dump,
+    /// started again when a concurrent change interrupted it. A kernel error, also one that
+    /// ends a dump, comes back as the OS error of its errno.
     fn exchange(
         &self,
         message: RouteNetlinkMessage,
         flags: u16,
+        answer: Answer,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let flags = NLM_F_REQUEST
+            | flags
+            | match answer {
+                Answer::Ack => NLM_F_ACK,
+                Answer::One => 0,
+                Answer::Dump => NLM_F_DUMP,
+            };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let sequence = self.send(message.clone(), flags)?;
+            let (answers, interrupted) = self.answers(sequence, answer)?;
+            if !interrupted || tries == DUMP_TRIES {
+                return Ok(answers);
+            }
+        }
+    }
+
+    /// Sends one request; returns its sequence number.
+    fn send(&self, message: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
         let sequence = self.sequence.get().wrapping_add(1);
         self.sequence.set(sequence);
         let mut req = NetlinkMessage::from(message);
@@ -181,35 +234,65 @@ impl Netlink {
         req.finalize();
         let mut bytes = vec![0; req.buffer_len()];
         req.serialize(&mut bytes);
-        self.socket.send(&bytes, 0)?;
+        let sent = uninterrupted(|| self.socket.send(&bytes, 0))?;
+        if sent != bytes.len() {
+            return Err(io::Error::other("netlink request sent in part"));
+        }
+        Ok(sequence)
+    }
 
+    /// Reads the answer to request `sequence` (messages of earlier requests are skipped); also
+    /// says whether a dump was interrupted. In a dump, a message that does not decode is
+    /// skipped, as netlink-proto did (a kernel newer than netlink-packet-route may send
+    /// attributes it cannot parse); a lookup's one answer must decode.
+    fn answers(
+        &self,
+        sequence: u32,
+        answer: Answer,
+    ) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
         let mut answers = Vec::new();
+        let mut interrupted = false;
         let mut buffer = self.buffer.borrow_mut();
         loop {
             buffer.clear();
-            let len = self.socket.recv(&mut *buffer, 0)?;
-            let mut at = 0;
-            while at < len {
-                let part = &buffer[at..len];
-                let size = NetlinkBuffer::new_checked(part).map_err(invalid)?.length() as usize;
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&part[..size])
-                    .map_err(invalid)?;
-                // Netlink pads each message to 4 bytes; the last one may end the datagram.
-                at += size.div_ceil(4) * 4;
-                if msg.header.sequence_number != sequence {
+            uninterrupted(|| self.socket.recv(&mut *buffer, 0))?;
+            for message in datagram::messages(&buffer) {
+                let message = message?;
+                if message.sequence_number() != sequence {
                     continue;
                 }
-                match msg.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::Error(_) | NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(m) => {
-                        answers.push(m);
-                        if flags & (NLM_F_DUMP | NLM_F_ACK) == 0 {
-                            return Ok(answers);
-                        }
+                interrupted |= message.flags() & NLM_F_DUMP_INTR != 0;
+                match message.message_type() {
+                    NLMSG_ERROR => {
+                        return match datagram::error_code(&message)? {
+                            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                            None => Ok((answers, interrupted)),
+                        };
                     }
-                    NetlinkPayload::Overrun(_) => return Err(invalid("netlink overrun")),
-                    _ => {}
+                    NLMSG_DONE => {
+                        return match datagram::done_code(&message)? {
+                            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                            None => Ok((answers, interrupted)),
+                        };
+                    }
+                    NLMSG_NOOP => {}
+                    NLMSG_OVERRUN => return Err(invalid("netlink overrun")),
+                    _ => match NetlinkMessage::<RouteNetlinkMessage>::deserialize(
+                        message.into_inner(),
+                    ) {
+                        Ok(NetlinkMessage {
+                            payload: NetlinkPayload::InnerMessage(inner),
+                            ..
+                        }) => {
+                            answers.push(inner);
+                            if answer == Answer::One {
+                                return Ok((answers, false));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) if answer == Answer::Dump => {}
+                        Err(e) => return Err(invalid(e)),
+                    },
                 }
             }
         }
@@ -217,16 +300,20 @@ impl Netlink {
 
     /// Sends a change and waits for its acknowledgement.
     fn change(&self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
-        self.exchange(message, CHANGE | flags).map(drop)
+        self.exchange(message, flags, Answer::Ack).map(drop)
     }
 
     /// The one link a lookup message names, `None` when there is none (ENODEV).
     fn lookup_link(&self, message: LinkMessage) -> io::Result<Option<LinkState>> {
-        match self.exchange(RouteNetlinkMessage::GetLink(message), NLM_F_REQUEST) {
-            Ok(answers) => Ok(answers.iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(link) => Some(link_state(link)),
-                _ => None,
-            })),
+        match self.exchange(RouteNetlinkMessage::GetLink(message), 0, Answer::One) {
+            Ok(answers) => match answers.first() {
+                Some(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link_state(link))),
+                Some(other) => Err(invalid(format!(
+                    "a link lookup answered with message type {}",
+                    other.message_type()
+                ))),
+                None => Ok(None),
+            },
             Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
             Err(e) => Err(e),
         }
@@ -334,7 +421,8 @@ impl Netlink {
         let answers = self
             .exchange(
                 RouteNetlinkMessage::GetLink(LinkMessage::default()),
-                NLM_F_REQUEST | NLM_F_DUMP,
+                0,
+                Answer::Dump,
             )
             .map_err(request("dump links"))?;
         Ok(answers
@@ -406,10 +494,7 @@ impl Netlink {
         let mut query = AddressMessage::default();
         query.header.index = index;
         let answers = self
-            .exchange(
-                RouteNetlinkMessage::GetAddress(query),
-                NLM_F_REQUEST | NLM_F_DUMP,
-            )
+            .exchange(RouteNetlinkMessage::GetAddress(query), 0, Answer::Dump)
             .map_err(request(format!("list addresses of link {index}")))?;
         Ok(answers
             .into_iter()
@@ -467,10 +552,7 @@ impl Netlink {
             RouteMessageBuilder::<Ipv4Addr>::new().build()
         };
         let answers = self
-            .exchange(
-                RouteNetlinkMessage::GetRoute(query),
-                NLM_F_REQUEST | NLM_F_DUMP,
-            )
+            .exchange(RouteNetlinkMessage::GetRoute(query), 0, Answer::Dump)
             .map_err(request("dump routes"))?;
         Ok(answers
             .iter()

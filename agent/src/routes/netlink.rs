@@ -13,8 +13,9 @@
 use std::io;
 use std::os::fd::AsFd;
 
+use podroute_cni::datagram::{done_code, error_code, messages};
 use rtnetlink::packet_core::{
-    ErrorBuffer, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable,
+    NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable,
 };
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -143,7 +144,12 @@ impl RequestSocket {
                 }
                 interrupted |= message.flags() & NLM_F_DUMP_INTR != 0;
                 match message.message_type() {
-                    NLMSG_DONE => return Ok(interrupted),
+                    NLMSG_DONE => {
+                        return match done_code(&message)? {
+                            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                            None => Ok(interrupted),
+                        };
+                    }
                     NLMSG_ERROR => {
                         if let Some(errno) = error_code(&message)? {
                             return Err(io::Error::from_raw_os_error(errno));
@@ -282,40 +288,10 @@ impl EventSocket {
     }
 }
 
-/// The netlink messages of one datagram, in order.
-pub(crate) fn messages(datagram: &[u8]) -> impl Iterator<Item = io::Result<NetlinkBuffer<&[u8]>>> {
-    let mut rest = datagram;
-    std::iter::from_fn(move || {
-        // Shorter than a header: alignment padding at the end.
-        if rest.len() < 16 {
-            return None;
-        }
-        match NetlinkBuffer::new_checked(rest) {
-            Ok(message) => {
-                let length = message.length() as usize;
-                let (this, _) = rest.split_at(length);
-                rest = rest.get(length.next_multiple_of(4)..).unwrap_or_default();
-                Some(Ok(NetlinkBuffer::new(this)))
-            }
-            Err(e) => {
-                rest = &[];
-                Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)))
-            }
-        }
-    })
-}
-
 /// The route message in a `RTM_NEWROUTE` / `RTM_DELROUTE` message.
 pub(crate) fn parse_route(message: &NetlinkBuffer<&[u8]>) -> io::Result<RouteMessage> {
     RouteMessage::parse(message.payload())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// The errno of an `NLMSG_ERROR` message; `None` for an acknowledgement.
-fn error_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
-    let buffer = ErrorBuffer::new_checked(message.payload())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok(buffer.code().map(|c| -c.get()))
 }
 
 #[cfg(test)]

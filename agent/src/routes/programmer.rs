@@ -32,8 +32,9 @@ use super::batch::BATCH_BYTES;
 use super::kernel::{
     KernelError, KernelRoute, Resolution, resolution_of, resolve_request, write_request,
 };
-use super::netlink::{EventSocket, RequestSocket, messages, parse_route};
+use super::netlink::{EventSocket, RequestSocket, parse_route};
 use super::table::{EventEffect, Outcome, PlannedWrite, RouteTable};
+use podroute_cni::datagram::messages;
 
 /// How often the full pass runs when nothing asks for one earlier. Notifications carry the
 /// changes in between, so this only catches what they cannot tell (IPv4 routes the kernel
