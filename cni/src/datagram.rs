@@ -36,7 +36,7 @@ pub fn messages(datagram: &[u8]) -> impl Iterator<Item = io::Result<NetlinkBuffe
 /// The errno of an `NLMSG_ERROR` message; `None` for an acknowledgement.
 pub fn error_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
     let buffer = ErrorBuffer::new_checked(message.payload()).map_err(invalid)?;
-    Ok(buffer.code().map(|c| -c.get()))
+    Ok(buffer.code().map(|c| c.get().wrapping_neg()))
 }
 
 /// The errno an `NLMSG_DONE` message ends a dump with; `None` when the dump is complete. A
@@ -49,7 +49,7 @@ pub fn done_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
     let code = DoneBuffer::new_checked(message.payload())
         .map_err(invalid)?
         .code();
-    Ok((code < 0).then_some(-code))
+    Ok((code < 0).then_some(code.wrapping_neg()))
 }
 
 #[cfg(test)]

@@ -218,7 +218,7 @@ impl Netlink {
             tries += 1;
             let sequence = self.send(message.clone(), flags)?;
             let (answers, interrupted) = self.answers(sequence, answer)?;
-            if !interrupted || tries == DUMP_TRIES {
+            if answer != Answer::Dump || !interrupted || tries == DUMP_TRIES {
                 return Ok(answers);
             }
         }

@@ -19,6 +19,7 @@ mkdir -p "$top/target"
 image="" mnt="" child=""
 cleanup() {
   set +e
+  trap '' INT TERM # a second signal must not cut the cleanup short
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"
   if [ -n "$mnt" ]; then
     mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
