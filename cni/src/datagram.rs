@@ -1,8 +1,12 @@
-//! Reading the netlink datagrams the kernel answers with: the messages in one, and what an
-//! error or end-of-dump message says. Sans-IO, shared by the plugin's blocking socket
-//! ([`crate::netlink`]) and the agent's route programmer.
+//! Reading the netlink datagrams the kernel answers with: the messages in one, what an error
+//! or end-of-dump message says, and which messages answer a request ([`AnswerReader`]).
+//! Sans-IO, shared by the plugin's blocking socket ([`crate::netlink`]) and the agent's route
+//! programmer.
 
-use rtnetlink::packet_core::{DoneBuffer, ErrorBuffer, NetlinkBuffer};
+use rtnetlink::packet_core::{
+    DoneBuffer, ErrorBuffer, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN,
+    NetlinkBuffer,
+};
 use std::io;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -41,7 +45,7 @@ pub fn error_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
 
 /// The errno an `NLMSG_DONE` message ends a dump with; `None` when the dump is complete. A
 /// dump that fails once it has started says so only here (e.g. `EMSGSIZE`).
-pub fn done_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
+fn done_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
     // Old kernels sent an empty NLMSG_DONE: complete.
     if message.payload().len() < 4 {
         return Ok(None);
@@ -52,10 +56,63 @@ pub fn done_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
     Ok((code < 0).then_some(code.wrapping_neg()))
 }
 
+/// What one message of a datagram is to the request being answered.
+#[derive(Debug)]
+pub enum Part<'a> {
+    /// Not part of the answer: another request's message, or a no-op.
+    Other,
+    /// A message of the answer: an entry of a dump, the answer of a lookup.
+    Message(NetlinkBuffer<&'a [u8]>),
+    /// The answer is complete: the acknowledgement of a change, or the end of a dump.
+    End,
+}
+
+/// Follows the answer to the request with one sequence number, message by message. A kernel
+/// error, also one that ends a dump, comes back as the OS error of its errno.
+#[derive(Debug)]
+pub struct AnswerReader {
+    sequence: u32,
+    interrupted: bool,
+}
+
+impl AnswerReader {
+    /// The reader of the answer to request `sequence`.
+    pub fn new(sequence: u32) -> Self {
+        Self {
+            sequence,
+            interrupted: false,
+        }
+    }
+
+    /// True when a concurrent change interrupted the dump (`NLM_F_DUMP_INTR` on a message of
+    /// it): what it returned may be inconsistent, and it is worth starting again.
+    pub fn interrupted(&self) -> bool {
+        self.interrupted
+    }
+
+    /// What `message` is to the answer.
+    pub fn read<'a>(&mut self, message: NetlinkBuffer<&'a [u8]>) -> io::Result<Part<'a>> {
+        if message.sequence_number() != self.sequence {
+            return Ok(Part::Other);
+        }
+        self.interrupted |= message.flags() & NLM_F_DUMP_INTR != 0;
+        let failed = |errno: Option<i32>| match errno {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(Part::End),
+        };
+        match message.message_type() {
+            NLMSG_ERROR => failed(error_code(&message)?),
+            NLMSG_DONE => failed(done_code(&message)?),
+            NLMSG_NOOP => Ok(Part::Other),
+            NLMSG_OVERRUN => Err(invalid("netlink overrun")),
+            _ => Ok(Part::Message(message)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::packet_core::{NLMSG_DONE, NLMSG_ERROR};
 
     /// A netlink message: header (length, type, flags, sequence, port) and payload.
     fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
@@ -121,5 +178,46 @@ mod tests {
             Some(90)
         );
         assert_eq!(first(&done(&[]), done_code).expect("old kernel"), None);
+    }
+
+    /// What the reader of request 5 makes of each message of `datagram`, as text.
+    fn parts(datagram: &[u8]) -> Vec<String> {
+        let mut reader = AnswerReader::new(5);
+        messages(datagram)
+            .map(|m| match reader.read(m.expect("well formed")) {
+                Ok(Part::Other) => "other".to_owned(),
+                Ok(Part::Message(m)) => format!("message {}", m.message_type()),
+                Ok(Part::End) => format!("end, interrupted {}", reader.interrupted()),
+                Err(e) => format!("error {:?}", e.raw_os_error()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_reader_follows_one_request_to_its_end_or_error() {
+        let mut dump = message(16, 4, b"old");
+        dump.extend(message(16, 5, b"link"));
+        let mut interrupted = message(16, 5, b"link");
+        interrupted[6..8].copy_from_slice(&NLM_F_DUMP_INTR.to_ne_bytes());
+        dump.extend(interrupted);
+        dump.extend(message(NLMSG_NOOP, 5, &[]));
+        dump.extend(message(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        assert_eq!(
+            parts(&dump),
+            [
+                "other",
+                "message 16",
+                "message 16",
+                "other",
+                "end, interrupted true"
+            ]
+        );
+        assert_eq!(parts(&error(5, 0)), ["end, interrupted false"]);
+        assert_eq!(parts(&error(5, -19)), ["error Some(19)"]);
+        assert_eq!(
+            parts(&message(NLMSG_DONE, 5, &(-90i32).to_ne_bytes())),
+            ["error Some(90)"]
+        );
+        assert_eq!(parts(&message(NLMSG_OVERRUN, 5, &[])), ["error None"]);
     }
 }

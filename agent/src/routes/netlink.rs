@@ -13,10 +13,8 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use podroute_cni::datagram::{done_code, error_code, messages};
-use rtnetlink::packet_core::{
-    NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable,
-};
+use podroute_cni::datagram::{AnswerReader, Part, error_code, messages};
+use rtnetlink::packet_core::{NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::protocols::NETLINK_ROUTE;
@@ -134,29 +132,16 @@ impl RequestSocket {
         mut each: impl FnMut(&RouteMessage),
     ) -> io::Result<bool> {
         let seq = self.send_message(request).await?;
-        let mut interrupted = false;
+        let mut reader = AnswerReader::new(seq);
         loop {
             self.recv().await?;
             for message in messages(&self.buffer) {
-                let message = message?;
-                if message.sequence_number() != seq {
-                    continue;
-                }
-                interrupted |= message.flags() & NLM_F_DUMP_INTR != 0;
-                match message.message_type() {
-                    NLMSG_DONE => {
-                        return match done_code(&message)? {
-                            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-                            None => Ok(interrupted),
-                        };
+                match reader.read(message?)? {
+                    Part::End => return Ok(reader.interrupted()),
+                    Part::Message(m) if m.message_type() == libc::RTM_NEWROUTE => {
+                        each(&parse_route(&m)?)
                     }
-                    NLMSG_ERROR => {
-                        if let Some(errno) = error_code(&message)? {
-                            return Err(io::Error::from_raw_os_error(errno));
-                        }
-                    }
-                    libc::RTM_NEWROUTE => each(&parse_route(&message)?),
-                    _ => {}
+                    Part::Message(_) | Part::Other => {}
                 }
             }
         }
