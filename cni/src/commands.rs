@@ -181,9 +181,11 @@ fn add(conf: &NetConf, env: &CniEnv) -> Result<Value, CniError> {
     let path = netns_path(env)?;
     let ns = netns::open(path)?;
     let store = IpamStore::new(conf.store_dir());
+    // Written before the lock: the lock is then held only to pick an address and link it.
+    let record = store.new_record(&owner)?;
     let alloc = store
         .lock(conf.lock_timeout)?
-        .allocate(&owner, &conf.ranges)?;
+        .allocate(&record, &conf.ranges)?;
     stall("after-ipam");
     match wire(conf, &owner, path, &ns, alloc) {
         Ok(result) => Ok(result.to_json(conf.cni_version)),

@@ -11,8 +11,15 @@
 //!   plugins). An entry counts only when the record it points to names its attachment;
 //! - `last-v4`, `last-v6`: the last address handed out, so allocation goes round-robin and a
 //!   freed address is not reused at once (a late packet to the old pod does not reach a new one);
+//!   written in place, padded with spaces to a fixed width;
 //! - `indexed`: present once every record has its index entry. A store written by a plugin
 //!   without the index gets its entries the first time this one takes the lock.
+//!
+//! A record is written before the lock is taken, into a file without a name (`O_TMPFILE`), which
+//! the locked part of ADD then links under the address: the lock is held for a link, not for
+//! creating and writing a file. A plugin killed before the link leaves nothing (the kernel frees
+//! an unnamed file with its last descriptor). On a filesystem without unnamed files the record is
+//! written under the lock to a scratch name instead and linked from there.
 //!
 //! The address file is written before any veth exists, so a plugin killed half-way leaves at
 //! worst a record that DEL or GC releases, never an interface without a record. The index
@@ -25,9 +32,14 @@
 use crate::config::{Attachment, PodRanges};
 use crate::error::{CniError, ErrorCode};
 use ipnetwork::IpNetwork;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
+use nix::unistd::linkat;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -36,8 +48,11 @@ use std::time::Duration;
 /// IPv6 ranges are not scanned further than this many addresses for a free one (a /64 has
 /// 2^64; a node never holds that many pods).
 const MAX_V6_SCAN: u128 = 1 << 20;
-/// The scratch file a new record is written to before it is linked under its address.
+/// Where a new record is written under the lock before it is linked under its address, on a
+/// filesystem without unnamed files (see the module documentation).
 const SCRATCH_RECORD: &str = ".new-record";
+/// Width of the `last-v4`/`last-v6` text: the longest IPv6 address.
+const LAST_WIDTH: usize = 39;
 /// The start of an index entry's name (see the module documentation).
 const INDEX_PREFIX: &str = "owner:";
 /// Present once the store's records are all indexed.
@@ -99,6 +114,15 @@ pub struct IpamStore {
 pub struct LockedStore {
     dir: PathBuf,
     _lock: File,
+}
+
+/// An attachment's record before it has an address: its owner, in a file without a name when
+/// the filesystem has them (see the module documentation). Made by [`IpamStore::new_record`]
+/// before the lock, used by [`LockedStore::allocate`].
+#[derive(Debug)]
+pub struct NewRecord {
+    owner: Attachment,
+    unnamed: Option<File>,
 }
 
 /// Addresses of one attachment, at most one per family.
@@ -166,6 +190,50 @@ impl IpamStore {
                 .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect()),
         }
+    }
+
+    /// Writes `owner`'s record, not yet linked under any address (see the module documentation).
+    pub fn new_record(&self, owner: &Attachment) -> Result<NewRecord, IpamError> {
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(OFlag::O_TMPFILE.bits())
+                .open(&self.dir)
+        };
+        let opened = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+                open()
+            }
+            other => other,
+        };
+        let unnamed = match opened {
+            Ok(mut file) => {
+                io::Write::write_all(&mut file, format_owner(owner).as_bytes())
+                    .map_err(io_err(&self.dir))?;
+                Some(file)
+            }
+            // No unnamed files here: EOPNOTSUPP from the filesystem, EISDIR from a kernel
+            // older than O_TMPFILE.
+            Err(e)
+                if matches!(
+                    e.raw_os_error().map(Errno::from_raw),
+                    Some(Errno::EOPNOTSUPP | Errno::EISDIR)
+                ) =>
+            {
+                None
+            }
+            Err(source) => {
+                return Err(IpamError::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        Ok(NewRecord {
+            owner: owner.clone(),
+            unnamed,
+        })
     }
 
     /// Takes the store's lock, waiting at most `timeout` (then [`IpamError::LockTimeout`]).
@@ -298,19 +366,20 @@ impl LockedStore {
         fs::write(&marker, "").map_err(io_err(&marker))
     }
 
-    /// Gives `owner` one address per configured range; returns what it already holds when
-    /// called again for the same attachment (idempotent ADD).
+    /// Gives the record's owner one address per configured range; returns what it already
+    /// holds when called again for the same attachment (idempotent ADD).
     pub fn allocate(
         &self,
-        owner: &Attachment,
+        record: &NewRecord,
         ranges: &PodRanges,
     ) -> Result<Allocation, IpamError> {
+        let owner = &record.owner;
         let mut alloc = self.lookup(owner)?;
         if let (Some(net), None) = (ranges.v4, alloc.v4) {
             let (first, last) = host_bounds(IpNetwork::V4(net)).ok_or(IpamError::Exhausted {
                 range: net.to_string(),
             })?;
-            let a = self.allocate_in(owner, "last-v4", first, last, &net.to_string(), |n| {
+            let a = self.allocate_in(record, "last-v4", first, last, &net.to_string(), |n| {
                 IpAddr::V4(Ipv4Addr::from(n as u32))
             })?;
             alloc.v4 = match a {
@@ -322,7 +391,7 @@ impl LockedStore {
             let (first, last) = host_bounds(IpNetwork::V6(net)).ok_or(IpamError::Exhausted {
                 range: net.to_string(),
             })?;
-            let a = self.allocate_in(owner, "last-v6", first, last, &net.to_string(), |n| {
+            let a = self.allocate_in(record, "last-v6", first, last, &net.to_string(), |n| {
                 IpAddr::V6(Ipv6Addr::from(n))
             })?;
             alloc.v6 = match a {
@@ -335,13 +404,14 @@ impl LockedStore {
 
     fn allocate_in(
         &self,
-        owner: &Attachment,
+        record: &NewRecord,
         last_file: &str,
         first: u128,
         last: u128,
         range: &str,
         to_addr: impl Fn(u128) -> IpAddr,
     ) -> Result<IpAddr, IpamError> {
+        let owner = &record.owner;
         let last_path = self.dir.join(last_file);
         let previous = fs::read_to_string(&last_path)
             .ok()
@@ -356,16 +426,36 @@ impl LockedStore {
             _ => first,
         };
         let span = (last - first).saturating_add(1).min(MAX_V6_SCAN);
-        // The record appears with its owner in it or not at all: the owner is written to a
-        // scratch file first, which is then linked under the address's name (a link fails if
-        // the name exists, like create_new). A plugin killed between creating a record and
-        // writing its owner would otherwise leave a record no DEL can free. The scratch name
-        // is not an address, so `records` never sees it; the lock makes one name enough.
-        // A scratch file left by a plugin killed after linking it is that pod's record under
-        // another name: it is unlinked, never written into, so the record keeps its owner.
-        let scratch = self.dir.join(SCRATCH_RECORD);
-        remove_file(&scratch)?;
-        fs::write(&scratch, format_owner(owner)).map_err(io_err(&scratch))?;
+        // The record appears with its owner in it or not at all: it is written first, then
+        // linked under the address's name (a link fails if the name exists, like create_new).
+        // A plugin killed between creating a record and writing its owner would otherwise
+        // leave a record no DEL can free. Without an unnamed file, the owner goes to a scratch
+        // file: its name is not an address, so `records` never sees it; the lock makes one name
+        // enough. A scratch file left by a plugin killed after linking it is that pod's record
+        // under another name: it is unlinked, never written into, so the record keeps its owner.
+        let scratch = match &record.unnamed {
+            Some(_) => None,
+            None => {
+                let scratch = self.dir.join(SCRATCH_RECORD);
+                remove_file(&scratch)?;
+                fs::write(&scratch, format_owner(owner)).map_err(io_err(&scratch))?;
+                Some(scratch)
+            }
+        };
+        let link = |path: &Path| -> io::Result<()> {
+            match (&record.unnamed, &scratch) {
+                (Some(file), _) => linkat(
+                    AT_FDCWD,
+                    format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                    AT_FDCWD,
+                    path,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .map_err(io::Error::from),
+                (None, Some(scratch)) => fs::hard_link(scratch, path),
+                (None, None) => Err(io::Error::other("no record to link")),
+            }
+        };
         let found = (|| {
             for _ in 0..span {
                 let addr = to_addr(candidate);
@@ -374,9 +464,9 @@ impl LockedStore {
                 // index entry goes first: see the module documentation.
                 if fs::symlink_metadata(&path).is_err() {
                     self.point_index(owner, addr)?;
-                    match fs::hard_link(&scratch, &path) {
+                    match link(&path) {
                         Ok(()) => {
-                            fs::write(&last_path, addr.to_string()).map_err(io_err(&last_path))?;
+                            write_last(&last_path, addr).map_err(io_err(&last_path))?;
                             return Ok(addr);
                         }
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -393,7 +483,9 @@ impl LockedStore {
                 range: range.to_owned(),
             })
         })();
-        let _ = fs::remove_file(&scratch);
+        if let Some(scratch) = scratch {
+            let _ = fs::remove_file(scratch);
+        }
         found
     }
 
@@ -430,6 +522,9 @@ impl LockedStore {
                 }
             }
         }
+        // A scratch record left by a plugin killed after linking it (no ADD uses it meanwhile:
+        // they write it under the lock).
+        remove_file(&self.dir.join(SCRATCH_RECORD))?;
         // The entries of what was released, and any left by a plugin killed before its record.
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
@@ -463,6 +558,18 @@ fn read_owner(record: &Path) -> io::Result<Option<Attachment>> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Records `addr` as the last address handed out: written over the old text in place, padded to
+/// [`LAST_WIDTH`] (readers trim it). Truncating and rewriting would cost a disk write inside the
+/// lock on ext4, which starts writeback when a file truncated to zero is closed.
+fn write_last(path: &Path, addr: IpAddr) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.write_all_at(format!("{addr:<LAST_WIDTH$}\n").as_bytes(), 0)
 }
 
 /// Removes a file that may not exist.
@@ -538,6 +645,14 @@ mod tests {
         }
     }
 
+    impl LockedStore {
+        /// What ADD does: the record written first, then given its addresses.
+        fn alloc(&self, owner: &Attachment, r: &PodRanges) -> Result<Allocation, IpamError> {
+            let record = IpamStore::new(&self.dir).new_record(owner)?;
+            self.allocate(&record, r)
+        }
+    }
+
     fn store() -> (tempfile::TempDir, LockedStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let locked = IpamStore::new(dir.path().join("net"))
@@ -552,7 +667,7 @@ mod tests {
         let r = ranges("10.0.0.0/29", None);
         let got: HashSet<Ipv4Addr> = (0..6)
             .map(|i| {
-                s.allocate(&owner(&format!("c{i}")), &r)
+                s.alloc(&owner(&format!("c{i}")), &r)
                     .expect("alloc")
                     .v4
                     .expect("v4")
@@ -560,7 +675,7 @@ mod tests {
             .collect();
         let want: HashSet<Ipv4Addr> = (1..=6).map(|h| Ipv4Addr::new(10, 0, 0, h)).collect();
         assert_eq!(got, want);
-        let err = s.allocate(&owner("c7"), &r).expect_err("full");
+        let err = s.alloc(&owner("c7"), &r).expect_err("full");
         assert!(matches!(err, IpamError::Exhausted { .. }));
         assert_eq!(CniError::from(err).code.as_u32(), 100);
     }
@@ -583,7 +698,7 @@ mod tests {
         let (_d, s) = store();
         for (v4, v6) in [("10.0.0.0/31", None), ("10.0.0.1/32", Some("fd00::1/128"))] {
             let err = s
-                .allocate(&owner("a"), &ranges(v4, v6))
+                .alloc(&owner("a"), &ranges(v4, v6))
                 .expect_err("no address");
             assert!(matches!(err, IpamError::Exhausted { .. }), "{v4}: {err}");
         }
@@ -599,8 +714,8 @@ mod tests {
         );
         let s = unborn.lock(Duration::from_secs(1)).expect("lock");
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
-        let a = s.allocate(&owner("a"), &r).expect("alloc");
-        s.allocate(&owner("b"), &r).expect("alloc");
+        let a = s.alloc(&owner("a"), &r).expect("alloc");
+        s.alloc(&owner("b"), &r).expect("alloc");
         s.release(&owner("b")).expect("release");
         let mut in_use = unborn.allocated().expect("read");
         in_use.sort();
@@ -614,7 +729,42 @@ mod tests {
     #[test]
     fn a_record_always_names_its_owner_and_a_killed_allocation_leaves_none() {
         let (d, s) = store();
+        let dir = d.path().join("net");
+        let r = ranges("10.0.0.0/29", Some("fd00::/64"));
+        let store = IpamStore::new(&dir);
+        // A plugin killed after writing its record, before the lock: nothing is left.
+        drop(store.new_record(&owner("killed")).expect("record"));
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .expect("read dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&dir), vec!["indexed", "lock"]);
+        // Both families' records are the one unnamed file, linked twice.
+        let a = s.alloc(&owner("a"), &r).expect("alloc");
+        let mut records = s.records().expect("records");
+        records.sort();
+        assert_eq!(
+            records,
+            vec![
+                (IpAddr::V4(a.v4.expect("v4")), Some(owner("a"))),
+                (IpAddr::V6(a.v6.expect("v6")), Some(owner("a"))),
+            ]
+        );
+        assert!(!dir.join(SCRATCH_RECORD).exists());
+    }
+
+    #[test]
+    fn without_unnamed_files_the_record_goes_through_a_scratch_file() {
+        let (d, s) = store();
         let r = ranges("10.0.0.0/29", None);
+        let scratch_record = |id: &str| NewRecord {
+            owner: owner(id),
+            unnamed: None,
+        };
         // What a plugin killed after writing its scratch record leaves behind.
         let dir = d.path().join("net");
         fs::write(dir.join(SCRATCH_RECORD), format_owner(&owner("killed"))).expect("scratch");
@@ -623,7 +773,7 @@ mod tests {
             vec![],
             "a scratch file is no record"
         );
-        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        let a = s.allocate(&scratch_record("a"), &r).expect("alloc");
         assert_eq!(a.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(
             s.records().expect("records"),
@@ -635,22 +785,37 @@ mod tests {
         );
         // Exhausted: the scratch file goes too.
         for n in 0..5 {
-            s.allocate(&owner(&format!("o{n}")), &r).expect("alloc");
+            s.allocate(&scratch_record(&format!("o{n}")), &r)
+                .expect("alloc");
         }
-        assert!(s.allocate(&owner("full"), &r).is_err());
+        assert!(s.allocate(&scratch_record("full"), &r).is_err());
         assert!(!dir.join(SCRATCH_RECORD).exists());
+    }
+
+    #[test]
+    fn the_last_address_is_written_over_longer_text_in_place() {
+        let (d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let last = d.path().join("net").join("last-v4");
+        // Longer than any IPv4 text and no IPv4 address: allocation starts at the first.
+        fs::write(&last, "fd00::ffff:ffff:ffff").expect("last");
+        let first = s.alloc(&owner("a"), &r).expect("alloc").v4;
+        assert_eq!(first, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(fs::read_to_string(&last).expect("last").trim(), "10.0.0.1");
+        let next = s.alloc(&owner("b"), &r).expect("alloc").v4;
+        assert_eq!(next, Some(Ipv4Addr::new(10, 0, 0, 2)));
     }
 
     #[test]
     fn a_scratch_file_left_linked_to_a_record_does_not_change_its_owner() {
         let (d, s) = store();
         let r = ranges("10.0.0.0/29", None);
-        let killed = s.allocate(&owner("killed"), &r).expect("alloc");
+        let killed = s.alloc(&owner("killed"), &r).expect("alloc");
         // What a plugin killed after linking its record, before removing the scratch name,
         // leaves: the scratch name is a second link to the record.
         let dir = d.path().join("net");
         fs::hard_link(dir.join("10.0.0.1"), dir.join(SCRATCH_RECORD)).expect("link");
-        let other = s.allocate(&owner("other"), &r).expect("alloc");
+        let other = s.alloc(&owner("other"), &r).expect("alloc");
         assert_ne!(other.v4, killed.v4);
         assert_eq!(s.lookup(&owner("killed")).expect("lookup"), killed);
         let mut records = s.records().expect("records");
@@ -671,8 +836,8 @@ mod tests {
     fn same_attachment_gets_the_same_addresses() {
         let (_d, s) = store();
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
-        let a = s.allocate(&owner("c"), &r).expect("alloc");
-        let b = s.allocate(&owner("c"), &r).expect("alloc");
+        let a = s.alloc(&owner("c"), &r).expect("alloc");
+        let b = s.alloc(&owner("c"), &r).expect("alloc");
         assert_eq!(a, b);
         assert_eq!(a.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(a.v6, Some("fd00::1".parse().expect("ip")));
@@ -680,17 +845,17 @@ mod tests {
             container_id: "c".into(),
             ifname: "net1".into(),
         };
-        assert_ne!(s.allocate(&other, &r).expect("alloc").v4, a.v4);
+        assert_ne!(s.alloc(&other, &r).expect("alloc").v4, a.v4);
     }
 
     #[test]
     fn release_frees_and_round_robin_does_not_reuse_at_once() {
         let (_d, s) = store();
         let r = ranges("10.0.0.0/29", None);
-        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        let a = s.alloc(&owner("a"), &r).expect("alloc");
         assert_eq!(s.release(&owner("a")).expect("release"), a.addresses());
         assert!(s.release(&owner("a")).expect("release again").is_empty());
-        let b = s.allocate(&owner("b"), &r).expect("alloc");
+        let b = s.alloc(&owner("b"), &r).expect("alloc");
         assert_ne!(a, b, "a just-freed address is not handed out first");
         assert_eq!(
             s.lookup(&owner("a")).expect("lookup"),
@@ -703,7 +868,7 @@ mod tests {
         let (_d, s) = store();
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
         for id in ["a", "b", "c"] {
-            s.allocate(&owner(id), &r).expect("alloc");
+            s.alloc(&owner(id), &r).expect("alloc");
         }
         // A record truncated by a crash has no readable owner and must go too.
         fs::write(s.dir.join("10.0.0.200"), "").expect("write");
@@ -734,7 +899,7 @@ mod tests {
         let (_d, s) = store();
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
         for id in ["a", "b"] {
-            s.allocate(&owner(id), &r).expect("alloc");
+            s.alloc(&owner(id), &r).expect("alloc");
         }
         s.retain(&[owner("b")]).expect("gc");
         assert_eq!(
@@ -752,7 +917,7 @@ mod tests {
     fn release_leaves_no_index_entry() {
         let (_d, s) = store();
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
-        let a = s.allocate(&owner("a"), &r).expect("alloc");
+        let a = s.alloc(&owner("a"), &r).expect("alloc");
         assert_eq!(index_entries(&s.dir).len(), 2);
         assert_eq!(s.release(&owner("a")).expect("release"), a.addresses());
         assert_eq!(index_entries(&s.dir), Vec::<String>::new());
@@ -769,7 +934,7 @@ mod tests {
             Allocation::default()
         );
         // Another pod takes that address: the old entry now points at a record not its own.
-        let b = s.allocate(&owner("b"), &r).expect("alloc");
+        let b = s.alloc(&owner("b"), &r).expect("alloc");
         assert_eq!(b.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(
             s.lookup(&owner("killed")).expect("lookup"),
@@ -782,7 +947,7 @@ mod tests {
             "b's address stays b's"
         );
         // The killed pod's ADD, retried, gets an address of its own.
-        let retried = s.allocate(&owner("killed"), &r).expect("alloc");
+        let retried = s.alloc(&owner("killed"), &r).expect("alloc");
         assert_ne!(retried.v4, b.v4);
     }
 
@@ -830,7 +995,7 @@ mod tests {
         assert_eq!(s.lookup(&owner("old")).expect("lookup"), want);
         // A repeated ADD of that pod keeps its addresses; its DEL frees them.
         let r = ranges("10.0.0.0/24", Some("fd00::/64"));
-        assert_eq!(s.allocate(&owner("old"), &r).expect("alloc"), want);
+        assert_eq!(s.alloc(&owner("old"), &r).expect("alloc"), want);
         assert_eq!(s.release(&owner("old")).expect("release"), want.addresses());
         assert_eq!(s.records().expect("records"), vec![]);
     }
@@ -859,9 +1024,7 @@ mod tests {
                 let store = store.clone();
                 thread::spawn(move || {
                     let locked = store.lock(Duration::from_secs(10)).expect("lock");
-                    locked
-                        .allocate(&owner(&format!("c{i}")), &r)
-                        .expect("alloc")
+                    locked.alloc(&owner(&format!("c{i}")), &r).expect("alloc")
                 })
             })
             .collect();

@@ -73,6 +73,13 @@ fn add_check_del_del() {
         pod_neigh.contains("169.254.1.1") && pod_neigh.contains("PERMANENT"),
         "{pod_neigh}"
     );
+    // One queue of each kind on both ends, not one per CPU.
+    for details in [
+        node.ns.sh(&["ip", "-d", "link", "show", &host]),
+        pod.sh(&["ip", "-d", "link", "show", "eth0"]),
+    ] {
+        assert!(details.contains("numtxqueues 1 numrxqueues 1"), "{details}");
+    }
 
     // ADD again for the same container and interface: the same result, no new address.
     let again = ok_json(&node.plugin("ADD", &conf, Some(cid), Some(&pod.path())));
