@@ -49,6 +49,12 @@ pub const DEBIAN_PLUGINS: &str = "/usr/lib/cni";
 const PODROUTE_NETWORK: &str = "churn-podroute";
 /// Longest wait for the veths to go after the pod namespaces are removed.
 const VETH_TIMEOUT: Duration = Duration::from_secs(30);
+/// A round starts once the machine is busy less than this fraction of its CPU time over
+/// [`SETTLE_WINDOW`] ...
+const SETTLE_BUSY: f64 = 0.05;
+const SETTLE_WINDOW: Duration = Duration::from_millis(100);
+/// ... or after this long, counted in [`ChurnResult::unsettled_rounds`].
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a plugin call may take before the harness gives up on it.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -201,6 +207,10 @@ pub struct ChurnResult {
     pub data_fs: String,
     /// Per plugin, podroute first.
     pub plugins: Vec<PluginChurn>,
+    /// Rounds that started on a machine still busy after [`SETTLE_TIMEOUT`] (see [`settle`]);
+    /// absent in older result files.
+    #[serde(default)]
+    pub unsettled_rounds: u32,
     /// The kill round.
     pub kill: KillCheck,
 }
@@ -404,6 +414,26 @@ fn wait_no_veth(ns: &str) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Waits until the machine is quiet (see [`SETTLE_BUSY`]); `false` when it did not get there
+/// within [`SETTLE_TIMEOUT`]. The kernel destroys the previous round's namespaces, and with
+/// them any veths left in them, in a background worker after the round; without this wait that
+/// work would land in the next plugin's round.
+fn settle() -> Result<bool> {
+    let start = Instant::now();
+    let ticks = || crate::procstat::machine_ticks().map_err(io_err("/proc/stat"));
+    let mut before = ticks()?;
+    while start.elapsed() < SETTLE_TIMEOUT {
+        thread::sleep(SETTLE_WINDOW);
+        let now = ticks()?;
+        let (busy, total) = (now.0 - before.0, now.1 - before.1);
+        if total > 0 && (busy as f64) < SETTLE_BUSY * total as f64 {
+            return Ok(true);
+        }
+        before = now;
+    }
+    Ok(false)
+}
+
 fn invocations(
     ns: &Namespaces,
     bin: &Path,
@@ -506,6 +536,7 @@ fn rounds(
     cancel: &AtomicBool,
 ) -> Result<ChurnResult> {
     let mut samples: Vec<Samples> = Plugin::ALL.iter().map(|_| Samples::default()).collect();
+    let mut unsettled_rounds = 0;
     for round in 1..=cfg.rounds {
         for (p, s) in Plugin::ALL.iter().zip(samples.iter_mut()) {
             if cancel.load(Ordering::SeqCst) {
@@ -514,6 +545,14 @@ fn rounds(
             let bin = p.binary(cfg);
             let conf = p.config(data).to_string();
             ns.add_pods()?;
+            if !settle()? {
+                unsettled_rounds += 1;
+                eprintln!(
+                    "cni-churn: round {round} {}: the machine was still busy after {} s",
+                    p.name(),
+                    SETTLE_TIMEOUT.as_secs()
+                );
+            }
             let tag = format!("r{round}");
             let cpu_before = children_cpu_ms();
             let adds = invocations(ns, &bin, &conf, "ADD", &tag, |_| None);
@@ -564,6 +603,7 @@ fn rounds(
         rounds: cfg.rounds,
         data_fs: data_filesystem(data),
         plugins,
+        unsettled_rounds,
         kill,
     })
 }
@@ -810,6 +850,13 @@ pub fn markdown(r: &ChurnResult) -> String {
         ));
     }
     out.push('\n');
+    if r.unsettled_rounds > 0 {
+        out.push_str(&format!(
+            "{} rounds started on a machine still busy after {} s\n",
+            r.unsettled_rounds,
+            SETTLE_TIMEOUT.as_secs()
+        ));
+    }
     for other in ["ptp+host-local", "bridge+host-local"] {
         if let Some((per_pod, wall)) = r.ratios(other) {
             out.push_str(&format!(

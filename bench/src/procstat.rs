@@ -75,9 +75,36 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
+/// The machine's CPU time so far, from the first line of `/proc/stat`, in clock ticks:
+/// (busy, total), busy being all but idle and iowait.
+pub fn machine_ticks() -> io::Result<(u64, u64)> {
+    parse_machine_ticks(&fs::read_to_string("/proc/stat")?)
+        .ok_or_else(|| io::Error::other("/proc/stat: no cpu line"))
+}
+
+fn parse_machine_ticks(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_ticks_count_all_but_idle_and_iowait_as_busy() {
+        let text = "cpu  10 1 5 100 4 2 3 0 7 0\ncpu0 5 0 2 50 2 1 1 0 0 0\n";
+        assert_eq!(parse_machine_ticks(text), Some((21, 125)));
+        assert_eq!(parse_machine_ticks("intr 1 2\n"), None);
+    }
 
     #[test]
     fn status_fields_in_bytes() {
