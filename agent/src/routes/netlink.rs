@@ -29,6 +29,36 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// User buffer for one datagram: a dump part is at most 32 KiB.
 const DATAGRAM: usize = 64 * 1024;
 
+/// How a dump went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Dumped {
+    /// The kernel flagged the dump as interrupted by a change: it may miss or repeat routes.
+    pub interrupted: bool,
+    /// Routes left out because they could not be read.
+    pub unreadable: usize,
+}
+
+/// Reads one datagram of the answer to the dump `reader` follows: each route to `each`, each
+/// route that does not parse counted in `unreadable`. True once the dump has ended.
+fn read_dump_datagram(
+    reader: &mut AnswerReader,
+    datagram: &[u8],
+    each: &mut impl FnMut(&RouteMessage),
+    unreadable: &mut usize,
+) -> io::Result<bool> {
+    for message in messages(datagram) {
+        match reader.read(message?)? {
+            Part::End => return Ok(true),
+            Part::Message(m) if m.message_type() == libc::RTM_NEWROUTE => match parse_route(&m) {
+                Ok(route) => each(&route),
+                Err(_) => *unreadable += 1,
+            },
+            Part::Message(_) | Part::Other => {}
+        }
+    }
+    Ok(false)
+}
+
 /// Dumps, lookups and write batches.
 pub(crate) struct RequestSocket {
     socket: TokioSocket,
@@ -114,35 +144,33 @@ impl RequestSocket {
         self.socket.recv(&mut self.buffer).await
     }
 
-    /// Dumps the routes of `family`, handing each to `each`. Returns true if the kernel
-    /// flagged the dump as interrupted by a change (it may miss or repeat routes).
+    /// Dumps the routes of `family`, handing each to `each`; see [`Self::dump_with`].
     pub(crate) async fn dump(
         &mut self,
         family: AddressFamily,
         each: impl FnMut(&RouteMessage),
-    ) -> io::Result<bool> {
+    ) -> io::Result<Dumped> {
         self.dump_with(dump_request(family), each).await
     }
 
-    /// Sends a dump request and hands each route of the answer to `each`; see
-    /// [`Self::dump`].
+    /// Sends a dump request and hands each route of the answer to `each`. A route that
+    /// netlink-packet-route cannot read is left out and counted, rather than failing the
+    /// whole dump (it would fail every dump for as long as that route exists).
     pub(crate) async fn dump_with(
         &mut self,
         request: NetlinkMessage<RouteNetlinkMessage>,
         mut each: impl FnMut(&RouteMessage),
-    ) -> io::Result<bool> {
+    ) -> io::Result<Dumped> {
         let seq = self.send_message(request).await?;
         let mut reader = AnswerReader::new(seq);
+        let mut unreadable = 0;
         loop {
             self.recv().await?;
-            for message in messages(&self.buffer) {
-                match reader.read(message?)? {
-                    Part::End => return Ok(reader.interrupted()),
-                    Part::Message(m) if m.message_type() == libc::RTM_NEWROUTE => {
-                        each(&parse_route(&m)?)
-                    }
-                    Part::Message(_) | Part::Other => {}
-                }
+            if read_dump_datagram(&mut reader, &self.buffer, &mut each, &mut unreadable)? {
+                return Ok(Dumped {
+                    interrupted: reader.interrupted(),
+                    unreadable,
+                });
             }
         }
     }
@@ -308,5 +336,59 @@ mod tests {
             .collect();
         assert_eq!(parsed, vec![(7, 24), (8, 64)]);
         assert!(messages(&bytes[..10]).next().is_none());
+    }
+
+    /// One message of a dump's answer: `message` renumbered to `seq`.
+    fn part(seq: u32, message: NetlinkMessage<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut message = message;
+        message.header.sequence_number = seq;
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    /// One message of a dump's answer: a header of `kind` numbered `seq`, then `payload`.
+    fn raw_part(seq: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 16 + payload.len() as u32;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&len.to_ne_bytes());
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
+        bytes.extend_from_slice(&seq.to_ne_bytes());
+        bytes.extend_from_slice(&0u32.to_ne_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn a_dump_leaves_out_a_route_it_cannot_read_and_goes_on() {
+        let route = |destination: &str| {
+            part(
+                9,
+                write_request(
+                    destination.parse().expect("net"),
+                    WriteKind::Create(KernelTarget::Blackhole),
+                    80,
+                ),
+            )
+        };
+        // A route message too short for its header, between two good ones; then the end.
+        let first = [
+            route("10.244.2.0/24"),
+            raw_part(9, libc::RTM_NEWROUTE, &[0; 4]),
+            route("10.244.3.0/25"),
+        ]
+        .concat();
+        let last = raw_part(9, rtnetlink::packet_core::NLMSG_DONE, &0i32.to_ne_bytes());
+        let mut reader = AnswerReader::new(9);
+        let mut seen = Vec::new();
+        let mut each = |m: &RouteMessage| seen.push(m.header.destination_prefix_length);
+        let mut unreadable = 0;
+        assert!(
+            !read_dump_datagram(&mut reader, &first, &mut each, &mut unreadable).expect("read")
+        );
+        assert!(read_dump_datagram(&mut reader, &last, &mut each, &mut unreadable).expect("end"));
+        assert_eq!((seen, unreadable), (vec![24, 25], 1));
     }
 }

@@ -316,6 +316,7 @@ impl RouteProgrammer {
         for attempt in 1..=DUMP_ATTEMPTS {
             self.table.begin_full_pass();
             let mut interrupted = false;
+            let mut unreadable = 0;
             for family in [AddressFamily::Inet, AddressFamily::Inet6] {
                 let table = &mut self.table;
                 let dumped = self
@@ -327,7 +328,10 @@ impl RouteProgrammer {
                     })
                     .await;
                 match dumped {
-                    Ok(i) => interrupted |= i,
+                    Ok(d) => {
+                        interrupted |= d.interrupted;
+                        unreadable += d.unreadable;
+                    }
                     Err(e) => {
                         // What was not seen yet is not gone: keep the cache's view, and try
                         // again a little later rather than at once.
@@ -336,6 +340,14 @@ impl RouteProgrammer {
                         return Err(KernelError::Dump(e));
                     }
                 }
+            }
+            if unreadable > 0 {
+                // Not seen, so a stale route of ours among them stays, and a wanted one is
+                // written again over it.
+                tracing::warn!(
+                    unreadable,
+                    "routes in the kernel's table could not be read; the full pass leaves them out"
+                );
             }
             if !interrupted || attempt == DUMP_ATTEMPTS {
                 break;
