@@ -90,6 +90,28 @@ impl AnswerReader {
         self.interrupted
     }
 
+    /// Reads one datagram: hands each message of the answer in it to `each`, which says
+    /// whether that message completes the answer (a lookup's one message does). True once the
+    /// answer is complete, by `each` or by its end.
+    pub fn read_datagram(
+        &mut self,
+        datagram: &[u8],
+        mut each: impl FnMut(NetlinkBuffer<&[u8]>) -> io::Result<bool>,
+    ) -> io::Result<bool> {
+        for message in messages(datagram) {
+            match self.read(message?)? {
+                Part::Other => {}
+                Part::End => return Ok(true),
+                Part::Message(message) => {
+                    if each(message)? {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// What `message` is to the answer.
     pub fn read<'a>(&mut self, message: NetlinkBuffer<&'a [u8]>) -> io::Result<Part<'a>> {
         if message.sequence_number() != self.sequence {
@@ -219,5 +241,34 @@ mod tests {
             ["error Some(90)"]
         );
         assert_eq!(parts(&message(NLMSG_OVERRUN, 5, &[])), ["error None"]);
+    }
+
+    #[test]
+    fn a_datagram_is_read_until_its_answer_is_complete() {
+        let mut part = message(16, 4, b"old");
+        part.extend(message(16, 5, b"one"));
+        part.extend(message(16, 5, b"two"));
+        let mut ended = part.clone();
+        ended.extend(message(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
+        ended.extend(message(16, 5, b"after"));
+        let payloads = |datagram: &[u8], stop_at_first: bool| {
+            let mut seen = Vec::new();
+            let done = AnswerReader::new(5)
+                .read_datagram(datagram, |m| {
+                    seen.push(String::from_utf8_lossy(&m.payload()[..3]).into_owned());
+                    Ok(stop_at_first)
+                })
+                .expect("read");
+            (done, seen)
+        };
+        assert_eq!(
+            payloads(&part, false),
+            (false, vec!["one".into(), "two".into()])
+        );
+        assert_eq!(
+            payloads(&ended, false),
+            (true, vec!["one".into(), "two".into()])
+        );
+        assert_eq!(payloads(&part, true), (true, vec!["one".into()]));
     }
 }

@@ -10,11 +10,11 @@
 //! the plugin 10–25 % of its CPU per call (36 of 89 page faults, eventfd and epoll calls
 //! around every request), for requests that are sent one at a time anyway.
 
-use crate::datagram::{self, AnswerReader, Part};
+use crate::datagram::AnswerReader;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkMessage, NetlinkPayload,
 };
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
@@ -173,6 +173,28 @@ enum Answer {
 /// before its last try is taken as it is (a draining node changes links all the time).
 const DUMP_TRIES: usize = 3;
 
+/// Adds the message of an answer to `answers`; true when it completes a lookup's answer. In a
+/// dump, a message that does not decode is skipped, as netlink-proto did (a kernel newer than
+/// netlink-packet-route may send attributes it cannot parse); a lookup's one answer must decode.
+fn decode(
+    message: NetlinkBuffer<&[u8]>,
+    answer: Answer,
+    answers: &mut Vec<RouteNetlinkMessage>,
+) -> io::Result<bool> {
+    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(message.into_inner()) {
+        Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(inner),
+            ..
+        }) => {
+            answers.push(inner);
+            Ok(answer == Answer::One)
+        }
+        Ok(_) => Ok(false),
+        Err(_) if answer == Answer::Dump => Ok(false),
+        Err(e) => Err(invalid(e)),
+    }
+}
+
 /// Retries `op` while a signal interrupts it.
 fn uninterrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     loop {
@@ -241,10 +263,8 @@ impl Netlink {
         Ok(sequence)
     }
 
-    /// Reads the answer to request `sequence` (messages of earlier requests are skipped); also
-    /// says whether a dump was interrupted. In a dump, a message that does not decode is
-    /// skipped, as netlink-proto did (a kernel newer than netlink-packet-route may send
-    /// attributes it cannot parse); a lookup's one answer must decode.
+    /// Reads the answer to request `sequence` (messages of earlier requests are skipped, each
+    /// message goes through [`decode`]); also says whether a dump was interrupted.
     fn answers(
         &self,
         sequence: u32,
@@ -256,26 +276,8 @@ impl Netlink {
         loop {
             buffer.clear();
             uninterrupted(|| self.socket.recv(&mut *buffer, 0))?;
-            for message in datagram::messages(&buffer) {
-                let message = match reader.read(message?)? {
-                    Part::Other => continue,
-                    Part::End => return Ok((answers, reader.interrupted())),
-                    Part::Message(message) => message,
-                };
-                match NetlinkMessage::<RouteNetlinkMessage>::deserialize(message.into_inner()) {
-                    Ok(NetlinkMessage {
-                        payload: NetlinkPayload::InnerMessage(inner),
-                        ..
-                    }) => {
-                        answers.push(inner);
-                        if answer == Answer::One {
-                            return Ok((answers, false));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) if answer == Answer::Dump => {}
-                    Err(e) => return Err(invalid(e)),
-                }
+            if reader.read_datagram(&buffer, |m| decode(m, answer, &mut answers))? {
+                return Ok((answers, reader.interrupted()));
             }
         }
     }
@@ -675,5 +677,48 @@ fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(message: RouteNetlinkMessage) -> Vec<u8> {
+        let mut message = NetlinkMessage::from(message);
+        message.finalize();
+        let mut out = vec![0; message.buffer_len()];
+        message.serialize(&mut out);
+        out
+    }
+
+    /// An RTM_NEWLINK whose payload is too short for a link header.
+    fn undecodable() -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&20u32.to_ne_bytes());
+        out.extend_from_slice(&nix::libc::RTM_NEWLINK.to_ne_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&[0; 4]);
+        out
+    }
+
+    #[test]
+    fn a_dump_skips_what_does_not_decode_and_a_lookup_fails_on_it() {
+        let link = bytes(RouteNetlinkMessage::NewLink(
+            LinkUnspec::new_with_name("eth0").build(),
+        ));
+        let bad = undecodable();
+        let read = |raw: &[u8], answer: Answer, answers: &mut Vec<RouteNetlinkMessage>| {
+            decode(NetlinkBuffer::new(raw), answer, answers)
+        };
+        let mut dumped = Vec::new();
+        assert!(!read(&link, Answer::Dump, &mut dumped).expect("entry"));
+        assert!(!read(&bad, Answer::Dump, &mut dumped).expect("skipped"));
+        assert_eq!(dumped.len(), 1);
+
+        let mut looked_up = Vec::new();
+        assert!(read(&link, Answer::One, &mut looked_up).expect("the answer"));
+        let err = read(&bad, Answer::One, &mut Vec::new()).expect_err("must decode");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }

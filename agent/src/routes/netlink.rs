@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use podroute_cni::datagram::{AnswerReader, Part, error_code, messages};
+use podroute_cni::datagram::{AnswerReader, error_code, messages};
 use rtnetlink::packet_core::{NLMSG_ERROR, NetlinkBuffer, NetlinkMessage, Parseable};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -46,17 +46,15 @@ fn read_dump_datagram(
     each: &mut impl FnMut(&RouteMessage),
     unreadable: &mut usize,
 ) -> io::Result<bool> {
-    for message in messages(datagram) {
-        match reader.read(message?)? {
-            Part::End => return Ok(true),
-            Part::Message(m) if m.message_type() == libc::RTM_NEWROUTE => match parse_route(&m) {
+    reader.read_datagram(datagram, |message| {
+        if message.message_type() == libc::RTM_NEWROUTE {
+            match parse_route(&message) {
                 Ok(route) => each(&route),
                 Err(_) => *unreadable += 1,
-            },
-            Part::Message(_) | Part::Other => {}
+            }
         }
-    }
-    Ok(false)
+        Ok(false)
+    })
 }
 
 /// Dumps, lookups and write batches.
