@@ -485,6 +485,7 @@ fn run_churn(args: ChurnArgs) -> anyhow::Result<()> {
         output: args.output.clone(),
         // The plugins take only an absolute dataDir.
         data_dir: std::path::absolute(args.data_dir.clone().unwrap_or_else(std::env::temp_dir))?,
+        settle: true,
     };
     let cancel = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -76,7 +76,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// The machine's CPU time so far, from the first line of `/proc/stat`, in clock ticks:
-/// (busy, total), busy being all but idle and iowait.
+/// (busy, total), busy being all but idle, iowait and steal.
 pub fn machine_ticks() -> io::Result<(u64, u64)> {
     parse_machine_ticks(&fs::read_to_string("/proc/stat")?)
         .ok_or_else(|| io::Error::other("/proc/stat: no cpu line"))
@@ -90,9 +90,10 @@ fn parse_machine_ticks(text: &str) -> Option<(u64, u64)> {
         .map(|f| f.parse().ok())
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
     let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    let not_busy = fields.get(3)? + field(4) + field(7);
+    Some((total.saturating_sub(not_busy), total))
 }
 
 #[cfg(test)]
@@ -100,9 +101,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn machine_ticks_count_all_but_idle_and_iowait_as_busy() {
-        let text = "cpu  10 1 5 100 4 2 3 0 7 0\ncpu0 5 0 2 50 2 1 1 0 0 0\n";
-        assert_eq!(parse_machine_ticks(text), Some((21, 125)));
+    fn machine_ticks_count_all_but_idle_iowait_and_steal_as_busy() {
+        let text = "cpu  10 1 5 100 4 2 3 6 7 0\ncpu0 5 0 2 50 2 1 1 0 0 0\n";
+        assert_eq!(parse_machine_ticks(text), Some((21, 131)));
         assert_eq!(parse_machine_ticks("intr 1 2\n"), None);
     }
 

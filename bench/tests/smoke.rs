@@ -290,6 +290,7 @@ fn cni_churn_measures_every_plugin_and_a_killed_plugin_leaks_nothing() {
         podroute_bin: plugin,
         output: output.clone(),
         data_dir: std::env::temp_dir(),
+        settle: false,
     };
     let r = podroute_bench::cni_churn::run(&cfg, &AtomicBool::new(false)).expect("the churn runs");
     let names: Vec<&str> = r.plugins.iter().map(|p| p.plugin.as_str()).collect();

@@ -181,8 +181,8 @@ fn add(conf: &NetConf, env: &CniEnv) -> Result<Value, CniError> {
     let path = netns_path(env)?;
     let ns = netns::open(path)?;
     let store = IpamStore::new(conf.store_dir());
-    // Written before the lock: the lock is then held only to pick an address and link it.
-    let record = store.new_record(&owner)?;
+    // Written before the lock, so that other plugins do not wait while it is.
+    let record = store.new_record(&owner);
     let alloc = store
         .lock(conf.lock_timeout)?
         .allocate(&record, &conf.ranges)?;

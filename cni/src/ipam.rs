@@ -16,9 +16,9 @@
 //!   without the index gets its entries the first time this one takes the lock.
 //!
 //! A record is written before the lock is taken, into a file without a name (`O_TMPFILE`), which
-//! the locked part of ADD then links under the address: the lock is held for a link, not for
-//! creating and writing a file. A plugin killed before the link leaves nothing (the kernel frees
-//! an unnamed file with its last descriptor). On a filesystem without unnamed files the record is
+//! the locked part of ADD then links under the address: other plugins do not wait while it is
+//! created and written. A plugin killed before the link leaves nothing (the kernel frees an
+//! unnamed file with its last descriptor). On a filesystem without unnamed files the record is
 //! written under the lock to a scratch name instead and linked from there.
 //!
 //! The address file is written before any veth exists, so a plugin killed half-way leaves at
@@ -116,13 +116,31 @@ pub struct LockedStore {
     _lock: File,
 }
 
-/// An attachment's record before it has an address: its owner, in a file without a name when
-/// the filesystem has them (see the module documentation). Made by [`IpamStore::new_record`]
-/// before the lock, used by [`LockedStore::allocate`].
+/// An attachment's record before it has an address (see the module documentation). Made by
+/// [`IpamStore::new_record`] before the lock, used by [`LockedStore::allocate`].
 #[derive(Debug)]
 pub struct NewRecord {
     owner: Attachment,
-    unnamed: Option<File>,
+    file: RecordFile,
+}
+
+/// Where a new record's text is.
+#[derive(Debug)]
+enum RecordFile {
+    /// In a file without a name, to be linked under the address.
+    Unnamed(File),
+    /// Nowhere yet: the filesystem has no unnamed files, so it goes to the scratch file under
+    /// the lock.
+    Scratch,
+    /// Writing it failed. Only an ADD that needs a new address fails for that: a repeated ADD
+    /// of an attachment that holds its addresses does not (say on a full disk).
+    Failed(io::Error),
+}
+
+/// Where [`LockedStore::allocate_in`] links a record from.
+enum LinkSource<'a> {
+    Unnamed(&'a File),
+    Scratch(PathBuf),
 }
 
 /// Addresses of one attachment, at most one per family.
@@ -192,8 +210,9 @@ impl IpamStore {
         }
     }
 
-    /// Writes `owner`'s record, not yet linked under any address (see the module documentation).
-    pub fn new_record(&self, owner: &Attachment) -> Result<NewRecord, IpamError> {
+    /// `owner`'s record, written to a file without a name where the filesystem has them
+    /// (see the module documentation). A failure is kept in it, see [`RecordFile::Failed`].
+    pub fn new_record(&self, owner: &Attachment) -> NewRecord {
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -202,38 +221,22 @@ impl IpamStore {
         };
         let opened = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-                open()
+                fs::create_dir_all(&self.dir).and_then(|()| open())
             }
             other => other,
         };
-        let unnamed = match opened {
-            Ok(mut file) => {
-                io::Write::write_all(&mut file, format_owner(owner).as_bytes())
-                    .map_err(io_err(&self.dir))?;
-                Some(file)
-            }
-            // No unnamed files here: EOPNOTSUPP from the filesystem, EISDIR from a kernel
-            // older than O_TMPFILE.
-            Err(e)
-                if matches!(
-                    e.raw_os_error().map(Errno::from_raw),
-                    Some(Errno::EOPNOTSUPP | Errno::EISDIR)
-                ) =>
-            {
-                None
-            }
-            Err(source) => {
-                return Err(IpamError::Io {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
+        let file = match opened {
+            Ok(mut file) => match io::Write::write_all(&mut file, format_owner(owner).as_bytes()) {
+                Ok(()) => RecordFile::Unnamed(file),
+                Err(e) => RecordFile::Failed(e),
+            },
+            Err(e) if no_unnamed_files(&e) => RecordFile::Scratch,
+            Err(e) => RecordFile::Failed(e),
         };
-        Ok(NewRecord {
+        NewRecord {
             owner: owner.clone(),
-            unnamed,
-        })
+            file,
+        }
     }
 
     /// Takes the store's lock, waiting at most `timeout` (then [`IpamError::LockTimeout`]).
@@ -433,18 +436,28 @@ impl LockedStore {
         // file: its name is not an address, so `records` never sees it; the lock makes one name
         // enough. A scratch file left by a plugin killed after linking it is that pod's record
         // under another name: it is unlinked, never written into, so the record keeps its owner.
-        let scratch = match &record.unnamed {
-            Some(_) => None,
-            None => {
+        let source = match &record.file {
+            RecordFile::Unnamed(file) => LinkSource::Unnamed(file),
+            RecordFile::Scratch => {
                 let scratch = self.dir.join(SCRATCH_RECORD);
                 remove_file(&scratch)?;
                 fs::write(&scratch, format_owner(owner)).map_err(io_err(&scratch))?;
-                Some(scratch)
+                LinkSource::Scratch(scratch)
+            }
+            RecordFile::Failed(e) => {
+                let source = e.raw_os_error().map_or_else(
+                    || io::Error::new(e.kind(), e.to_string()),
+                    io::Error::from_raw_os_error,
+                );
+                return Err(IpamError::Io {
+                    path: self.dir.clone(),
+                    source,
+                });
             }
         };
         let link = |path: &Path| -> io::Result<()> {
-            match (&record.unnamed, &scratch) {
-                (Some(file), _) => linkat(
+            match &source {
+                LinkSource::Unnamed(file) => linkat(
                     AT_FDCWD,
                     format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
                     AT_FDCWD,
@@ -452,8 +465,7 @@ impl LockedStore {
                     AtFlags::AT_SYMLINK_FOLLOW,
                 )
                 .map_err(io::Error::from),
-                (None, Some(scratch)) => fs::hard_link(scratch, path),
-                (None, None) => Err(io::Error::other("no record to link")),
+                LinkSource::Scratch(scratch) => fs::hard_link(scratch, path),
             }
         };
         let found = (|| {
@@ -483,7 +495,7 @@ impl LockedStore {
                 range: range.to_owned(),
             })
         })();
-        if let Some(scratch) = scratch {
+        if let LinkSource::Scratch(scratch) = source {
             let _ = fs::remove_file(scratch);
         }
         found
@@ -560,6 +572,15 @@ fn read_owner(record: &Path) -> io::Result<Option<Attachment>> {
     }
 }
 
+/// True when `open(O_TMPFILE)` failed because unnamed files are not to be had here: EOPNOTSUPP
+/// from a filesystem without them, EISDIR from a kernel older than O_TMPFILE (3.11).
+fn no_unnamed_files(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EOPNOTSUPP | Errno::EISDIR)
+    )
+}
+
 /// Records `addr` as the last address handed out: written over the old text in place, padded to
 /// [`LAST_WIDTH`] (readers trim it). Truncating and rewriting would cost a disk write inside the
 /// lock on ext4, which starts writeback when a file truncated to zero is closed.
@@ -569,7 +590,14 @@ fn write_last(path: &Path, addr: IpAddr) -> io::Result<()> {
         .create(true)
         .truncate(false)
         .open(path)?;
-    file.write_all_at(format!("{addr:<LAST_WIDTH$}\n").as_bytes(), 0)
+    let text = format!("{addr:<LAST_WIDTH$}\n");
+    file.write_all_at(text.as_bytes(), 0)?;
+    // Longer only when something else wrote it; cut to a size that is not zero, which ext4
+    // does not flush on close.
+    if file.metadata()?.len() > text.len() as u64 {
+        file.set_len(text.len() as u64)?;
+    }
+    Ok(())
 }
 
 /// Removes a file that may not exist.
@@ -648,7 +676,7 @@ mod tests {
     impl LockedStore {
         /// What ADD does: the record written first, then given its addresses.
         fn alloc(&self, owner: &Attachment, r: &PodRanges) -> Result<Allocation, IpamError> {
-            let record = IpamStore::new(&self.dir).new_record(owner)?;
+            let record = IpamStore::new(&self.dir).new_record(owner);
             self.allocate(&record, r)
         }
     }
@@ -728,12 +756,13 @@ mod tests {
 
     #[test]
     fn a_record_always_names_its_owner_and_a_killed_allocation_leaves_none() {
+        use std::os::unix::fs::MetadataExt;
         let (d, s) = store();
         let dir = d.path().join("net");
         let r = ranges("10.0.0.0/29", Some("fd00::/64"));
         let store = IpamStore::new(&dir);
         // A plugin killed after writing its record, before the lock: nothing is left.
-        drop(store.new_record(&owner("killed")).expect("record"));
+        drop(store.new_record(&owner("killed")));
         let names = |dir: &Path| -> Vec<String> {
             let mut names: Vec<String> = fs::read_dir(dir)
                 .expect("read dir")
@@ -744,7 +773,13 @@ mod tests {
         };
         assert_eq!(names(&dir), vec!["indexed", "lock"]);
         // Both families' records are the one unnamed file, linked twice.
-        let a = s.alloc(&owner("a"), &r).expect("alloc");
+        let record = store.new_record(&owner("a"));
+        assert!(
+            matches!(record.file, RecordFile::Unnamed(_)),
+            "the test directory has no unnamed files: {:?}",
+            record.file
+        );
+        let a = s.allocate(&record, &r).expect("alloc");
         let mut records = s.records().expect("records");
         records.sort();
         assert_eq!(
@@ -754,7 +789,38 @@ mod tests {
                 (IpAddr::V6(a.v6.expect("v6")), Some(owner("a"))),
             ]
         );
+        let v4 = fs::metadata(dir.join(a.v4.expect("v4").to_string())).expect("v4 record");
+        let v6 = fs::metadata(dir.join(a.v6.expect("v6").to_string())).expect("v6 record");
+        assert_eq!((v4.ino(), v4.nlink()), (v6.ino(), 2));
         assert!(!dir.join(SCRATCH_RECORD).exists());
+    }
+
+    #[test]
+    fn a_record_that_could_not_be_written_fails_only_an_add_that_needs_it() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let held = s.alloc(&owner("a"), &r).expect("alloc");
+        let failed = |id: &str| NewRecord {
+            owner: owner(id),
+            file: RecordFile::Failed(io::Error::from_raw_os_error(28)),
+        };
+        // A repeated ADD of a pod holding its address, on a full disk.
+        assert_eq!(s.allocate(&failed("a"), &r).expect("held"), held);
+        let err = s.allocate(&failed("b"), &r).expect_err("a new address");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert_eq!(
+            s.lookup(&owner("b")).expect("lookup"),
+            Allocation::default()
+        );
+    }
+
+    #[test]
+    fn unnamed_files_are_given_up_only_where_the_system_has_none() {
+        let code = |errno: Errno| io::Error::from_raw_os_error(errno as i32);
+        assert!(no_unnamed_files(&code(Errno::EOPNOTSUPP)));
+        assert!(no_unnamed_files(&code(Errno::EISDIR)));
+        assert!(!no_unnamed_files(&code(Errno::ENOSPC)));
+        assert!(!no_unnamed_files(&code(Errno::EACCES)));
     }
 
     #[test]
@@ -763,7 +829,7 @@ mod tests {
         let r = ranges("10.0.0.0/29", None);
         let scratch_record = |id: &str| NewRecord {
             owner: owner(id),
-            unnamed: None,
+            file: RecordFile::Scratch,
         };
         // What a plugin killed after writing its scratch record leaves behind.
         let dir = d.path().join("net");
@@ -793,17 +859,25 @@ mod tests {
     }
 
     #[test]
-    fn the_last_address_is_written_over_longer_text_in_place() {
+    fn the_last_address_is_written_in_place_over_any_older_text() {
+        use std::os::unix::fs::MetadataExt;
         let (d, s) = store();
         let r = ranges("10.0.0.0/29", None);
         let last = d.path().join("net").join("last-v4");
-        // Longer than any IPv4 text and no IPv4 address: allocation starts at the first.
-        fs::write(&last, "fd00::ffff:ffff:ffff").expect("last");
+        // Longer than the padded width and no IPv4 address: allocation starts at the first,
+        // and the old text's tail goes.
+        fs::write(&last, "x".repeat(100)).expect("last");
+        let inode = fs::metadata(&last).expect("last").ino();
         let first = s.alloc(&owner("a"), &r).expect("alloc").v4;
         assert_eq!(first, Some(Ipv4Addr::new(10, 0, 0, 1)));
-        assert_eq!(fs::read_to_string(&last).expect("last").trim(), "10.0.0.1");
+        let text = fs::read_to_string(&last).expect("last");
+        assert_eq!((text.trim(), text.len()), ("10.0.0.1", LAST_WIDTH + 1));
+        assert_eq!(fs::metadata(&last).expect("last").ino(), inode, "in place");
+        // A shorter text from an older plugin, which truncated it: padded over.
+        fs::write(&last, "10.0.0.4").expect("last");
         let next = s.alloc(&owner("b"), &r).expect("alloc").v4;
-        assert_eq!(next, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(next, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(fs::read_to_string(&last).expect("last").trim(), "10.0.0.5");
     }
 
     #[test]
@@ -974,6 +1048,19 @@ mod tests {
         std::os::unix::fs::symlink("10.0.0.9", s.dir.join("owner:killed:eth0:v4")).expect("ln");
         s.retain(&[owner("killed")]).expect("gc");
         assert_eq!(index_entries(&s.dir), Vec::<String>::new());
+    }
+
+    #[test]
+    fn gc_removes_a_scratch_record_left_by_a_killed_plugin() {
+        let (_d, s) = store();
+        let r = ranges("10.0.0.0/29", None);
+        let a = s.alloc(&owner("a"), &r).expect("alloc");
+        // Killed after linking its scratch record, before unlinking the scratch name.
+        let record = s.dir.join(a.v4.expect("v4").to_string());
+        fs::hard_link(&record, s.dir.join(SCRATCH_RECORD)).expect("link");
+        s.retain(&[owner("a")]).expect("gc");
+        assert!(!s.dir.join(SCRATCH_RECORD).exists());
+        assert_eq!(s.lookup(&owner("a")).expect("lookup"), a);
     }
 
     #[test]

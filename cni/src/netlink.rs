@@ -316,9 +316,11 @@ impl Netlink {
     ///
     /// Each end gets one receive and one transmit queue. Left to itself the kernel gives a veth
     /// a queue of each kind per possible CPU, makes sysfs entries for all of them and removes
-    /// all but one again at once, under the RTNL lock, for both ends (a fifth of the creation
-    /// on a 2-CPU node, more on bigger ones). Without XDP on the veth, which podroute does not
-    /// attach, a packet never picks a queue: the sender hands it to the receiving stack.
+    /// all but one again at once, under the RTNL lock, for both ends (about a fifth of the
+    /// creation in a profile on a 2-CPU machine, more with more CPUs). The one real queue each
+    /// way is what a veth runs with by default anyway. What the pair gives up: spreading veth
+    /// GRO (`ethtool -K <veth> gro on`), XDP or AF_XDP over several queues, which needs more
+    /// queues made at creation (`ethtool -L` cannot add them later); podroute uses none of it.
     pub fn create_veth(
         &self,
         host: &str,
