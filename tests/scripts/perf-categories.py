@@ -58,9 +58,10 @@ def samples(lines, comm):
                 yield frames
             frames, mine = [], line.split()[0] == comm
         elif mine:
-            parts = line.split()
-            if len(parts) >= 2:
-                frames.append(parts[1].split("+")[0])
+            # "<address> <symbol>+0x<offset> (<object>)"; a symbol may hold spaces.
+            parts = line.strip().split(maxsplit=1)
+            if len(parts) == 2:
+                frames.append(parts[1].rsplit(" (", 1)[0].rsplit("+0x", 1)[0])
     if mine:
         yield frames
 

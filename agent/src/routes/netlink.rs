@@ -29,17 +29,8 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// User buffer for one datagram: a dump part is at most 32 KiB.
 const DATAGRAM: usize = 64 * 1024;
 
-/// How a dump went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Dumped {
-    /// The kernel flagged the dump as interrupted by a change: it may miss or repeat routes.
-    pub interrupted: bool,
-    /// Routes left out because they could not be read.
-    pub unreadable: usize,
-}
-
 /// Reads one datagram of the answer to the dump `reader` follows: each route to `each`, each
-/// route that does not parse counted in `unreadable`. True once the dump has ended.
+/// route that does not parse counted in `unreadable` and left out. True once the dump has ended.
 fn read_dump_datagram(
     reader: &mut AnswerReader,
     datagram: &[u8],
@@ -147,28 +138,34 @@ impl RequestSocket {
         &mut self,
         family: AddressFamily,
         each: impl FnMut(&RouteMessage),
-    ) -> io::Result<Dumped> {
+    ) -> io::Result<bool> {
         self.dump_with(dump_request(family), each).await
     }
 
-    /// Sends a dump request and hands each route of the answer to `each`. A route that
-    /// netlink-packet-route cannot read is left out and counted, rather than failing the
-    /// whole dump (it would fail every dump for as long as that route exists).
+    /// Sends a dump request and hands each route of the answer to `each`. Returns true if the
+    /// kernel flagged the dump as interrupted by a change (it may miss or repeat routes). A
+    /// route that netlink-packet-route cannot read fails the dump, once the whole answer has
+    /// been read (so the socket holds none of it for the next request): leaving it out would
+    /// have the caller take it for gone, and a full pass then writes over a route it cannot
+    /// see, is refused (EEXIST) and counts a collision, pass after pass.
     pub(crate) async fn dump_with(
         &mut self,
         request: NetlinkMessage<RouteNetlinkMessage>,
         mut each: impl FnMut(&RouteMessage),
-    ) -> io::Result<Dumped> {
+    ) -> io::Result<bool> {
         let seq = self.send_message(request).await?;
         let mut reader = AnswerReader::new(seq);
         let mut unreadable = 0;
         loop {
             self.recv().await?;
             if read_dump_datagram(&mut reader, &self.buffer, &mut each, &mut unreadable)? {
-                return Ok(Dumped {
-                    interrupted: reader.interrupted(),
-                    unreadable,
-                });
+                return match unreadable {
+                    0 => Ok(reader.interrupted()),
+                    n => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{n} routes in the dump could not be read"),
+                    )),
+                };
             }
         }
     }
@@ -360,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dump_leaves_out_a_route_it_cannot_read_and_goes_on() {
+    fn a_dump_counts_a_route_it_cannot_read_and_reads_on_to_its_end() {
         let route = |destination: &str| {
             part(
                 9,

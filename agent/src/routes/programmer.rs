@@ -316,7 +316,6 @@ impl RouteProgrammer {
         for attempt in 1..=DUMP_ATTEMPTS {
             self.table.begin_full_pass();
             let mut interrupted = false;
-            let mut unreadable = 0;
             for family in [AddressFamily::Inet, AddressFamily::Inet6] {
                 let table = &mut self.table;
                 let dumped = self
@@ -328,10 +327,7 @@ impl RouteProgrammer {
                     })
                     .await;
                 match dumped {
-                    Ok(d) => {
-                        interrupted |= d.interrupted;
-                        unreadable += d.unreadable;
-                    }
+                    Ok(i) => interrupted |= i,
                     Err(e) => {
                         // What was not seen yet is not gone: keep the cache's view, and try
                         // again a little later rather than at once.
@@ -340,14 +336,6 @@ impl RouteProgrammer {
                         return Err(KernelError::Dump(e));
                     }
                 }
-            }
-            if unreadable > 0 {
-                // Not seen, so a stale route of ours among them stays, and a wanted one is
-                // written again over it.
-                tracing::warn!(
-                    unreadable,
-                    "routes in the kernel's table could not be read; the full pass leaves them out"
-                );
             }
             if !interrupted || attempt == DUMP_ATTEMPTS {
                 break;
