@@ -13,7 +13,9 @@
 //!   freed address is not reused at once (a late packet to the old pod does not reach a new one);
 //!   written in place, padded with spaces to a fixed width;
 //! - `indexed`: present once every record has its index entry. A store written by a plugin
-//!   without the index gets its entries the first time this one takes the lock.
+//!   without the index gets its entries the first time this one takes the lock; when that
+//!   fails (say the disk is full), that lock's lookups read every record instead, so DEL still
+//!   frees what it should, and the next lock tries again.
 //!
 //! A record is written before the lock is taken, into a file without a name (`O_TMPFILE`), which
 //! the locked part of ADD then links under the address: other plugins do not wait while it is
@@ -114,6 +116,10 @@ pub struct IpamStore {
 pub struct LockedStore {
     dir: PathBuf,
     _lock: File,
+    /// False when giving every record its index entry failed at this lock (say on a full
+    /// disk): the index may miss records, so lookups read the records instead, and the next
+    /// lock tries again.
+    indexed: bool,
 }
 
 /// An attachment's record before it has an address (see the module documentation). Made by
@@ -250,15 +256,16 @@ impl IpamStore {
             .open(&path)
             .map_err(io_err(&path))?;
         let locked = |file| {
-            let store = LockedStore {
+            let mut store = LockedStore {
                 dir: self.dir.clone(),
                 _lock: file,
+                indexed: false,
             };
-            store.index_once()?;
-            Ok(store)
+            store.indexed = store.index_once().is_ok();
+            store
         };
         match file.try_lock() {
-            Ok(()) => return locked(file),
+            Ok(()) => return Ok(locked(file)),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(source)) => return Err(IpamError::Io { path, source }),
         }
@@ -277,7 +284,7 @@ impl IpamStore {
                 source,
             })?;
         match rx.recv_timeout(timeout) {
-            Ok(Ok(file)) => locked(file),
+            Ok(Ok(file)) => Ok(locked(file)),
             Ok(Err(source)) => Err(IpamError::Io { path, source }),
             Err(_) => Err(IpamError::LockTimeout { path, timeout }),
         }
@@ -319,8 +326,14 @@ impl LockedStore {
     }
 
     /// The address of one family that `owner`'s index entry points to, if its record names
-    /// `owner`.
+    /// `owner`; without a complete index ([`LockedStore::indexed`]), the first record of that
+    /// family that names `owner`.
     fn indexed(&self, owner: &Attachment, v6: bool) -> Result<Option<IpAddr>, IpamError> {
+        if !self.indexed {
+            return Ok(self.records()?.into_iter().find_map(|(addr, held_by)| {
+                (addr.is_ipv6() == v6 && held_by.as_ref() == Some(owner)).then_some(addr)
+            }));
+        }
         let path = self.dir.join(index_name(owner, v6));
         let target = match fs::read_link(&path) {
             Ok(target) => target,
@@ -1085,6 +1098,43 @@ mod tests {
         assert_eq!(s.alloc(&owner("old"), &r).expect("alloc"), want);
         assert_eq!(s.release(&owner("old")).expect("release"), want.addresses());
         assert_eq!(s.records().expect("records"), vec![]);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_indexed_still_finds_and_frees_its_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net");
+        fs::create_dir_all(&net).expect("mkdir");
+        fs::write(net.join("10.0.0.5"), format_owner(&owner("old"))).expect("record");
+        fs::write(net.join("10.0.0.6"), format_owner(&owner("other"))).expect("record");
+        // Where the index entry of "old" goes, something that cannot be replaced by a symlink:
+        // indexing fails (as on a full disk).
+        let entry = net.join(index_name(&owner("old"), false));
+        fs::create_dir_all(entry.join("in-the-way")).expect("obstacle");
+        let store = IpamStore::new(&net);
+        {
+            let s = store
+                .lock(Duration::from_secs(1))
+                .expect("the lock is still taken");
+            assert!(!s.indexed);
+            assert_eq!(
+                s.lookup(&owner("old")).expect("lookup").v4,
+                Some(Ipv4Addr::new(10, 0, 0, 5))
+            );
+            assert_eq!(
+                s.release(&owner("other")).expect("DEL frees it"),
+                vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 6))]
+            );
+        }
+        assert!(!net.join(INDEXED_MARKER).exists());
+        // Once the obstacle is gone, the next lock completes the index.
+        fs::remove_dir_all(&entry).expect("clear");
+        let s = store.lock(Duration::from_secs(1)).expect("lock");
+        assert!(s.indexed && net.join(INDEXED_MARKER).exists());
+        assert_eq!(
+            s.release(&owner("old")).expect("release"),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5))]
+        );
     }
 
     #[test]
