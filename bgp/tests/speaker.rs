@@ -90,19 +90,21 @@ fn import_policy_keeps_only_what_it_allows_and_counts_the_rest() {
 /// The BGP message type of ROUTE-REFRESH (RFC 2918).
 const ROUTE_REFRESH: u8 = 5;
 
+/// Node 1's configuration for node 2, importing exactly `prefixes`.
+fn allow(prefixes: &[&str]) -> PeerConfig {
+    let mut config = peer_config(1, 2);
+    config.import = Policy::allow_only(
+        prefixes
+            .iter()
+            .map(|p| PrefixRule::exact(net_(p), Verdict::Accept))
+            .collect(),
+    );
+    config
+}
+
 #[test]
 fn an_import_change_asks_for_a_refresh_only_when_the_peer_sent_something_refused() {
     let mut net = mesh(&[1, 2]);
-    let allow = |prefixes: &[&str]| {
-        let mut config = peer_config(1, 2);
-        config.import = Policy::allow_only(
-            prefixes
-                .iter()
-                .map(|p| PrefixRule::exact(net_(p), Verdict::Accept))
-                .collect(),
-        );
-        config
-    };
     let update = |net: &mut Net, prefixes: &[&str]| {
         let now = net.now;
         net.node(1).speaker.update_peer(now, allow(prefixes));
@@ -140,6 +142,49 @@ fn an_import_change_asks_for_a_refresh_only_when_the_peer_sent_something_refused
     assert_eq!(held(&mut net), ["10.99.1.0/24", "10.99.3.0/24"]);
     let status = net.node(1).speaker.peers().next().expect("peer");
     assert_eq!(status.established_count, 1, "no session reset");
+}
+
+#[test]
+fn a_policy_that_takes_refused_routes_resets_a_peer_without_route_refresh() {
+    let mut net = mesh(&[1, 2]);
+    net.without_route_refresh.push(ip(2));
+    let now = net.now;
+    net.node(1)
+        .speaker
+        .update_peer(now, allow(&["10.99.1.0/24"]));
+    originate(&mut net, 2, &["10.99.1.0/24", "10.99.3.0/24"], None);
+    net.run_for(Duration::from_secs(3));
+    let held = |net: &Net| net.fib(1).keys().map(|p| p.to_string()).collect::<Vec<_>>();
+    assert_eq!(held(&net), ["10.99.1.0/24"]);
+    assert_eq!(
+        net.node(1)
+            .speaker
+            .peers()
+            .next()
+            .expect("peer")
+            .established_count,
+        1
+    );
+
+    // The refused route can only come back with the session: Cease/Configuration Change,
+    // no ROUTE-REFRESH the peer would not understand.
+    let now = net.now;
+    net.node(1)
+        .speaker
+        .update_peer(now, allow(&["10.99.1.0/24", "10.99.3.0/24"]));
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.node(1).seen.sent_messages(ROUTE_REFRESH), 0);
+    let received = net.node(2).seen.notifications(false);
+    assert_eq!(
+        received.last().map(|n| (n.code, n.subcode)),
+        Some((error_code::CEASE, cease::CONFIGURATION_CHANGE))
+    );
+    let status = net.node(1).speaker.peers().next().expect("peer");
+    assert_eq!(
+        (status.state, status.established_count),
+        (State::Established, 2)
+    );
+    assert_eq!(held(&net), ["10.99.1.0/24", "10.99.3.0/24"]);
 }
 
 #[test]

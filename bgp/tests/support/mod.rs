@@ -81,6 +81,9 @@ pub struct Net {
     pub wires: HashMap<(IpAddr, ConnId), (IpAddr, ConnId)>,
     /// Nodes whose traffic is dropped (link cut: nothing arrives, nothing closes).
     pub cut: Vec<IpAddr>,
+    /// Nodes whose OPENs lose the route refresh capability on the way: peers that do not
+    /// support it (RFC 2918 is optional).
+    pub without_route_refresh: Vec<IpAddr>,
 }
 
 impl Net {
@@ -90,6 +93,7 @@ impl Net {
             nodes: BTreeMap::new(),
             wires: HashMap::new(),
             cut: Vec::new(),
+            without_route_refresh: Vec::new(),
         }
     }
 
@@ -194,6 +198,11 @@ impl Net {
                 if self.cut.contains(&from) {
                     return;
                 }
+                let bytes = if self.without_route_refresh.contains(&from) {
+                    without_route_refresh(&bytes)
+                } else {
+                    bytes.to_vec()
+                };
                 if let Some(&(peer, theirs)) = self.wires.get(&(from, conn))
                     && !self.cut.contains(&peer)
                     && let Some(other) = self.nodes.get_mut(&peer)
@@ -314,6 +323,30 @@ pub fn originate(net: &mut Net, n: u8, prefixes: &[&str], local_pref: Option<u32
 }
 
 /// Nodes `ns` peered in a full mesh.
+/// `bytes` (whole BGP messages) with the route refresh capability taken out of any OPEN.
+fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
+    use podroute_bgp::message::{Capability, CodecContext, Message};
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 19 {
+        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]])).clamp(19, rest.len());
+        let (frame, tail) = rest.split_at(len);
+        let ctx = CodecContext::default();
+        match Message::decode(frame, &ctx) {
+            Ok(Message::Open(mut open)) => {
+                open.capabilities.retain(|c| *c != Capability::RouteRefresh);
+                let mut buf = bytes::BytesMut::new();
+                Message::Open(open).encode(&mut buf, &ctx);
+                out.extend_from_slice(&buf);
+            }
+            _ => out.extend_from_slice(frame),
+        }
+        rest = tail;
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
 pub fn mesh(ns: &[u8]) -> Net {
     let mut net = Net::new();
     for &n in ns {
