@@ -261,7 +261,12 @@ impl IpamStore {
                 _lock: file,
                 indexed: false,
             };
-            store.indexed = store.index_once().is_ok();
+            if let Err(e) = store.index_once() {
+                // Only stderr reaches anyone from here (the runtime's log).
+                eprintln!("podroute: IPAM index incomplete, reading every record: {e}");
+            } else {
+                store.indexed = true;
+            }
             store
         };
         match file.try_lock() {
@@ -295,18 +300,25 @@ impl LockedStore {
     /// Every record: address and owner (`None` when the file is unreadable or truncated, e.g.
     /// written by a process killed mid-write; such records belong to no valid attachment).
     pub fn records(&self) -> Result<Vec<(IpAddr, Option<Attachment>)>, IpamError> {
+        Ok(self
+            .record_paths()?
+            .into_iter()
+            .map(|(addr, path)| (addr, read_owner(&path).ok().flatten()))
+            .collect())
+    }
+
+    /// Every file named by an address, with its path.
+    fn record_paths(&self) -> Result<Vec<(IpAddr, PathBuf)>, IpamError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            let Some(addr) = entry
+            if let Some(addr) = entry
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse::<IpAddr>().ok())
-            else {
-                continue;
-            };
-            let owner = read_owner(&entry.path()).ok().flatten();
-            out.push((addr, owner));
+            {
+                out.push((addr, entry.path()));
+            }
         }
         Ok(out)
     }
@@ -330,9 +342,7 @@ impl LockedStore {
     /// family that names `owner`.
     fn indexed(&self, owner: &Attachment, v6: bool) -> Result<Option<IpAddr>, IpamError> {
         if !self.indexed {
-            return Ok(self.records()?.into_iter().find_map(|(addr, held_by)| {
-                (addr.is_ipv6() == v6 && held_by.as_ref() == Some(owner)).then_some(addr)
-            }));
+            return self.scan(owner, v6);
         }
         let path = self.dir.join(index_name(owner, v6));
         let target = match fs::read_link(&path) {
@@ -359,6 +369,19 @@ impl LockedStore {
         let record = self.dir.join(addr.to_string());
         let owned = read_owner(&record).map_err(io_err(&record))?;
         Ok((owned.as_ref() == Some(owner)).then_some(addr))
+    }
+
+    /// The first record of one family that names `owner`, read from every record; a record
+    /// that cannot be read is an error, as in [`Self::indexed`].
+    fn scan(&self, owner: &Attachment, v6: bool) -> Result<Option<IpAddr>, IpamError> {
+        for (addr, path) in self.record_paths()? {
+            if addr.is_ipv6() == v6
+                && read_owner(&path).map_err(io_err(&path))?.as_ref() == Some(owner)
+            {
+                return Ok(Some(addr));
+            }
+        }
+        Ok(None)
     }
 
     /// Points `owner`'s index entry for the family of `addr` at it, replacing an old entry.
@@ -1125,6 +1148,7 @@ mod tests {
                 s.release(&owner("other")).expect("DEL frees it"),
                 vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 6))]
             );
+            assert!(!net.join("10.0.0.6").exists());
         }
         assert!(!net.join(INDEXED_MARKER).exists());
         // Once the obstacle is gone, the next lock completes the index.

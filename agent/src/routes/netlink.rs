@@ -29,23 +29,57 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// User buffer for one datagram: a dump part is at most 32 KiB.
 const DATAGRAM: usize = 64 * 1024;
 
-/// Reads one datagram of the answer to the dump `reader` follows: each route to `each`, each
-/// route that does not parse counted in `unreadable` and left out. True once the dump has ended.
-fn read_dump_datagram(
-    reader: &mut AnswerReader,
-    datagram: &[u8],
-    each: &mut impl FnMut(&RouteMessage),
-    unreadable: &mut usize,
-) -> io::Result<bool> {
-    reader.read_datagram(datagram, |message| {
-        if message.message_type() == libc::RTM_NEWROUTE {
-            match parse_route(&message) {
-                Ok(route) => each(&route),
-                Err(_) => *unreadable += 1,
-            }
+/// Follows the answer to one dump request, datagram by datagram (see
+/// [`RequestSocket::dump_with`]).
+struct DumpReader {
+    answer: AnswerReader,
+    unreadable: usize,
+    first_error: Option<String>,
+}
+
+impl DumpReader {
+    fn new(sequence: u32) -> Self {
+        Self {
+            answer: AnswerReader::new(sequence),
+            unreadable: 0,
+            first_error: None,
         }
-        Ok(false)
-    })
+    }
+
+    /// Reads one datagram, handing each route to `each`; a route that does not parse is
+    /// counted and left out. Once the dump has ended: whether the kernel flagged it as
+    /// interrupted, or an error if any route could not be read.
+    fn read(
+        &mut self,
+        datagram: &[u8],
+        each: &mut impl FnMut(&RouteMessage),
+    ) -> io::Result<Option<bool>> {
+        let ended = self.answer.read_datagram(datagram, |message| {
+            if message.message_type() == libc::RTM_NEWROUTE {
+                match parse_route(&message) {
+                    Ok(route) => each(&route),
+                    Err(e) => {
+                        self.unreadable += 1;
+                        self.first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            Ok(false)
+        })?;
+        if !ended {
+            return Ok(None);
+        }
+        match (self.unreadable, &self.first_error) {
+            (0, _) => Ok(Some(self.answer.interrupted())),
+            (n, first) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{n} routes in the dump could not be read, the first: {}",
+                    first.as_deref().unwrap_or("?")
+                ),
+            )),
+        }
+    }
 }
 
 /// Dumps, lookups and write batches.
@@ -154,18 +188,11 @@ impl RequestSocket {
         mut each: impl FnMut(&RouteMessage),
     ) -> io::Result<bool> {
         let seq = self.send_message(request).await?;
-        let mut reader = AnswerReader::new(seq);
-        let mut unreadable = 0;
+        let mut reader = DumpReader::new(seq);
         loop {
             self.recv().await?;
-            if read_dump_datagram(&mut reader, &self.buffer, &mut each, &mut unreadable)? {
-                return match unreadable {
-                    0 => Ok(reader.interrupted()),
-                    n => Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("{n} routes in the dump could not be read"),
-                    )),
-                };
+            if let Some(interrupted) = reader.read(&self.buffer, &mut each)? {
+                return Ok(interrupted);
             }
         }
     }
@@ -357,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dump_counts_a_route_it_cannot_read_and_reads_on_to_its_end() {
+    fn a_dump_with_a_route_it_cannot_read_reads_on_to_its_end_and_fails() {
         let route = |destination: &str| {
             part(
                 9,
@@ -376,14 +403,23 @@ mod tests {
         ]
         .concat();
         let last = raw_part(9, rtnetlink::packet_core::NLMSG_DONE, &0i32.to_ne_bytes());
-        let mut reader = AnswerReader::new(9);
         let mut seen = Vec::new();
         let mut each = |m: &RouteMessage| seen.push(m.header.destination_prefix_length);
-        let mut unreadable = 0;
+        let mut reader = DumpReader::new(9);
+        assert!(reader.read(&first, &mut each).expect("read on").is_none());
+        let err = reader.read(&last, &mut each).expect_err("unreadable");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(
-            !read_dump_datagram(&mut reader, &first, &mut each, &mut unreadable).expect("read")
+            err.to_string()
+                .starts_with("1 routes in the dump could not be read, the first: "),
+            "{err}"
         );
-        assert!(read_dump_datagram(&mut reader, &last, &mut each, &mut unreadable).expect("end"));
-        assert_eq!((seen, unreadable), (vec![24, 25], 1));
+        // Without the unreadable route the same answer reads cleanly.
+        let clean = [route("10.244.2.0/24"), last.clone()].concat();
+        assert_eq!(
+            DumpReader::new(9).read(&clean, &mut each).expect("clean"),
+            Some(false)
+        );
+        assert_eq!(seen, vec![24, 25, 24]);
     }
 }

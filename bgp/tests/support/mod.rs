@@ -322,7 +322,6 @@ pub fn originate(net: &mut Net, n: u8, prefixes: &[&str], local_pref: Option<u32
     net.node(n).speaker.set_originated(now, routes);
 }
 
-/// Nodes `ns` peered in a full mesh.
 /// `bytes` (whole BGP messages) with the route refresh capability taken out of any OPEN.
 fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
     use podroute_bgp::message::{Capability, CodecContext, Message};
@@ -332,8 +331,9 @@ fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
         let len = usize::from(u16::from_be_bytes([rest[16], rest[17]])).clamp(19, rest.len());
         let (frame, tail) = rest.split_at(len);
         let ctx = CodecContext::default();
-        match Message::decode(frame, &ctx) {
-            Ok(Message::Open(mut open)) => {
+        // Type 1: OPEN; nothing else is decoded (an UPDATE would need the session's context).
+        match (frame[18] == 1).then(|| Message::decode(frame, &ctx)) {
+            Some(Ok(Message::Open(mut open))) => {
                 open.capabilities.retain(|c| *c != Capability::RouteRefresh);
                 let mut buf = bytes::BytesMut::new();
                 Message::Open(open).encode(&mut buf, &ctx);
@@ -347,6 +347,7 @@ fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Nodes `ns` peered in a full mesh.
 pub fn mesh(ns: &[u8]) -> Net {
     let mut net = Net::new();
     for &n in ns {
