@@ -58,7 +58,7 @@ fn done_code(message: &NetlinkBuffer<&[u8]>) -> io::Result<Option<i32>> {
 
 /// What one message of a datagram is to the request being answered.
 #[derive(Debug)]
-pub enum Part<'a> {
+enum Part<'a> {
     /// Not part of the answer: another request's message, or a no-op.
     Other,
     /// A message of the answer: an entry of a dump, the answer of a lookup.
@@ -113,7 +113,7 @@ impl AnswerReader {
     }
 
     /// What `message` is to the answer.
-    pub fn read<'a>(&mut self, message: NetlinkBuffer<&'a [u8]>) -> io::Result<Part<'a>> {
+    fn read<'a>(&mut self, message: NetlinkBuffer<&'a [u8]>) -> io::Result<Part<'a>> {
         if message.sequence_number() != self.sequence {
             return Ok(Part::Other);
         }
@@ -133,11 +133,11 @@ impl AnswerReader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A netlink message: header (length, type, flags, sequence, port) and payload.
-    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
         out.extend_from_slice(&kind.to_ne_bytes());

@@ -696,12 +696,7 @@ mod tests {
 
     /// An RTM_NEWLINK whose payload is too short for a link header.
     fn undecodable() -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&20u32.to_ne_bytes());
-        out.extend_from_slice(&nix::libc::RTM_NEWLINK.to_ne_bytes());
-        out.extend_from_slice(&[0; 10]);
-        out.extend_from_slice(&[0; 4]);
-        out
+        crate::datagram::tests::message(nix::libc::RTM_NEWLINK, 0, &[0; 4])
     }
 
     #[test]

@@ -33,16 +33,15 @@ const DATAGRAM: usize = 64 * 1024;
 /// [`RequestSocket::dump_with`]).
 struct DumpReader {
     answer: AnswerReader,
-    unreadable: usize,
-    first_error: Option<String>,
+    /// How many routes did not parse, and why the first did not.
+    unreadable: Option<(usize, String)>,
 }
 
 impl DumpReader {
     fn new(sequence: u32) -> Self {
         Self {
             answer: AnswerReader::new(sequence),
-            unreadable: 0,
-            first_error: None,
+            unreadable: None,
         }
     }
 
@@ -58,10 +57,7 @@ impl DumpReader {
             if message.message_type() == libc::RTM_NEWROUTE {
                 match parse_route(&message) {
                     Ok(route) => each(&route),
-                    Err(e) => {
-                        self.unreadable += 1;
-                        self.first_error.get_or_insert_with(|| e.to_string());
-                    }
+                    Err(e) => self.unreadable.get_or_insert_with(|| (0, e.to_string())).0 += 1,
                 }
             }
             Ok(false)
@@ -69,14 +65,11 @@ impl DumpReader {
         if !ended {
             return Ok(None);
         }
-        match (self.unreadable, &self.first_error) {
-            (0, _) => Ok(Some(self.answer.interrupted())),
-            (n, first) => Err(io::Error::new(
+        match &self.unreadable {
+            None => Ok(Some(self.answer.interrupted())),
+            Some((n, first)) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "{n} routes in the dump could not be read, the first: {}",
-                    first.as_deref().unwrap_or("?")
-                ),
+                format!("{n} routes in the dump could not be read, the first: {first}"),
             )),
         }
     }
