@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 pub use ipnetwork::IpNetwork;
+use podroute_bgp::message::{MAX_EXTENDED_MESSAGE_LEN, frame_len};
 pub use podroute_bgp::message::{NextHop, Notification, PathAttributes};
 pub use podroute_bgp::session::{PeerAs, SessionConfig, State};
 pub use podroute_bgp::speaker::{
@@ -40,13 +41,7 @@ impl Seen {
             let SpeakerAction::Send { bytes, .. } = action else {
                 continue;
             };
-            // Each write holds whole messages: 16-byte marker, length, type.
-            let mut rest = &bytes[..];
-            while rest.len() >= 19 {
-                let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
-                count += usize::from(rest[18] == ty);
-                rest = &rest[len.clamp(19, rest.len())..];
-            }
+            count += frames(bytes).filter(|frame| frame[18] == ty).count();
         }
         count
     }
@@ -322,15 +317,24 @@ pub fn originate(net: &mut Net, n: u8, prefixes: &[&str], local_pref: Option<u32
     net.node(n).speaker.set_originated(now, routes);
 }
 
+/// The BGP messages in `bytes`, one write of a speaker (whole messages); stops at anything
+/// that does not frame.
+fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let len = frame_len(rest, MAX_EXTENDED_MESSAGE_LEN).ok()??;
+        let (frame, tail) = rest.split_at(len);
+        rest = tail;
+        Some(frame)
+    })
+}
+
 /// `bytes` (whole BGP messages) with the route refresh capability taken out of any OPEN.
 fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
     use podroute_bgp::message::{Capability, CodecContext, Message};
+    let ctx = CodecContext::default();
     let mut out = Vec::new();
-    let mut rest = bytes;
-    while rest.len() >= 19 {
-        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]])).clamp(19, rest.len());
-        let (frame, tail) = rest.split_at(len);
-        let ctx = CodecContext::default();
+    for frame in frames(bytes) {
         // Type 1: OPEN; nothing else is decoded (an UPDATE would need the session's context).
         match (frame[18] == 1).then(|| Message::decode(frame, &ctx)) {
             Some(Ok(Message::Open(mut open))) => {
@@ -341,9 +345,7 @@ fn without_route_refresh(bytes: &[u8]) -> Vec<u8> {
             }
             _ => out.extend_from_slice(frame),
         }
-        rest = tail;
     }
-    out.extend_from_slice(rest);
     out
 }
 
